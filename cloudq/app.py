@@ -1,0 +1,260 @@
+"""App: settings, the task registry, routing, and lazily-built broker and result store."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from .errors import ConfigurationError
+from .routing import Router
+from .task import Signature, Task
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .interfaces import Broker, ResultStore
+    from .results import AsyncResult
+    from .runtime.executor import Executor
+
+F = TypeVar("F", bound=Callable[..., Any])
+_last_app: weakref.ref[App] | None = None
+
+
+def current_app() -> App:
+    """The most recently created App: the fallback for ``AsyncResult(id)`` without ``app=``."""
+    app = _last_app() if _last_app else None
+    if app is None:
+        raise ConfigurationError("no cloudq App exists yet: pass app= to AsyncResult")
+    return app
+
+
+def _epoch(value: datetime | float | None) -> float | None:
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return value.timestamp()
+
+
+class App:
+    """A cloudq application: ``App("name", broker="sqs://", results="dynamodb://table")``."""
+
+    def __init__(self, name: str, broker: str | None = None, results: str | None = None, **config: Any) -> None:
+        from .config import load_settings
+
+        global _last_app
+        self.name = name
+        self.settings: Settings = load_settings({"broker": broker, "results": results, **config})
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.router = Router(self.settings.routes, self.settings.default_queue)
+        key = self.settings.signing_key
+        self.signing_key: bytes | None = key.get_secret_value().encode() if key else None
+        self._broker: Broker | None = None
+        self._results: ResultStore | None = None
+        self._executor: Executor | None = None
+        self._lock = threading.Lock()
+        _last_app = weakref.ref(self)
+
+    def __repr__(self) -> str:
+        return f"<App {self.name} broker={self.broker_url} results={self.results_url}>"
+
+    # -- backends ---------------------------------------------------------------------------
+
+    @property
+    def broker_url(self) -> str:
+        from .config import default_url
+
+        if self.settings.eager:
+            return "memory://"
+        return self.settings.broker or default_url("broker")
+
+    @property
+    def results_url(self) -> str:
+        from .config import default_url
+
+        if self.settings.results:
+            return self.settings.results
+        if self.settings.eager:
+            return "memory://"
+        # results default to the broker's embedded store when the broker is embedded
+        broker = self.broker_url
+        return broker if broker.startswith(("sqlite:", "memory:")) else default_url("results")
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            with self._lock:
+                if self._broker is None:
+                    from .registry import open_broker
+
+                    self._broker = open_broker(self.broker_url, self.settings)
+        return self._broker
+
+    @property
+    def results(self) -> ResultStore:
+        if self._results is None:
+            with self._lock:
+                if self._results is None:
+                    from .registry import open_results
+
+                    self._results = open_results(self.results_url, self.settings)
+        return self._results
+
+    @property
+    def executor(self) -> Executor:
+        if self._executor is None:
+            from .runtime.executor import Executor
+
+            self._executor = Executor(self)
+        return self._executor
+
+    def close(self) -> None:
+        for backend in (self._broker, self._results):
+            if backend is not None:
+                backend.close()
+        self._broker = self._results = None
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: F, /) -> Task[Any, Any]: ...
+
+    @overload
+    def task(self, fn: None = None, /, **options: Any) -> Callable[[F], Task[Any, Any]]: ...
+
+    def task(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Register a task: ``@app.task()`` or ``@app.task(name=..., queue=..., max_retries=...)``."""
+        if fn is not None:
+            return self._register(fn, **options)
+        return lambda f: self._register(f, **options)
+
+    def _register(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        max_retries: int | None = None,
+        retry_backoff: float | bool | None = None,
+        retry_backoff_max: float | None = None,
+        retry_jitter: bool | None = None,
+        retry_on: Sequence[type[BaseException]] | type[BaseException] | None = None,
+        time_limit: float | None = None,
+        idempotent: bool = False,
+        ignore_result: bool = False,
+        bind: bool = False,
+    ) -> Task[Any, Any]:
+        from .retry import RetryPolicy
+
+        s = self.settings
+        task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+        if task_name in self.tasks and self.tasks[task_name].fn is not fn:
+            raise ConfigurationError(f"task name {task_name!r} is already registered by another function")
+        if max_retries is not None and max_retries < 0:
+            raise ConfigurationError(f"task {task_name}: max_retries must be >= 0, got {max_retries}")
+        if time_limit is not None and time_limit <= 0:
+            raise ConfigurationError(f"task {task_name}: time_limit must be > 0 seconds, got {time_limit}")
+        if retry_backoff is True or retry_backoff is None:
+            backoff = s.retry_backoff
+        else:
+            backoff = float(retry_backoff)  # False -> 0: retry at once
+        if isinstance(retry_on, type):
+            retry_on = (retry_on,)
+        policy = RetryPolicy(
+            max_retries=s.max_retries if max_retries is None else max_retries,
+            backoff=backoff,
+            backoff_max=s.retry_backoff_max if retry_backoff_max is None else retry_backoff_max,
+            jitter=s.retry_jitter if retry_jitter is None else retry_jitter,
+            retry_on=tuple(retry_on) if retry_on is not None else (Exception,),
+        )
+        task: Task[Any, Any] = Task(
+            self,
+            fn,
+            name=task_name,
+            queue=queue,
+            retry_policy=policy,
+            time_limit=time_limit if time_limit is not None else s.time_limit,
+            idempotent=idempotent,
+            ignore_result=ignore_result,
+            bind=bind,
+        )
+        self.tasks[task_name] = task
+        return task
+
+    def queues(self) -> list[str]:
+        return self.router.queues([t.queue for t in self.tasks.values()])
+
+    def queue_for(self, task: Task[Any, Any], explicit: str | None = None) -> str:
+        return self.router.route(task.name, task.queue, explicit)
+
+    # -- producing --------------------------------------------------------------------------
+
+    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+        from .results import AsyncResult
+
+        return AsyncResult(task_id, app=self)
+
+    def send_many(self, signatures: Iterable[Signature]) -> list[AsyncResult]:
+        """Validate every call first, then send them grouped by queue in as few requests as the
+        broker allows. Nothing is sent when any call is invalid."""
+        from .envelope import Envelope
+        from .interfaces import OutgoingMessage
+        from .results import AsyncResult
+
+        now = time.time()
+        max_delay = self.broker.limits.max_delay_s if not self.settings.eager else None
+        by_queue: dict[str, list[OutgoingMessage]] = {}
+        handles: list[AsyncResult] = []
+        envelopes: list[Envelope] = []
+        for sig in signatures:
+            opts = sig.options
+            args, kwargs = sig.task.validator.to_message(sig.args, sig.kwargs)
+            eta = _epoch(opts.get("eta"))
+            countdown = opts.get("countdown")
+            if countdown:
+                eta = max(eta or 0.0, now + countdown)
+            delay = max(0.0, eta - now) if eta else 0.0
+            task_id = opts.get("task_id") or str(uuid.uuid4())
+            env = Envelope(
+                id=task_id,
+                task=sig.task.name,
+                args=args,
+                kwargs=kwargs,
+                eta=eta if delay > 0 else None,
+                expires=_epoch(opts.get("expires")),
+                sent_at=now,
+                headers=opts.get("headers") or {},
+            )
+            if self.settings.eager:
+                envelopes.append(env)
+            else:
+                queue = self.queue_for(sig.task, opts.get("queue"))
+                if max_delay is not None:
+                    delay = min(delay, max_delay)
+                by_queue.setdefault(queue, []).append(
+                    OutgoingMessage(
+                        body=env.encode(self.signing_key),
+                        delay_s=delay,
+                        ordering_key=opts.get("ordering_key"),
+                        dedup_id=task_id,
+                        attributes={"task": sig.task.name},
+                    )
+                )
+            handles.append(AsyncResult(task_id, app=self))
+        if self.settings.eager:
+            for env in envelopes:
+                self.executor.run_eagerly(env)
+        for queue, messages in by_queue.items():
+            self.broker.send(queue, messages)
+        return handles
+
+    def send_task(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> AsyncResult:
+        """Send a task by name (it must be registered in this app, so its arguments can be checked)."""
+        from .errors import UnknownTask
+
+        task = self.tasks.get(name)
+        if task is None:
+            raise UnknownTask(f"unknown task {name!r}; this app defines: {', '.join(sorted(self.tasks)) or 'none'}")
+        return task.apply_async(args, kwargs, **options)

@@ -1,0 +1,1 @@
+"""Backends that ship with the core: in-memory (tests) and SQLite (the embedded default)."""

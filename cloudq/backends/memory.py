@@ -1,0 +1,283 @@
+"""In-process broker and result store: fast, no persistence, for tests and benchmarks.
+
+Same lease semantics as SQS: a leased message not acked within its lease is delivered again.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import states
+from ..errors import MessageTooLarge
+from ..interfaces import (
+    BrokerLimits,
+    Claim,
+    DeadLetter,
+    Delivery,
+    OutgoingMessage,
+    QueueStats,
+    ResultRecord,
+)
+from .urls import number, url_options
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+MEMORY_MAX_BODY = 10 * 1024 * 1024
+MEMORY_MAX_BATCH = 1000
+MAX_LEASE_S = 12 * 3600.0
+
+
+@dataclass(slots=True)
+class _Message:
+    id: str
+    body: bytes
+    attributes: dict[str, str]
+    ordering_key: str | None
+    deliveries: int = 0
+    receipt: int = 0  # the receipt of the current lease; older receipts are stale
+
+
+@dataclass(slots=True)
+class _Queue:
+    ready: deque[_Message] = field(default_factory=deque)
+    delayed: list[tuple[float, int, _Message]] = field(default_factory=list)
+    leased: dict[int, tuple[_Message, float]] = field(default_factory=dict)
+    lease_heap: list[tuple[float, int]] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+class MemoryBroker:
+    def __init__(self, max_body_bytes: int = MEMORY_MAX_BODY, max_deliveries: int = 0) -> None:
+        self.limits = BrokerLimits(
+            max_body_bytes=max_body_bytes, max_delay_s=None, max_batch=MEMORY_MAX_BATCH,
+            max_lease_s=MAX_LEASE_S, max_wait_s=20.0,
+        )
+        self.max_deliveries = max_deliveries
+        self._queues: dict[str, _Queue] = {}
+        self._cond = threading.Condition()
+        self._seq = itertools.count(1)
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> MemoryBroker:
+        opts = url_options(url, settings.broker_options)
+        return cls(
+            max_body_bytes=int(number(opts, "max_body_bytes", MEMORY_MAX_BODY)),
+            max_deliveries=int(number(opts, "max_deliveries", 0)),
+        )
+
+    def _queue(self, name: str) -> _Queue:
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = _Queue()
+        return queue
+
+    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        for msg in messages:
+            if len(msg.body) > self.limits.max_body_bytes:
+                raise MessageTooLarge(len(msg.body), self.limits.max_body_bytes)
+        ids = []
+        now = time.monotonic()
+        with self._cond:
+            q = self._queue(queue)
+            for msg in messages:
+                seq = next(self._seq)
+                item = _Message(str(seq), msg.body, dict(msg.attributes), msg.ordering_key)
+                if msg.delay_s > 0:
+                    heapq.heappush(q.delayed, (now + msg.delay_s, seq, item))
+                else:
+                    q.ready.append(item)
+                ids.append(item.id)
+            self._cond.notify_all()
+        return ids
+
+    def _promote(self, name: str, q: _Queue, now: float) -> None:
+        """Move due delayed messages and expired leases back to ready."""
+        while q.delayed and q.delayed[0][0] <= now:
+            q.ready.append(heapq.heappop(q.delayed)[2])
+        while q.lease_heap and q.lease_heap[0][0] <= now:
+            _, receipt = heapq.heappop(q.lease_heap)
+            held = q.leased.get(receipt)
+            if held is not None and held[1] <= now:
+                del q.leased[receipt]
+                q.ready.append(held[0])
+
+    def _next_event(self, q: _Queue) -> float | None:
+        times = [t for t in (q.delayed[0][0] if q.delayed else None, q.lease_heap[0][0] if q.lease_heap else None) if t]
+        return min(times) if times else None
+
+    def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]:
+        max_messages = max(1, min(max_messages, self.limits.max_batch))
+        lease_s = min(lease_s, self.limits.max_lease_s)
+        deadline = time.monotonic() + min(wait_s, self.limits.max_wait_s)
+        with self._cond:
+            q = self._queue(queue)
+            while True:
+                now = time.monotonic()
+                self._promote(queue, q, now)
+                if q.ready or now >= deadline:
+                    break
+                upcoming = self._next_event(q)
+                self._cond.wait(min(deadline, upcoming or deadline) - now)
+            out: list[Delivery] = []
+            while q.ready and len(out) < max_messages:
+                msg = q.ready.popleft()
+                msg.deliveries += 1
+                if self.max_deliveries and msg.deliveries > self.max_deliveries:
+                    q.dead.append(DeadLetter(msg.body, f"MaxDeliveries: received {msg.deliveries - 1} times without an ack", queue, msg.id))
+                    continue
+                receipt = next(self._seq)
+                msg.receipt = receipt
+                until = now + lease_s
+                q.leased[receipt] = (msg, until)
+                heapq.heappush(q.lease_heap, (until, receipt))
+                out.append(Delivery(msg.body, receipt, msg.deliveries, queue, msg.id, msg.attributes, msg.ordering_key))
+            return out
+
+    def _take(self, q: _Queue, delivery: Delivery) -> _Message | None:
+        held = q.leased.pop(delivery.receipt, None)
+        return held[0] if held else None
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        with self._cond:
+            for d in deliveries:
+                self._take(self._queue(d.queue), d)
+
+    def nack(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
+        now = time.monotonic()
+        with self._cond:
+            for d in deliveries:
+                q = self._queue(d.queue)
+                msg = self._take(q, d)
+                if msg is None:
+                    continue
+                if delay_s > 0:
+                    heapq.heappush(q.delayed, (now + delay_s, next(self._seq), msg))
+                else:
+                    q.ready.append(msg)
+            self._cond.notify_all()
+
+    def release(self, deliveries: Sequence[Delivery]) -> None:
+        with self._cond:
+            for d in deliveries:
+                q = self._queue(d.queue)
+                msg = self._take(q, d)
+                if msg is not None:
+                    msg.deliveries -= 1  # never started: does not count as a delivery
+                    q.ready.appendleft(msg)
+            self._cond.notify_all()
+
+    def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> None:
+        until = time.monotonic() + min(lease_s, self.limits.max_lease_s)
+        with self._cond:
+            for d in deliveries:
+                q = self._queue(d.queue)
+                held = q.leased.get(d.receipt)
+                if held is not None:
+                    q.leased[d.receipt] = (held[0], until)
+                    heapq.heappush(q.lease_heap, (until, d.receipt))
+
+    def dead_letter(self, deliveries: Sequence[Delivery], reason: str) -> None:
+        with self._cond:
+            for d in deliveries:
+                q = self._queue(d.queue)
+                msg = self._take(q, d)
+                if msg is not None:
+                    q.dead.append(DeadLetter(msg.body, reason, d.queue, msg.id))
+
+    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        with self._cond:
+            return list(self._queue(queue).dead[:limit])
+
+    def stats(self, queue: str) -> QueueStats:
+        with self._cond:
+            q = self._queue(queue)
+            self._promote(queue, q, time.monotonic())
+            return QueueStats(queue, len(q.ready), len(q.leased), len(q.delayed), len(q.dead))
+
+    def purge(self, queue: str) -> int:
+        with self._cond:
+            q = self._queue(queue)
+            count = len(q.ready) + len(q.delayed)
+            q.ready.clear()
+            q.delayed.clear()
+            return count
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryResultStore:
+    """Result store in a dict; ``wait`` is pushed by a condition, not polled."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, ResultRecord] = {}
+        self._cond = threading.Condition()
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> MemoryResultStore:
+        return cls()
+
+    def _live(self, task_id: str, now: float) -> ResultRecord | None:
+        record = self._records.get(task_id)
+        if record is not None and record.expires_at is not None and record.expires_at <= now:
+            del self._records[task_id]
+            return None
+        return record
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        with self._cond:
+            record = self._live(task_id, time.time())
+            return ResultRecord.from_dict(record.to_dict()) if record else None
+
+    def set(self, record: ResultRecord) -> bool:
+        with self._cond:
+            current = self._live(record.task_id, time.time())
+            if current is not None and current.terminal:
+                return False
+            self._records[record.task_id] = ResultRecord.from_dict(record.to_dict())
+            if record.terminal:
+                self._cond.notify_all()
+            return True
+
+    def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
+        now = time.time()
+        with self._cond:
+            current = self._live(task_id, now)
+            if current is not None and (
+                current.terminal or (current.claim_until and current.claim_until > now and current.claim_owner != owner)
+            ):
+                return Claim(False, ResultRecord.from_dict(current.to_dict()))
+            self._records[task_id] = ResultRecord(
+                task_id, states.STARTED, task_name, started_at=now, claim_owner=owner, claim_until=until,
+                attempts=(current.attempts if current else 0), expires_at=current.expires_at if current else None,
+            )
+            return Claim(True, None)
+
+    def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                record = self._live(task_id, time.time())
+                if record is not None and record.terminal:
+                    return ResultRecord.from_dict(record.to_dict())
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return record
+                self._cond.wait(remaining)
+
+    def forget(self, task_id: str) -> None:
+        with self._cond:
+            self._records.pop(task_id, None)
+
+    def close(self) -> None:
+        pass
+
+

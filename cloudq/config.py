@@ -1,0 +1,124 @@
+"""Settings: defaults < ``[tool.cloudq]`` in pyproject.toml (or cloudq.toml) < ``CLOUDQ_*`` < App kwargs.
+
+Validated with pydantic so a bad value names the setting, where it came from and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from .errors import ConfigurationError
+
+ENV_PREFIX = "CLOUDQ_"
+DEFAULT_DB = "cloudq.db"
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    broker: str | None = None
+    results: str | None = None
+    default_queue: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    routes: dict[str, str] = Field(default_factory=dict, description="glob on task name -> queue")
+    result_expires: float = Field(86400.0, ge=0, description="seconds a result is kept; 0 keeps it forever")
+    track_started: bool = False
+    visibility_timeout: float = Field(60.0, gt=0, le=43200)
+    prefetch_multiplier: int = Field(4, ge=1, le=1000)
+    concurrency: int | None = Field(None, ge=1, le=1024)
+    pool: Literal["threads", "process", "async"] = "threads"
+    max_retries: int = Field(3, ge=0)
+    retry_backoff: float = Field(1.0, ge=0, description="base delay in seconds; 0 retries at once")
+    retry_backoff_max: float = Field(600.0, ge=0)
+    retry_jitter: bool = True
+    time_limit: float | None = Field(None, gt=0)
+    signing_key: SecretStr | None = None
+    create_missing: bool = True
+    eager: bool = False
+    broker_options: dict[str, Any] = Field(default_factory=dict)
+    results_options: dict[str, Any] = Field(default_factory=dict)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def _find_file_config(start: Path) -> tuple[dict[str, Any], str]:
+    """The nearest cloudq.toml or pyproject.toml with a [tool.cloudq] table."""
+    for folder in (start, *start.parents):
+        own = folder / "cloudq.toml"
+        if own.is_file():
+            data = tomllib.loads(own.read_text())
+            return dict(data.get("tool", {}).get("cloudq", data)), str(own)
+        project = folder / "pyproject.toml"
+        if project.is_file():
+            try:
+                data = tomllib.loads(project.read_text())
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigurationError(f"{project}: not valid TOML ({exc})") from None
+            table = data.get("tool", {}).get("cloudq")
+            if table is not None:
+                return dict(table), f"{project} [tool.cloudq]"
+            return {}, ""
+    return {}, ""
+
+
+def _env_config(environ: dict[str, str] | os._Environ[str]) -> dict[str, tuple[Any, str]]:
+    found: dict[str, tuple[Any, str]] = {}
+    for name in Settings.model_fields:
+        var = ENV_PREFIX + name.upper()
+        if var in environ:
+            raw = environ[var]
+            value: Any = raw
+            if isinstance(Settings.model_fields[name].default_factory, type) or raw[:1] in "[{":
+                try:
+                    value = json.loads(raw)
+                except json.JSONDecodeError:
+                    raise ConfigurationError(f"{var} must be JSON, got {raw!r}") from None
+            found[name] = (value, var)
+    return found
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | os._Environ[str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Merge every source; raise ConfigurationError naming the setting and its source."""
+    sources: dict[str, str] = {}
+    merged: dict[str, Any] = {}
+    file_values, file_name = _find_file_config(cwd or Path.cwd())
+    for key, value in file_values.items():
+        merged[key] = value
+        sources[key] = file_name
+    for key, (value, var) in _env_config(os.environ if environ is None else environ).items():
+        merged[key] = value
+        sources[key] = var
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            merged[key] = value
+            sources[key] = "App()"
+    try:
+        return Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigurationError(_describe(exc, sources)) from None
+
+
+def _describe(exc: ValidationError, sources: dict[str, str]) -> str:
+    parts = []
+    for err in exc.errors():
+        key = str(err["loc"][0]) if err["loc"] else "?"
+        if err["type"] == "extra_forbidden":
+            allowed = ", ".join(sorted(Settings.model_fields))
+            parts.append(f"unknown setting {key!r} (from {sources.get(key, '?')}); known settings: {allowed}")
+        else:
+            where = sources.get(key, "default")
+            parts.append(f"invalid setting {key!r} (from {where}): {err['msg']}")
+    return "; ".join(parts)
+
+
+def default_url(kind: str) -> str:
+    """The embedded default: one SQLite file in the working directory for broker and results."""
+    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"

@@ -1,0 +1,92 @@
+"""The versioned message envelope: the only thing cloudq puts on a queue.
+
+JSON only, never pickle: a message is data, never code. Unknown fields from newer producers
+are kept (and forwarded on re-enqueue). With a signing key, an HMAC-SHA256 over the canonical
+form of the fields that decide what runs makes tampered or unsigned messages detectable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import MalformedMessage, SignatureInvalid, UnsupportedVersion
+
+VERSION = 1
+CONTENT_TYPE = "application/vnd.cloudq.v1+json"
+_SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", "retries")
+
+
+class Envelope(BaseModel):
+    """Version 1 of the cloudq message envelope."""
+
+    model_config = ConfigDict(extra="allow", title="cloudq task envelope v1")
+
+    v: int = Field(VERSION, description="envelope version")
+    id: str = Field(min_length=1, max_length=256, description="task id")
+    task: str = Field(min_length=1, max_length=256, description="registered task name")
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    eta: float | None = Field(None, description="epoch seconds before which the task must not run")
+    expires: float | None = Field(None, description="epoch seconds after which the task is not run")
+    retries: int = Field(0, ge=0, description="attempts already spent before this message was sent")
+    sent_at: float | None = Field(None, description="epoch seconds when first sent")
+    headers: dict[str, str] = Field(default_factory=dict)
+    sig: str | None = Field(None, description="hex HMAC-SHA256 of the signed fields, when signing is on")
+
+    def encode(self, key: bytes | None = None) -> bytes:
+        data = self.model_dump(exclude_none=True)
+        if key is not None:
+            data["sig"] = signature(data, key)
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def signature(data: dict[str, Any], key: bytes) -> str:
+    signed = {name: data.get(name) for name in _SIGNED_FIELDS}
+    canonical = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def decode(body: bytes | str, key: bytes | None = None) -> Envelope:
+    """Parse and check a message body; every failure is a MalformedMessage with the reason."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedMessage(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MalformedMessage(f"body is JSON {type(data).__name__}, not an envelope object")
+    version = data.get("v")
+    if version != VERSION:
+        raise UnsupportedVersion(f"envelope version {version!r} is not supported; this cloudq reads version {VERSION}")
+    if key is not None:
+        sent = data.get("sig")
+        if not isinstance(sent, str):
+            raise SignatureInvalid("message is unsigned but a signing key is configured")
+        if not hmac.compare_digest(sent, signature(data, key)):
+            raise SignatureInvalid("message signature does not match: it was altered or signed with another key")
+    try:
+        return Envelope.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise MalformedMessage(f"invalid envelope: {problems}") from None
+
+
+def peek_id(body: bytes | str) -> str | None:
+    """Best-effort task id of a body that failed to decode, to record the failure against it."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Envelope.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://cloudq.dev/schemas/envelope-v1.json"
+    return schema

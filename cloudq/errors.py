@@ -1,0 +1,127 @@
+"""cloudq's error tree.
+
+Adapters translate provider SDK errors into these at the boundary, so user code and the
+core only ever catch ``CloudqError`` subclasses.
+"""
+
+from __future__ import annotations
+
+
+class CloudqError(Exception):
+    """Base of every error cloudq raises on purpose."""
+
+
+class ConfigurationError(CloudqError):
+    """A setting is missing or has a value cloudq cannot use."""
+
+
+class MissingExtra(ConfigurationError):
+    """A URL scheme needs an optional dependency that is not installed."""
+
+
+class BrokerError(CloudqError):
+    """The broker refused or failed an operation."""
+
+
+class BackendUnavailable(BrokerError):
+    """The broker or result store cannot be reached."""
+
+
+class QueueNotFound(BrokerError):
+    """The queue does not exist and cloudq is not allowed to create it."""
+
+
+class AccessDenied(BrokerError):
+    """The credentials are valid but lack a permission."""
+
+
+class CredentialsMissing(BrokerError):
+    """No credentials were found for the provider."""
+
+
+class MessageTooLarge(CloudqError):
+    """A message is larger than the broker accepts and cannot be offloaded."""
+
+    def __init__(self, size: int, limit: int, hint: str = "") -> None:
+        self.size = size
+        self.limit = limit
+        text = f"message of {size} bytes exceeds the broker limit of {limit} bytes"
+        super().__init__(f"{text}; {hint}" if hint else text)
+
+
+class ResultStoreError(CloudqError):
+    """The result store refused or failed an operation."""
+
+
+class ResultTooLarge(ResultStoreError):
+    """A result is larger than the store accepts and cannot be offloaded."""
+
+
+class NotSerializable(CloudqError):
+    """A value cannot be represented as JSON."""
+
+
+class InvalidArguments(CloudqError, ValueError):
+    """Task arguments do not bind to the signature or fail validation."""
+
+
+class UnknownTask(CloudqError):
+    """A message names a task this app does not define."""
+
+
+class MalformedMessage(CloudqError):
+    """A message body is not a valid cloudq envelope."""
+
+
+class UnsupportedVersion(MalformedMessage):
+    """The envelope was written by an incompatible cloudq version."""
+
+
+class SignatureInvalid(MalformedMessage):
+    """The message is unsigned or its signature does not match: it may be tampered."""
+
+
+class TimeLimitExceeded(CloudqError):
+    """The task ran longer than its ``time_limit``."""
+
+
+class WorkerLost(CloudqError):
+    """The process running the task died before reporting an outcome."""
+
+
+class TaskExpired(CloudqError):
+    """The task's ``expires`` time passed before it could run."""
+
+
+class ResultTimeout(CloudqError, TimeoutError):
+    """``AsyncResult.get`` waited longer than its timeout."""
+
+
+class TaskFailed(CloudqError):
+    """A task failed with an exception that cannot be rebuilt locally.
+
+    Carries the remote exception's type name, message and formatted traceback.
+    """
+
+    def __init__(self, exc_type: str, message: str, traceback: str | None = None) -> None:
+        self.exc_type = exc_type
+        self.message = message
+        self.remote_traceback = traceback
+        super().__init__(f"{exc_type}: {message}")
+
+
+class Retry(CloudqError):
+    """Raise from a task to ask for another attempt, optionally after ``countdown`` seconds."""
+
+    def __init__(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
+        self.countdown = countdown
+        self.exc = exc
+        super().__init__(f"retry requested{f' in {countdown}s' if countdown is not None else ''}")
+
+
+class Reject(CloudqError):
+    """Raise from a task to dead-letter its message at once with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)

@@ -1,0 +1,69 @@
+"""URL scheme -> backend factory.
+
+Built-in schemes resolve without touching package metadata (it is slow to import); others come
+from the ``cloudq.brokers`` / ``cloudq.results`` entry points that the extras register.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigurationError, MissingExtra
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .interfaces import Broker, ResultStore
+
+_BUILTIN_BROKERS = {
+    "memory": "cloudq.backends.memory:MemoryBroker.from_url",
+    "sqlite": "cloudq.backends.sqlite:SQLiteBroker.from_url",
+}
+_BUILTIN_RESULTS = {
+    "memory": "cloudq.backends.memory:MemoryResultStore.from_url",
+    "sqlite": "cloudq.backends.sqlite:SQLiteResultStore.from_url",
+}
+# schemes whose adapters live in an extra: what to install when the entry point is missing
+_EXTRAS = {"sqs": "aws", "dynamodb": "aws", "pubsub": "gcp", "firestore": "gcp"}
+
+
+def _load(target: str) -> Any:
+    module, _, attr = target.partition(":")
+    obj: Any = import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _factory(kind: str, url: str, builtin: dict[str, str]) -> Any:
+    scheme = urlsplit(url).scheme
+    if not scheme:
+        raise ConfigurationError(f"{kind} URL {url!r} has no scheme; expected e.g. sqlite:///cloudq.db or sqs://")
+    if scheme in builtin:
+        return _load(builtin[scheme])
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=f"cloudq.{kind}s"):
+        if ep.name == scheme:
+            try:
+                return ep.load()
+            except ImportError as exc:
+                extra = _EXTRAS.get(scheme, "all")
+                raise MissingExtra(
+                    f"{kind} scheme {scheme!r} needs {exc.name or 'an optional package'}: pip install 'cloudq[{extra}]'"
+                ) from None
+    if scheme in _EXTRAS:
+        raise MissingExtra(f"{kind} scheme {scheme!r} needs the {_EXTRAS[scheme]} extra: pip install 'cloudq[{_EXTRAS[scheme]}]'")
+    known = sorted({*builtin, *(k for k, v in _EXTRAS.items())})
+    raise ConfigurationError(f"unknown {kind} scheme {scheme!r} in {url!r}; known schemes: {', '.join(known)}")
+
+
+def open_broker(url: str, settings: Settings) -> Broker:
+    broker: Broker = _factory("broker", url, _BUILTIN_BROKERS)(url, settings)
+    return broker
+
+
+def open_results(url: str, settings: Settings) -> ResultStore:
+    store: ResultStore = _factory("result", url, _BUILTIN_RESULTS)(url, settings)
+    return store

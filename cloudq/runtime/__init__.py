@@ -1,0 +1,1 @@
+"""Runtimes: the executor (the only place task code runs) and the container worker."""

@@ -1,0 +1,311 @@
+"""The executor: the ONLY place task code runs.
+
+``execute(delivery) -> Outcome``. It decodes and checks the envelope, validates arguments, runs
+the task, writes the result, and decides what happens to the message. Runtimes (the worker, the
+Lambda handler, the push handler) only translate the Outcome into broker calls or HTTP answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import traceback as tb
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .. import states
+from ..envelope import Envelope, decode, peek_id
+from ..errors import (
+    CloudqError,
+    InvalidArguments,
+    MalformedMessage,
+    NotSerializable,
+    Reject,
+    Retry,
+    SignatureInvalid,
+    TimeLimitExceeded,
+    UnknownTask,
+)
+from ..interfaces import Delivery, OutgoingMessage, ResultRecord
+from ..results import exception_name
+from ..task import Request, Task, _current_request
+from ..validation import to_json_value
+from .timelimit import time_limit
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("cloudq.task")
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """Done: delete the message."""
+
+    event: str = "succeeded"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryIn:
+    """Make the same message receivable again after ``delay_s``."""
+
+    delay_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Requeue:
+    """Send ``message`` to the same queue, then delete the delivered one.
+
+    Used where the broker cannot hold the message (delays beyond its lease or delay limits)
+    or cannot count deliveries; the new envelope carries the attempts spent so far.
+    """
+
+    message: OutgoingMessage
+    event: str = "deferred"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    reason: str
+
+
+Outcome = Ack | RetryIn | Requeue | DeadLetter
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Executor:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.owner = _worker_id()
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def execute(self, delivery: Delivery) -> Outcome:
+        """Run one delivery. Never raises for anything a message or a task can do."""
+        started = time.monotonic()
+        try:
+            env = decode(delivery.body, self.app.signing_key)
+        except SignatureInvalid as exc:
+            return self._reject(delivery, None, f"SignatureInvalid: {exc}", record=False)
+        except MalformedMessage as exc:
+            return self._reject(delivery, peek_id(delivery.body), f"{type(exc).__name__}: {exc}", exc=exc)
+        task = self.app.tasks.get(env.task)
+        if task is None:
+            exc = UnknownTask(f"unknown task {env.task!r}")
+            return self._reject(delivery, env.id, f"UnknownTask: {exc}", env=env, exc=exc)
+        now = time.time()
+        if env.eta is not None and env.eta > now:
+            return self._defer(delivery, env, env.eta - now)
+        if env.expires is not None and env.expires < now:
+            self._write_failure(env, task, "cloudq.errors.TaskExpired", f"expired at {env.expires:.3f} before it ran", None, 0)
+            self._log("expired", env, delivery, 0, started)
+            return Ack("expired")
+        attempt = env.retries + max(1, delivery.delivery_count)
+        policy = task.retry_policy
+        if attempt > policy.max_retries + 1:
+            # delivered again after the last allowed attempt: the worker running it was lost
+            reason = f"WorkerLost: attempt {attempt} exceeds max_retries={policy.max_retries}; an earlier delivery was never acknowledged"
+            self._write_failure(env, task, "cloudq.errors.WorkerLost", reason, None, attempt - 1)
+            return self._dead(delivery, env, attempt, reason, started)
+        try:
+            call_args, call_kwargs = task.validator.to_call(env.args, env.kwargs)
+        except InvalidArguments as exc:
+            self._write_failure(env, task, "cloudq.errors.InvalidArguments", str(exc), None, attempt)
+            return self._dead(delivery, env, attempt, f"InvalidArguments: {exc}", started)
+        if task.idempotent:
+            claimed = self._claim(env, task)
+            if claimed is not None:
+                return claimed
+        elif self.app.settings.track_started and not task.ignore_result:
+            self._write(ResultRecord(env.id, states.STARTED, task.name, attempts=attempt, started_at=now))
+        self._log("started", env, delivery, attempt, started)
+        request = Request(env.id, task.name, attempt, attempt - 1, delivery.queue, env.eta, env.headers)
+        try:
+            value = self._call(task, call_args, call_kwargs, request)
+            result = None if task.ignore_result else to_json_value(value, f"result of {task.name}")
+        except Reject as exc:
+            self._write_failure(env, task, "cloudq.errors.Reject", exc.reason, tb.format_exc(), attempt)
+            return self._dead(delivery, env, attempt, f"Reject: {exc.reason}", started)
+        except NotSerializable as exc:
+            self._write_failure(env, task, "cloudq.errors.NotSerializable", str(exc), tb.format_exc(), attempt)
+            return self._dead(delivery, env, attempt, f"NotSerializable: {exc}", started)
+        except BaseException as exc:  # noqa: BLE001 - task code may raise anything
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, TimeLimitExceeded):
+                raise
+            return self._failed(delivery, env, task, attempt, exc, started)
+        if not task.ignore_result:
+            self._write(
+                ResultRecord(
+                    env.id, states.SUCCESS, task.name, result=result, attempts=attempt,
+                    started_at=now, finished_at=time.time(), expires_at=self._expiry(),
+                )
+            )
+        self._log("succeeded", env, delivery, attempt, started)
+        return Ack()
+
+    def lost(self, delivery: Delivery, reason: str) -> Outcome:
+        """The process running ``delivery`` died or was killed (hard time limit): decide what
+        happens next as if the task had raised WorkerLost / TimeLimitExceeded. Runs no task code."""
+        try:
+            env = decode(delivery.body, self.app.signing_key)
+        except MalformedMessage as exc:
+            return DeadLetter(f"{type(exc).__name__}: {exc}")
+        task = self.app.tasks.get(env.task)
+        if task is None:
+            return DeadLetter(f"UnknownTask: unknown task {env.task!r}")
+        attempt = env.retries + max(1, delivery.delivery_count)
+        exc: BaseException = TimeLimitExceeded(reason) if "time limit" in reason else CloudqError(reason)
+        return self._failed(delivery, env, task, attempt, exc, time.monotonic())
+
+    def run_eagerly(self, env: Envelope) -> Outcome:
+        """Eager mode: run a just-sent task in this thread through the same path as a worker."""
+        body = env.encode(self.app.signing_key)
+        count = 0
+        while True:
+            count += 1
+            outcome = self.execute(Delivery(body, None, count, "eager", env.id))
+            if isinstance(outcome, RetryIn):
+                continue
+            if isinstance(outcome, Requeue):
+                body, count = outcome.message.body, 0
+                continue
+            return outcome
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _call(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
+        token = _current_request.set(request)
+        try:
+            if task.bind:
+                args = [task, *args]
+            if task.is_async:
+                coro = task.fn(*args, **kwargs)
+                if task.time_limit:
+                    coro = asyncio.wait_for(coro, task.time_limit)
+                try:
+                    return asyncio.run(coro)
+                except TimeoutError:
+                    raise TimeLimitExceeded(f"task exceeded its time limit of {task.time_limit}s") from None
+            with time_limit(task.time_limit):
+                return task.fn(*args, **kwargs)
+        finally:
+            _current_request.reset(token)
+
+    def _failed(
+        self, delivery: Delivery, env: Envelope, task: Task[Any, Any], attempt: int, exc: BaseException, started: float
+    ) -> Outcome:
+        if isinstance(exc, TimeLimitExceeded) and not str(exc):
+            exc = TimeLimitExceeded(f"task exceeded its time limit of {task.time_limit}s")
+        cause = exc.exc if isinstance(exc, Retry) and exc.exc is not None else exc
+        error_type, message = exception_name(cause), str(cause)
+        trace = "".join(tb.format_exception(cause))
+        delay = task.retry_policy.next_delay(attempt, exc)
+        if delay is None:
+            self._write_failure(env, task, error_type, message, trace, attempt)
+            why = "retries exhausted" if not task.retry_policy.retries_left(attempt) else "not retryable"
+            return self._dead(delivery, env, attempt, f"{error_type}: {message} ({why} after attempt {attempt})", started)
+        if not task.ignore_result:
+            self._write(
+                ResultRecord(
+                    env.id, states.RETRY, task.name, error_type=error_type, error_message=message,
+                    traceback=trace, attempts=attempt, expires_at=self._expiry(),
+                )
+            )
+        self._log("retried", env, delivery, attempt, started, error=f"{error_type}: {message}", delay=round(delay, 3))
+        limits = self.app.broker.limits
+        if limits.counts_deliveries and delay <= limits.max_lease_s:
+            return RetryIn(delay)
+        again = env.model_copy(update={"retries": attempt, "eta": time.time() + delay if delay else None})
+        return Requeue(self._message(again, delay, delivery), event="retried")
+
+    def _defer(self, delivery: Delivery, env: Envelope, remaining: float) -> Outcome:
+        """Not yet due: send it on again for the rest of its delay, without spending an attempt."""
+        max_delay = self.app.broker.limits.max_delay_s
+        hop = remaining if max_delay is None else min(remaining, max_delay)
+        return Requeue(self._message(env, hop, delivery))
+
+    def _message(self, env: Envelope, delay: float, delivery: Delivery) -> OutgoingMessage:
+        return OutgoingMessage(
+            body=env.encode(self.app.signing_key),
+            delay_s=delay,
+            ordering_key=delivery.ordering_key,
+            dedup_id=f"{env.id}:{env.retries}:{int(env.eta or 0)}",
+            attributes={"task": env.task},
+        )
+
+    def _claim(self, env: Envelope, task: Task[Any, Any]) -> Outcome | None:
+        """Idempotent tasks: claim the id before running; a duplicate of a finished or running
+        task does not run again."""
+        lease = task.time_limit or self.app.settings.visibility_timeout
+        claim = self.app.results.claim(env.id, self.owner, time.time() + lease + 5, task.name)
+        if claim.acquired:
+            return None
+        record = claim.record
+        if record is not None and record.terminal:
+            log.info("duplicate %s %s skipped: already %s", task.name, env.id, record.state)
+            return Ack("duplicate")
+        wait = max(1.0, (record.claim_until or time.time()) - time.time()) if record else 1.0
+        return RetryIn(min(wait, self.app.broker.limits.max_lease_s))
+
+    def _reject(
+        self,
+        delivery: Delivery,
+        task_id: str | None,
+        reason: str,
+        *,
+        env: Envelope | None = None,
+        exc: BaseException | None = None,
+        record: bool = True,
+    ) -> Outcome:
+        if record and task_id and exc is not None:
+            self._write(
+                ResultRecord(
+                    task_id, states.FAILURE, env.task if env else "",
+                    error_type=exception_name(exc), error_message=str(exc),
+                    attempts=delivery.delivery_count, finished_at=time.time(), expires_at=self._expiry(),
+                )
+            )
+        log.warning("dead-lettered message %s from %s: %s", delivery.message_id or task_id, delivery.queue, reason)
+        return DeadLetter(reason)
+
+    def _dead(self, delivery: Delivery, env: Envelope, attempt: int, reason: str, started: float) -> Outcome:
+        self._log("dead-lettered", env, delivery, attempt, started, error=reason)
+        return DeadLetter(reason)
+
+    def _write_failure(
+        self, env: Envelope, task: Task[Any, Any], error_type: str, message: str, trace: str | None, attempt: int
+    ) -> None:
+        self._write(
+            ResultRecord(
+                env.id, states.FAILURE, task.name, error_type=error_type, error_message=message,
+                traceback=trace, attempts=attempt, finished_at=time.time(), expires_at=self._expiry(),
+            ),
+            always=True,
+        )
+
+    def _write(self, record: ResultRecord, always: bool = False) -> None:
+        task = self.app.tasks.get(record.task_name)
+        if task is not None and task.ignore_result and not always:
+            return
+        if record.expires_at is None:
+            record.expires_at = self._expiry()
+        self.app.results.set(record)
+
+    def _expiry(self) -> float | None:
+        keep = self.app.settings.result_expires
+        return time.time() + keep if keep else None
+
+    def _log(self, event: str, env: Envelope, delivery: Delivery, attempt: int, started: float, **extra: Any) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        fields = {
+            "event": event, "task_id": env.id, "task": env.task, "queue": delivery.queue,
+            "attempt": attempt, "duration_ms": round((time.monotonic() - started) * 1000, 3), **extra,
+        }
+        log.info(" ".join(f"{k}={v}" for k, v in fields.items()))

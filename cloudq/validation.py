@@ -1,0 +1,106 @@
+"""Task argument validation from the function's type hints, with pydantic.
+
+The producer validates and sends the JSON form of the validated values; the worker validates
+that JSON again and calls the function with the rebuilt Python values (models, dataclasses...).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from .errors import InvalidArguments, NotSerializable
+
+_KINDS = inspect.Parameter
+
+
+class ArgumentValidator:
+    """Binds call arguments to a signature and validates them in one pydantic model."""
+
+    __slots__ = ("_name", "_signature", "_model", "_params", "_fast")
+
+    def __init__(self, fn: Callable[..., Any], task_name: str, skip_first: bool = False) -> None:
+        self._name = task_name
+        signature = inspect.signature(fn)
+        params = list(signature.parameters.values())
+        if skip_first and params:
+            params = params[1:]
+        self._signature = signature.replace(parameters=params)
+        self._params = params
+        try:
+            hints = get_type_hints(fn)
+        except Exception:  # unresolvable forward references: validate what we can
+            hints = {}
+        fields: dict[str, Any] = {}
+        for param in params:
+            annotation = hints.get(param.name, Any)
+            if param.kind is _KINDS.VAR_POSITIONAL:
+                fields[param.name] = (tuple[annotation, ...], ())  # type: ignore[valid-type]
+            elif param.kind is _KINDS.VAR_KEYWORD:
+                fields[param.name] = (dict[str, annotation], {})  # type: ignore[valid-type]
+            elif param.default is _KINDS.empty:
+                fields[param.name] = (annotation, ...)
+            else:
+                fields[param.name] = (annotation, param.default)
+        self._model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+            f"{task_name}__args",
+            __config__=ConfigDict(arbitrary_types_allowed=True, protected_namespaces=()),
+            **fields,
+        )
+
+    def _bind(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> BaseModel:
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"{self._name}: {exc}") from None
+        try:
+            return self._model.model_validate(bound.arguments)
+        except ValidationError as exc:
+            raise InvalidArguments(f"{self._name}: {_summarise(exc)}") from None
+
+    def to_message(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Validate on the producer side; return JSON-ready (args, kwargs) for the envelope."""
+        model = self._bind(args, kwargs)
+        try:
+            data = model.model_dump(mode="json")
+        except PydanticSerializationError as exc:
+            raise NotSerializable(f"{self._name}: arguments are not JSON-serialisable: {exc}") from None
+        return self._split(data)
+
+    def to_call(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Validate on the worker side; return the Python values to call the function with."""
+        model = self._bind(args, kwargs)
+        return self._split({name: getattr(model, name) for name in type(model).model_fields})
+
+    def _split(self, values: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+        call_args: list[Any] = []
+        call_kwargs: dict[str, Any] = {}
+        for param in self._params:
+            value = values[param.name]
+            if param.kind is _KINDS.VAR_POSITIONAL:
+                call_args.extend(value)
+            elif param.kind is _KINDS.VAR_KEYWORD:
+                call_kwargs.update(value)
+            elif param.kind is _KINDS.KEYWORD_ONLY:
+                call_kwargs[param.name] = value
+            else:
+                call_args.append(value)
+        return call_args, call_kwargs
+
+
+def _summarise(exc: ValidationError) -> str:
+    return "; ".join(
+        f"argument {'.'.join(map(str, e['loc']))!s}: {e['msg']} (got {e.get('input')!r:.80})" for e in exc.errors()
+    )
+
+
+def to_json_value(value: Any, what: str) -> Any:
+    """A JSON-compatible form of ``value`` (pydantic models and dataclasses included)."""
+    try:
+        return to_jsonable_python(value)
+    except PydanticSerializationError as exc:
+        raise NotSerializable(f"{what} is not JSON-serialisable: {exc}") from None
