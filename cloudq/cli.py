@@ -1,0 +1,216 @@
+"""The ``cloudq`` command line (click).
+
+A user mistake prints one clear line and exits non-zero; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from .app import App
+from .errors import CloudqError
+
+F = TypeVar("F", bound=Callable[..., Any])
+APP_HELP = "The app as module:attribute (e.g. proj.tasks:app); default from CLOUDQ_APP."
+
+
+def load_app(path: str) -> App:
+    """Import ``module:attribute`` (or just ``module`` holding one App) from the working directory."""
+    module_name, _, attr = path.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.ClickException(f"cannot import app module {module_name!r}: {exc}") from None
+    if attr:
+        app = getattr(module, attr, None)
+        if not isinstance(app, App):
+            raise click.ClickException(f"{module_name!r} has no cloudq App named {attr!r}")
+        return app
+    apps = [value for value in vars(module).values() if isinstance(value, App)]
+    if len(apps) != 1:
+        raise click.ClickException(f"{module_name!r} defines {len(apps)} cloudq Apps: name one as {module_name}:attribute")
+    return apps[0]
+
+
+def user_errors(fn: F) -> F:
+    """Turn cloudq's errors into one-line messages with exit code 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CloudqError as exc:
+            raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _json_arg(value: str | None, what: str, kind: type) -> Any:
+    if value is None:
+        return kind()
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON ({exc.msg} at position {exc.pos})", param_hint=what) from None
+    if not isinstance(parsed, kind):
+        raise click.BadParameter(f"must be a JSON {'array' if kind is list else 'object'}", param_hint=what)
+    return parsed
+
+
+app_option = click.option("-A", "--app", "app_path", envvar="CLOUDQ_APP", required=True, help=APP_HELP)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cloudq")
+def main() -> None:
+    """cloudq: Celery-style background tasks for serverless cloud infrastructure."""
+
+
+@main.command()
+@app_option
+@click.option("-Q", "--queues", help="Comma-separated queues to consume (default: every queue the app routes to).")
+@click.option("-c", "--concurrency", type=click.IntRange(1, 1024), help="Tasks run at once (default: CPU count).")
+@click.option("--pool", type=click.Choice(["threads", "process", "async"]), help="How tasks run (default: threads).")
+@click.option("--prefetch-multiplier", type=click.IntRange(1, 1000), help="Messages leased per unit of concurrency.")
+@click.option("--burst", is_flag=True, help="Process until the queues are empty, then exit 0.")
+@click.option("--grace", type=click.FloatRange(0), default=30.0, show_default=True, help="Seconds running tasks get to finish on shutdown.")
+@click.option("-l", "--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), help="Log level.")
+@user_errors
+def worker(
+    app_path: str,
+    queues: str | None,
+    concurrency: int | None,
+    pool: str | None,
+    prefetch_multiplier: int | None,
+    burst: bool,
+    grace: float,
+    loglevel: str | None,
+) -> None:
+    """Run a worker that consumes the app's queues."""
+    app = load_app(app_path)
+    logging.basicConfig(
+        level=(loglevel or app.settings.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    from .runtime.worker import Worker
+
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    code = Worker(
+        app,
+        queues=names,
+        concurrency=concurrency,
+        pool=pool or app.settings.pool,
+        prefetch_multiplier=prefetch_multiplier,
+        burst=burst,
+        grace=grace,
+        app_path=app_path,
+    ).run()
+    sys.exit(code)
+
+
+@main.command()
+@app_option
+@click.argument("task_name")
+@click.option("--args", "args_json", help='Positional arguments as a JSON array, e.g. "[1, 2]".')
+@click.option("--kwargs", "kwargs_json", help='Keyword arguments as a JSON object, e.g. \'{"b": 2}\'.')
+@click.option("--countdown", type=click.FloatRange(0), help="Seconds to wait before running.")
+@click.option("--queue", help="Queue to send to (default: the task's route).")
+@click.option("--wait", "wait_s", type=click.FloatRange(0), help="Wait up to this many seconds and print the result.")
+@user_errors
+def send(
+    app_path: str,
+    task_name: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    countdown: float | None,
+    queue: str | None,
+    wait_s: float | None,
+) -> None:
+    """Send TASK_NAME with JSON arguments; prints the task id."""
+    app = load_app(app_path)
+    args = _json_arg(args_json, "--args", list)
+    kwargs = _json_arg(kwargs_json, "--kwargs", dict)
+    result = app.send_task(task_name, args, kwargs, countdown=countdown, queue=queue)
+    click.echo(result.id)
+    if wait_s is not None:
+        click.echo(json.dumps(result.get(timeout=wait_s)))
+
+
+@main.command()
+@app_option
+@click.argument("task_id")
+@click.option("--wait", "wait_s", type=click.FloatRange(0), help="Wait up to this many seconds for the outcome.")
+@user_errors
+def result(app_path: str, task_id: str, wait_s: float | None) -> None:
+    """Print the state and outcome of TASK_ID as JSON."""
+    app = load_app(app_path)
+    handle = app.AsyncResult(task_id)
+    if wait_s is not None:
+        handle.get(timeout=wait_s, propagate=False)
+    record = handle.record
+    click.echo(json.dumps(record.to_dict() if record else {"task_id": task_id, "state": handle.status}, indent=2))
+
+
+@main.command()
+@app_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@user_errors
+def inspect(app_path: str, as_json: bool) -> None:
+    """Per queue: messages ready, in flight, delayed and dead-lettered."""
+    app = load_app(app_path)
+    rows = [app.broker.stats(queue) for queue in app.queues()]
+    if as_json:
+        click.echo(json.dumps([_stats(row) for row in rows], indent=2))
+        return
+    click.echo(f"{'queue':<24} {'ready':>8} {'in flight':>10} {'delayed':>8} {'dead':>8}")
+    for row in rows:
+        click.echo(f"{row.queue:<24} {row.ready:>8} {row.in_flight:>10} {row.delayed:>8} {row.dead_lettered:>8}")
+
+
+def _stats(row: Any) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in ("queue", "ready", "in_flight", "delayed", "dead_lettered")}
+
+
+@main.command()
+@app_option
+@click.argument("queue")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@user_errors
+def purge(app_path: str, queue: str, yes: bool) -> None:
+    """Delete every waiting message in QUEUE."""
+    app = load_app(app_path)
+    if not yes:
+        click.confirm(f"Delete every waiting message in {queue!r}?", abort=True)
+    count = app.broker.purge(queue)
+    click.echo(f"purged {count} message(s) from {queue}")
+
+
+@main.command("dead-letters")
+@app_option
+@click.argument("queue")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@user_errors
+def dead_letters(app_path: str, queue: str, limit: int) -> None:
+    """List dead-lettered messages of QUEUE with their reasons."""
+    app = load_app(app_path)
+    for item in app.broker.dead_letters(queue, limit):
+        click.echo(json.dumps({"message_id": item.message_id, "reason": item.reason, "body": item.body.decode("utf-8", "replace")}))
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the message envelope."""
+    from .envelope import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
