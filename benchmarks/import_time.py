@@ -1,0 +1,166 @@
+"""What ``import cloudq`` costs over a bare interpreter, beside the peers, in the same run.
+
+Each case is a fresh ``python -c`` process; the cases are interleaved round by round so machine
+noise hits them alike, and the median of the rounds is reported minus the median of
+``python -c pass``. A warm-up round first writes the bytecode caches. Also checks, in a
+subprocess, which heavy modules ``import cloudq`` pulls in: click, boto3/botocore and google.*
+must never load (DESIGN.md section 6); pydantic is reported.
+
+    python benchmarks/import_time.py [--runs 21] [--quick] [--strict] [--detail]
+
+Exit status: 1 when ``import cloudq`` loads a forbidden module, or with ``--strict`` when a target
+is missed; otherwise 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TARGET_MS = 50.0
+BASELINE = "python -c pass"
+CLOUDQ = "import cloudq"
+FORBIDDEN = ("click", "boto3", "botocore", "aiobotocore", "google")
+REPORTED = ("pydantic", "pydantic_core", *FORBIDDEN)
+
+CASES: dict[str, str] = {
+    BASELINE: "pass",
+    CLOUDQ: "import cloudq",
+    "cloudq App + one task": (
+        "import cloudq\n"
+        "app = cloudq.App('bench', broker='memory://')\n"
+        "@app.task()\n"
+        "def add(a: int, b: int) -> int:\n"
+        "    return a + b\n"
+    ),
+    "from pydantic import BaseModel": "from pydantic import BaseModel",
+    "celery app + one task": (
+        "from celery import Celery\n"
+        "app = Celery('bench', broker='memory://')\n"
+        "@app.task\n"
+        "def add(a, b):\n"
+        "    return a + b\n"
+    ),
+    "import dramatiq": "import dramatiq",
+    "dramatiq StubBroker + one actor": (
+        "import dramatiq\n"
+        "from dramatiq.brokers.stub import StubBroker\n"
+        "dramatiq.set_broker(StubBroker())\n"
+        "@dramatiq.actor\n"
+        "def add(a, b):\n"
+        "    return a + b\n"
+    ),
+    "huey MemoryHuey + one task": (
+        "from huey import MemoryHuey\nhuey = MemoryHuey('bench')\n@huey.task()\ndef add(a, b):\n    return a + b\n"
+    ),
+}
+
+# the realistic module import of an app counts against the same budget when the app is built
+TARGETS = {CLOUDQ: TARGET_MS}
+PEER_RATIOS = (
+    ("cloudq App + one task", "celery app + one task"),
+    ("cloudq App + one task", "dramatiq StubBroker + one actor"),
+    (CLOUDQ, "from pydantic import BaseModel"),
+)
+
+
+def run_once(code: str, cwd: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], cwd=cwd, check=True)
+    return time.perf_counter() - started
+
+
+def measure(runs: int, cwd: str) -> dict[str, float]:
+    """Median wall ms per case, interleaved rounds after one warm-up round."""
+    for code in CASES.values():
+        run_once(code, cwd)
+    samples: dict[str, list[float]] = {name: [] for name in CASES}
+    for _ in range(runs):
+        for name, code in CASES.items():
+            samples[name].append(run_once(code, cwd))
+    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
+
+
+def loaded_modules(code: str, cwd: str) -> list[str]:
+    """Which of the REPORTED top-level packages are in sys.modules after running ``code``."""
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    out = subprocess.run([sys.executable, "-c", probe], cwd=cwd, check=True, capture_output=True, text=True).stdout
+    present = set(json.loads(out.strip().splitlines()[-1]))
+    return [name for name in REPORTED if name in present]
+
+
+def import_tree(code: str, cwd: str, top: int) -> list[tuple[int, int, str]]:
+    """The ``top`` modules with the largest cumulative import time (µs) under ``-X importtime``."""
+    err = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], cwd=cwd, check=True, capture_output=True, text=True
+    ).stderr
+    rows = []
+    for line in err.splitlines():
+        parts = line.removeprefix("import time:").split("|")
+        if len(parts) == 3 and parts[0].strip().isdigit():
+            rows.append((int(parts[0]), int(parts[1]), parts[2].rstrip()))
+    return sorted(rows, key=lambda row: row[1], reverse=True)[:top]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=21, help="interleaved rounds per case (default 21)")
+    parser.add_argument("--quick", action="store_true", help="5 rounds: a CI smoke run")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a time target is missed")
+    parser.add_argument("--detail", action="store_true", help="also print the slowest imports under import cloudq")
+    opts = parser.parse_args(argv)
+    runs = 5 if opts.quick else opts.runs
+
+    # an empty directory: no pyproject.toml / cloudq.toml is read, and no stray module shadows a package
+    with tempfile.TemporaryDirectory(prefix="cloudq-import-") as cwd:
+        medians = measure(runs, cwd)
+        heavy = {name: loaded_modules(code, cwd) for name, code in CASES.items() if "cloudq" in name}
+        tree = import_tree(CASES[CLOUDQ], cwd, 15) if opts.detail else []
+
+    base = medians[BASELINE]
+    version = sys.version.split()[0]
+    print(f"import time, median of {runs} interleaved runs (python {version}); bare interpreter {base:.1f} ms")
+    print(f"{'case':36} {'wall ms':>9} {'over pass':>10} {'target':>8}")
+    missed = []
+    for name, wall in medians.items():
+        if name == BASELINE:
+            continue
+        over = wall - base
+        target = TARGETS.get(name)
+        mark = ""
+        if target is not None:
+            mark = f"<= {target:.0f}" + (" ok" if over <= target else " MISS")
+            if over > target:
+                missed.append(f"{name}: {over:.1f} ms > {target:.0f} ms")
+        print(f"{name:36} {wall:9.1f} {over:10.1f} {mark:>8}")
+    print()
+    for ours, peer in PEER_RATIOS:
+        a, b = medians[ours] - base, medians[peer] - base
+        print(f"ratio  {ours} / {peer}: {a / b:.2f}" if b > 0 else f"ratio  {ours} / {peer}: n/a")
+    print()
+    forbidden_found = []
+    for name, modules in heavy.items():
+        print(f"heavy modules after `{name}`: {', '.join(modules) or 'none'}")
+        if name == CLOUDQ:
+            forbidden_found = [m for m in modules if m in FORBIDDEN]
+    if tree:
+        print("\nslowest imports under `import cloudq` (-X importtime, one run, µs):")
+        print(f"{'self':>8} {'cumulative':>11}  module")
+        for self_us, cum_us, module in tree:
+            print(f"{self_us:8d} {cum_us:11d}  {module}")
+    if forbidden_found:
+        print(f"\nFAIL: import cloudq loads {', '.join(forbidden_found)}", file=sys.stderr)
+        return 1
+    if missed:
+        print("\ntarget missed: " + "; ".join(missed), file=sys.stderr)
+        return 1 if opts.strict else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
