@@ -17,7 +17,7 @@ from .task import Signature, Task
 if TYPE_CHECKING:
     from .config import Settings
     from .interfaces import Broker, ResultStore
-    from .results import AsyncResult
+    from .results import AsyncResult as ResultHandle
     from .runtime.executor import Executor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -191,12 +191,12 @@ class App:
 
     # -- producing --------------------------------------------------------------------------
 
-    def AsyncResult(self, task_id: str) -> AsyncResult:  # noqa: N802 - Celery's name
+    def AsyncResult(self, task_id: str) -> ResultHandle:  # noqa: N802 - Celery's name
         from .results import AsyncResult
 
         return AsyncResult(task_id, app=self)
 
-    def send_many(self, signatures: Iterable[Signature]) -> list[AsyncResult]:
+    def send_many(self, signatures: Iterable[Signature]) -> list[ResultHandle]:
         """Validate every call first, then send them grouped by queue in as few requests as the
         broker allows. Nothing is sent when any call is invalid."""
         from .envelope import Envelope
@@ -206,7 +206,7 @@ class App:
         now = time.time()
         max_delay = self.broker.limits.max_delay_s if not self.settings.eager else None
         by_queue: dict[str, list[OutgoingMessage]] = {}
-        handles: list[AsyncResult] = []
+        handles: list[ResultHandle] = []
         envelopes: list[Envelope] = []
         for sig in signatures:
             opts = sig.options
@@ -250,7 +250,9 @@ class App:
             self.broker.send(queue, messages)
         return handles
 
-    def send_task(self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any) -> AsyncResult:
+    def send_task(
+        self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> ResultHandle:
         """Send a task by name (it must be registered in this app, so its arguments can be checked)."""
         from .errors import UnknownTask
 

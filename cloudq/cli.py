@@ -39,7 +39,9 @@ def load_app(path: str) -> App:
         return app
     apps = [value for value in vars(module).values() if isinstance(value, App)]
     if len(apps) != 1:
-        raise click.ClickException(f"{module_name!r} defines {len(apps)} cloudq Apps: name one as {module_name}:attribute")
+        raise click.ClickException(
+            f"{module_name!r} defines {len(apps)} cloudq Apps: name one as {module_name}:attribute"
+        )
     return apps[0]
 
 
@@ -84,8 +86,19 @@ def main() -> None:
 @click.option("--pool", type=click.Choice(["threads", "process", "async"]), help="How tasks run (default: threads).")
 @click.option("--prefetch-multiplier", type=click.IntRange(1, 1000), help="Messages leased per unit of concurrency.")
 @click.option("--burst", is_flag=True, help="Process until the queues are empty, then exit 0.")
-@click.option("--grace", type=click.FloatRange(0), default=30.0, show_default=True, help="Seconds running tasks get to finish on shutdown.")
-@click.option("-l", "--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False), help="Log level.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running tasks get to finish on shutdown.",
+)
+@click.option(
+    "-l",
+    "--loglevel",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log level.",
+)
 @user_errors
 def worker(
     app_path: str,
@@ -123,7 +136,7 @@ def worker(
 @app_option
 @click.argument("task_name")
 @click.option("--args", "args_json", help='Positional arguments as a JSON array, e.g. "[1, 2]".')
-@click.option("--kwargs", "kwargs_json", help='Keyword arguments as a JSON object, e.g. \'{"b": 2}\'.')
+@click.option("--kwargs", "kwargs_json", help="Keyword arguments as a JSON object, e.g. '{\"b\": 2}'.")
 @click.option("--countdown", type=click.FloatRange(0), help="Seconds to wait before running.")
 @click.option("--queue", help="Queue to send to (default: the task's route).")
 @click.option("--wait", "wait_s", type=click.FloatRange(0), help="Wait up to this many seconds and print the result.")
@@ -205,7 +218,11 @@ def dead_letters(app_path: str, queue: str, limit: int) -> None:
     """List dead-lettered messages of QUEUE with their reasons."""
     app = load_app(app_path)
     for item in app.broker.dead_letters(queue, limit):
-        click.echo(json.dumps({"message_id": item.message_id, "reason": item.reason, "body": item.body.decode("utf-8", "replace")}))
+        click.echo(
+            json.dumps(
+                {"message_id": item.message_id, "reason": item.reason, "body": item.body.decode("utf-8", "replace")}
+            )
+        )
 
 
 @main.command()

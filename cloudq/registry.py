@@ -54,7 +54,9 @@ def _factory(kind: str, url: str, builtin: dict[str, str]) -> Any:
                     f"{kind} scheme {scheme!r} needs {exc.name or 'an optional package'}: pip install 'cloudq[{extra}]'"
                 ) from None
     if scheme in _EXTRAS:
-        raise MissingExtra(f"{kind} scheme {scheme!r} needs the {_EXTRAS[scheme]} extra: pip install 'cloudq[{_EXTRAS[scheme]}]'")
+        raise MissingExtra(
+            f"{kind} scheme {scheme!r} needs the {_EXTRAS[scheme]} extra: pip install 'cloudq[{_EXTRAS[scheme]}]'"
+        )
     known = sorted({*builtin, *(k for k, v in _EXTRAS.items())})
     raise ConfigurationError(f"unknown {kind} scheme {scheme!r} in {url!r}; known schemes: {', '.join(known)}")
 

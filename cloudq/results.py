@@ -52,7 +52,7 @@ def rebuild_exception(record: ResultRecord) -> BaseException:
 
 
 class AsyncResult:
-    __slots__ = ("id", "app", "_record")
+    __slots__ = ("_record", "app", "id")
 
     def __init__(self, id: str, app: App | None = None) -> None:
         from .app import current_app
@@ -124,22 +124,25 @@ class AsyncResult:
         deadline = None if timeout is None else time.monotonic() + timeout
         waiter = getattr(self.app.results, "wait", None)
         if waiter is not None:  # stores that can push (listeners) wait without polling
-            record = waiter(self.id, timeout)
+            record: ResultRecord | None = waiter(self.id, timeout)
             if record is not None and record.terminal:
                 self._record = record
                 return record
-            raise ResultTimeout(f"task {self.id} not finished after {timeout}s")
+            raise self._timeout(record, timeout)
         pause = min(0.005, interval)
         while True:
             record = self._fetch()
             if record is not None and record.terminal:
                 return record
             if deadline is not None and time.monotonic() >= deadline:
-                state = record.state if record else states.PENDING
-                raise ResultTimeout(f"task {self.id} still {state} after {timeout}s")
+                raise self._timeout(record, timeout)
             wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
             time.sleep(wait)
             pause = min(pause * 2, interval)
+
+    def _timeout(self, record: ResultRecord | None, timeout: float | None) -> ResultTimeout:
+        state = record.state if record else states.PENDING
+        return ResultTimeout(f"task {self.id} still {state} after {timeout}s")
 
     def forget(self) -> None:
         self.app.results.forget(self.id)

@@ -25,9 +25,7 @@ class RetryPolicy:
     def retries_left(self, attempt: int) -> bool:
         return attempt <= self.max_retries
 
-    def next_delay(
-        self, attempt: int, exc: BaseException, rand: Callable[[], float] = random.random
-    ) -> float | None:
+    def next_delay(self, attempt: int, exc: BaseException, rand: Callable[[], float] = random.random) -> float | None:
         """Seconds to wait before the next attempt, or None when the task must not be retried."""
         if not self.retries_left(attempt):
             return None
@@ -37,4 +35,4 @@ class RetryPolicy:
         elif not isinstance(exc, self.retry_on):
             return None
         ceiling = min(self.backoff_max, self.backoff * (2 ** (attempt - 1)))
-        return ceiling * rand() if self.jitter else ceiling
+        return float(ceiling * rand()) if self.jitter else float(ceiling)

@@ -21,7 +21,7 @@ _KINDS = inspect.Parameter
 class ArgumentValidator:
     """Binds call arguments to a signature and validates them in one pydantic model."""
 
-    __slots__ = ("_name", "_signature", "_model", "_params", "_fast")
+    __slots__ = ("_fast", "_model", "_name", "_params", "_signature")
 
     def __init__(self, fn: Callable[..., Any], task_name: str, skip_first: bool = False) -> None:
         self._name = task_name

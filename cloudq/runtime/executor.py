@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from .. import states
 from ..envelope import Envelope, decode, peek_id
 from ..errors import (
-    CloudqError,
     InvalidArguments,
     MalformedMessage,
     NotSerializable,
@@ -28,6 +27,7 @@ from ..errors import (
     SignatureInvalid,
     TimeLimitExceeded,
     UnknownTask,
+    WorkerLost,
 )
 from ..interfaces import Delivery, OutgoingMessage, ResultRecord
 from ..results import exception_name
@@ -97,22 +97,24 @@ class Executor:
             return self._reject(delivery, peek_id(delivery.body), f"{type(exc).__name__}: {exc}", exc=exc)
         task = self.app.tasks.get(env.task)
         if task is None:
-            exc = UnknownTask(f"unknown task {env.task!r}")
-            return self._reject(delivery, env.id, f"UnknownTask: {exc}", env=env, exc=exc)
+            unknown = UnknownTask(f"unknown task {env.task!r}")
+            return self._reject(delivery, env.id, f"UnknownTask: {unknown}", env=env, exc=unknown)
         now = time.time()
         if env.eta is not None and env.eta > now:
             return self._defer(delivery, env, env.eta - now)
         if env.expires is not None and env.expires < now:
-            self._write_failure(env, task, "cloudq.errors.TaskExpired", f"expired at {env.expires:.3f} before it ran", None, 0)
+            self._write_failure(
+                env, task, "cloudq.errors.TaskExpired", f"expired at {env.expires:.3f} before it ran", None, 0
+            )
             self._log("expired", env, delivery, 0, started)
             return Ack("expired")
         attempt = env.retries + max(1, delivery.delivery_count)
         policy = task.retry_policy
         if attempt > policy.max_retries + 1:
             # delivered again after the last allowed attempt: the worker running it was lost
-            reason = f"WorkerLost: attempt {attempt} exceeds max_retries={policy.max_retries}; an earlier delivery was never acknowledged"
-            self._write_failure(env, task, "cloudq.errors.WorkerLost", reason, None, attempt - 1)
-            return self._dead(delivery, env, attempt, reason, started)
+            message = f"attempt {attempt} exceeds max_retries={policy.max_retries}; an earlier delivery was never acknowledged"
+            self._write_failure(env, task, "cloudq.errors.WorkerLost", message, None, attempt - 1)
+            return self._dead(delivery, env, attempt, f"WorkerLost: {message}", started)
         try:
             call_args, call_kwargs = task.validator.to_call(env.args, env.kwargs)
         except InvalidArguments as exc:
@@ -135,33 +137,39 @@ class Executor:
         except NotSerializable as exc:
             self._write_failure(env, task, "cloudq.errors.NotSerializable", str(exc), tb.format_exc(), attempt)
             return self._dead(delivery, env, attempt, f"NotSerializable: {exc}", started)
-        except BaseException as exc:  # noqa: BLE001 - task code may raise anything
+        except BaseException as exc:
             if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, TimeLimitExceeded):
                 raise
             return self._failed(delivery, env, task, attempt, exc, started)
         if not task.ignore_result:
             self._write(
                 ResultRecord(
-                    env.id, states.SUCCESS, task.name, result=result, attempts=attempt,
-                    started_at=now, finished_at=time.time(), expires_at=self._expiry(),
+                    env.id,
+                    states.SUCCESS,
+                    task.name,
+                    result=result,
+                    attempts=attempt,
+                    started_at=now,
+                    finished_at=time.time(),
+                    expires_at=self._expiry(),
                 )
             )
         self._log("succeeded", env, delivery, attempt, started)
         return Ack()
 
-    def lost(self, delivery: Delivery, reason: str) -> Outcome:
-        """The process running ``delivery`` died or was killed (hard time limit): decide what
+    def lost(self, delivery: Delivery, reason: str, timed_out: bool = False) -> Outcome:
+        """The process running ``delivery`` died, or was killed at its hard time limit: decide what
         happens next as if the task had raised WorkerLost / TimeLimitExceeded. Runs no task code."""
         try:
             env = decode(delivery.body, self.app.signing_key)
-        except MalformedMessage as exc:
-            return DeadLetter(f"{type(exc).__name__}: {exc}")
+        except MalformedMessage as bad:
+            return DeadLetter(f"{type(bad).__name__}: {bad}")
         task = self.app.tasks.get(env.task)
         if task is None:
             return DeadLetter(f"UnknownTask: unknown task {env.task!r}")
         attempt = env.retries + max(1, delivery.delivery_count)
-        exc: BaseException = TimeLimitExceeded(reason) if "time limit" in reason else CloudqError(reason)
-        return self._failed(delivery, env, task, attempt, exc, time.monotonic())
+        error: BaseException = TimeLimitExceeded(reason) if timed_out else WorkerLost(reason)
+        return self._failed(delivery, env, task, attempt, error, time.monotonic())
 
     def run_eagerly(self, env: Envelope) -> Outcome:
         """Eager mode: run a just-sent task in this thread through the same path as a worker."""
@@ -209,12 +217,20 @@ class Executor:
         if delay is None:
             self._write_failure(env, task, error_type, message, trace, attempt)
             why = "retries exhausted" if not task.retry_policy.retries_left(attempt) else "not retryable"
-            return self._dead(delivery, env, attempt, f"{error_type}: {message} ({why} after attempt {attempt})", started)
+            return self._dead(
+                delivery, env, attempt, f"{error_type}: {message} ({why} after attempt {attempt})", started
+            )
         if not task.ignore_result:
             self._write(
                 ResultRecord(
-                    env.id, states.RETRY, task.name, error_type=error_type, error_message=message,
-                    traceback=trace, attempts=attempt, expires_at=self._expiry(),
+                    env.id,
+                    states.RETRY,
+                    task.name,
+                    error_type=error_type,
+                    error_message=message,
+                    traceback=trace,
+                    attempts=attempt,
+                    expires_at=self._expiry(),
                 )
             )
         self._log("retried", env, delivery, attempt, started, error=f"{error_type}: {message}", delay=round(delay, 3))
@@ -266,9 +282,14 @@ class Executor:
         if record and task_id and exc is not None:
             self._write(
                 ResultRecord(
-                    task_id, states.FAILURE, env.task if env else "",
-                    error_type=exception_name(exc), error_message=str(exc),
-                    attempts=delivery.delivery_count, finished_at=time.time(), expires_at=self._expiry(),
+                    task_id,
+                    states.FAILURE,
+                    env.task if env else "",
+                    error_type=exception_name(exc),
+                    error_message=str(exc),
+                    attempts=delivery.delivery_count,
+                    finished_at=time.time(),
+                    expires_at=self._expiry(),
                 )
             )
         log.warning("dead-lettered message %s from %s: %s", delivery.message_id or task_id, delivery.queue, reason)
@@ -283,8 +304,15 @@ class Executor:
     ) -> None:
         self._write(
             ResultRecord(
-                env.id, states.FAILURE, task.name, error_type=error_type, error_message=message,
-                traceback=trace, attempts=attempt, finished_at=time.time(), expires_at=self._expiry(),
+                env.id,
+                states.FAILURE,
+                task.name,
+                error_type=error_type,
+                error_message=message,
+                traceback=trace,
+                attempts=attempt,
+                finished_at=time.time(),
+                expires_at=self._expiry(),
             ),
             always=True,
         )
@@ -305,7 +333,12 @@ class Executor:
         if not log.isEnabledFor(logging.INFO):
             return
         fields = {
-            "event": event, "task_id": env.id, "task": env.task, "queue": delivery.queue,
-            "attempt": attempt, "duration_ms": round((time.monotonic() - started) * 1000, 3), **extra,
+            "event": event,
+            "task_id": env.id,
+            "task": env.task,
+            "queue": delivery.queue,
+            "attempt": attempt,
+            "duration_ms": round((time.monotonic() - started) * 1000, 3),
+            **extra,
         }
         log.info(" ".join(f"{k}={v}" for k, v in fields.items()))
