@@ -21,7 +21,7 @@ CONTENT_TYPE = "application/vnd.cloudq.v1+json"
 _SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", "retries")
 
 
-class Envelope(BaseModel):
+class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the plugin's __init__(**kwargs)
     """Version 1 of the cloudq message envelope."""
 
     model_config = ConfigDict(extra="allow", title="cloudq task envelope v1")
@@ -30,7 +30,7 @@ class Envelope(BaseModel):
     id: str = Field(min_length=1, max_length=256, description="task id")
     task: str = Field(min_length=1, max_length=256, description="registered task name")
     args: list[Any] = Field(default_factory=list)
-    kwargs: dict[str, Any] = Field(default_factory=dict)  # type: ignore[no-redef]  # the mypy plugin names __init__ **kwargs
+    kwargs: dict[str, Any] = Field(default_factory=dict)
     eta: float | None = Field(None, description="epoch seconds before which the task must not run")
     expires: float | None = Field(None, description="epoch seconds after which the task is not run")
     retries: int = Field(0, ge=0, description="attempts already spent before this message was sent")
