@@ -199,7 +199,7 @@ class App:
     def send_many(self, signatures: Iterable[Signature]) -> list[ResultHandle]:
         """Validate every call first, then send them grouped by queue in as few requests as the
         broker allows. Nothing is sent when any call is invalid."""
-        from .envelope import Envelope
+        from .envelope import build
         from .interfaces import OutgoingMessage
         from .results import AsyncResult
 
@@ -207,7 +207,7 @@ class App:
         max_delay = self.broker.limits.max_delay_s if not self.settings.eager else None
         by_queue: dict[str, list[OutgoingMessage]] = {}
         handles: list[ResultHandle] = []
-        envelopes: list[Envelope] = []
+        eager: list[bytes] = []
         for sig in signatures:
             opts = sig.options
             args, kwargs = sig.task.validator.to_message(sig.args, sig.kwargs)
@@ -217,25 +217,26 @@ class App:
                 eta = max(eta or 0.0, now + countdown)
             delay = max(0.0, eta - now) if eta else 0.0
             task_id = opts.get("task_id") or str(uuid.uuid4())
-            env = Envelope(
-                id=task_id,
-                task=sig.task.name,
-                args=args,
-                kwargs=kwargs,
+            body = build(
+                task_id,
+                sig.task.name,
+                args,
+                kwargs,
+                sent_at=now,
                 eta=eta if delay > 0 else None,
                 expires=_epoch(opts.get("expires")),
-                sent_at=now,
-                headers=opts.get("headers") or {},
+                headers=opts.get("headers"),
+                key=self.signing_key,
             )
             if self.settings.eager:
-                envelopes.append(env)
+                eager.append(body)
             else:
                 queue = self.queue_for(sig.task, opts.get("queue"))
                 if max_delay is not None:
                     delay = min(delay, max_delay)
                 by_queue.setdefault(queue, []).append(
                     OutgoingMessage(
-                        body=env.encode(self.signing_key),
+                        body=body,
                         delay_s=delay,
                         ordering_key=opts.get("ordering_key"),
                         dedup_id=task_id,
@@ -244,8 +245,8 @@ class App:
                 )
             handles.append(AsyncResult(task_id, app=self))
         if self.settings.eager:
-            for env in envelopes:
-                self.executor.run_eagerly(env)
+            for body in eager:
+                self.executor.run_eagerly(body)
         for queue, messages in by_queue.items():
             self.broker.send(queue, messages)
         return handles

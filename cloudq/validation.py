@@ -21,7 +21,7 @@ _KINDS = inspect.Parameter
 class ArgumentValidator:
     """Binds call arguments to a signature and validates them in one pydantic model."""
 
-    __slots__ = ("_fast", "_model", "_name", "_params", "_signature")
+    __slots__ = ("_model", "_name", "_names", "_params", "_positional", "_required", "_signature", "_simple")
 
     def __init__(self, fn: Callable[..., Any], task_name: str, skip_first: bool = False) -> None:
         self._name = task_name
@@ -31,6 +31,11 @@ class ArgumentValidator:
             params = params[1:]
         self._signature = signature.replace(parameters=params)
         self._params = params
+        # most tasks take plain named parameters: bind those without inspect.Signature.bind
+        self._simple = all(p.kind in (_KINDS.POSITIONAL_OR_KEYWORD, _KINDS.KEYWORD_ONLY) for p in params)
+        self._positional = tuple(p.name for p in params if p.kind is _KINDS.POSITIONAL_OR_KEYWORD)
+        self._names = frozenset(p.name for p in params)
+        self._required = frozenset(p.name for p in params if p.default is _KINDS.empty)
         try:
             hints = get_type_hints(fn)
         except Exception:  # unresolvable forward references: validate what we can
@@ -52,13 +57,31 @@ class ArgumentValidator:
             **fields,
         )
 
+    def _arguments(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if not self._simple:
+            try:
+                return dict(self._signature.bind(*args, **kwargs).arguments)
+            except TypeError as exc:
+                raise InvalidArguments(f"{self._name}: {exc}") from None
+        if len(args) > len(self._positional):
+            raise InvalidArguments(f"{self._name}: too many positional arguments")
+        values = dict(zip(self._positional, args, strict=False))
+        for key, value in kwargs.items():
+            if key not in self._names:
+                raise InvalidArguments(f"{self._name}: got an unexpected keyword argument {key!r}")
+            if key in values:
+                raise InvalidArguments(f"{self._name}: multiple values for argument {key!r}")
+            values[key] = value
+        if len(values) < len(self._required):
+            missing = sorted(self._required - values.keys())
+            if missing:
+                raise InvalidArguments(f"{self._name}: missing a required argument: {missing[0]!r}")
+        return values
+
     def _bind(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> BaseModel:
+        arguments = self._arguments(args, kwargs)
         try:
-            bound = self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise InvalidArguments(f"{self._name}: {exc}") from None
-        try:
-            return self._model.model_validate(bound.arguments)
+            return self._model.model_validate(arguments)
         except ValidationError as exc:
             raise InvalidArguments(f"{self._name}: {_summarise(exc)}") from None
 

@@ -171,13 +171,12 @@ class Executor:
         error: BaseException = TimeLimitExceeded(reason) if timed_out else WorkerLost(reason)
         return self._failed(delivery, env, task, attempt, error, time.monotonic())
 
-    def run_eagerly(self, env: Envelope) -> Outcome:
+    def run_eagerly(self, body: bytes) -> Outcome:
         """Eager mode: run a just-sent task in this thread through the same path as a worker."""
-        body = env.encode(self.app.signing_key)
         count = 0
         while True:
             count += 1
-            outcome = self.execute(Delivery(body, None, count, "eager", env.id))
+            outcome = self.execute(Delivery(body, None, count, "eager"))
             if isinstance(outcome, RetryIn):
                 continue
             if isinstance(outcome, Requeue):
