@@ -1,0 +1,120 @@
+"""Turns task outcomes into as few broker calls as possible.
+
+Outcomes are collected and flushed in batches: when ``max_batch`` are waiting, else a few
+milliseconds after the first one, and always on shutdown. The executor has written the result
+before the outcome arrives here, so a crash before the flush only causes a redelivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from ..interfaces import Broker, Delivery, OutgoingMessage
+from .executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
+
+log = logging.getLogger("cloudq.worker")
+T = TypeVar("T")
+
+ACK_INTERVAL_S = 0.01
+
+
+def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class Acker:
+    def __init__(self, broker: Broker, interval_s: float = ACK_INTERVAL_S) -> None:
+        self.broker = broker
+        self.max_batch = max(1, broker.limits.max_batch)
+        self.interval_s = interval_s
+        self.counts: Counter[str] = Counter()  # outcomes applied, by kind: for logs and tests
+        self._pending: list[tuple[Delivery, Outcome]] = []
+        self._cond = threading.Condition(threading.Lock())
+        self._flushing = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="cloudq-acker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, delivery: Delivery, outcome: Outcome) -> None:
+        with self._cond:
+            pending = self._pending
+            pending.append((delivery, outcome))
+            if len(pending) == 1 or len(pending) >= self.max_batch:
+                self._cond.notify()
+
+    def flush(self) -> None:
+        """Apply every outcome put so far; returns when they have reached the broker (or failed)."""
+        with self._flushing:
+            with self._cond:
+                batch, self._pending = self._pending, []
+            if batch:
+                self._apply(batch)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if not self._pending:
+                    self._cond.wait()
+                    continue
+                if len(self._pending) < self.max_batch:
+                    self._cond.wait(self.interval_s)  # gather more, unless a full batch arrives
+                self._cond.release()
+                try:
+                    self.flush()
+                finally:
+                    self._cond.acquire()
+
+    def _apply(self, batch: list[tuple[Delivery, Outcome]]) -> None:
+        acks: list[Delivery] = []
+        nacks: dict[float, list[Delivery]] = {}
+        dead: dict[str, list[Delivery]] = {}
+        sends: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
+        for delivery, outcome in batch:
+            if isinstance(outcome, Ack):
+                acks.append(delivery)
+            elif isinstance(outcome, RetryIn):
+                nacks.setdefault(outcome.delay_s, []).append(delivery)
+            elif isinstance(outcome, Requeue):
+                sends.setdefault(delivery.queue, []).append((delivery, outcome.message))
+            elif isinstance(outcome, DeadLetter):
+                dead.setdefault(outcome.reason, []).append(delivery)
+        for queue, pairs in sends.items():
+            for part in chunks(pairs, self.max_batch):
+                # the copy must exist before the original goes: if sending fails, keep the original
+                if self._call("send", len(part), self.broker.send, queue, [message for _, message in part]):
+                    acks += [delivery for delivery, _ in part]
+                    self.counts["requeued"] += len(part)
+        self._each("ack", acks, self.broker.ack)
+        for delay, group in nacks.items():
+            self._each("nack", group, self.broker.nack, delay)
+        for reason, group in dead.items():
+            self._each("dead_letter", group, self.broker.dead_letter, reason)
+
+    def _each(self, what: str, deliveries: list[Delivery], call: Callable[..., object], *extra: object) -> None:
+        for part in chunks(deliveries, self.max_batch):
+            if self._call(what, len(part), call, part, *extra):
+                self.counts[what] += len(part)
+
+    def _call(self, what: str, count: int, fn: Callable[..., object], *args: object) -> bool:
+        try:
+            fn(*args)
+        except Exception as exc:
+            # the messages stay leased and come back after their lease: a duplicate, never a loss
+            log.warning(
+                "%s of %d message(s) failed; they will be redelivered: %s: %s", what, count, type(exc).__name__, exc
+            )
+            return False
+        return True

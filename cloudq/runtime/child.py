@@ -1,0 +1,124 @@
+"""The process pool's child side and the pipe protocol between parent and child.
+
+A frame is one line of JSON (the header) then raw bytes (a message body), sent with
+``Connection.send_bytes``: typed, small, and never pickle. The parent sends a delivery; the
+child runs ``app.executor.execute`` and answers with the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..interfaces import Delivery, OutgoingMessage
+from .executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
+
+READY = "ready"
+FATAL = "fatal"
+ERROR = "error"
+
+
+class ChildError(Exception):
+    """The child could not run a delivery (execute raised) or could not start."""
+
+
+def frame(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + payload
+
+
+def unframe(data: bytes) -> tuple[dict[str, Any], bytes]:
+    head, _, payload = data.partition(b"\n")
+    header = json.loads(head)
+    if not isinstance(header, dict):
+        raise ValueError("frame header is not a JSON object")
+    return header, payload
+
+
+def encode_delivery(delivery: Delivery) -> bytes:
+    return frame(
+        {
+            "count": delivery.delivery_count,
+            "queue": delivery.queue,
+            "id": delivery.message_id,
+            "attrs": dict(delivery.attributes),
+            "key": delivery.ordering_key,
+        },
+        delivery.body,
+    )
+
+
+def decode_delivery(data: bytes) -> Delivery:
+    h, body = unframe(data)
+    return Delivery(body, None, int(h["count"]), str(h["queue"]), str(h["id"]), dict(h["attrs"]), h["key"])
+
+
+def encode_outcome(outcome: Outcome) -> bytes:
+    if isinstance(outcome, Ack):
+        return frame({"kind": "ack", "event": outcome.event})
+    if isinstance(outcome, RetryIn):
+        return frame({"kind": "retry", "delay": outcome.delay_s})
+    if isinstance(outcome, DeadLetter):
+        return frame({"kind": "dead", "reason": outcome.reason})
+    m = outcome.message
+    header = {
+        "kind": "requeue",
+        "event": outcome.event,
+        "delay": m.delay_s,
+        "key": m.ordering_key,
+        "dedup": m.dedup_id,
+        "attrs": dict(m.attributes),
+    }
+    return frame(header, m.body)
+
+
+def decode_outcome(data: bytes) -> Outcome:
+    """The child's answer; raises ChildError when the child reports that execute raised."""
+    h, payload = unframe(data)
+    kind = h.get("kind")
+    if kind == "ack":
+        return Ack(str(h["event"]))
+    if kind == "retry":
+        return RetryIn(float(h["delay"]))
+    if kind == "dead":
+        return DeadLetter(str(h["reason"]))
+    if kind == "requeue":
+        message = OutgoingMessage(payload, float(h["delay"]), h["key"], h["dedup"], dict(h["attrs"]))
+        return Requeue(message, str(h["event"]))
+    raise ChildError(str(h.get("error") or f"unexpected frame kind {kind!r}"))
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def child_main(app_path: str, conn: Connection, log_level: int, log_format: str | None) -> None:
+    """Entry point of a pool process: import the app, then run deliveries until the pipe closes."""
+    # the parent decides when children stop: a Ctrl-C sent to the whole process group must not
+    # kill the tasks that the parent is letting finish
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=log_level, format=log_format or logging.BASIC_FORMAT)
+    try:
+        from ..cli import load_app
+
+        executor = load_app(app_path).executor
+    except BaseException as exc:  # anything at import time is a start failure
+        conn.send_bytes(frame({"kind": FATAL, "error": f"cannot load app {app_path!r}: {describe(exc)}"}))
+        return
+    conn.send_bytes(frame({"kind": READY}))
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the parent closed the pipe or is gone
+        try:
+            reply = encode_outcome(executor.execute(decode_delivery(data)))
+        except BaseException as exc:  # report: the parent gives the message back
+            reply = frame({"kind": ERROR, "error": describe(exc)})
+        try:
+            conn.send_bytes(reply)
+        except (EOFError, OSError):
+            return

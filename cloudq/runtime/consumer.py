@@ -1,0 +1,132 @@
+"""Receiving for the worker: batched, fair across queues, long-polling only when idle."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from ..interfaces import Broker, Delivery
+from .inbox import Held
+
+task_log = logging.getLogger("cloudq.task")
+
+IDLE_PAUSE_MIN_S = 0.01
+
+
+class Consumer:
+    """Leases up to ``want`` messages per call from the worker's queues.
+
+    Every call first asks each queue without waiting, starting from a rotating queue and giving
+    each an equal share of what is wanted, so a busy queue cannot starve the others. Only when
+    all are empty does it long-poll one queue (rotating) for ``poll_wait_s``, which bounds how
+    long a stop request or a message on another queue waits.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        queues: Sequence[str],
+        lease_s: float,
+        poll_wait_s: float,
+        drained: Callable[[], bool] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.queues = list(queues)
+        self.lease_s = lease_s
+        self.poll_wait_s = poll_wait_s
+        self.max_batch = max(1, broker.limits.max_batch)
+        self._drained = drained  # burst mode: True when nothing is left to do anywhere
+        self._next = 0
+        self._idle_pause = IDLE_PAUSE_MIN_S
+
+    def fetch(self, want: int, idle: bool) -> list[Held] | None:
+        """Lease up to ``want`` messages. None only in burst mode, when ``idle`` and drained."""
+        if self._drained is not None and idle:
+            got = self._round(want, wait=False)
+            if got or not self._drained():
+                return got or self._round(want, wait=True)
+            return None
+        return self._round(want, wait=True)
+
+    def _round(self, want: int, wait: bool) -> list[Held]:
+        queues = self.queues
+        count = len(queues)
+        start = self._next
+        self._next = (start + 1) % count
+        if count == 1:
+            got = self._receive(queues[0], want, self.poll_wait_s if wait else 0.0)
+        else:
+            got = self._fair(queues, start, want, wait)
+        if got:
+            self._idle_pause = IDLE_PAUSE_MIN_S
+            return got
+        return self._nothing() if wait else got
+
+    def _fair(self, queues: list[str], start: int, want: int, wait: bool) -> list[Held]:
+        count = len(queues)
+        got: list[Held] = []
+        for i in range(count):
+            left = want - len(got)
+            if left <= 0:
+                break
+            share = -(-left // (count - i))  # ceil: later queues get what earlier ones left
+            got += self._receive(queues[(start + i) % count], share, 0.0)
+        if not got and wait:
+            got = self._receive(queues[start], want, self.poll_wait_s)
+        return got
+
+    def _nothing(self) -> list[Held]:
+        """A broker without long polling answered at once: pause (growing, up to the poll wait)
+        instead of asking again in a busy loop."""
+        if self.broker.limits.max_wait_s <= 0:
+            time.sleep(min(self._idle_pause, self.poll_wait_s))
+            self._idle_pause = min(self._idle_pause * 2, max(self.poll_wait_s, IDLE_PAUSE_MIN_S))
+        return []
+
+    def _receive(self, queue: str, want: int, wait_s: float) -> list[Held]:
+        """Several calls as needed, up to the broker's batch limit each; only the first waits."""
+        held: list[Held] = []
+        while want > 0:
+            ask = min(want, self.max_batch)
+            started = time.monotonic()  # the lease runs from before the call: err on the early side
+            batch = self.broker.receive(queue, ask, self.lease_s, wait_s)
+            deadline = started + self.lease_s
+            held += [Held(delivery, deadline) for delivery in batch]
+            if batch and task_log.isEnabledFor(logging.INFO):
+                log_received(batch)
+            if len(batch) < ask:
+                break
+            want -= ask
+            wait_s = 0.0
+        return held
+
+
+def log_received(batch: Sequence[Delivery]) -> None:
+    for delivery in batch:
+        task_id, name, retries = peek(delivery.body)
+        task_log.info(
+            "event=received task_id=%s task=%s queue=%s attempt=%d message_id=%s",
+            task_id,
+            name,
+            delivery.queue,
+            retries + max(1, delivery.delivery_count),
+            delivery.message_id,
+        )
+
+
+def peek(body: bytes) -> tuple[str, str, int]:
+    """Task id, name and earlier attempts for log lines, validating nothing (the executor does)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "?", "?", 0
+    if not isinstance(data, dict):
+        return "?", "?", 0
+    retries = data.get("retries")
+    return (
+        str(data.get("id", "?"))[:256],
+        str(data.get("task", "?"))[:256],
+        retries if isinstance(retries, int) else 0,
+    )

@@ -1,0 +1,139 @@
+"""The worker's prefetch buffer: leased messages waiting for a pool slot, and the ones running.
+
+No dedicated consumer thread: the pool slot that finds the buffer empty becomes the receiver
+(leader/follower). It receives a batch for everyone while the other slots keep running or wait,
+so a message reaches the slot that runs it without a thread hop, and with one slot the whole
+receive/run/ack cycle stays on one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..interfaces import Delivery
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+
+log = logging.getLogger("cloudq.worker")
+
+RECEIVE_ERROR_BACKOFF_S = 0.5
+RECEIVE_ERROR_BACKOFF_MAX_S = 30.0
+
+
+class Held:
+    """A message this worker holds, with the monotonic time its lease runs out."""
+
+    __slots__ = ("deadline", "delivery")
+
+    def __init__(self, delivery: Delivery, deadline: float) -> None:
+        self.delivery = delivery
+        self.deadline = deadline
+
+
+class Inbox:
+    """Buffered and running messages, never more than ``capacity`` in total."""
+
+    def __init__(self, capacity: int, consumer: Consumer, release: Callable[[list[Delivery]], None]) -> None:
+        self.capacity = capacity
+        self._consumer = consumer
+        self._release = release
+        self._cond = threading.Condition(threading.Lock())
+        self._buffer: deque[Held] = deque()
+        self._running: set[Held] = set()
+        self._receiving = False
+        self._stopping = False
+        self.drained = False  # burst mode found the queues empty
+
+    def take(self, done: Held | None = None) -> Held | None:
+        """Mark ``done`` finished and return the next message to run; None once stopping."""
+        cond = self._cond
+        with cond:
+            if done is not None:
+                self._running.discard(done)
+            while True:
+                if self._buffer:
+                    held = self._buffer.popleft()
+                    self._running.add(held)
+                    return held
+                if self._stopping:
+                    return None
+                if not self._receiving:
+                    self._receiving = True
+                    break
+                cond.wait()
+        return self._lead()
+
+    def _lead(self) -> Held | None:
+        """Receive for every slot; return one message for this one. Called with ``_receiving`` set."""
+        backoff = RECEIVE_ERROR_BACKOFF_S
+        batch: list[Held] = []
+        try:
+            while not batch:
+                with self._cond:
+                    if self._stopping:
+                        return None
+                    free = self.capacity - len(self._running)
+                    idle = not self._running
+                try:
+                    got = self._consumer.fetch(free, idle)
+                except Exception as exc:
+                    log.warning("receive failed, retrying in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
+                    with self._cond:
+                        if not self._stopping:
+                            self._cond.wait(backoff)
+                    backoff = min(backoff * 2, RECEIVE_ERROR_BACKOFF_MAX_S)
+                    continue
+                if got is None:  # burst mode: nothing left anywhere
+                    with self._cond:
+                        self.drained = self._stopping = True
+                        self._cond.notify_all()
+                    return None
+                batch = got
+        finally:
+            with self._cond:
+                self._receiving = False
+                if not batch:
+                    self._cond.notify()  # let a waiting slot take over receiving
+        with self._cond:
+            if self._stopping:
+                late = [held.delivery for held in batch]
+                batch = []
+            else:
+                first = batch[0]
+                self._running.add(first)
+                self._buffer.extend(batch[1:])
+                # wake the slots that can run the rest, plus one to receive if this batch is short
+                self._cond.notify(len(batch))
+                return first
+        self._release(late)
+        return None
+
+    def stop(self) -> list[Delivery]:
+        """Stop handing out messages; return the buffered ones, which were never started."""
+        with self._cond:
+            self._stopping = True
+            unstarted = [held.delivery for held in self._buffer]
+            self._buffer.clear()
+            self._cond.notify_all()
+        return unstarted
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def running(self) -> list[Held]:
+        with self._cond:
+            return list(self._running)
+
+    def held(self) -> list[Held]:
+        """Every message whose lease this worker keeps alive: buffered and running."""
+        with self._cond:
+            return [*self._buffer, *self._running]
+
+    def receiving(self) -> bool:
+        return self._receiving

@@ -1,0 +1,240 @@
+"""How a pool slot runs one delivery: in its own thread, or in a child process it owns.
+
+Either way the answer is the executor's Outcome. Nothing a task or the executor does reaches
+the worker as an exception: a failure to run at all gives the message back after a backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnProcess
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import ConfigurationError
+from ..interfaces import Delivery
+from .child import FATAL, READY, ChildError, child_main, decode_outcome, describe, encode_delivery, unframe
+from .consumer import peek
+from .executor import Outcome, RetryIn
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("cloudq.worker")
+
+GIVE_BACK_BASE_S = 1.0
+GIVE_BACK_MAX_S = 60.0
+CHILD_START_TIMEOUT_S = 120.0
+CHILD_EXIT_TIMEOUT_S = 5.0
+
+
+def give_back(delivery: Delivery, error: str) -> RetryIn:
+    """The executor itself failed (e.g. the result store is unreachable): retry after a backoff
+    that grows with the delivery count. One log line; the worker keeps going."""
+    delay = min(GIVE_BACK_MAX_S, GIVE_BACK_BASE_S * 2 ** min(max(delivery.delivery_count, 1) - 1, 10))
+    log.warning(
+        "event=failed message_id=%s queue=%s attempt=%d could not run, giving it back in %.0fs: %s",
+        delivery.message_id,
+        delivery.queue,
+        delivery.delivery_count,
+        delay,
+        error,
+    )
+    return RetryIn(delay)
+
+
+class Runner(Protocol):
+    def run(self, delivery: Delivery) -> Outcome: ...
+
+    def abandon(self) -> bool:
+        """Stop the running task now if that is possible; True when one was stopped."""
+
+    def close(self) -> None: ...
+
+
+class ThreadRunner:
+    """Runs the task in the calling pool thread (soft time limits come from the executor)."""
+
+    def __init__(self, app: App) -> None:
+        self.executor = app.executor
+
+    def run(self, delivery: Delivery) -> Outcome:
+        try:
+            return self.executor.execute(delivery)
+        except BaseException as exc:  # a task calling sys.exit must not stop the worker
+            return give_back(delivery, describe(exc))
+
+    def abandon(self) -> bool:
+        return False  # a thread cannot be stopped: its message comes back after its lease
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessRunner:
+    """Owns one child process and runs deliveries in it, enforcing the hard time limit.
+
+    A child that dies or overruns ``time_limit + kill_grace_s`` is replaced; the delivery's fate
+    is decided by ``executor.lost`` in this (parent) process.
+    """
+
+    def __init__(self, app: App, app_path: str, kill_grace_s: float, log_level: int, log_format: str | None) -> None:
+        self.app = app
+        self.app_path = app_path
+        self.kill_grace_s = kill_grace_s
+        self._log_args = (log_level, log_format)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._proc: SpawnProcess | None = None
+        self._conn: Connection | None = None
+        self._abandoned = False
+        self._limits = {name: task.time_limit for name, task in app.tasks.items() if task.time_limit}
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        """Start the child and wait until it has imported the app; ConfigurationError if it cannot."""
+        self.launch()
+        self.await_ready()
+
+    def launch(self) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        proc = self._ctx.Process(
+            target=child_main, args=(self.app_path, child, *self._log_args), name="cloudq-pool", daemon=False
+        )
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+
+    def await_ready(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            if not conn.poll(CHILD_START_TIMEOUT_S):
+                self._reap(kill=True)
+                raise ConfigurationError(
+                    f"pool process did not import {self.app_path!r} within {CHILD_START_TIMEOUT_S}s"
+                )
+            header, _ = unframe(conn.recv_bytes())
+        except (EOFError, OSError):
+            code = self._reap()
+            raise ConfigurationError(
+                f"pool process exited with code {code} while importing {self.app_path!r}"
+            ) from None
+        if header.get("kind") != READY:
+            self._reap()
+            raise ConfigurationError(str(header.get("error") if header.get("kind") == FATAL else header))
+
+    def run(self, delivery: Delivery) -> Outcome:
+        if self._conn is None:
+            try:
+                self.start()
+            except ConfigurationError as exc:
+                return give_back(delivery, f"cannot start a pool process: {exc}")
+        conn = self._conn
+        assert conn is not None
+        limit = self._limit(delivery)
+        try:
+            conn.send_bytes(encode_delivery(delivery))
+            ready = conn.poll(None if limit is None else limit + self.kill_grace_s)
+            data = conn.recv_bytes() if ready else None
+        except (EOFError, OSError):
+            return self._died(delivery)
+        if data is None:
+            return self._timed_out(delivery, limit or 0.0)
+        try:
+            return decode_outcome(data)
+        except ChildError as exc:
+            return give_back(delivery, str(exc))
+        except (ValueError, KeyError, TypeError) as exc:
+            return give_back(delivery, f"unreadable answer from the pool process: {describe(exc)}")
+
+    def _limit(self, delivery: Delivery) -> float | None:
+        if not self._limits:
+            return None
+        return self._limits.get(peek(delivery.body)[1])
+
+    def _died(self, delivery: Delivery) -> Outcome:
+        code = self._reap()
+        if self._abandoned:
+            return RetryIn(0.0)  # stopped at shutdown: another worker may take it at once
+        log.warning("worker process died with exit code %s while running message %s", code, delivery.message_id)
+        return self._lost(delivery, f"worker process died with exit code {code}", timed_out=False)
+
+    def _timed_out(self, delivery: Delivery, limit: float) -> Outcome:
+        self._reap(kill=True)
+        log.warning("killed worker process running message %s: time limit of %ss exceeded", delivery.message_id, limit)
+        reason = f"task exceeded its time limit of {limit}s: worker process killed"
+        return self._lost(delivery, reason, timed_out=True)
+
+    def _lost(self, delivery: Delivery, reason: str, timed_out: bool) -> Outcome:
+        try:
+            return self.app.executor.lost(delivery, reason, timed_out=timed_out)
+        except Exception as exc:
+            return give_back(delivery, describe(exc))
+
+    def _reap(self, kill: bool = False) -> int | None:
+        """Forget the child (a new one starts on the next run); return its exit code."""
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            conn.close()
+        if proc is None:
+            return None
+        if kill:
+            proc.kill()
+        proc.join(CHILD_EXIT_TIMEOUT_S)
+        if proc.exitcode is None:
+            proc.kill()
+            proc.join()
+        code = proc.exitcode
+        proc.close()
+        return code
+
+    def abandon(self) -> bool:
+        """Kill the child mid-task (shutdown after the grace period); its slot thread then returns."""
+        proc = self._proc
+        if proc is None:
+            return False
+        self._abandoned = True
+        try:
+            proc.kill()
+        except ValueError:
+            return False  # already closed
+        return True
+
+    def close(self) -> None:
+        """Closing the pipe tells an idle child to exit; one that does not is killed."""
+        self._reap()
+
+
+def pool_log_config() -> tuple[int, str | None]:
+    """The parent's log level and format, so children's task lines look the same."""
+    root = logging.getLogger()
+    fmt = None
+    for handler in root.handlers:
+        if handler.formatter is not None and handler.formatter._fmt:
+            fmt = handler.formatter._fmt
+            break
+    return logging.getLogger("cloudq").getEffectiveLevel(), fmt
+
+
+def start_all(runners: list[ProcessRunner]) -> None:
+    """Start every child at once (their imports run in parallel), then wait for all of them."""
+    started = time.monotonic()
+    for runner in runners:
+        runner.launch()
+    errors = []
+    for runner in runners:
+        try:
+            runner.await_ready()
+        except ConfigurationError as exc:
+            errors.append(str(exc))
+    if errors:
+        for runner in runners:
+            runner.close()
+        raise ConfigurationError(errors[0])
+    log.info("started %d pool processes in %.2fs", len(runners), time.monotonic() - started)

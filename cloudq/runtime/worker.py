@@ -1,0 +1,337 @@
+"""The container worker: ``cloudq worker -A module:app``.
+
+Pieces, one module each: the Inbox (prefetch buffer; the idle pool slot receives for everyone),
+the Consumer (fair batched receives), a pool of slots that run deliveries in their own thread or
+in a child process (pools.py), the Acker (outcomes -> batched broker calls) and the Heartbeat
+(lease extension). This module wires them together and owns the lifecycle: signals, burst mode
+and graceful shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError
+from ..interfaces import Broker, Delivery
+from .acker import ACK_INTERVAL_S, Acker, chunks
+from .consumer import Consumer
+from .heartbeat import Heartbeat
+from .inbox import Held, Inbox
+from .pools import ProcessRunner, Runner, ThreadRunner, pool_log_config, start_all
+
+if TYPE_CHECKING:
+    from ..app import App
+
+log = logging.getLogger("cloudq.worker")
+
+POOLS = ("threads", "process", "async")
+DEFAULT_POLL_WAIT_S = 1.0  # bounds how long a stop request waits for an idle long poll
+DEFAULT_KILL_GRACE_S = 2.0  # process pool: seconds past a task's time limit before its child is killed
+RECEIVE_SETTLE_S = 1.0  # shutdown waits this long past the poll wait for a receive in flight
+
+
+class _Waker:
+    """Self-pipe: lets signal handlers and other threads wake the main thread without locks
+    (a signal handler that takes a lock the interrupted code holds would deadlock)."""
+
+    def __init__(self) -> None:
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._w, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already pending, or closed at exit
+
+    def wait(self, timeout: float | None) -> None:
+        if timeout is not None and timeout <= 0:
+            return
+        readable, _, _ = select.select([self._r], [], [], timeout)
+        if readable:
+            try:
+                while os.read(self._r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def close(self) -> None:
+        os.close(self._r)
+        os.close(self._w)
+
+
+def redact(url: str) -> str:
+    """A backend URL for logs: no credentials, no query options."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+class Worker:
+    """Runs an app's tasks from its queues until stopped (or, in burst mode, until they are empty)."""
+
+    def __init__(
+        self,
+        app: App,
+        queues: list[str] | None = None,
+        concurrency: int | None = None,
+        pool: str | None = None,
+        prefetch_multiplier: int | None = None,
+        burst: bool = False,
+        grace: float = 30.0,
+        app_path: str | None = None,
+        lease_s: float | None = None,
+        *,
+        poll_wait_s: float | None = None,
+        ack_interval_s: float = ACK_INTERVAL_S,
+        kill_grace_s: float = DEFAULT_KILL_GRACE_S,
+    ) -> None:
+        s = app.settings
+        self.app = app
+        self.queues = list(queues) if queues else app.queues()
+        self.concurrency = concurrency or s.concurrency or os.cpu_count() or 1
+        self.pool = pool or s.pool
+        self.prefetch_multiplier = prefetch_multiplier or s.prefetch_multiplier
+        self.burst = burst
+        self.grace = grace
+        self.app_path = app_path
+        self.lease_s = lease_s or s.visibility_timeout
+        self.poll_wait_s = poll_wait_s
+        self.ack_interval_s = ack_interval_s
+        self.kill_grace_s = kill_grace_s
+        if not self.queues:
+            raise ConfigurationError("the worker has no queues to consume: pass queues or define a task")
+        if self.pool not in POOLS:
+            raise ConfigurationError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
+        if self.concurrency < 1 or self.prefetch_multiplier < 1:
+            raise ConfigurationError("concurrency and prefetch_multiplier must be at least 1")
+        if self.lease_s <= 0 or grace < 0:
+            raise ConfigurationError("lease_s must be > 0 and grace >= 0 seconds")
+        if self.pool == "process" and not app_path:
+            raise ConfigurationError(
+                "the process pool needs app_path ('module:app') so its processes can import the app"
+            )
+        self._stop_reason: str | None = None
+        self._forced_signal: int | None = None
+        self._waker: _Waker | None = None
+        self._acker: Acker | None = None
+        self._heartbeat: Heartbeat | None = None
+        self._inbox: Inbox | None = None
+        self._broker: Broker | None = None
+        self._slots: list[threading.Thread] = []
+        self._crashed = False
+
+    # -- control ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Graceful stop, from any thread: same as a first SIGTERM."""
+        self._request_stop("stop requested")
+
+    def _request_stop(self, reason: str) -> None:
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        if self._waker is not None:
+            self._waker.wake()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_reason is not None and self._waker is not None:
+            self._forced_signal = signum  # second signal: stop now
+        self._request_stop(f"received {signal.Signals(signum).name}")
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Outcomes applied so far by kind (ack, nack, dead_letter, requeued)."""
+        return dict(self._acker.counts) if self._acker else {}
+
+    @property
+    def extended(self) -> int:
+        """Leases extended by the heartbeat so far."""
+        return self._heartbeat.extended if self._heartbeat else 0
+
+    # -- run --------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; the process exit code (0 after a graceful stop or a finished burst)."""
+        broker = self._broker = self.app.broker
+        limits = broker.limits
+        lease = min(self.lease_s, limits.max_lease_s)
+        # brokers cap the wait at their own limit; one without long polls makes the consumer pause
+        poll_wait = self.poll_wait_s if self.poll_wait_s is not None else DEFAULT_POLL_WAIT_S
+        self.app.executor  # noqa: B018 - build it before the threads share it
+        waker = self._waker = _Waker()
+        acker = self._acker = Acker(broker, self.ack_interval_s)
+        consumer = Consumer(broker, self.queues, lease, poll_wait, self._drained if self.burst else None)
+        inbox = self._inbox = Inbox(self.prefetch_multiplier * self.concurrency, consumer, self._release)
+        heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
+        runners: list[Runner] = []
+        previous = self._install_signals()
+        try:
+            runners = self._runners()
+            acker.start()
+            heartbeat.start()
+            self._slots = [
+                threading.Thread(target=self._slot, args=(runner,), name=f"cloudq-slot-{i}", daemon=True)
+                for i, runner in enumerate(runners)
+            ]
+            for thread in self._slots:
+                thread.start()
+            log.info(
+                "worker started: app=%s queues=%s pool=%s concurrency=%d prefetch=%d lease=%ss broker=%s%s",
+                self.app.name,
+                ",".join(self.queues),
+                self.pool,
+                self.concurrency,
+                inbox.capacity,
+                lease,
+                redact(self.app.broker_url),
+                " burst" if self.burst else "",
+            )
+            while self._stop_reason is None and not inbox.stopping:
+                waker.wait(None)
+            return self._shutdown(runners, poll_wait)
+        finally:
+            self._restore_signals(previous)
+            for runner in runners:
+                runner.close()
+            self._waker = None
+            waker.close()
+
+    def _runners(self) -> list[Runner]:
+        if self.pool != "process":
+            # "async" runs in threads for now: the executor runs each async task in its own loop
+            shared = ThreadRunner(self.app)
+            return [shared] * self.concurrency
+        assert self.app_path is not None
+        level, fmt = pool_log_config()
+        children = [
+            ProcessRunner(self.app, self.app_path, self.kill_grace_s, level, fmt) for _ in range(self.concurrency)
+        ]
+        start_all(children)
+        return list(children)
+
+    def _slot(self, runner: Runner) -> None:
+        """One pool slot: take a message (receiving for everyone when the buffer is empty), run it,
+        hand the outcome to the acker."""
+        inbox, acker = self._inbox, self._acker
+        assert inbox is not None and acker is not None
+        held: Held | None = None
+        try:
+            while True:
+                held = inbox.take(held)
+                if held is None:
+                    return
+                acker.put(held.delivery, runner.run(held.delivery))
+        except BaseException:
+            log.exception("pool slot crashed; stopping the worker")
+            self._crashed = True
+            self._request_stop("a pool slot crashed")
+        finally:
+            if self._waker is not None:
+                self._waker.wake()
+
+    def _drained(self) -> bool:
+        """Burst mode, called by the receiving slot when nothing is held: are the queues empty?
+        Outcomes are flushed first, so a retry waiting in its delay counts as work left."""
+        assert self._acker is not None and self._broker is not None
+        self._acker.flush()
+        for queue in self.queues:
+            stats = self._broker.stats(queue)
+            if stats.ready or stats.delayed:
+                return False
+        return True
+
+    def _release(self, deliveries: Sequence[Delivery]) -> None:
+        """Give back messages never started, so another worker can take them at once."""
+        broker = self._broker
+        if not deliveries or broker is None:
+            return
+        for part in chunks(deliveries, max(1, broker.limits.max_batch)):
+            try:
+                broker.release(part)
+            except Exception as exc:
+                log.warning(
+                    "releasing %d message(s) failed; they return after their lease: %s: %s",
+                    len(part),
+                    type(exc).__name__,
+                    exc,
+                )
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def _shutdown(self, runners: list[Runner], poll_wait: float) -> int:
+        inbox, acker, heartbeat, waker = self._inbox, self._acker, self._heartbeat, self._waker
+        assert inbox is not None and acker is not None and heartbeat is not None and waker is not None
+        began = time.monotonic()
+        if inbox.drained:
+            log.info("worker stopping: burst done, the queues are empty")
+        else:
+            log.info("worker stopping (%s); running tasks get up to %ss", self._stop_reason, self.grace)
+        unstarted = inbox.stop()
+        if unstarted:
+            self._release(unstarted)
+            log.info("released %d prefetched message(s) for other workers", len(unstarted))
+        grace_end = began + self.grace
+        receive_end = began + poll_wait + RECEIVE_SETTLE_S
+        while self._forced_signal is None:
+            alive = [t for t in self._slots if t.is_alive()]
+            if not alive:
+                break
+            now = time.monotonic()
+            # a slot still inside a receive is waited for (bounded by the poll wait) so that what
+            # it receives is released rather than left leased
+            end = max(grace_end, receive_end) if inbox.receiving() else grace_end
+            if now >= end:
+                break
+            waker.wait(end - now)
+        self._abandon(runners)
+        heartbeat.stop()
+        acker.close()
+        counts = acker.counts
+        log.info(
+            "worker stopped: %d acked, %d retried, %d dead-lettered, %d requeued",
+            counts["ack"] - counts["requeued"],
+            counts["nack"],
+            counts["dead_letter"],
+            counts["requeued"],
+        )
+        if self._forced_signal is not None:
+            return 128 + self._forced_signal
+        return 1 if self._crashed else 0
+
+    def _abandon(self, runners: list[Runner]) -> None:
+        """Past the grace period (or on a second signal): stop what can be stopped."""
+        if not (self._inbox and self._inbox.running()):
+            return
+        stopped = sum(1 for runner in set(runners) if runner.abandon())
+        if stopped:
+            # killed children: their slots hand the messages back for an immediate redelivery
+            end = time.monotonic() + 5.0
+            for thread in self._slots:
+                thread.join(max(0.0, end - time.monotonic()))
+        left = len(self._inbox.running()) if self._inbox else 0
+        if left:
+            log.warning(
+                "%d task(s) still running after the grace period; their messages return after their lease", left
+            )
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    def _restore_signals(self, previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
