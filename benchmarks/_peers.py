@@ -1,0 +1,138 @@
+"""The peers of the overhead benchmark, run the same way as cloudq in the same run.
+
+- Celery 5 on kombu's in-memory transport, one solo worker in a thread (celery's own
+  ``start_worker`` test harness), results off; completions counted in the task body.
+- dramatiq StubBroker with a Worker of one thread; completions counted in the task body.
+- huey SqliteHuey (WAL, its defaults) with a consumer of two worker processes; completions
+  counted from its result store (the task returns a non-None value, so each run stores one).
+
+The peers are tuned where a default would only measure sleeping: kombu's memory transport polls
+every 10 ms (default 1 s) and huey's workers back off from 5 ms to at most 50 ms (default 0.1 s
+to 10 s) when they find the queue empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from _harness import WARMUP, Completions, Measurement, Producer, child_env, each, python, spawn, stop, wait_until
+
+HUEY_WORKERS = 2
+
+
+def celery_memory(n: int, timeout: float) -> Measurement:
+    from celery import Celery
+    from celery.contrib.testing.worker import start_worker
+
+    done = Completions(n, warmup=WARMUP)
+    app = Celery("bench", broker="memory://", set_as_current=False)
+    app.conf.update(
+        task_ignore_result=True,
+        broker_transport_options={"polling_interval": 0.01},
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+    )
+
+    @app.task(name="bench.noop")
+    def noop(i: int) -> int:
+        done.hit()
+        return 1
+
+    with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="ERROR"):
+        for i in range(WARMUP):
+            noop.delay(i)
+        done.wait_warm(timeout, "celery warm-up")
+        producer = Producer(each(noop.delay), n)
+        producer.start()
+        end = done.wait(timeout, "celery memory://")
+        producer.finish()
+    return Measurement("celery memory:// 1 solo worker, results off", n, end - producer.started_at)
+
+
+def dramatiq_stub(n: int, timeout: float) -> Measurement:
+    import dramatiq
+    from dramatiq.brokers.stub import StubBroker
+
+    logging.getLogger("dramatiq").setLevel(logging.ERROR)
+    done = Completions(n, warmup=WARMUP)
+    broker = StubBroker()
+    broker.emit_after("process_boot")
+
+    @dramatiq.actor(broker=broker, actor_name="bench_noop", max_retries=0)
+    def noop(i: int) -> int:
+        done.hit()
+        return 1
+
+    worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    try:
+        for i in range(WARMUP):
+            noop.send(i)
+        done.wait_warm(timeout, "dramatiq warm-up")
+        producer = Producer(each(noop.send), n)
+        producer.start()
+        end = done.wait(timeout, "dramatiq StubBroker")
+        producer.finish()
+    finally:
+        worker.stop()
+        broker.close()
+    return Measurement("dramatiq StubBroker 1 worker thread", n, end - producer.started_at)
+
+
+# -- huey: the consumer runs in its own processes, so the app is built from a module function ---
+
+
+def make_huey(path: str) -> tuple[Any, Any]:
+    from huey import SqliteHuey
+
+    huey = SqliteHuey("bench", filename=path)
+
+    @huey.task(name="bench_noop")
+    def noop(i: int) -> int:
+        return 1
+
+    return huey, noop
+
+
+def huey_consumer(path: str, workers: int) -> None:
+    """Child process entry point: a huey consumer with ``workers`` worker processes."""
+    logging.basicConfig(level=logging.WARNING)
+    huey, _ = make_huey(path)
+    consumer = huey.create_consumer(
+        workers=workers, worker_type="process", periodic=False, initial_delay=0.005, backoff=1.15, max_delay=0.05
+    )
+    consumer.run()
+
+
+def huey_sqlite(n: int, timeout: float, workdir: str | None = None) -> Measurement:
+    with tempfile.TemporaryDirectory(prefix="bench-huey-", dir=workdir) as tmp:
+        path = str(Path(tmp) / "huey.db")
+        huey, noop = make_huey(path)
+        code = f"import _peers; _peers.huey_consumer({path!r}, {HUEY_WORKERS})"
+        consumer = spawn([python(), "-c", code], tmp, child_env(), Path(tmp) / "consumer.log")
+        try:
+            for i in range(WARMUP):  # the consumer is up and its workers polling
+                noop(i)
+            wait_until(lambda: huey.result_count() >= WARMUP, 60, "huey warm-up")
+            huey.storage.flush_results()
+            producer = Producer(each(noop), n)
+            producer.start()
+            producer.finish(timeout)
+            end = wait_until(lambda: huey.result_count() >= n, timeout, "huey SqliteHuey")
+        except BaseException:
+            sys.stderr.write((Path(tmp) / "consumer.log").read_text()[-2000:])
+            raise
+        finally:
+            stop([consumer])
+    return Measurement(f"huey SqliteHuey {HUEY_WORKERS} worker processes", n, end - producer.started_at)
+
+
+PEERS = {
+    "celery": celery_memory,
+    "dramatiq": dramatiq_stub,
+    "huey": huey_sqlite,
+}
