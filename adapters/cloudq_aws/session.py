@@ -1,0 +1,158 @@
+"""AWS configuration and clients for one backend.
+
+Region, credentials and endpoint come from the standard AWS environment (``AWS_ENDPOINT_URL``,
+``AWS_PROFILE``, ...); cloudq's own options come from the URL query, ``*_options`` settings or
+``CLOUDQ_*``. Nothing here touches the network or builds a client until first use, so importing
+an adapter stays cheap (Lambda cold starts).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cloudq.backends.urls import url_options
+from cloudq.errors import ConfigurationError
+
+DEFAULT_MAX_CONNECTIONS = 50
+CONNECT_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 65.0  # above SQS's 20 s long poll with room for slow responses
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def as_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"option {name!r} must be true or false, got {value!r}")
+
+
+def as_number(name: str, value: Any, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"option {name!r} must be a number, got {value!r}") from None
+    if not low <= number <= high:
+        raise ConfigurationError(f"option {name!r} must be between {low:g} and {high:g}, got {value!r}")
+    return number
+
+
+def as_text(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"option {name!r} must be a string, got {value!r}")
+    return value or None
+
+
+def read_options(
+    url: str, base: Mapping[str, Any], parsers: Mapping[str, Callable[[str, Any], Any]], defaults: Mapping[str, Any]
+) -> dict[str, Any]:
+    """URL query over ``base`` (settings.*_options), each value parsed; unknown names are an error."""
+    raw = url_options(url, dict(base))
+    unknown = sorted(set(raw) - set(parsers))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for {url.split('?')[0]!r}; "
+            f"known options: {', '.join(sorted(parsers))}"
+        )
+    options = dict(defaults)
+    for name, value in raw.items():
+        options[name] = parsers[name](name, value)
+    return options
+
+
+# options every AWS backend accepts
+COMMON_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "region": as_text,
+    "endpoint_url": as_text,
+    "bucket": as_text,
+    "create_missing": as_bool,
+    "max_connections": lambda n, v: int(as_number(n, v, 1, 1000)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AWSConfig:
+    """Where to connect; None means "ask the standard AWS environment"."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> AWSConfig:
+        return cls(
+            options.get("region"),
+            options.get("endpoint_url"),
+            options.get("max_connections") or DEFAULT_MAX_CONNECTIONS,
+        )
+
+
+class Clients:
+    """One boto3 session per backend and one client per service, built on first use.
+
+    boto3 sessions are not thread-safe but clients are: the session and clients are built under
+    a lock, then shared by every thread.
+    """
+
+    def __init__(self, config: AWSConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._clients: dict[str, Any] = {}
+
+    def get(self, service: str) -> Any:
+        client = self._clients.get(service)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(service)
+                if client is None:
+                    client = self._clients[service] = self._build(service)
+        return client
+
+    def _build(self, service: str) -> Any:
+        from .errors import translated
+
+        with translated(f"{service}:client", service, self.config.endpoint_url):
+            import boto3
+            from botocore.config import Config
+
+            if self._session is None:
+                self._session = boto3.session.Session(region_name=self.config.region)
+            config = Config(
+                retries={"mode": "standard"},
+                max_pool_connections=self.config.max_connections,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                read_timeout=READ_TIMEOUT_S,
+            )
+            return self._session.client(service, endpoint_url=self.config.endpoint_url, config=config)
+
+    def endpoint(self, service: str) -> str:
+        """The endpoint a client for ``service`` talks to (for error messages)."""
+        client = self._clients.get(service)
+        if client is not None:
+            return str(client.meta.endpoint_url)
+        return self.config.endpoint_url or f"the default {service} endpoint"
+
+    @property
+    def region(self) -> str:
+        if self._session is not None and self._session.region_name:
+            return str(self._session.region_name)
+        return self.config.region or "the default region"
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, {}
+        for client in clients.values():
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()

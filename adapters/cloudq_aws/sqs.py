@@ -1,0 +1,601 @@
+"""``sqs://``: the cloudq Broker on Amazon SQS.
+
+Every call is batched where SQS allows it: SendMessageBatch for more than one message (by 10
+entries and by total size), ReceiveMessage of up to 10 with long polling, DeleteMessageBatch
+for acks and ChangeMessageVisibilityBatch for retries, lease heartbeats and releases. Bodies
+above the queue's MaximumMessageSize go to S3 when a bucket is configured (claim check).
+Missing queues and their dead-letter queues are created on first use unless create_missing is
+off, with the attributes ``cloudq deploy`` gives them (see resources.py).
+
+Options (URL query, ``broker_options`` or ``CLOUDQ_BROKER_OPTIONS``): prefix, wait, bucket,
+visibility, create_missing, max_receive_count, fifo, region, endpoint_url, max_connections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge, QueueNotFound
+from cloudq.interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
+
+from . import resources as res
+from . import sqs_messages as msg
+from .errors import DEPLOY_HINT, FifoDelayUnsupported, error_code, translated
+from .s3_offload import ClaimCheckMissing, ClaimCheckStore, S3Ref
+from .session import COMMON_PARSERS, AWSConfig, Clients, as_bool, as_number, as_text, read_options
+
+if TYPE_CHECKING:
+    from cloudq.config import Settings
+
+log = logging.getLogger("cloudq.sqs")
+
+S3_MAX_OBJECT_BYTES = 5 * 1024**3  # one PutObject
+VISIBILITY_MARGIN_S = 5  # keep lease changes this far inside SQS's 12-hour window
+DEAD_LETTER_SCAN_LEASE_S = 30  # hide dead letters this long while listing them, then show them again
+# batch entry failures meaning "this lease is over" (the message was deleted or leased again): skipped, not raised
+_GONE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
+
+BROKER_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    **COMMON_PARSERS,
+    "prefix": lambda n, v: as_text(n, v) or "",
+    "wait": lambda n, v: as_number(n, v, 0, res.SQS_MAX_WAIT_S),
+    "visibility": lambda n, v: as_number(n, v, 1, res.SQS_MAX_VISIBILITY_S),
+    "max_receive_count": lambda n, v: int(as_number(n, v, 1, 1000)),
+    "fifo": as_bool,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SQSQueue:
+    name: str  # cloudq's name
+    sqs_name: str
+    url: str
+    fifo: bool
+    max_bytes: int
+    dead_letter_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class SQSReceipt:
+    """What the broker needs to act on a delivery later (opaque to everyone else)."""
+
+    queue: SQSQueue
+    handle: str
+    received_at: float  # monotonic
+    raw_body: str
+    raw_attributes: dict[str, Any]
+    group_id: str | None
+    claim: S3Ref | None
+
+
+class SQSBroker:
+    """Broker on SQS standard and FIFO queues (a cloudq queue named ``*.fifo`` is FIFO)."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str = "",
+        wait_s: float = res.SQS_MAX_WAIT_S,
+        visibility_s: float = 60.0,
+        bucket: str | None = None,
+        create_missing: bool = True,
+        max_receive_count: int = res.DEFAULT_MAX_RECEIVE_COUNT,
+        fifo: bool = False,
+        config: AWSConfig | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.wait_s = wait_s
+        self.visibility_s = visibility_s
+        self.create_missing = create_missing
+        self.max_receive_count = max_receive_count
+        self.fifo = fifo
+        self.clients = Clients(config or AWSConfig())
+        self.claims = ClaimCheckStore(self.clients, bucket, f"{prefix}cloudq/", create_missing) if bucket else None
+        self.limits = BrokerLimits(
+            max_body_bytes=res.SQS_MAX_MESSAGE_BYTES,
+            max_delay_s=res.SQS_MAX_DELAY_S,
+            max_batch=res.SQS_MAX_BATCH_ENTRIES,
+            max_lease_s=res.SQS_MAX_VISIBILITY_S,
+            max_wait_s=wait_s,
+            per_message_delay=not fifo,
+            native_dead_letter=True,
+            counts_deliveries=True,
+            ordering=fifo,
+        )
+        self._queues: dict[str, SQSQueue] = {}
+        self._dead_letter_urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> SQSBroker:
+        options = read_options(
+            url,
+            settings.broker_options,
+            BROKER_PARSERS,
+            {
+                "prefix": "",
+                "wait": float(res.SQS_MAX_WAIT_S),
+                "visibility": settings.visibility_timeout,
+                "create_missing": settings.create_missing,
+                "max_receive_count": res.DEFAULT_MAX_RECEIVE_COUNT,
+                "fifo": settings.default_queue.endswith(res.FIFO_SUFFIX),
+            },
+        )
+        return cls(
+            prefix=options["prefix"],
+            wait_s=options["wait"],
+            visibility_s=options["visibility"],
+            bucket=options.get("bucket"),
+            create_missing=options["create_missing"],
+            max_receive_count=options["max_receive_count"],
+            fifo=options["fifo"],
+            config=AWSConfig.from_options(options),
+        )
+
+    def __repr__(self) -> str:
+        return f"<SQSBroker prefix={self.prefix!r} region={self.clients.region}>"
+
+    # -- queues ---------------------------------------------------------------------------------
+
+    def _sqs(self) -> Any:
+        return self.clients.get("sqs")
+
+    def _call(self, action: str, resource: str) -> Any:
+        return translated(f"sqs:{action}", resource, self.clients.endpoint("sqs"))
+
+    def queue(self, name: str) -> SQSQueue:
+        """The SQS queue behind a cloudq queue name, resolved once (created if allowed)."""
+        found = self._queues.get(name)
+        if found is not None:
+            return found
+        with self._lock:
+            found = self._queues.get(name)
+            if found is None:
+                found = self._queues[name] = self._resolve(name)
+                if found.max_bytes < self.limits.max_body_bytes:
+                    self.limits = dataclasses.replace(self.limits, max_body_bytes=found.max_bytes)
+        return found
+
+    def sqs_name(self, name: str) -> str:
+        full = self.prefix + name
+        if self.fifo and not res.is_fifo(full):
+            full += res.FIFO_SUFFIX
+        problem = res.queue_name_problem(full)
+        if problem:
+            raise ConfigurationError(f"queue {name!r} maps to SQS queue {full!r}, which is not allowed: {problem}")
+        return full
+
+    def _resolve(self, name: str) -> SQSQueue:
+        full = self.sqs_name(name)
+        url = self._queue_url(full)
+        if url is None:
+            if not self.create_missing:
+                raise QueueNotFound(f"SQS queue {full!r} does not exist in {self.clients.region}: {DEPLOY_HINT}")
+            url = self._create(full)
+        with self._call("GetQueueAttributes", full):
+            attrs = self._sqs().get_queue_attributes(
+                QueueUrl=url, AttributeNames=["MaximumMessageSize", "RedrivePolicy", "FifoQueue"]
+            )["Attributes"]
+        dead_letter = res.dead_letter_queue_name(full)
+        if attrs.get("RedrivePolicy"):
+            dead_letter = str(json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"]).rsplit(":", 1)[-1]
+        max_bytes = int(attrs.get("MaximumMessageSize", res.SQS_MAX_MESSAGE_BYTES))
+        return SQSQueue(name, full, url, attrs.get("FifoQueue") == "true", max_bytes, dead_letter)
+
+    def _queue_url(self, sqs_name: str) -> str | None:
+        with self._call("GetQueueUrl", sqs_name):
+            try:
+                return str(self._sqs().get_queue_url(QueueName=sqs_name)["QueueUrl"])
+            except Exception as exc:
+                if error_code(exc) in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+                    return None
+                raise
+
+    def _create(self, sqs_name: str) -> str:
+        dead_name = res.dead_letter_queue_name(sqs_name)
+        sqs = self._sqs()
+        with self._call("CreateQueue", dead_name):
+            dead_url = sqs.create_queue(QueueName=dead_name, Attributes=res.dead_letter_queue_attributes(dead_name))[
+                "QueueUrl"
+            ]
+            dead_arn = sqs.get_queue_attributes(QueueUrl=dead_url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+        attributes = res.queue_attributes(sqs_name, self.visibility_s, self.wait_s, dead_arn, self.max_receive_count)
+        with self._call("CreateQueue", sqs_name):
+            url = str(sqs.create_queue(QueueName=sqs_name, Attributes=attributes)["QueueUrl"])
+        log.info("created SQS queue %s with dead-letter queue %s", sqs_name, dead_name)
+        return url
+
+    def _dead_letter_url(self, queue: SQSQueue) -> str:
+        url = self._dead_letter_urls.get(queue.dead_letter_name)
+        if url is None:
+            url = self._dead_letter_urls[queue.dead_letter_name] = self._find_or_create_dead_letter(queue)
+        return url
+
+    def _find_or_create_dead_letter(self, queue: SQSQueue) -> str:
+        url = self._queue_url(queue.dead_letter_name)
+        if url is not None:
+            return url
+        if not self.create_missing:
+            raise QueueNotFound(
+                f"dead-letter queue {queue.dead_letter_name!r} of {queue.sqs_name!r} does not exist: {DEPLOY_HINT}"
+            )
+        with self._call("CreateQueue", queue.dead_letter_name):
+            attributes = res.dead_letter_queue_attributes(queue.dead_letter_name)
+            return str(self._sqs().create_queue(QueueName=queue.dead_letter_name, Attributes=attributes)["QueueUrl"])
+
+    def dead_letter_queue(self, name: str) -> str:
+        """URL of the dead-letter queue of cloudq queue ``name``."""
+        return self._dead_letter_url(self.queue(name))
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Send in as few requests as SQS allows; raises before sending anything when a message
+        cannot be sent (too large without a bucket, delay on a FIFO queue, too many attributes)."""
+        if not messages:
+            return []
+        q = self.queue(queue)
+        if q.fifo and any(m.delay_s > 0 for m in messages):
+            raise FifoDelayUnsupported(
+                f"SQS FIFO queue {q.sqs_name!r} cannot delay single messages (countdown/eta); "
+                "send delayed work to a standard queue"
+            )
+        entries = [msg.build_entry(m, q.fifo) for m in messages]
+        oversize = [i for i, e in enumerate(entries) if e.size > q.max_bytes]
+        if oversize and self.claims is None:
+            worst = entries[oversize[0]]
+            raise MessageTooLarge(
+                worst.size,
+                q.max_bytes,
+                "configure an S3 bucket for large messages (sqs://?bucket=NAME or broker_options={'bucket': ...})",
+            )
+        for i in oversize:
+            entries[i] = self._offload(q, messages[i], entries[i])
+        if len(entries) == 1:
+            return [self._send_one(q, entries[0])]
+        return self._send_batches(q, entries)
+
+    def _offload(self, queue: SQSQueue, message: OutgoingMessage, entry: msg.Entry) -> msg.Entry:
+        assert self.claims is not None
+        if len(message.body) > S3_MAX_OBJECT_BYTES:
+            raise MessageTooLarge(len(message.body), S3_MAX_OBJECT_BYTES, "S3 takes at most 5 GiB in one upload")
+        ref = self.claims.put(message.body, queue.sqs_name)
+        attributes = {k: v for k, v in entry.attributes.items() if k != msg.ENCODING}
+        attributes[msg.CLAIM_CHECK] = msg.attribute("s3")
+        pointer = dataclasses.replace(entry, body=ref.pointer(len(message.body)), attributes=attributes)
+        if pointer.size > queue.max_bytes:
+            raise MessageTooLarge(pointer.size, queue.max_bytes, "even the claim-check pointer is too large")
+        return pointer
+
+    def _send_one(self, queue: SQSQueue, entry: msg.Entry) -> str:
+        with self._call("SendMessage", queue.sqs_name):
+            return str(self._sqs().send_message(QueueUrl=queue.url, **entry.request())["MessageId"])
+
+    def _send_batches(self, queue: SQSQueue, entries: Sequence[msg.Entry]) -> list[str]:
+        ids: list[str] = []
+        for chunk in _batches(entries, res.SQS_MAX_BATCH_ENTRIES, res.SQS_MAX_BATCH_BYTES):
+            request = [{"Id": str(i), **e.request()} for i, e in enumerate(chunk)]
+            results = self._batch_call("SendMessageBatch", queue.sqs_name, queue.url, request, retry=True)
+            ids.extend(str(results[str(i)]["MessageId"]) for i in range(len(chunk)))
+        return ids
+
+    def _batch_call(
+        self,
+        action: str,
+        resource: str,
+        url: str,
+        entries: list[dict[str, Any]],
+        *,
+        retry: bool = False,
+        tolerate: frozenset[str] | set[str] = frozenset(),
+    ) -> dict[str, dict[str, Any]]:
+        """One *Batch call; entries that failed on the server side are tried once more.
+        Returns the successful entries by Id; failures with a code in ``tolerate`` are logged."""
+        method = getattr(self._sqs(), _snake(action))
+        done: dict[str, dict[str, Any]] = {}
+        pending = entries
+        for attempt in (1, 2):
+            with self._call(action, resource):
+                response = method(QueueUrl=url, Entries=pending)
+            for item in response.get("Successful", []):
+                done[item["Id"]] = item
+            failed = response.get("Failed", [])
+            if not failed:
+                return done
+            server_side = [f for f in failed if not f.get("SenderFault")]
+            if retry and attempt == 1 and len(server_side) == len(failed):
+                again = {f["Id"] for f in failed}
+                pending = [e for e in pending if e["Id"] in again]
+                continue
+            ignored = [f for f in failed if f.get("Code") in tolerate]
+            for f in ignored:
+                log.info(
+                    "%s on %s: entry %s skipped: %s %s", action, resource, f["Id"], f.get("Code"), f.get("Message", "")
+                )
+            real = [f for f in failed if f.get("Code") not in tolerate]
+            if real:
+                problems = "; ".join(f"{f.get('Code')}: {f.get('Message', '')}" for f in real[:3])
+                raise BrokerError(
+                    f"sqs:{action} on {resource} failed for {len(real)} of {len(entries)} entries: {problems}"
+                )
+            return done
+        return done
+
+    # -- receiving ------------------------------------------------------------------------------
+
+    def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]:
+        """Lease up to ``max_messages``: one long poll, then more requests (without waiting) only
+        while each one comes back full."""
+        q = self.queue(queue)
+        wanted = max(1, int(max_messages))
+        visibility = int(min(max(math.ceil(lease_s), 0), res.SQS_MAX_VISIBILITY_S))
+        wait = int(min(math.ceil(max(wait_s, 0.0)), self.wait_s, res.SQS_MAX_WAIT_S))
+        out: list[Delivery] = []
+        while len(out) < wanted:
+            ask = min(res.SQS_MAX_BATCH_ENTRIES, wanted - len(out))
+            raw = self._receive_raw(q, ask, visibility, wait if not out else 0)
+            out.extend(self._deliveries(q, raw))
+            if len(raw) < ask:
+                break
+        return out
+
+    def _receive_raw(
+        self, queue: SQSQueue, count: int, visibility: int, wait: int, url: str | None = None
+    ) -> list[dict[str, Any]]:
+        with self._call("ReceiveMessage", queue.sqs_name):
+            response = self._sqs().receive_message(
+                QueueUrl=url or queue.url,
+                MaxNumberOfMessages=count,
+                VisibilityTimeout=visibility,
+                WaitTimeSeconds=wait,
+                MessageAttributeNames=["All"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+            )
+        messages: list[dict[str, Any]] = response.get("Messages", [])
+        return messages
+
+    def _deliveries(self, queue: SQSQueue, raw: list[dict[str, Any]]) -> list[Delivery]:
+        now = time.monotonic()
+        out: list[Delivery] = []
+        lost: list[tuple[Delivery, str]] = []
+        for m in raw:
+            raw_attributes = msg.forwardable(m.get("MessageAttributes", {}))
+            user, internal = msg.split_attributes(raw_attributes)
+            system = m.get("Attributes", {})
+            count = int(system.get("ApproximateReceiveCount", 1)) + int(internal.get(msg.PRIOR_DELIVERIES, 0) or 0)
+            group = system.get("MessageGroupId")
+            claim = S3Ref.from_pointer(m["Body"]) if internal.get(msg.CLAIM_CHECK) else None
+            receipt = SQSReceipt(queue, m["ReceiptHandle"], now, m["Body"], raw_attributes, group, claim)
+            try:
+                body = self.claims_get(claim) if claim else msg.decode_body(m["Body"], internal.get(msg.ENCODING))
+            except ClaimCheckMissing as exc:
+                lost.append((Delivery(b"", receipt, count, queue.name, m["MessageId"], user, group), str(exc)))
+                continue
+            out.append(Delivery(body, receipt, count, queue.name, m["MessageId"], user, group if queue.fifo else None))
+        for delivery, why in lost:
+            log.warning("message %s on %s lost its S3 payload: dead-lettering it", delivery.message_id, queue.sqs_name)
+            self.dead_letter(
+                [delivery], f"ClaimCheckMissing: {why} (already processed, or removed by a lifecycle rule)"
+            )
+        return out
+
+    def claims_get(self, ref: S3Ref) -> bytes:
+        if self.claims is None:  # a pointer sent by a producer configured with a bucket: read it anyway
+            self.claims = ClaimCheckStore(self.clients, ref.bucket, f"{self.prefix}cloudq/", False)
+        return self.claims.get(ref)
+
+    # -- settling -------------------------------------------------------------------------------
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """DeleteMessageBatch, then delete the S3 payloads of the messages deleted."""
+        deleted: list[SQSReceipt] = []
+        for queue, group in _by_queue(deliveries):
+            deleted.extend(self._delete(queue, [d.receipt for d in group]))
+        refs = [r.claim for r in deleted if r.claim is not None]
+        if refs and self.claims is not None:
+            self.claims.delete(refs)
+
+    def _delete(self, queue: SQSQueue, receipts: Sequence[SQSReceipt]) -> list[SQSReceipt]:
+        """Delete leased messages; returns the receipts SQS accepted (a stale one is skipped)."""
+        deleted: list[SQSReceipt] = []
+        for chunk in _chunks(receipts, res.SQS_MAX_BATCH_ENTRIES):
+            entries = [{"Id": str(i), "ReceiptHandle": r.handle} for i, r in enumerate(chunk)]
+            done = self._batch_call("DeleteMessageBatch", queue.sqs_name, queue.url, entries, tolerate=_GONE)
+            deleted.extend(r for i, r in enumerate(chunk) if str(i) in done)
+        return deleted
+
+    def _change_visibility(self, deliveries: Sequence[Delivery], seconds: float) -> None:
+        now = time.monotonic()
+        for queue, group in _by_queue(deliveries):
+            for chunk in _chunks([d.receipt for d in group], res.SQS_MAX_BATCH_ENTRIES):
+                entries = [
+                    {"Id": str(i), "ReceiptHandle": r.handle, "VisibilityTimeout": _visibility(seconds, r, now)}
+                    for i, r in enumerate(chunk)
+                ]
+                self._batch_call("ChangeMessageVisibilityBatch", queue.sqs_name, queue.url, entries, tolerate=_GONE)
+
+    def nack(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
+        """Visible again after ``delay_s`` (capped to what is left of the 12-hour window)."""
+        self._change_visibility(deliveries, delay_s)
+
+    def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> None:
+        self._change_visibility(deliveries, lease_s)
+
+    def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Give back unstarted messages. On standard queues the message is sent again carrying
+        its receive count, then the leased copy is deleted, so the unstarted receive does not
+        spend an attempt; on FIFO queues (where resending would reorder the group) the lease is
+        ended with visibility 0 and the receive still counts."""
+        for queue, group in _by_queue(deliveries):
+            if queue.fifo:
+                self._change_visibility(group, 0)
+                continue
+            entries = []
+            for d in group:
+                attributes = dict(d.receipt.raw_attributes)
+                attributes[msg.PRIOR_DELIVERIES] = msg.attribute(str(max(0, d.delivery_count - 1)))
+                entries.append(msg.Entry(d.receipt.raw_body, attributes))
+            self._send_batches(queue, entries)
+            self._delete(queue, [d.receipt for d in group])
+
+    def dead_letter(self, deliveries: Sequence[Delivery], reason: str) -> None:
+        """Send each body to the queue's dead-letter queue with ``reason`` as a message attribute,
+        then delete the originals that were moved (an original whose copy failed stays put)."""
+        for queue, group in _by_queue(deliveries):
+            dead_url = self._dead_letter_url(queue)
+            dead_fifo = res.is_fifo(queue.dead_letter_name)
+            entries = []
+            for d in group:
+                r = d.receipt
+                attributes = {k: v for k, v in r.raw_attributes.items() if k != msg.DEAD_LETTER_REASON}
+                attributes[msg.DEAD_LETTER_REASON] = msg.attribute(reason[: msg.MAX_REASON_CHARS])
+                attributes[msg.SOURCE_QUEUE] = msg.attribute(queue.name)
+                entry = msg.Entry(r.raw_body, _fit_attributes(attributes))
+                if dead_fifo:
+                    entry.dedup_id = msg.safe_token(d.message_id or r.handle)
+                    entry.group_id = r.group_id or entry.dedup_id
+                entries.append(entry)
+            moved: list[SQSReceipt] = []
+            for chunk, receipts in zip(
+                _chunks(entries, res.SQS_MAX_BATCH_ENTRIES),
+                _chunks([d.receipt for d in group], res.SQS_MAX_BATCH_ENTRIES),
+                strict=True,
+            ):
+                request = [{"Id": str(i), **e.request()} for i, e in enumerate(chunk)]
+                done = self._batch_call("SendMessageBatch", queue.dead_letter_name, dead_url, request, retry=True)
+                moved.extend(r for i, r in enumerate(receipts) if str(i) in done)
+            self._delete(queue, moved)
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """Read dead letters without consuming them: each is hidden briefly while the list is
+        built, then made visible again."""
+        q = self.queue(queue)
+        url = self._dead_letter_url(q)
+        found: dict[str, DeadLetter] = {}
+        handles: list[str] = []
+        try:
+            while len(found) < limit:
+                raw = self._receive_raw(
+                    q, min(res.SQS_MAX_BATCH_ENTRIES, limit - len(found)), DEAD_LETTER_SCAN_LEASE_S, 1, url
+                )
+                if not raw:
+                    break
+                for m in raw:
+                    handles.append(m["ReceiptHandle"])
+                    if m["MessageId"] not in found:
+                        found[m["MessageId"]] = self._dead_letter_entry(q, m)
+        finally:
+            for chunk in _chunks(handles, res.SQS_MAX_BATCH_ENTRIES):
+                entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(chunk)]
+                self._batch_call("ChangeMessageVisibilityBatch", q.dead_letter_name, url, entries, tolerate=_GONE)
+        return list(found.values())[:limit]
+
+    def _dead_letter_entry(self, queue: SQSQueue, m: dict[str, Any]) -> DeadLetter:
+        _, internal = msg.split_attributes(msg.forwardable(m.get("MessageAttributes", {})))
+        reason = internal.get(msg.DEAD_LETTER_REASON) or (
+            f"MaxReceiveCount: received more than the redrive policy allows (ApproximateReceiveCount "
+            f"{m.get('Attributes', {}).get('ApproximateReceiveCount', '?')}) without an ack"
+        )
+        body = msg.decode_body(m["Body"], internal.get(msg.ENCODING))
+        if internal.get(msg.CLAIM_CHECK):
+            try:
+                body = self.claims_get(S3Ref.from_pointer(m["Body"]))
+            except ClaimCheckMissing:
+                pass  # show the pointer
+        return DeadLetter(body, reason, queue.name, m["MessageId"])
+
+    def stats(self, queue: str) -> QueueStats:
+        q = self.queue(queue)
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        with self._call("GetQueueAttributes", q.sqs_name):
+            attrs = self._sqs().get_queue_attributes(QueueUrl=q.url, AttributeNames=names)["Attributes"]
+            dead = self._sqs().get_queue_attributes(QueueUrl=self._dead_letter_url(q), AttributeNames=names[:2])[
+                "Attributes"
+            ]
+        return QueueStats(
+            queue,
+            ready=int(attrs.get(names[0], 0)),
+            in_flight=int(attrs.get(names[1], 0)),
+            delayed=int(attrs.get(names[2], 0)),
+            dead_lettered=int(dead.get(names[0], 0)) + int(dead.get(names[1], 0)),
+        )
+
+    def purge(self, queue: str) -> int:
+        """PurgeQueue (SQS allows one per queue per 60 s); returns the messages that were waiting."""
+        before = self.stats(queue)
+        q = self.queue(queue)
+        with self._call("PurgeQueue", q.sqs_name):
+            self._sqs().purge_queue(QueueUrl=q.url)
+        return before.ready + before.delayed
+
+    def close(self) -> None:
+        self.clients.close()
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _snake(action: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in action).lstrip("_")
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _batches(entries: Sequence[msg.Entry], max_entries: int, max_bytes: int) -> Iterable[list[msg.Entry]]:
+    """Consecutive groups of at most ``max_entries`` whose sizes add up to at most ``max_bytes``."""
+    chunk: list[msg.Entry] = []
+    total = 0
+    for entry in entries:
+        size = entry.size
+        if chunk and (len(chunk) == max_entries or total + size > max_bytes):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(entry)
+        total += size
+    if chunk:
+        yield chunk
+
+
+def _by_queue(deliveries: Sequence[Delivery]) -> list[tuple[SQSQueue, list[Delivery]]]:
+    groups: dict[str, tuple[SQSQueue, list[Delivery]]] = {}
+    for d in deliveries:
+        receipt = d.receipt
+        if not isinstance(receipt, SQSReceipt):
+            raise BrokerError(f"delivery {d.message_id or '?'} was not received from SQS (receipt {receipt!r})")
+        groups.setdefault(receipt.queue.url, (receipt.queue, []))[1].append(d)
+    return list(groups.values())
+
+
+def _visibility(seconds: float, receipt: SQSReceipt, now: float) -> int:
+    """Seconds of visibility to ask for: rounded up, and inside the 12 hours SQS allows from receipt."""
+    left = res.SQS_MAX_VISIBILITY_S - (now - receipt.received_at) - VISIBILITY_MARGIN_S
+    return int(max(0, min(math.ceil(max(seconds, 0.0)), left)))
+
+
+def _fit_attributes(attributes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Keep cloudq's attributes when a dead letter would exceed SQS's 10: drop user ones first."""
+    if len(attributes) <= res.SQS_MAX_MESSAGE_ATTRIBUTES:
+        return attributes
+    own = {k: v for k, v in attributes.items() if k in msg.INTERNAL_ATTRIBUTES}
+    others = [(k, v) for k, v in attributes.items() if k not in msg.INTERNAL_ATTRIBUTES]
+    keep = res.SQS_MAX_MESSAGE_ATTRIBUTES - len(own)
+    return {**dict(others[: max(0, keep)]), **own}

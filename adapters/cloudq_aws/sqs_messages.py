@@ -1,0 +1,151 @@
+"""How cloudq messages are written to and read from SQS.
+
+SQS bodies are Unicode text from a restricted character set and message attributes must be
+non-empty strings; brokers move arbitrary bytes. Bodies that are not valid SQS text travel
+base64-encoded, flagged by a ``cloudq-encoding`` attribute. Attribute and body sizes are counted
+the way SQS counts them, so size limits are enforced before a request is made.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloudq.errors import BrokerError
+from cloudq.interfaces import OutgoingMessage
+
+from .resources import SQS_MAX_DELAY_S, SQS_MAX_MESSAGE_ATTRIBUTES
+
+ENCODING = "cloudq-encoding"  # "base64" or "empty"
+CLAIM_CHECK = "cloudq-claim-check"  # "s3": the body is a pointer to an S3 object
+PRIOR_DELIVERIES = "cloudq-prior-deliveries"  # receives of the message this one replaced
+DEAD_LETTER_REASON = "cloudq-dead-letter-reason"
+SOURCE_QUEUE = "cloudq-source-queue"
+INTERNAL_ATTRIBUTES = frozenset({ENCODING, CLAIM_CHECK, PRIOR_DELIVERIES, DEAD_LETTER_REASON, SOURCE_QUEUE})
+MAX_REASON_CHARS = 1000
+EMPTY_VALUE_TYPE = "String.cloudq-empty"  # SQS refuses empty attribute values: this type stands for ""
+
+_NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_TOKEN = re.compile(r"^[!-~]{1,128}$")  # MessageGroupId / MessageDeduplicationId alphabet
+
+
+def safe_token(value: str) -> str:
+    """A valid group or deduplication id for ``value`` (hashed when SQS would refuse it)."""
+    return value if _TOKEN.match(value) else hashlib.sha256(value.encode()).hexdigest()
+
+
+def attribute(value: str) -> dict[str, str]:
+    if value == "":
+        return {"DataType": EMPTY_VALUE_TYPE, "StringValue": "-"}
+    return {"DataType": "String", "StringValue": value}
+
+
+def attribute_value(raw: Mapping[str, Any]) -> str:
+    if raw.get("DataType") == EMPTY_VALUE_TYPE:
+        return ""
+    if "StringValue" in raw:
+        return str(raw["StringValue"])
+    binary = raw.get("BinaryValue")
+    return base64.b64encode(binary).decode() if isinstance(binary, bytes) else ""
+
+
+def attributes_size(attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """SQS counts each attribute's name, data type and value towards the message size."""
+    total = 0
+    for name, raw in attributes.items():
+        total += len(name.encode()) + len(str(raw.get("DataType", "")).encode())
+        total += len(str(raw.get("StringValue", "")).encode()) + len(raw.get("BinaryValue", b"") or b"")
+    return total
+
+
+@dataclass(slots=True)
+class Entry:
+    """One message as SendMessage / SendMessageBatch will carry it."""
+
+    body: str
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    delay_s: int = 0
+    group_id: str | None = None
+    dedup_id: str | None = None
+    payload_bytes: int = 0  # size of the original body, for error messages
+
+    @property
+    def size(self) -> int:
+        return len(self.body.encode()) + attributes_size(self.attributes)
+
+    def request(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"MessageBody": self.body}
+        if self.attributes:
+            fields["MessageAttributes"] = self.attributes
+        if self.delay_s:
+            fields["DelaySeconds"] = self.delay_s
+        if self.group_id is not None:
+            fields["MessageGroupId"] = self.group_id
+        if self.dedup_id is not None:
+            fields["MessageDeduplicationId"] = self.dedup_id
+        return fields
+
+
+def encode_body(body: bytes) -> tuple[str, str | None]:
+    """SQS text for ``body`` and the encoding flag to attach (None: sent as is)."""
+    if not body:
+        return "-", "empty"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and not _NOT_SQS_TEXT.search(text):
+        return text, None
+    return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def decode_body(text: str, encoding: str | None) -> bytes:
+    if encoding == "base64":
+        return base64.b64decode(text)
+    if encoding == "empty":
+        return b""
+    return text.encode("utf-8")
+
+
+def build_entry(message: OutgoingMessage, fifo: bool) -> Entry:
+    text, encoding = encode_body(message.body)
+    attributes = {name: attribute(value) for name, value in message.attributes.items()}
+    if encoding:
+        attributes[ENCODING] = attribute(encoding)
+    if len(attributes) > SQS_MAX_MESSAGE_ATTRIBUTES:
+        raise BrokerError(
+            f"SQS allows {SQS_MAX_MESSAGE_ATTRIBUTES} message attributes, this message has {len(attributes)}: "
+            f"{', '.join(sorted(attributes))}"
+        )
+    entry = Entry(text, attributes, payload_bytes=len(message.body))
+    if fifo:
+        dedup = safe_token(message.dedup_id) if message.dedup_id else None
+        entry.dedup_id = dedup or hashlib.sha256(message.body).hexdigest()
+        # without an ordering key every message is its own group: no ordering, full parallelism
+        entry.group_id = safe_token(message.ordering_key) if message.ordering_key else entry.dedup_id
+    elif message.delay_s > 0:
+        entry.delay_s = min(math.ceil(message.delay_s), SQS_MAX_DELAY_S)
+    return entry
+
+
+def forwardable(raw_attributes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Received message attributes in the shape SendMessage accepts."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in raw_attributes.items():
+        kept = {k: raw[k] for k in ("DataType", "StringValue", "BinaryValue") if k in raw}
+        out[name] = kept
+    return out
+
+
+def split_attributes(raw_attributes: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """(user attributes, cloudq's own attributes) as plain strings."""
+    user: dict[str, str] = {}
+    internal: dict[str, str] = {}
+    for name, raw in raw_attributes.items():
+        (internal if name in INTERNAL_ATTRIBUTES else user)[name] = attribute_value(raw)
+    return user, internal
