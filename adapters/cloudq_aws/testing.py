@@ -1,9 +1,15 @@
 """A moto server process for tests and benchmarks, with per-operation request counts.
 
-``MotoServer().start()`` runs ``python -m moto.server`` on a free 127.0.0.1 port (moto[server]
-must be installed), and ``environment()`` gives the AWS variables that point boto3 at it. Request
-counts come from the server itself (moto's request recorder), so they show what AWS would bill,
-whichever client made the calls.
+``MotoServer().start()`` runs moto's server (moto[server] must be installed) in a separate process
+on a free 127.0.0.1 port, and ``environment()`` gives the AWS variables that point boto3 at it.
+Request counts come from the server itself (moto's request recorder), so they show what AWS
+would bill, whichever client made the calls.
+
+One difference from ``moto_server`` on purpose: moto evaluates a DynamoDB ConditionExpression
+and then writes without a lock, so two concurrent conditional writes to one item can both
+succeed on its threaded server, where DynamoDB would refuse one. The process started here is
+moto's own WSGI app behind one lock for DynamoDB requests (``python -m cloudq_aws.testing``),
+so concurrent conditional writes behave as on AWS and race tests test cloudq, not moto.
 """
 
 from __future__ import annotations
@@ -93,7 +99,7 @@ class MotoServer:
         env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(self.recording)}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+                [sys.executable, "-m", "cloudq_aws.testing", self.host, str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
@@ -156,3 +162,30 @@ class MotoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve(host: str, port: int) -> None:
+    """Run moto's server with DynamoDB requests serialized (see the module docstring)."""
+    import threading
+    from typing import Any
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import run_simple
+
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    moto_app.debug = True  # type: ignore[attr-defined]
+    dynamodb = threading.Lock()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with dynamodb:
+                return list(moto_app(environ, start_response))
+        return moto_app(environ, start_response)
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    os.environ.setdefault("MOTO_PORT", str(port))
+    run_simple(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], int(sys.argv[2]))

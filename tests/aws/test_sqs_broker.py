@@ -266,7 +266,7 @@ def test_options_are_checked(prefix: str) -> None:
 
 def test_import_and_construction_make_no_client() -> None:
     code = (
-        "import sys, cloudq_aws.sqs\n"
+        "import sys, cloudq_aws.sqs, cloudq_aws.dynamodb\n"
         "from cloudq.config import Settings\n"
         "b = cloudq_aws.sqs.SQSBroker.from_url('sqs://', Settings())\n"
         "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'SDK imported'\n"

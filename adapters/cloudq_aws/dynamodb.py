@@ -1,0 +1,376 @@
+"""``dynamodb://TABLE``: the cloudq ResultStore on Amazon DynamoDB.
+
+One item per task id. Every write is a single conditional request: ``set`` is a PutItem that
+cannot overwrite a terminal (SUCCESS/FAILURE) record, ``claim`` an UpdateItem that only succeeds
+while no one else holds an unexpired claim, so there is no read before a write. Reads are
+strongly consistent. ``expires_at`` is the table's TTL attribute (whole epoch seconds); DynamoDB
+deletes expired items lazily, so reads treat anything past its exact expiry as absent. Results
+that would push an item over DynamoDB's 400 KB go to S3 when a bucket is configured.
+
+Options (URL query, ``results_options`` or ``CLOUDQ_RESULTS_OPTIONS``): bucket, create_missing,
+region, endpoint_url, max_connections.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from cloudq import states
+from cloudq.errors import ConfigurationError, ResultStoreError, ResultTooLarge
+from cloudq.interfaces import Claim, ResultRecord
+
+from . import resources as res
+from .errors import error_code, translated
+from .s3_offload import ClaimCheckStore, S3Ref
+from .session import COMMON_PARSERS, AWSConfig, Clients, read_options
+
+if TYPE_CHECKING:
+    from cloudq.config import Settings
+
+log = logging.getLogger("cloudq.dynamodb")
+T = TypeVar("T")
+
+ITEM_MARGIN_BYTES = 1024  # room for DynamoDB's own per-attribute overhead
+EXACT_EXPIRY = "expires_exact"  # expires_at to the fraction of a second (the TTL attribute is whole seconds)
+RESULT_REF = "result_ref"  # pointer to an offloaded result in S3
+_TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
+_NUMBER_FIELDS = ("started_at", "finished_at", "claim_until")
+_TEXT_FIELDS = ("error_type", "error_message", "traceback", "claim_owner")
+_TERMINAL = {":success": {"S": states.SUCCESS}, ":failure": {"S": states.FAILURE}}
+_UNCLAIMED = "(attribute_not_exists(claim_until) OR claim_until <= :now OR claim_owner = :owner)"
+_LIVE = f"(attribute_not_exists({EXACT_EXPIRY}) OR {EXACT_EXPIRY} > :now)"
+_NOT_TERMINAL = "NOT #state IN (:success, :failure)"
+
+
+def _number(value: float) -> dict[str, str]:
+    """DynamoDB number text that reads back as exactly the same float (or int)."""
+    if isinstance(value, int):
+        return {"N": str(value)}
+    return {"N": format(Decimal(repr(float(value))), "f")}
+
+
+def _read_number(attr: dict[str, str] | None) -> float | None:
+    return None if attr is None else float(attr["N"])
+
+
+def to_item(record: ResultRecord) -> dict[str, dict[str, str]]:
+    item: dict[str, dict[str, str]] = {
+        res.RESULTS_KEY: {"S": record.task_id},
+        "state": {"S": record.state},
+        "task_name": {"S": record.task_name},
+        "attempts": {"N": str(int(record.attempts))},
+    }
+    if record.result is not None:
+        item["result"] = {"S": json.dumps(record.result, ensure_ascii=False, separators=(",", ":"))}
+    for name in _TEXT_FIELDS:
+        value = getattr(record, name)
+        if value is not None:
+            item[name] = {"S": value}
+    for name in _NUMBER_FIELDS:
+        value = getattr(record, name)
+        if value is not None:
+            item[name] = _number(value)
+    if record.expires_at is not None:
+        item[res.RESULTS_TTL_ATTRIBUTE] = {"N": str(math.ceil(record.expires_at))}
+        item[EXACT_EXPIRY] = _number(record.expires_at)
+    return item
+
+
+def from_item(item: dict[str, Any], result: Any = None) -> ResultRecord:
+    def text(name: str) -> str | None:
+        return item[name]["S"] if name in item else None
+
+    if "result" in item:
+        result = json.loads(item["result"]["S"])
+    expiry = item.get(EXACT_EXPIRY) or item.get(res.RESULTS_TTL_ATTRIBUTE)
+    return ResultRecord(
+        task_id=item[res.RESULTS_KEY]["S"],
+        state=item["state"]["S"],
+        task_name=text("task_name") or "",
+        result=result,
+        error_type=text("error_type"),
+        error_message=text("error_message"),
+        traceback=text("traceback"),
+        attempts=int(item.get("attempts", {"N": "0"})["N"]),
+        started_at=_read_number(item.get("started_at")),
+        finished_at=_read_number(item.get("finished_at")),
+        expires_at=_read_number(expiry),
+        claim_owner=text("claim_owner"),
+        claim_until=_read_number(item.get("claim_until")),
+    )
+
+
+def item_size(item: dict[str, dict[str, str]]) -> int:
+    """An upper bound of DynamoDB's item size: names plus values as UTF-8."""
+    return sum(len(name.encode()) + len(next(iter(value.values())).encode()) for name, value in item.items())
+
+
+class DynamoDBResultStore:
+    """Result records in one DynamoDB table (created on first use unless create_missing is off)."""
+
+    def __init__(
+        self, table: str, *, bucket: str | None = None, create_missing: bool = True, config: AWSConfig | None = None
+    ) -> None:
+        if not _TABLE_NAME.match(table):
+            raise ConfigurationError(
+                f"DynamoDB table name {table!r} is not valid: 3-255 letters, digits, '_', '-' or '.' (dynamodb://TABLE)"
+            )
+        self.table = table
+        self.create_missing = create_missing
+        self.clients = Clients(config or AWSConfig())
+        self.offload = (
+            ClaimCheckStore(self.clients, bucket, f"cloudq-results/{table}/", create_missing, ResultStoreError)
+            if bucket
+            else None
+        )
+        self._create_lock = threading.Lock()
+        self._created = False
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> DynamoDBResultStore:
+        parts = urlsplit(url)
+        table = parts.netloc or parts.path.strip("/")
+        if not table:
+            raise ConfigurationError(f"results URL {url!r} names no table: use dynamodb://TABLE")
+        options = read_options(
+            url, settings.results_options, COMMON_PARSERS, {"create_missing": settings.create_missing}
+        )
+        return cls(
+            table,
+            bucket=options.get("bucket"),
+            create_missing=options["create_missing"],
+            config=AWSConfig.from_options(options),
+        )
+
+    def __repr__(self) -> str:
+        return f"<DynamoDBResultStore table={self.table!r} region={self.clients.region}>"
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _db(self) -> Any:
+        return self.clients.get("dynamodb")
+
+    def _run(self, action: str, call: Callable[[], T]) -> T:
+        """One request, with errors translated; a missing table is created once if allowed."""
+        with translated(f"dynamodb:{action}", self.table, self.clients.endpoint("dynamodb"), ResultStoreError):
+            try:
+                return call()
+            except Exception as exc:
+                if error_code(exc) != "ResourceNotFoundException" or not self.create_missing:
+                    raise
+                self._create_table()
+                return call()
+
+    def _create_table(self) -> None:
+        with self._create_lock:
+            if self._created:
+                return
+            db = self._db()
+            try:
+                db.create_table(**res.results_table_definition(self.table))
+            except Exception as exc:
+                if error_code(exc) != "ResourceInUseException":  # someone else is creating it
+                    raise
+            db.get_waiter("table_exists").wait(TableName=self.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+            try:
+                db.update_time_to_live(**res.results_ttl_specification(self.table))
+            except Exception as exc:
+                if error_code(exc) != "ValidationException":  # TTL already enabled
+                    raise
+            self._created = True
+            log.info("created DynamoDB results table %s (on-demand, TTL on %s)", self.table, res.RESULTS_TTL_ATTRIBUTE)
+
+    def _record(self, item: dict[str, Any]) -> ResultRecord:
+        result = None
+        if RESULT_REF in item and self.offload_for(item) is not None:
+            ref = S3Ref.from_pointer(item[RESULT_REF]["S"])
+            result = json.loads(self.offload_for(item).get(ref))  # type: ignore[union-attr]
+        return from_item(item, result)
+
+    def offload_for(self, item: dict[str, Any]) -> ClaimCheckStore | None:
+        if self.offload is None and RESULT_REF in item:  # written by a store configured with a bucket
+            ref = S3Ref.from_pointer(item[RESULT_REF]["S"])
+            self.offload = ClaimCheckStore(self.clients, ref.bucket, "", False, ResultStoreError)
+        return self.offload
+
+    @staticmethod
+    def _live(item: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
+        if not item:
+            return None
+        expiry = _read_number(item.get(EXACT_EXPIRY) or item.get(res.RESULTS_TTL_ATTRIBUTE))
+        return None if expiry is not None and expiry <= now else item
+
+    # -- ResultStore ------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        response = self._run(
+            "GetItem",
+            lambda: self._db().get_item(
+                TableName=self.table, Key={res.RESULTS_KEY: {"S": task_id}}, ConsistentRead=True
+            ),
+        )
+        item = self._live(response.get("Item"), time.time())
+        return self._record(item) if item else None
+
+    def set(self, record: ResultRecord) -> bool:
+        """One conditional PutItem: written unless a live terminal record exists."""
+        item, ref = self._fit(record)
+        values = {**_TERMINAL, ":now": _number(time.time())}
+        condition = f"attribute_not_exists({res.RESULTS_KEY}) OR {_NOT_TERMINAL} OR NOT {_LIVE}"
+
+        def put() -> dict[str, Any] | None:
+            try:
+                response = self._db().put_item(
+                    TableName=self.table,
+                    Item=item,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_OLD",
+                )
+            except Exception as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return None
+                raise
+            old: dict[str, Any] = response.get("Attributes") or {}
+            return old
+
+        old = self._run("PutItem", put)
+        if old is None:
+            if ref is not None and self.offload is not None:
+                self.offload.delete([ref])
+            return False
+        self._drop_offloaded(old)
+        return True
+
+    def _fit(self, record: ResultRecord) -> tuple[dict[str, dict[str, str]], S3Ref | None]:
+        """The item for ``record``, with the result moved to S3 (or long texts shortened) when it
+        would exceed DynamoDB's item size limit."""
+        item = to_item(record)
+        limit = res.DYNAMODB_MAX_ITEM_BYTES - ITEM_MARGIN_BYTES
+        size = item_size(item)
+        if size <= limit:
+            return item, None
+        ref = None
+        if "result" in item and size - len(item["result"]["S"].encode()) < limit:
+            if self.offload is None:
+                raise ResultTooLarge(
+                    f"result of task {record.task_id} is {len(item['result']['S'].encode())} bytes of JSON; a DynamoDB "
+                    f"item holds {res.DYNAMODB_MAX_ITEM_BYTES}: configure an S3 bucket (dynamodb://{self.table}?bucket=NAME)"
+                )
+            text = item.pop("result")["S"]
+            ref = self.offload.put(text.encode(), record.task_id)
+            item[RESULT_REF] = {"S": ref.pointer(len(text))}
+            return item, ref
+        for name in ("traceback", "error_message"):  # keep a failure recordable: keep the ends of long texts
+            if name in item and item_size(item) > limit:
+                text = item[name]["S"]
+                excess = item_size(item) - limit + 64
+                keep = max(0, len(text.encode()) - excess) // 4  # worst case 4 bytes per character
+                item[name] = {"S": f"[{len(text) - keep} characters cut to fit DynamoDB's item limit]\n{text[-keep:]}"}
+        if item_size(item) > limit:
+            raise ResultTooLarge(
+                f"record of task {record.task_id} does not fit in a DynamoDB item even without its result"
+            )
+        return item, ref
+
+    def _drop_offloaded(self, old: dict[str, Any]) -> None:
+        if RESULT_REF in old and self.offload_for(old) is not None:
+            self.offload_for(old).delete([S3Ref.from_pointer(old[RESULT_REF]["S"])])  # type: ignore[union-attr]
+
+    def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
+        """One conditional UpdateItem; on refusal DynamoDB returns the holder's record with it."""
+        now = time.time()
+        values = {
+            **_TERMINAL,
+            ":now": _number(now),
+            ":owner": {"S": owner},
+            ":until": _number(until),
+            ":started": {"S": states.STARTED},
+            ":name": {"S": task_name},
+            ":zero": {"N": "0"},
+        }
+        update = (
+            "SET #state = :started, #task_name = :name, #started_at = :now, claim_owner = :owner, "
+            "claim_until = :until, #attempts = if_not_exists(#attempts, :zero) "
+            "REMOVE #result, #error_type, #error_message, #traceback, #finished_at"
+        )
+        names = {f"#{n}": n for n in ("result", "task_name", "started_at", "attempts", "error_type", "error_message")}
+        names.update({"#state": "state", "#traceback": "traceback", "#finished_at": "finished_at"})
+        condition = f"attribute_not_exists({res.RESULTS_KEY}) OR ({_LIVE} AND {_NOT_TERMINAL} AND {_UNCLAIMED})"
+
+        def update_item() -> dict[str, Any] | None:
+            try:
+                self._db().update_item(
+                    TableName=self.table,
+                    Key={res.RESULTS_KEY: {"S": task_id}},
+                    UpdateExpression=update,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except Exception as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    current: dict[str, Any] = getattr(exc, "response", {}).get("Item") or {}
+                    return current
+                raise
+            return None
+
+        current = self._run("UpdateItem", update_item)
+        if current is None:
+            return Claim(True, None)
+        if self._live(current, now) is None:
+            return self._claim_expired(task_id, owner, until, task_name, current, now)
+        return Claim(False, self._record(current))
+
+    def _claim_expired(
+        self, task_id: str, owner: str, until: float, task_name: str, old: dict[str, Any], now: float
+    ) -> Claim:
+        """The item is past its expiry (DynamoDB has not deleted it yet): replace it with a fresh
+        claim, on condition that it is still the same expired item."""
+        fresh = to_item(
+            ResultRecord(task_id, states.STARTED, task_name, started_at=now, claim_owner=owner, claim_until=until)
+        )
+        expected = old.get(EXACT_EXPIRY) or old.get(res.RESULTS_TTL_ATTRIBUTE)
+        attribute = EXACT_EXPIRY if EXACT_EXPIRY in old else res.RESULTS_TTL_ATTRIBUTE
+
+        def put() -> bool:
+            try:
+                self._db().put_item(
+                    TableName=self.table,
+                    Item=fresh,
+                    ConditionExpression=f"{attribute} = :old",
+                    ExpressionAttributeValues={":old": expected},
+                )
+            except Exception as exc:
+                if error_code(exc) == "ConditionalCheckFailedException":
+                    return False
+                raise
+            return True
+
+        if self._run("PutItem", put):
+            self._drop_offloaded(old)
+            return Claim(True, None)
+        return self.claim(task_id, owner, until, task_name)  # someone replaced it first: decide again
+
+    def forget(self, task_id: str) -> None:
+        response = self._run(
+            "DeleteItem",
+            lambda: self._db().delete_item(
+                TableName=self.table, Key={res.RESULTS_KEY: {"S": task_id}}, ReturnValues="ALL_OLD"
+            ),
+        )
+        self._drop_offloaded(response.get("Attributes") or {})
+
+    def close(self) -> None:
+        self.clients.close()
