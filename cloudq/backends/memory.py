@@ -12,10 +12,8 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .. import states
-from ..errors import MessageTooLarge
 from ..interfaces import (
     BrokerLimits,
     Claim,
@@ -25,6 +23,7 @@ from ..interfaces import (
     QueueStats,
     ResultRecord,
 )
+from .common import MAX_LEASE_S, check_sizes, claim_refused, claimed, is_live, max_deliveries_reason
 from .urls import number, url_options
 
 if TYPE_CHECKING:
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 
 MEMORY_MAX_BODY = 10 * 1024 * 1024
 MEMORY_MAX_BATCH = 1000
-MAX_LEASE_S = 12 * 3600.0
 
 
 @dataclass(slots=True)
@@ -57,8 +55,11 @@ class _Queue:
 class MemoryBroker:
     def __init__(self, max_body_bytes: int = MEMORY_MAX_BODY, max_deliveries: int = 0) -> None:
         self.limits = BrokerLimits(
-            max_body_bytes=max_body_bytes, max_delay_s=None, max_batch=MEMORY_MAX_BATCH,
-            max_lease_s=MAX_LEASE_S, max_wait_s=20.0,
+            max_body_bytes=max_body_bytes,
+            max_delay_s=None,
+            max_batch=MEMORY_MAX_BATCH,
+            max_lease_s=MAX_LEASE_S,
+            max_wait_s=20.0,
         )
         self.max_deliveries = max_deliveries
         self._queues: dict[str, _Queue] = {}
@@ -80,9 +81,7 @@ class MemoryBroker:
         return queue
 
     def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
-        for msg in messages:
-            if len(msg.body) > self.limits.max_body_bytes:
-                raise MessageTooLarge(len(msg.body), self.limits.max_body_bytes)
+        check_sizes(messages, self.limits.max_body_bytes)
         ids = []
         now = time.monotonic()
         with self._cond:
@@ -131,7 +130,7 @@ class MemoryBroker:
                 msg = q.ready.popleft()
                 msg.deliveries += 1
                 if self.max_deliveries and msg.deliveries > self.max_deliveries:
-                    q.dead.append(DeadLetter(msg.body, f"MaxDeliveries: received {msg.deliveries - 1} times without an ack", queue, msg.id))
+                    q.dead.append(DeadLetter(msg.body, max_deliveries_reason(self.max_deliveries), queue, msg.id))
                     continue
                 receipt = next(self._seq)
                 msg.receipt = receipt
@@ -205,9 +204,11 @@ class MemoryBroker:
     def purge(self, queue: str) -> int:
         with self._cond:
             q = self._queue(queue)
-            count = len(q.ready) + len(q.delayed)
+            count = len(q.ready) + len(q.delayed) + len(q.leased)
             q.ready.clear()
             q.delayed.clear()
+            q.leased.clear()  # acks and nacks of purged leases find nothing
+            q.lease_heap.clear()
             return count
 
     def close(self) -> None:
@@ -227,7 +228,7 @@ class MemoryResultStore:
 
     def _live(self, task_id: str, now: float) -> ResultRecord | None:
         record = self._records.get(task_id)
-        if record is not None and record.expires_at is not None and record.expires_at <= now:
+        if record is not None and not is_live(record, now):
             del self._records[task_id]
             return None
         return record
@@ -251,14 +252,9 @@ class MemoryResultStore:
         now = time.time()
         with self._cond:
             current = self._live(task_id, now)
-            if current is not None and (
-                current.terminal or (current.claim_until and current.claim_until > now and current.claim_owner != owner)
-            ):
-                return Claim(False, ResultRecord.from_dict(current.to_dict()))
-            self._records[task_id] = ResultRecord(
-                task_id, states.STARTED, task_name, started_at=now, claim_owner=owner, claim_until=until,
-                attempts=(current.attempts if current else 0), expires_at=current.expires_at if current else None,
-            )
+            if claim_refused(current, owner, now):
+                return Claim(False, ResultRecord.from_dict(current.to_dict()) if current else None)
+            self._records[task_id] = claimed(current, task_id, owner, until, task_name, now)
             return Claim(True, None)
 
     def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
@@ -279,5 +275,3 @@ class MemoryResultStore:
 
     def close(self) -> None:
         pass
-
-

@@ -1,0 +1,55 @@
+"""Rules every backend applies the same way, kept in one place so memory and SQLite agree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import states
+from ..errors import MessageTooLarge
+from ..interfaces import OutgoingMessage, ResultRecord
+
+MAX_LEASE_S = 12 * 3600.0  # SQS's ceiling; no backend holds a lease longer
+
+
+def check_sizes(messages: Sequence[OutgoingMessage], limit: int) -> None:
+    """Refuse the whole batch before anything is sent if one body is over ``limit``."""
+    for msg in messages:
+        if not isinstance(msg.body, bytes):
+            raise TypeError(f"message bodies are bytes, got {type(msg.body).__name__}")
+        if len(msg.body) > limit:
+            raise MessageTooLarge(len(msg.body), limit)
+
+
+def max_deliveries_reason(deliveries: int) -> str:
+    return f"MaxDeliveries: received {deliveries} times without an ack"
+
+
+def is_live(record: ResultRecord, now: float) -> bool:
+    """Expired records read as absent."""
+    return record.expires_at is None or record.expires_at > now
+
+
+def claim_refused(current: ResultRecord | None, owner: str, now: float) -> bool:
+    """A claim fails on a terminal record, or one claimed by someone else until after ``now``."""
+    if current is None:
+        return False
+    if current.terminal:
+        return True
+    held = current.claim_until is not None and current.claim_until > now
+    return held and current.claim_owner != owner
+
+
+def claimed(
+    current: ResultRecord | None, task_id: str, owner: str, until: float, task_name: str, now: float
+) -> ResultRecord:
+    """The STARTED record a successful claim writes, keeping the attempt count and expiry."""
+    return ResultRecord(
+        task_id,
+        states.STARTED,
+        task_name or (current.task_name if current else ""),
+        started_at=now,
+        claim_owner=owner,
+        claim_until=until,
+        attempts=current.attempts if current else 0,
+        expires_at=current.expires_at if current else None,
+    )

@@ -1,0 +1,123 @@
+"""The embedded result store: one row per task id in ``cloudq_results``, next to the queues.
+
+The record is kept as JSON in ``data``; ``terminal`` and ``expires_at`` are columns so the
+"never overwrite a finished result" rule is one conditional upsert, and expired rows are
+filtered on read and swept by writers once a minute. A claim reads and writes in one
+``BEGIN IMMEDIATE`` transaction. There is no ``wait``: AsyncResult polls this store.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import NotSerializable, ResultStoreError
+from ..interfaces import Claim, ResultRecord
+from .common import claim_refused, claimed
+from .sqlite_db import DEFAULT_TIMEOUT_S, SQLiteDatabase, check_url_options, database_options, sqlite_path
+from .urls import url_options
+
+if TYPE_CHECKING:
+    import sqlite3
+
+    from ..config import Settings
+
+RESULTS_OPTIONS = ("timeout", "synchronous")
+SWEEP_EVERY_S = 60.0  # how often a writer deletes expired rows
+SWEEP_BATCH = 5000  # rows per sweep, so the write lock is held briefly
+
+# A rowid table: rows sit in creation order, which is nearly expiry order, so a sweep finds
+# expired rows first without an expiry index (which would cost a quarter of every write).
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS cloudq_results (
+        task_id TEXT PRIMARY KEY,
+        terminal INTEGER NOT NULL,
+        expires_at REAL,
+        data TEXT NOT NULL
+    )""",
+)
+_UPSERT = """
+    INSERT INTO cloudq_results (task_id, terminal, expires_at, data) VALUES (?, ?, ?, ?)
+    ON CONFLICT (task_id) DO UPDATE
+    SET terminal = excluded.terminal, expires_at = excluded.expires_at, data = excluded.data
+    WHERE cloudq_results.terminal = 0 OR cloudq_results.expires_at <= ?
+"""
+_SELECT = "SELECT data FROM cloudq_results WHERE task_id = ? AND (expires_at IS NULL OR expires_at > ?)"
+_EXPIRED = "SELECT rowid FROM cloudq_results WHERE expires_at <= ? LIMIT ?"
+_SWEEP = "DELETE FROM cloudq_results WHERE rowid IN (SELECT value FROM json_each(?)) AND expires_at <= ?"
+
+
+def _encode(record: ResultRecord) -> tuple[str, int, float | None, str]:
+    try:
+        data = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise NotSerializable(f"result of task {record.task_id} is not JSON-serialisable: {exc}") from None
+    return record.task_id, int(record.terminal), record.expires_at, data
+
+
+def _decode(data: str) -> ResultRecord:
+    return ResultRecord.from_dict(json.loads(data))
+
+
+class SQLiteResultStore:
+    """Result records in a SQLite file (by default the broker's own file, in its own table)."""
+
+    def __init__(self, path: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, synchronous: str = "normal") -> None:
+        self.db = SQLiteDatabase(path, _SCHEMA, timeout_s=timeout_s, synchronous=synchronous, error=ResultStoreError)
+        self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> SQLiteResultStore:
+        check_url_options(url, RESULTS_OPTIONS)
+        return cls(sqlite_path(url), **database_options(url_options(url, settings.results_options)))
+
+    def __repr__(self) -> str:
+        return f"<SQLiteResultStore {self.db.path}>"
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        now = time.time()
+        rows = self.db.query(_SELECT, (task_id, now))
+        return _decode(rows[0][0]) if rows else None
+
+    def set(self, record: ResultRecord) -> bool:
+        row = _encode(record)
+        now = time.time()
+        written = self.db.change(_UPSERT, (*row, now)) == 1
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+            self.sweep(now)
+        return written
+
+    def sweep(self, now: float | None = None) -> int:
+        """Delete up to SWEEP_BATCH expired rows: found by a read (no lock held while it scans),
+        deleted by one short write that checks their expiry again."""
+        now = time.time() if now is None else now
+        expired = self.db.query(_EXPIRED, (now, SWEEP_BATCH))
+        if not expired:
+            return 0
+        return self.db.change(_SWEEP, (json.dumps([row[0] for row in expired]), now))
+
+    def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
+        now = time.time()
+        with self.db.write() as conn:
+            current = self._current(conn, task_id, now)
+            if claim_refused(current, owner, now):
+                return Claim(False, current)
+            record = claimed(current, task_id, owner, until, task_name, now)
+            conn.execute(
+                "INSERT OR REPLACE INTO cloudq_results (task_id, terminal, expires_at, data) VALUES (?, ?, ?, ?)",
+                _encode(record),
+            )
+        return Claim(True, None)
+
+    @staticmethod
+    def _current(conn: sqlite3.Connection, task_id: str, now: float) -> ResultRecord | None:
+        row = conn.execute(_SELECT, (task_id, now)).fetchone()
+        return _decode(row[0]) if row else None
+
+    def forget(self, task_id: str) -> None:
+        self.db.change("DELETE FROM cloudq_results WHERE task_id = ?", (task_id,))
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,241 @@
+"""The behaviour every result store must have, as a pytest class to subclass.
+
+::
+
+    class TestMyStore(ResultStoreContract):
+        @pytest.fixture
+        def store(self):
+            store = MyStore(...)
+            yield store
+            store.close()
+
+Each test uses fresh task ids, so a store may be shared between tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any, ClassVar
+
+import pytest
+
+from .. import states
+from ..interfaces import Claim, ResultRecord, ResultStore
+
+JSON_RESULTS = [
+    pytest.param({"nested": {"list": [1, 2.5, None, True, "x"], "empty": {}}, "n": -3}, id="nested-dict"),
+    pytest.param([1, [2, [3, []]], {"k": "v"}], id="list"),
+    pytest.param('h\u00e9llo \u65e5\u672c\u8a9e \U0001f680 "quoted" \\ \u0000', id="unicode"),
+    pytest.param([0.1, -1.5e-300, 1e300, 3.141592653589793, 0.0], id="floats"),
+    pytest.param(None, id="none"),
+    pytest.param(2**40 + 1, id="int"),
+    pytest.param(False, id="bool"),
+    pytest.param("", id="empty-string"),
+]
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+def canonical(record: ResultRecord | None) -> str:
+    """A record as JSON text: compares types too (1 != 1.0 != True), unlike ``==``."""
+    assert record is not None, "record is absent"
+    return json.dumps(record.to_dict(), sort_keys=True)
+
+
+class ResultStoreContract:
+    """Subclass with a ``store`` fixture; every ``test_*`` here then runs on that store."""
+
+    pytestmark: ClassVar[list[Any]] = [pytest.mark.timeout(60)]
+
+    #: how long a claim is held in the test where it must run out (seconds)
+    short_claim_s: ClassVar[float] = 0.3
+
+    @pytest.fixture
+    def store(self) -> ResultStore:
+        pytest.fail(f"{type(self).__name__} must define a 'store' fixture")
+
+    # -- get and set -------------------------------------------------------------------------
+
+    def test_absent_record_reads_as_none(self, store: ResultStore) -> None:
+        assert store.get(new_task_id()) is None
+
+    @pytest.mark.parametrize("result", JSON_RESULTS)
+    def test_every_field_round_trips(self, store: ResultStore, result: Any) -> None:
+        now = time.time()
+        record = ResultRecord(
+            task_id=new_task_id(),
+            state=states.SUCCESS,
+            task_name="app.tasks.add",
+            result=result,
+            error_type="ValueError",
+            error_message="bad \u00e9",
+            traceback="Traceback (most recent call last):\n  ...\nValueError: bad",
+            attempts=3,
+            started_at=now - 1.25,
+            finished_at=now,
+            expires_at=now + 3600.5,
+            claim_owner="worker-1",
+            claim_until=now + 60.125,
+        )
+        expected = canonical(record)
+        assert store.set(record) is True
+        assert canonical(store.get(record.task_id)) == expected
+        assert canonical(record) == expected, "set must not change the record it was given"
+
+    def test_get_returns_a_copy(self, store: ResultStore) -> None:
+        record = ResultRecord(new_task_id(), states.SUCCESS, result={"a": 1})
+        store.set(record)
+        got = store.get(record.task_id)
+        assert got is not None and got is not record
+        got.state = states.FAILURE
+        assert store.get(record.task_id).state == states.SUCCESS  # type: ignore[union-attr]
+
+    def test_a_terminal_record_is_never_overwritten(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        assert store.set(ResultRecord(task_id, states.SUCCESS, result=1)) is True
+        for late in (states.FAILURE, states.PENDING, states.STARTED, states.RETRY, states.SUCCESS):
+            assert store.set(ResultRecord(task_id, late, result=2)) is False, late
+        got = store.get(task_id)
+        assert got is not None and (got.state, got.result) == (states.SUCCESS, 1)
+
+    def test_non_terminal_records_advance_to_terminal(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        for attempt, state in enumerate((states.PENDING, states.STARTED, states.RETRY, states.STARTED), 1):
+            assert store.set(ResultRecord(task_id, state, "t", attempts=attempt)) is True
+            got = store.get(task_id)
+            assert got is not None and (got.state, got.attempts) == (state, attempt)
+        assert store.set(ResultRecord(task_id, states.FAILURE, "t", error_type="KeyError", attempts=5)) is True
+        got = store.get(task_id)
+        assert got is not None and (got.state, got.error_type, got.attempts) == (states.FAILURE, "KeyError", 5)
+
+    # -- expiry ------------------------------------------------------------------------------
+
+    def test_an_expired_record_reads_as_absent(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        store.set(ResultRecord(task_id, states.SUCCESS, result=1, expires_at=time.time() - 1))
+        assert store.get(task_id) is None
+
+    def test_an_expired_terminal_record_may_be_replaced(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        store.set(ResultRecord(task_id, states.SUCCESS, result=1, expires_at=time.time() - 1))
+        assert store.set(ResultRecord(task_id, states.SUCCESS, result=2)) is True
+        got = store.get(task_id)
+        assert got is not None and got.result == 2
+
+    def test_a_record_without_expiry_or_expiring_later_is_kept(self, store: ResultStore) -> None:
+        forever, later = new_task_id(), new_task_id()
+        store.set(ResultRecord(forever, states.SUCCESS, result="kept"))
+        store.set(ResultRecord(later, states.SUCCESS, result="kept", expires_at=time.time() + 3600))
+        assert [store.get(t).result for t in (forever, later)] == ["kept", "kept"]  # type: ignore[union-attr]
+
+    # -- claims ------------------------------------------------------------------------------
+
+    def test_the_first_claim_acquires_and_records_the_owner(self, store: ResultStore) -> None:
+        task_id, until = new_task_id(), time.time() + 60
+        assert store.claim(task_id, "worker-a", until, "app.slow") == Claim(True, None)
+        got = store.get(task_id)
+        assert got is not None
+        assert (got.state, got.claim_owner, got.claim_until, got.task_name) == (
+            states.STARTED,
+            "worker-a",
+            until,
+            "app.slow",
+        )
+
+    def test_a_held_claim_refuses_another_owner_and_shows_the_holder(self, store: ResultStore) -> None:
+        task_id, until = new_task_id(), time.time() + 60
+        store.claim(task_id, "worker-a", until)
+        claim = store.claim(task_id, "worker-b", time.time() + 60)
+        assert claim.acquired is False
+        assert claim.record is not None and (claim.record.claim_owner, claim.record.claim_until) == ("worker-a", until)
+        assert store.get(task_id).claim_owner == "worker-a"  # type: ignore[union-attr]
+
+    def test_the_holder_may_claim_again(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        store.claim(task_id, "worker-a", time.time() + 60)
+        assert store.claim(task_id, "worker-a", time.time() + 120).acquired is True
+
+    def test_a_lapsed_claim_can_be_taken_by_another_owner(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        store.claim(task_id, "worker-a", time.time() + self.short_claim_s)
+        time.sleep(self.short_claim_s + 0.05)
+        assert store.claim(task_id, "worker-b", time.time() + 60).acquired is True
+        assert store.get(task_id).claim_owner == "worker-b"  # type: ignore[union-attr]
+
+    def test_a_terminal_record_cannot_be_claimed_and_is_returned(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        store.set(ResultRecord(task_id, states.SUCCESS, "t", result={"done": True}))
+        claim = store.claim(task_id, "worker-a", time.time() + 60)
+        assert claim.acquired is False
+        assert claim.record is not None and (claim.record.state, claim.record.result) == (
+            states.SUCCESS,
+            {"done": True},
+        )
+        assert store.get(task_id).state == states.SUCCESS  # type: ignore[union-attr]
+
+    def test_a_claim_keeps_the_attempt_count(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        store.set(ResultRecord(task_id, states.RETRY, "t", attempts=2))
+        assert store.claim(task_id, "worker-a", time.time() + 60).acquired is True
+        got = store.get(task_id)
+        assert got is not None and (got.state, got.attempts) == (states.STARTED, 2)
+
+    def test_a_claimed_task_can_finish(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        store.claim(task_id, "worker-a", time.time() + 60)
+        assert store.set(ResultRecord(task_id, states.SUCCESS, "t", result=7)) is True
+        assert store.claim(task_id, "worker-b", time.time() + 60).acquired is False
+
+    # -- concurrency -------------------------------------------------------------------------
+
+    def test_concurrent_terminal_writes_have_exactly_one_winner(self, store: ResultStore) -> None:
+        task_id, writers = new_task_id(), 8
+        store.set(ResultRecord(task_id, states.STARTED, "t"))
+        outcomes = self._race(writers, lambda i: store.set(ResultRecord(task_id, states.SUCCESS, "t", result=i)))
+        winners = [i for i, won in enumerate(outcomes) if won]
+        assert len(winners) == 1, f"{len(winners)} writers won"
+        assert store.get(task_id).result == winners[0]  # type: ignore[union-attr]
+
+    def test_concurrent_claims_have_exactly_one_winner(self, store: ResultStore) -> None:
+        task_id, owners = new_task_id(), 8
+        outcomes = self._race(owners, lambda i: store.claim(task_id, f"worker-{i}", time.time() + 60).acquired)
+        winners = [i for i, won in enumerate(outcomes) if won]
+        assert len(winners) == 1, f"{len(winners)} owners acquired"
+        assert store.get(task_id).claim_owner == f"worker-{winners[0]}"  # type: ignore[union-attr]
+
+    @staticmethod
+    def _race(n: int, attempt: Any) -> list[Any]:
+        """Run ``attempt(i)`` for i in range(n) on n threads released together."""
+        start = threading.Barrier(n)
+        outcomes: list[Any] = [None] * n
+        errors: list[BaseException] = []
+
+        def run(i: int) -> None:
+            try:
+                start.wait()
+                outcomes[i] = attempt(i)
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        return outcomes
+
+    # -- forget ------------------------------------------------------------------------------
+
+    def test_forget_removes_the_record(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        store.set(ResultRecord(task_id, states.SUCCESS, result=1))
+        store.forget(task_id)
+        assert store.get(task_id) is None
+        assert store.set(ResultRecord(task_id, states.SUCCESS, result=2)) is True
+        store.forget(new_task_id())  # forgetting an unknown id is not an error
