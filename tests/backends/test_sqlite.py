@@ -1,0 +1,320 @@
+"""SQLite-only behaviour: several processes, crashes, durability, fork, URLs and options."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloudq import states
+from cloudq.backends.memory import MemoryBroker
+from cloudq.backends.sqlite import SQLiteBroker, SQLiteResultStore
+from cloudq.config import Settings
+from cloudq.errors import BackendUnavailable, ConfigurationError, ResultStoreError
+from cloudq.interfaces import OutgoingMessage, ResultRecord
+from cloudq.testing import assert_nothing_arrives, receive_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "cloudq.db")
+
+
+@pytest.fixture
+def broker(db: str) -> Iterator[SQLiteBroker]:
+    broker = SQLiteBroker(db)
+    yield broker
+    broker.close()
+
+
+def start(script: str, *args: str) -> subprocess.Popen[str]:
+    """A Python child process running ``script`` (which imports cloudq) with ``args``."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def messages(prefix: str, n: int) -> list[OutgoingMessage]:
+    return [OutgoingMessage(f"{prefix}-{i}".encode()) for i in range(n)]
+
+
+# -- several processes ---------------------------------------------------------------------
+
+CONSUMER = """
+    import json, os, sys, time
+    from cloudq.backends.sqlite import SQLiteBroker
+
+    path, go, sent_all = sys.argv[1:]
+    broker = SQLiteBroker(path)
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.002)
+    seen = []
+    while True:
+        got = broker.receive("work", 10, 60, wait_s=0.2)
+        seen.extend(d.message_id for d in got)
+        broker.ack(got)
+        if not got and os.path.exists(sent_all):
+            break
+    print(json.dumps(seen), flush=True)
+"""
+
+
+def test_two_consumer_processes_never_share_a_message_and_get_all(broker: SQLiteBroker, tmp_path: Path) -> None:
+    go, sent_all = tmp_path / "go", tmp_path / "sent-all"
+    ids = broker.send("work", messages("early", 2000))
+    consumers = [start(CONSUMER, broker.db.path, str(go), str(sent_all)) for _ in range(2)]
+    try:
+        for proc in consumers:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        go.touch()
+        for batch in range(50):  # enqueue while they work
+            ids += broker.send("work", messages(f"late{batch}", 20))
+        sent_all.touch()
+        outputs = [proc.communicate(timeout=45) for proc in consumers]
+    finally:
+        for proc in consumers:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, (out, err) in zip(consumers, outputs, strict=True):
+        assert proc.returncode == 0, err
+    seen = [json.loads(out.splitlines()[-1]) for out, _ in outputs]
+    everything = seen[0] + seen[1]
+    assert len(everything) == len(set(everything)), "a message was leased to both processes"
+    assert set(everything) == set(ids)
+    assert all(seen), "one consumer got nothing: the test did not exercise concurrency"
+
+
+LEASE_AND_HANG = """
+    import json, sys, time
+    from cloudq.backends.sqlite import SQLiteBroker
+
+    broker = SQLiteBroker(sys.argv[1])
+    got = broker.receive("work", 10, float(sys.argv[2]))
+    print(json.dumps([d.message_id for d in got]), flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_process_loses_no_leased_message(broker: SQLiteBroker) -> None:
+    lease_s = 1.0
+    ids = broker.send("work", messages("job", 5))
+    child = start(LEASE_AND_HANG, broker.db.path, str(lease_s))
+    try:
+        assert child.stdout is not None
+        leased = json.loads(child.stdout.readline())
+        assert sorted(leased) == sorted(ids)
+    finally:
+        child.kill()  # SIGKILL: no cleanup, no release
+        child.wait()
+    killed_at = time.monotonic()
+    early = broker.receive("work", 10, 30)
+    assert not early or time.monotonic() - killed_at >= lease_s
+    back = early + receive_until(broker, "work", 5 - len(early), lease_s=30, timeout=15)
+    assert sorted(d.message_id for d in back) == sorted(ids)
+    assert {d.delivery_count for d in back} == {2}
+    broker.ack(back)
+
+
+SEND_FOREVER = """
+    import json, sys
+    from cloudq.backends.sqlite import SQLiteBroker
+    from cloudq.interfaces import OutgoingMessage
+
+    broker = SQLiteBroker(sys.argv[1])
+    batch = 0
+    while True:
+        ids = broker.send("work", [OutgoingMessage(b"%d-%d" % (batch, i)) for i in range(20)])
+        print(json.dumps(ids), flush=True)
+        batch += 1
+"""
+
+
+def test_a_producer_killed_mid_send_leaves_every_confirmed_message_and_a_sound_file(broker: SQLiteBroker) -> None:
+    child = start(SEND_FOREVER, broker.db.path)
+    confirmed: list[str] = []
+    try:
+        assert child.stdout is not None
+        for _ in range(100):
+            confirmed += json.loads(child.stdout.readline())
+    finally:
+        child.kill()
+        out, _ = child.communicate()
+    for line in out.splitlines():  # whatever it confirmed before dying
+        try:
+            confirmed += json.loads(line)
+        except json.JSONDecodeError:  # a line cut short by the kill
+            pass
+    stored = broker.stats("work").ready
+    assert stored >= len(confirmed) and stored % 20 == 0, "a batch was half written"
+    got = receive_until(broker, "work", stored, lease_s=60, timeout=15)
+    assert set(confirmed) <= {d.message_id for d in got}
+    with sqlite3.connect(broker.db.path) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_forked_child_uses_the_broker_and_the_parent_closing_loses_none_of_its_writes(db: str) -> None:
+    broker = SQLiteBroker(db)
+    broker.send("work", [OutgoingMessage(b"parent")])
+    to_parent_r, to_parent_w = os.pipe()
+    to_child_r, to_child_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: must leave through os._exit, never back into pytest
+        code = 1
+        try:
+            broker.send("work", [OutgoingMessage(b"child before")])
+            os.write(to_parent_w, b"1")
+            os.read(to_child_r, 1)  # wait until the parent has closed its connections
+            broker.send("work", [OutgoingMessage(b"child after")])
+            code = 0
+        finally:
+            os._exit(code)
+    os.read(to_parent_r, 1)
+    broker.close()  # the parent's last connection: must not checkpoint away the child's WAL
+    os.write(to_child_w, b"1")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    reopened = SQLiteBroker(db)
+    got = receive_until(reopened, "work", 3, lease_s=60, timeout=10)
+    assert sorted(d.body for d in got) == [b"child after", b"child before", b"parent"]
+    reopened.close()
+    for fd in (to_parent_r, to_parent_w, to_child_r, to_child_w):
+        os.close(fd)
+
+
+# -- durability ------------------------------------------------------------------------------
+
+
+def test_messages_leases_and_results_survive_closing_and_reopening(db: str) -> None:
+    broker, store = SQLiteBroker(db), SQLiteResultStore(db)
+    broker.send("work", [OutgoingMessage(b"leased"), OutgoingMessage(b"ready")])
+    broker.send("work", [OutgoingMessage(b"delayed", delay_s=60)])
+    [leased] = broker.receive("work", 1, 60)
+    broker.send("other", [OutgoingMessage(b"bad")])
+    broker.dead_letter(broker.receive("other", 1, 60), "why")
+    store.set(ResultRecord("t1", states.SUCCESS, "app.add", result={"sum": 3}))
+    broker.close()
+    store.close()
+
+    broker, store = SQLiteBroker(db), SQLiteResultStore(db)
+    stats = broker.stats("work")
+    assert (stats.ready, stats.in_flight, stats.delayed) == (1, 1, 1)
+    assert [d.reason for d in broker.dead_letters("other")] == ["why"]
+    assert [d.body for d in broker.receive("work", 10, 60)] == [b"ready"]
+    broker.ack([leased])  # a receipt from before the restart still works
+    assert broker.stats("work").in_flight == 1
+    record = store.get("t1")
+    assert record is not None and record.result == {"sum": 3}
+    broker.close()
+    store.close()
+
+
+def test_the_file_is_in_wal_mode(broker: SQLiteBroker) -> None:
+    with sqlite3.connect(broker.db.path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_broker_and_result_store_share_one_file(db: str) -> None:
+    url = f"sqlite:///{db}"
+    broker = SQLiteBroker.from_url(url, Settings())
+    store = SQLiteResultStore.from_url(url, Settings())
+    broker.send("work", [OutgoingMessage(b"x")])
+    store.set(ResultRecord("t1", states.PENDING))
+    assert broker.stats("work").ready == 1
+    assert store.get("t1") is not None
+    with sqlite3.connect(db) as raw:
+        tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"cloudq_messages", "cloudq_dead_letters", "cloudq_results"} <= tables
+
+
+def test_expired_results_are_swept_from_the_file(db: str) -> None:
+    store = SQLiteResultStore(db)
+    store.set(ResultRecord("old", states.SUCCESS, expires_at=time.time() - 1))
+    store.set(ResultRecord("new", states.SUCCESS, expires_at=time.time() + 3600))
+    store.set(ResultRecord("kept", states.SUCCESS))
+    assert store.sweep() == 1
+    with sqlite3.connect(db) as raw:
+        left = sorted(row[0] for row in raw.execute("SELECT task_id FROM cloudq_results"))
+    assert left == ["kept", "new"]
+
+
+# -- URLs, options and bad input -------------------------------------------------------------
+
+
+def test_a_relative_url_path_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    SQLiteBroker.from_url("sqlite:///sub.db", Settings()).close()
+    assert (tmp_path / "sub.db").is_file()
+
+
+def test_an_absolute_url_path_has_four_slashes(tmp_path: Path) -> None:
+    SQLiteResultStore.from_url(f"sqlite:///{tmp_path}/abs.db", Settings()).close()
+    assert (tmp_path / "abs.db").is_file()
+
+
+def test_url_options_override_settings_options(db: str) -> None:
+    settings = Settings(broker_options={"max_deliveries": 5, "max_body_bytes": 1000})
+    broker = SQLiteBroker.from_url(f"sqlite:///{db}?max_deliveries=2", settings)
+    assert (broker.max_deliveries, broker.limits.max_body_bytes) == (2, 1000)
+    broker.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite://", "needs a file path"),
+        ("sqlite://host/x.db", "needs a file path"),
+        ("sqlite:///:memory:", "use memory://"),
+        ("sqlite:///{db}?prefix=app-", "unknown option(s) prefix"),
+        ("sqlite:///{db}?max_deliveries=lots", "'max_deliveries' must be a number"),
+        ("sqlite:///{db}?synchronous=off", "'synchronous' must be one of normal, full"),
+    ],
+)
+def test_bad_urls_are_clear_configuration_errors(db: str, url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        SQLiteBroker.from_url(url.format(db=db), Settings())
+
+
+def test_an_unreachable_path_is_backend_unavailable_naming_it() -> None:
+    with pytest.raises(BackendUnavailable, match="/nonexistent-dir/x/q.db"):
+        SQLiteBroker.from_url("sqlite:////nonexistent-dir/x/q.db", Settings())
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 100)
+    with pytest.raises(BackendUnavailable, match="not a database"):
+        SQLiteBroker(str(path))
+    with pytest.raises(ResultStoreError, match="not a database"):
+        SQLiteResultStore(str(path))
+    assert path.read_text().startswith("these are my notes")
+
+
+def test_a_delivery_from_another_broker_is_refused(broker: SQLiteBroker) -> None:
+    memory = MemoryBroker()
+    memory.send("work", [OutgoingMessage(b"x")])
+    foreign = memory.receive("work", 1, 60)
+    with pytest.raises(ValueError, match="not received from a SQLite broker"):
+        broker.ack(foreign)
+
+
+def test_a_body_that_is_not_bytes_is_refused_and_nothing_is_sent(broker: SQLiteBroker) -> None:
+    with pytest.raises(TypeError, match="bytes, got str"):
+        broker.send("work", [OutgoingMessage(b"fine"), OutgoingMessage("text")])  # type: ignore[arg-type]
+    assert_nothing_arrives(broker, "work", 0.2)
