@@ -90,7 +90,7 @@ def test_two_consumer_processes_never_share_a_message_and_get_all(broker: SQLite
         for proc in consumers:
             if proc.poll() is None:
                 proc.kill()
-    for proc, (out, err) in zip(consumers, outputs, strict=True):
+    for proc, (_, err) in zip(consumers, outputs, strict=True):
         assert proc.returncode == 0, err
     seen = [json.loads(out.splitlines()[-1]) for out, _ in outputs]
     everything = seen[0] + seen[1]
