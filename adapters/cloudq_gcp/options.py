@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -72,11 +73,11 @@ class PubSubOptions:
     max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS  # 0: no dead-letter policy
     bucket: str | None = None  # GCS bucket for messages above the Pub/Sub size limit
     create_missing: bool = True
-    ordered: tuple[str, ...] = ()  # queues whose subscriptions deliver in ordering-key order; "*": all
+    ordered: tuple[str, ...] = ()  # queue names or globs ("orders-*", "*") delivered in ordering-key order
     timeout: float = DEFAULT_TIMEOUT_S
 
     def is_ordered(self, queue: str) -> bool:
-        return "*" in self.ordered or queue in self.ordered
+        return any(fnmatchcase(queue, pattern) for pattern in self.ordered)
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> PubSubOptions:

@@ -6,22 +6,25 @@ topic and subscription per queue (see pubsub_admin.py).
 Receiving is a synchronous ``Pull`` with ``max_messages``, then ``ModifyAckDeadline`` to the lease
 asked for (skipped when it equals the subscription's deadline). That is the Broker protocol's own
 shape -- lease up to N for L seconds, from any thread, in any runtime (a worker, a CLI command, a
-burst run) -- with no background threads and no messages leased ahead of what the caller wanted.
+burst run) -- with no background threads and no messages leased beyond what the caller asked for.
 Streaming pull with ``FlowControl(max_messages=prefetch)`` would save the pull round trip under
-constant load, but leases messages into a client-side buffer the caller does not see; it can come
-later as a worker-specific consumer. A waiting pull (``wait_s > 0``) lets the server hold the call
-until messages arrive (it answers empty after about a second on the emulator, then we ask again
-until ``wait_s``); ``wait_s = 0`` asks with ``return_immediately``.
+constant load but leases messages into a client-side buffer the caller does not see; it can come
+later as a worker-specific consumer. ``wait_s > 0`` lets the server hold the pull (up to that long)
+until messages arrive; ``wait_s = 0`` asks with ``return_immediately``.
 
-Leases are ack deadlines: ack = Acknowledge, nack(d <= 600 s) = ModifyAckDeadline(d) (d = 0
-redelivers now), extend = ModifyAckDeadline(lease), each batched per call. Delivery counts come
-from ``delivery_attempt``, which Pub/Sub fills only under a dead-letter policy; with
-``?max_delivery_attempts=0`` there is none and ``limits.counts_deliveries`` is False, so the core
-counts attempts in the envelope. Delays, releases and nacks beyond 600 s republish the message
-with the deliveries already spent (deferral.py explains how delays avoid a redelivery loop).
+Leases are ack deadlines (whole seconds, at most 600): ack = Acknowledge, nack(d <= 600 s) =
+ModifyAckDeadline(d) (0 redelivers now), extend = ModifyAckDeadline(lease), each batched per call.
+Delivery counts come from ``delivery_attempt``, which Pub/Sub fills only under a dead-letter
+policy; with ``?max_delivery_attempts=0`` there is none, ``limits.counts_deliveries`` is False and
+the core counts attempts in the envelope. Delays, releases and nacks beyond 600 s republish the
+message carrying the deliveries it already spent (deferral.py explains delays without a
+redelivery loop). A copy is only made while this broker's lease surely holds, so a stale receipt
+never duplicates a message; otherwise the message simply comes back when its lease runs out.
 
-Messages above Pub/Sub's 10 MB go to a GCS bucket when ``?bucket=`` is set (the message carries
-``cloudq-claim``), else ``MessageTooLarge`` is raised before anything is published.
+Ordering keys work on queues listed in ``?ordered=`` (or ``*``): Pub/Sub then hands out the next
+message of a key only after the previous one is acked (one pull may return several of a key, in
+order). Messages above Pub/Sub's 10 MB go to a GCS bucket when ``?bucket=`` is set, else
+``MessageTooLarge`` is raised before anything is published.
 
 ``stats`` is approximate: Pub/Sub reports backlog only through Cloud Monitoring (which the emulator
 lacks), so ``ready`` is -1 (unknown), ``in_flight`` and ``delayed`` count what this broker object
@@ -31,15 +34,17 @@ leased or is hiding, and ``dead_lettered`` counts the dead-letter subscription b
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cloudq.envelope import CONTENT_TYPE, VERSION
+from cloudq import envelope
 from cloudq.errors import BackendUnavailable, ConfigurationError, MessageTooLarge
 from cloudq.interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
 
@@ -48,6 +53,23 @@ from .errors import PUBSUB, translated
 from .gcs_offload import GCS_MAX_OBJECT_BYTES, ClaimCheckMissing, GCSOffload
 from .options import MAX_ACK_DEADLINE_S, PubSubOptions
 from .pubsub_admin import QueueAdmin, QueuePaths
+from .pubsub_messages import (
+    CLAIM,
+    CONTENT_TYPE,
+    DEAD_QUEUE,
+    DEAD_REASON,
+    ENVELOPE_VERSION,
+    INTERNAL_PREFIX,
+    MESSAGE_ID,
+    PUBSUB_MAX_BODY_BYTES,
+    PUBSUB_MAX_REQUEST_BYTES,
+    Outgoing,
+    PubSubReceipt,
+    clip,
+    copy_attributes,
+    dead_reason,
+    public,
+)
 
 if TYPE_CHECKING:
     from google.api_core.retry import Retry
@@ -58,61 +80,32 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cloudq.pubsub")
 
-PUBSUB_MAX_REQUEST_BYTES = 10_000_000  # a publish request: data + attributes + ordering key
-ATTRIBUTE_RESERVE_BYTES = 64 * 1024  # room left for our attributes
-PUBSUB_MAX_BODY_BYTES = PUBSUB_MAX_REQUEST_BYTES - ATTRIBUTE_RESERVE_BYTES
-PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES = 1024
 MAX_BATCH = 1000  # messages per publish request / pull / acknowledge
-MAX_WAIT_S = 20.0  # longest receive(wait_s); each pull the server holds is shorter
-MIN_PULL_WAIT_S = 1.0  # shortest deadline of a waiting pull
-PUBLISH_LATENCY_S = 0.005  # the publisher's batching window for calls from other threads
-
-CLAIM = "cloudq-claim"
-ORIGIN = "cloudq-origin-id"  # the first copy's message id, kept across republishing
-DEAD_REASON = "cloudq-dead-reason"
-DEAD_QUEUE = "cloudq-dead-queue"
-INTERNAL = frozenset({deferral.NOT_BEFORE, deferral.PRIOR, CLAIM, ORIGIN, DEAD_REASON, DEAD_QUEUE})
-NATIVE_DEAD_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"  # set by Pub/Sub's dead-letter policy
+MAX_WAIT_S = 20.0  # longest receive(wait_s)
+MIN_PULL_WAIT_S = 1.0  # shortest deadline of a pull that may wait
+PUBLISH_LATENCY_S = 0.005  # the publisher's batching window for publishes from other threads
 
 
-@dataclass(frozen=True, slots=True)
-class PubSubReceipt:
-    subscription: str
-    ack_id: str
-    claim: str | None = None  # gs:// reference of an offloaded body
-
-
-@dataclass(frozen=True, slots=True)
-class _Out:
-    """One message ready to publish."""
-
-    data: bytes
-    attributes: dict[str, str]
-    ordering_key: str = ""
-
-
-@dataclass(slots=True)
-class _Sorted:
-    """What one pull turned into."""
-
-    deliveries: list[Delivery] = field(default_factory=list)
-    hide: dict[int, list[str]] = field(default_factory=lambda: defaultdict(list))  # deadline -> ack ids
-    again: list[_Out] = field(default_factory=list)  # republish, then ack ``settled``
-    settled: list[str] = field(default_factory=list)
-    lost: list[tuple[_Out, str, str]] = field(default_factory=list)  # (message, ack id, reason)
-
-
-def _clip(text: str, limit: int = PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES) -> str:
-    return text.encode()[:limit].decode(errors="ignore")
-
-
-def _too_big(out: _Out) -> bool:
-    size = len(out.data) + len(out.ordering_key) + sum(len(k) + len(v.encode()) for k, v in out.attributes.items())
-    return len(out.data) > PUBSUB_MAX_BODY_BYTES or size > PUBSUB_MAX_REQUEST_BYTES - 1024
+def _seconds(value: float, low: int) -> int:
+    """Whole seconds for an ack deadline: rounded up (never earlier than asked), within Pub/Sub's range."""
+    return max(low, min(MAX_ACK_DEADLINE_S, int(-(-value // 1))))
 
 
 def _chunks(items: Sequence[str], size: int = MAX_BATCH) -> Iterable[Sequence[str]]:
     return (items[i : i + size] for i in range(0, len(items), size))
+
+
+def _emulator_transport() -> dict[str, Any]:
+    """For the emulator, a channel that takes responses of any size: the client's own emulator
+    channel keeps gRPC's 4 MiB default, so a pull of larger messages would fail (and lease them)."""
+    host = os.environ.get("PUBSUB_EMULATOR_HOST")
+    if not host:
+        return {}  # the production channel already has no size limit
+    import grpc  # type: ignore[import-untyped]
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    return {"transport": SubscriberGrpcTransport(channel=grpc.insecure_channel(host, options=unlimited))}
 
 
 class PubSubBroker:
@@ -123,7 +116,7 @@ class PubSubBroker:
         )
         self.limits = BrokerLimits(
             max_body_bytes=GCS_MAX_OBJECT_BYTES if self.offload else PUBSUB_MAX_BODY_BYTES,
-            max_delay_s=None,  # any delay: held here by ack-deadline hops
+            max_delay_s=None,  # any delay: held by ack-deadline hops
             max_batch=MAX_BATCH,
             max_lease_s=float(MAX_ACK_DEADLINE_S),
             max_wait_s=MAX_WAIT_S,
@@ -136,8 +129,8 @@ class PubSubBroker:
         self._subscriber: SubscriberClient | None = None
         self._retry: Retry | None = None
         self._queues: dict[str, QueuePaths] = {}
-        self._leased: set[tuple[str, str]] = set()  # (subscription, ack id) handed out, not settled
-        self._hidden: dict[tuple[str, str], float] = {}  # (subscription, message id) -> due, monotonic
+        self._leased: set[tuple[str, str]] = set()  # (subscription, ack id) handed out, not settled here
+        self._hidden: dict[tuple[str, str], float] = {}  # (subscription, message id) -> due (monotonic)
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> PubSubBroker:
@@ -169,7 +162,7 @@ class PubSubBroker:
                             enable_message_ordering=bool(self.options.ordered), retry=self._retry, timeout=timeout
                         ),
                     )
-                    self._subscriber = pubsub_v1.SubscriberClient()
+                    self._subscriber = pubsub_v1.SubscriberClient(**_emulator_transport())
                     # return_immediately is deprecated for pulls meant to wait; ours (wait_s=0) are not
                     warnings.filterwarnings("ignore", "The return_immediately flag is deprecated", DeprecationWarning)
         return self._publisher, self._subscriber, self._retry
@@ -182,88 +175,97 @@ class PubSubBroker:
             self._queues[queue] = paths
         return paths
 
-    def _sub_call(self, method: str, **request: Any) -> Any:
+    def _call(self, method: str, action: str, **request: Any) -> Any:
         _, subscriber, retry = self._clients()
-        return getattr(subscriber, method)(request=request, retry=retry, timeout=self.options.timeout)
+        with translated(PUBSUB, action):
+            return getattr(subscriber, method)(request=request, retry=retry, timeout=self.options.timeout)
 
     # -- publishing -----------------------------------------------------------------------------
 
     def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        if not messages:
+            return []
         paths = self._paths(queue)
         outs = [self._outgoing(queue, m) for m in messages]  # checks every size before anything is sent
         for i, out in enumerate(outs):
-            if self.offload is not None and _too_big(out):
-                ref = self.offload.put(out.data, CONTENT_TYPE)
-                outs[i] = _Out(b"", {**out.attributes, CLAIM: ref}, out.ordering_key)
-        return self._publish(paths.topic, outs, f"publishing to queue {queue!r}")
+            if self.offload is not None and out.too_big():
+                ref = self.offload.put(out.data, envelope.CONTENT_TYPE)
+                outs[i] = Outgoing(b"", {**out.attributes, CLAIM: ref}, out.ordering_key)
+        self._publish(paths.topic, outs, f"publishing to queue {queue!r}")
+        return [out.attributes[MESSAGE_ID] for out in outs]
 
-    def _outgoing(self, queue: str, message: OutgoingMessage) -> _Out:
+    def _outgoing(self, queue: str, message: OutgoingMessage) -> Outgoing:
         if message.ordering_key and not self.options.is_ordered(queue):
             raise ConfigurationError(
                 f"a message for queue {queue!r} has an ordering key, but the queue is not ordered: "
-                f"add it to the pubsub:// URL's ?ordered= list (or ?ordered=*)"
+                "add it to the pubsub:// URL's ?ordered= list (or ?ordered=*)"
             )
-        attributes = {"content-type": CONTENT_TYPE, "envelope-version": str(VERSION), **message.attributes}
+        if any(key.startswith(INTERNAL_PREFIX) for key in message.attributes):
+            raise ConfigurationError(f"message attributes starting with {INTERNAL_PREFIX!r} are reserved for cloudq")
+        attributes = {
+            **message.attributes,
+            MESSAGE_ID: uuid.uuid4().hex,
+            CONTENT_TYPE: envelope.CONTENT_TYPE,
+            ENVELOPE_VERSION: str(envelope.VERSION),
+        }
         if message.delay_s > 0:
             attributes[deferral.NOT_BEFORE] = f"{time.time() + message.delay_s:.6f}"
-        out = _Out(message.body, attributes, message.ordering_key or "")
-        if self.offload is None and _too_big(out):
+        out = Outgoing(message.body, attributes, message.ordering_key or "")
+        if self.offload is None and out.too_big():
             raise MessageTooLarge(
                 len(message.body),
-                PUBSUB_MAX_BODY_BYTES,
-                "Pub/Sub takes 10 MB per message; set ?bucket=BUCKET on the pubsub:// URL to offload larger ones to Cloud Storage",
+                self.limits.max_body_bytes,
+                "Pub/Sub takes 10 MB per message: set ?bucket=BUCKET on the pubsub:// URL to offload larger ones "
+                "to Cloud Storage",
             )
         return out
 
-    def _publish(self, topic: str, outs: Sequence[_Out], action: str) -> list[str]:
+    def _publish(self, topic: str, outs: Sequence[Outgoing], action: str) -> None:
         """Publish all, then wait for all: the client packs them into as few requests as it can."""
         if not outs:
-            return []
+            return
         publisher, _, _ = self._clients()
+        ordering = bool(self.options.ordered)  # the publisher only takes keys when ordering is on
+        wait = self.options.timeout + 10
         with translated(PUBSUB, action):
-            ordering = bool(self.options.ordered)  # a key is only kept on ordered queues' messages anyway
             futures = [
                 publisher.publish(topic, o.data, ordering_key=o.ordering_key if ordering else "", **o.attributes)
                 for o in outs
             ]
-            ids: list[str] = []
             for out, future in zip(outs, futures, strict=True):
                 try:
-                    ids.append(future.result(timeout=self.options.timeout + 10))
+                    future.result(timeout=wait)
                 except TimeoutError:
                     raise BackendUnavailable(
-                        f"{PUBSUB.where()} did not confirm a publish within {self.options.timeout + 10:.0f}s while {action}"
+                        f"{PUBSUB.where()} did not confirm a publish within {wait:.0f}s while {action}"
                     ) from None
                 except Exception:
                     if out.ordering_key and ordering:  # a failed publish pauses its key until resumed
                         publisher.resume_publish(topic, out.ordering_key)
                     raise
-        return ids
 
-    def _again(self, delivery: Delivery, spent: int, not_before: float | None = None) -> _Out:
-        """A fresh copy of a delivered message, carrying the deliveries already spent."""
+    def _copy(self, delivery: Delivery, spent: int, not_before: float | None = None) -> Outgoing:
+        """A fresh copy of a delivered message, carrying the deliveries it already spent."""
         receipt: PubSubReceipt = delivery.receipt
-        attributes = {**delivery.attributes, deferral.PRIOR: str(spent), ORIGIN: delivery.message_id}
-        if not_before is not None:
-            attributes[deferral.NOT_BEFORE] = f"{not_before:.6f}"
-        if receipt.claim:
-            return _Out(b"", {**attributes, CLAIM: receipt.claim}, delivery.ordering_key or "")
-        return _Out(delivery.body, attributes, delivery.ordering_key or "")
+        attributes = copy_attributes({**delivery.attributes, **receipt.internal}, spent, not_before)
+        data = b"" if receipt.claim else delivery.body
+        return Outgoing(data, attributes, delivery.ordering_key or "")
 
     # -- receiving ------------------------------------------------------------------------------
 
     def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]:
         paths = self._paths(queue)
         want = max(1, min(int(max_messages), MAX_BATCH))
+        lease = _seconds(lease_s, 1)
         deadline = time.monotonic() + max(0.0, min(wait_s, MAX_WAIT_S))
         while True:
-            left = deadline - time.monotonic()
+            started = time.monotonic()  # the lease runs from before the pull
+            left = deadline - started
             received = self._pull(paths.subscription, want, max(0.0, left))
-            deliveries = self._settle_pulled(queue, paths, received)
+            deliveries = self._sort(queue, paths, received, started + lease)
             if deliveries or left <= 0 or time.monotonic() >= deadline:
                 break
         if deliveries:
-            lease = max(1, min(MAX_ACK_DEADLINE_S, int(-(-lease_s // 1))))
             if lease != self.options.ack_deadline:
                 self._modack(paths.subscription, [d.receipt.ack_id for d in deliveries], lease)
             with self._lock:
@@ -271,126 +273,133 @@ class PubSubBroker:
         return deliveries
 
     def _pull(self, subscription: str, want: int, wait_s: float) -> list[ReceivedMessage]:
-        """One Pull. ``wait_s > 0`` lets the server hold it up to that long (an empty answer or our
-        deadline ends it); 0 asks with return_immediately."""
+        """One Pull. ``wait_s > 0`` lets the server hold it that long (it may answer empty sooner)."""
         from google.api_core.exceptions import DeadlineExceeded
 
         _, subscriber, retry = self._clients()
         request = {"subscription": subscription, "max_messages": want, "return_immediately": wait_s <= 0}
+        timeout = max(wait_s, MIN_PULL_WAIT_S) if wait_s > 0 else self.options.timeout
         with translated(PUBSUB, f"pulling from {subscription}"):
             try:
-                response = subscriber.pull(
-                    request=request,
-                    retry=retry,
-                    timeout=max(wait_s, MIN_PULL_WAIT_S) if wait_s > 0 else self.options.timeout,
-                )
+                response = subscriber.pull(request=request, retry=retry, timeout=timeout)
             except DeadlineExceeded:  # the wait ran out with nothing to deliver
                 return []
         return list(response.received_messages)
 
-    def _settle_pulled(self, queue: str, paths: QueuePaths, received: Sequence[ReceivedMessage]) -> list[Delivery]:
+    def _sort(
+        self, queue: str, paths: QueuePaths, received: Sequence[ReceivedMessage], leased_until: float
+    ) -> list[Delivery]:
         """Turn pulled messages into deliveries; hide, forward or refresh the delayed ones."""
         now = time.time()
-        sorted_ = _Sorted()
+        deliveries: list[Delivery] = []
+        hide: dict[int, list[str]] = defaultdict(list)  # ack deadline -> ack ids
+        again: list[Outgoing] = []  # republished, then ``settled`` acked
+        settled: list[str] = []
+        lost: list[tuple[Outgoing, str, str]] = []  # (message, ack id, reason)
         for item in received:
             message = item.message
             attributes = dict(message.attributes)
             due = deferral.not_before(attributes)
             if due is None:
-                self._deliver(queue, paths, item, attributes, sorted_)
+                delivery = self._delivery(queue, paths, item, attributes, leased_until)
+                if isinstance(delivery, Delivery):
+                    deliveries.append(delivery)
+                else:
+                    lost.append((Outgoing(bytes(message.data), attributes), item.ack_id, delivery))
                 continue
-            attributes.setdefault(ORIGIN, message.message_id)
+            attributes.setdefault(MESSAGE_ID, message.message_id)
+            spent = deferral.prior(attributes)
             if due <= now:  # forward: the copy that runs starts from Pub/Sub's first attempt
-                attributes.pop(deferral.NOT_BEFORE)
-                sorted_.again.append(_Out(bytes(message.data), attributes, message.ordering_key))
-                sorted_.settled.append(item.ack_id)
+                again.append(Outgoing(bytes(message.data), copy_attributes(attributes, spent), message.ordering_key))
+                settled.append(item.ack_id)
                 continue
             age = now - message.publish_time.timestamp()
-            action = deferral.early(item.delivery_attempt, age, self.options.max_delivery_attempts)
-            if action is deferral.Early.HIDE:
-                sorted_.hide[deferral.hide_for(due - now)].append(item.ack_id)
+            if deferral.early(item.delivery_attempt, age, self.options.max_delivery_attempts) is deferral.Early.HIDE:
+                hide[deferral.hide_for(due - now)].append(item.ack_id)
                 with self._lock:
-                    self._hidden[(paths.subscription, message.message_id)] = time.monotonic() + (due - now)
-            else:
-                sorted_.again.append(_Out(bytes(message.data), attributes, message.ordering_key))
-                sorted_.settled.append(item.ack_id)
-        self._apply(queue, paths, sorted_)
-        return sorted_.deliveries
-
-    def _deliver(
-        self, queue: str, paths: QueuePaths, item: ReceivedMessage, attributes: dict[str, str], sorted_: _Sorted
-    ) -> None:
-        message = item.message
-        claim = attributes.get(CLAIM)
-        body = bytes(message.data)
-        if claim:
-            try:
-                body = self._offload().get(claim)
-            except ClaimCheckMissing as exc:
-                sorted_.lost.append((_Out(body, attributes), item.ack_id, f"ClaimCheckMissing: {exc}"))
-                return
-        attempt = item.delivery_attempt if item.delivery_attempt > 0 else 1
-        sorted_.deliveries.append(
-            Delivery(
-                body=body,
-                receipt=PubSubReceipt(paths.subscription, item.ack_id, claim),
-                delivery_count=attempt + deferral.prior(attributes),
-                queue=queue,
-                message_id=attributes.get(ORIGIN, message.message_id),
-                attributes={k: v for k, v in attributes.items() if k not in INTERNAL},
-                ordering_key=message.ordering_key or None,
-            )
-        )
-
-    def _apply(self, queue: str, paths: QueuePaths, sorted_: _Sorted) -> None:
-        for seconds, ack_ids in sorted_.hide.items():
+                    self._hidden[(paths.subscription, attributes[MESSAGE_ID])] = time.monotonic() + (due - now)
+            else:  # refresh: a fresh copy, so hops never reach the dead-letter policy or retention
+                again.append(
+                    Outgoing(bytes(message.data), copy_attributes(attributes, spent, due), message.ordering_key)
+                )
+                settled.append(item.ack_id)
+        for seconds, ack_ids in hide.items():
             self._modack(paths.subscription, ack_ids, seconds)
-        if sorted_.again:
-            self._publish(paths.topic, sorted_.again, f"republishing delayed messages of queue {queue!r}")
-            self._ack_ids(paths.subscription, sorted_.settled)
-        for out, ack_id, reason in sorted_.lost:
+        if again:
+            self._publish(paths.topic, again, f"republishing delayed messages of queue {queue!r}")
+            self._ack_ids(paths.subscription, settled)
+        for out, ack_id, reason in lost:
             log.warning("dead-lettering a message of %s: %s", queue, reason)
-            dead = _Out(out.data, {**out.attributes, DEAD_REASON: _clip(reason), DEAD_QUEUE: queue})
-            self._publish(paths.dead_topic, [dead], f"dead-lettering to {paths.dead_topic}")
+            self._to_dead(paths, queue, [out], reason)
             self._ack_ids(paths.subscription, [ack_id])
+        return deliveries
+
+    def _delivery(
+        self, queue: str, paths: QueuePaths, item: ReceivedMessage, attributes: dict[str, str], leased_until: float
+    ) -> Delivery | str:
+        """The delivery, or why it cannot be delivered."""
+        message = item.message
+        internal = {k: v for k, v in attributes.items() if k.startswith(INTERNAL_PREFIX)}
+        internal.setdefault(MESSAGE_ID, message.message_id)  # published by something other than cloudq
+        body = bytes(message.data)
+        if CLAIM in internal:
+            try:
+                body = self._offload().get(internal[CLAIM])
+            except ClaimCheckMissing as exc:
+                return f"ClaimCheckMissing: {exc}"
+        attempt = item.delivery_attempt if item.delivery_attempt > 0 else 1
+        return Delivery(
+            body=body,
+            receipt=PubSubReceipt(paths.subscription, item.ack_id, leased_until, internal),
+            delivery_count=attempt + deferral.prior(attributes),
+            queue=queue,
+            message_id=internal[MESSAGE_ID],
+            attributes=public(attributes),
+            ordering_key=message.ordering_key or None,
+        )
 
     def _offload(self) -> GCSOffload:
         if self.offload is None:
             raise ConfigurationError(
-                "a message was offloaded to Cloud Storage but this broker has no ?bucket= to read it from"
+                "a message was offloaded to Cloud Storage, but this broker has no ?bucket= to read it"
             )
         return self.offload
 
     # -- settling ---------------------------------------------------------------------------------
 
-    def _by_subscription(self, deliveries: Sequence[Delivery]) -> dict[str, list[Delivery]]:
+    @staticmethod
+    def _by_subscription(deliveries: Iterable[Delivery]) -> dict[str, list[Delivery]]:
         groups: dict[str, list[Delivery]] = defaultdict(list)
         for delivery in deliveries:
             groups[delivery.receipt.subscription].append(delivery)
         return groups
 
-    def _forget(self, subscription: str, ack_ids: Iterable[str]) -> None:
-        with self._lock:
-            self._leased.difference_update((subscription, a) for a in ack_ids)
-
     def _ack_ids(self, subscription: str, ack_ids: Sequence[str]) -> None:
         for chunk in _chunks(ack_ids):
-            with translated(PUBSUB, f"acknowledging {len(chunk)} message(s) on {subscription}"):
-                self._sub_call("acknowledge", subscription=subscription, ack_ids=list(chunk))
-        self._forget(subscription, ack_ids)
+            self._call(
+                "acknowledge", f"acknowledging on {subscription}", subscription=subscription, ack_ids=list(chunk)
+            )
+        self._settled(subscription, ack_ids)
 
     def _modack(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
         for chunk in _chunks(ack_ids):
-            with translated(PUBSUB, f"changing the ack deadline of {len(chunk)} message(s) on {subscription}"):
-                self._sub_call(
-                    "modify_ack_deadline", subscription=subscription, ack_ids=list(chunk), ack_deadline_seconds=seconds
-                )
+            self._call(
+                "modify_ack_deadline",
+                f"changing ack deadlines on {subscription}",
+                subscription=subscription,
+                ack_ids=list(chunk),
+                ack_deadline_seconds=seconds,
+            )
+
+    def _settled(self, subscription: str, ack_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._leased.difference_update((subscription, a) for a in ack_ids)
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         for subscription, group in self._by_subscription(deliveries).items():
             self._ack_ids(subscription, [d.receipt.ack_id for d in group])
-            for delivery in group:
-                if delivery.receipt.claim:
+            for delivery in group:  # a stale receipt's body may belong to the current delivery
+                if delivery.receipt.claim and delivery.receipt.current():
                     self._drop_claim(delivery.receipt.claim)
 
     def _drop_claim(self, ref: str) -> None:
@@ -402,51 +411,62 @@ class PubSubBroker:
     def nack(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
         if delay_s > MAX_ACK_DEADLINE_S:  # beyond one ack deadline: a delayed copy
             due = time.time() + delay_s
-            self._replace(deliveries, lambda d: self._again(d, d.delivery_count, due), "postponing")
+            self._replace(deliveries, lambda d: self._copy(d, d.delivery_count, due), MAX_ACK_DEADLINE_S, "postponing")
             return
-        seconds = max(0, int(-(-delay_s // 1)))  # rounded up: never earlier than asked
+        self._give_back(deliveries, _seconds(delay_s, 0))
+
+    def _give_back(self, deliveries: Iterable[Delivery], seconds: int) -> None:
         for subscription, group in self._by_subscription(deliveries).items():
             ack_ids = [d.receipt.ack_id for d in group]
             self._modack(subscription, ack_ids, seconds)
-            self._forget(subscription, ack_ids)
+            self._settled(subscription, ack_ids)
 
     def release(self, deliveries: Sequence[Delivery]) -> None:
         """Never started: a fresh copy that does not count this delivery. On ordered queues they go
-        back with a zero deadline instead (a copy would lose its place); that delivery counts."""
+        back with a zero deadline instead (a copy would lose its place), and that delivery counts."""
         ordered = [d for d in deliveries if self.options.is_ordered(d.queue)]
-        if ordered:
-            self.nack(ordered, 0.0)
+        self._give_back(ordered, 0)
         unordered = [d for d in deliveries if not self.options.is_ordered(d.queue)]
-        self._replace(unordered, lambda d: self._again(d, max(0, d.delivery_count - 1)), "releasing")
+        self._replace(unordered, lambda d: self._copy(d, d.delivery_count - 1), 0, "releasing")
 
-    def _replace(self, deliveries: Sequence[Delivery], copy: Any, action: str) -> None:
-        """Publish a copy of each delivery to its queue, then ack the delivered ones."""
-        for _, group in self._by_subscription(deliveries).items():
+    def _replace(
+        self, deliveries: Sequence[Delivery], copy: Callable[[Delivery], Outgoing], fallback_s: int, action: str
+    ) -> None:
+        """Publish a copy of each delivery whose lease surely holds, then ack it. The others may have
+        been handed out again: they get ``fallback_s`` as their deadline (ignored if stale)."""
+        self._give_back([d for d in deliveries if not d.receipt.current()], fallback_s)
+        for _, group in self._by_subscription(d for d in deliveries if d.receipt.current()).items():
             paths = self._paths(group[0].queue)
             self._publish(paths.topic, [copy(d) for d in group], f"{action} messages of queue {group[0].queue!r}")
             self._ack_ids(paths.subscription, [d.receipt.ack_id for d in group])
 
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> None:
-        seconds = max(1, min(MAX_ACK_DEADLINE_S, int(-(-lease_s // 1))))
+        seconds = _seconds(lease_s, 1)
+        until = time.monotonic() + seconds  # from before the request: errs on the early side
         for subscription, group in self._by_subscription(deliveries).items():
             self._modack(subscription, [d.receipt.ack_id for d in group], seconds)
+            for delivery in group:
+                if delivery.receipt.current():  # an expired lease may be someone else's now
+                    delivery.receipt.leased_until = until
 
     def dead_letter(self, deliveries: Sequence[Delivery], reason: str) -> None:
-        for _, group in self._by_subscription(deliveries).items():
+        """Publish to the queue's dead-letter topic with the reason, then ack. A delivery whose lease
+        may have run out is given back instead (it will be judged again when it returns)."""
+        self._give_back([d for d in deliveries if not d.receipt.current()], 0)
+        for _, group in self._by_subscription(d for d in deliveries if d.receipt.current()).items():
             queue = group[0].queue
             paths = self._paths(queue)
-            outs = []
-            for delivery in group:
-                out = self._again(delivery, delivery.delivery_count)
-                attributes = {**out.attributes, DEAD_REASON: _clip(reason), DEAD_QUEUE: queue}
-                outs.append(_Out(out.data, attributes))
-            self._publish(paths.dead_topic, outs, f"dead-lettering to {paths.dead_topic}")
+            self._to_dead(paths, queue, [self._copy(d, d.delivery_count) for d in group], reason)
             self._ack_ids(paths.subscription, [d.receipt.ack_id for d in group])
+
+    def _to_dead(self, paths: QueuePaths, queue: str, outs: Sequence[Outgoing], reason: str) -> None:
+        marked = [Outgoing(o.data, {**o.attributes, DEAD_REASON: clip(reason), DEAD_QUEUE: queue}) for o in outs]
+        self._publish(paths.dead_topic, marked, f"dead-lettering to {paths.dead_topic}")
 
     # -- inspection -----------------------------------------------------------------------------
 
     def _peek_dead(self, paths: QueuePaths, limit: int) -> list[ReceivedMessage]:
-        """Read up to ``limit`` dead letters, then give them back at once (deadline 0)."""
+        """Read up to ``limit`` dead letters, then give them all back at once (deadline 0)."""
         seen: list[ReceivedMessage] = []
         try:
             while len(seen) < limit:
@@ -465,16 +485,13 @@ class PubSubBroker:
         for item in self._peek_dead(paths, limit):
             attributes = dict(item.message.attributes)
             body = bytes(item.message.data)
-            reason = attributes.get(DEAD_REASON) or (
-                f"MaxDeliveryAttempts: delivered {attributes.get(NATIVE_DEAD_COUNT, '?')} times without an ack "
-                f"(dead-letter policy of {paths.subscription})"
-            )
-            if attributes.get(CLAIM):
+            reason = dead_reason(attributes, paths.subscription)
+            if CLAIM in attributes:
                 try:
                     body = self._offload().get(attributes[CLAIM])
                 except ClaimCheckMissing as exc:
                     reason = f"{reason}; body lost: {exc}"
-            letters.append(DeadLetter(body, reason, queue, attributes.get(ORIGIN, item.message.message_id)))
+            letters.append(DeadLetter(body, reason, queue, attributes.get(MESSAGE_ID, item.message.message_id)))
         return letters
 
     def stats(self, queue: str) -> QueueStats:
@@ -489,20 +506,21 @@ class PubSubBroker:
         return QueueStats(queue, ready=-1, in_flight=in_flight, delayed=delayed, dead_lettered=dead)
 
     def purge(self, queue: str) -> int:
-        """Ack everything receivable now (delayed messages hidden by a receiver are not: they come
-        back when due)."""
+        """Ack what is receivable now (the count), then seek the subscription to now, which drops
+        in-flight and hidden delayed messages too."""
         paths = self._paths(queue)
         count = 0
-        while True:
-            batch = self._pull(paths.subscription, MAX_BATCH, 0.0)
-            if not batch:
-                return count
+        while batch := self._pull(paths.subscription, MAX_BATCH, 0.0):
             self._ack_ids(paths.subscription, [m.ack_id for m in batch])
             for item in batch:
-                claim = item.message.attributes.get(CLAIM)
-                if claim:
-                    self._drop_claim(claim)
+                if CLAIM in item.message.attributes:
+                    self._drop_claim(item.message.attributes[CLAIM])
             count += len(batch)
+        self._call("seek", f"purging {paths.subscription}", subscription=paths.subscription, time=datetime.now(UTC))
+        with self._lock:
+            self._leased = {k for k in self._leased if k[0] != paths.subscription}
+            self._hidden = {k: v for k, v in self._hidden.items() if k[0] != paths.subscription}
+        return count
 
     def close(self) -> None:
         publisher, subscriber = self._publisher, self._subscriber

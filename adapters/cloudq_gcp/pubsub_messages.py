@@ -1,0 +1,86 @@
+"""What cloudq puts on a Pub/Sub message besides the body, and the receipt it hands out.
+
+Attributes named ``cloudq-*`` are the broker's own and never reach ``Delivery.attributes``; every
+other attribute round-trips unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import deferral
+
+PUBSUB_MAX_REQUEST_BYTES = 10_000_000  # a publish request: data + attributes + ordering key
+ATTRIBUTE_RESERVE_BYTES = 64 * 1024  # room kept for attributes next to the largest body
+PUBSUB_MAX_BODY_BYTES = PUBSUB_MAX_REQUEST_BYTES - ATTRIBUTE_RESERVE_BYTES
+PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES = 1024
+
+MESSAGE_ID = "cloudq-id"  # cloudq's id for a message: kept by every copy, and by dead letters
+CONTENT_TYPE = "cloudq-content-type"
+ENVELOPE_VERSION = "cloudq-envelope-version"
+CLAIM = "cloudq-claim"  # gs:// reference of an offloaded body
+DEAD_REASON = "cloudq-dead-reason"
+DEAD_QUEUE = "cloudq-dead-queue"
+NATIVE_DEAD_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"  # set by Pub/Sub's dead-letter policy
+INTERNAL_PREFIX = "cloudq-"
+STALE_MARGIN_S = 1.0  # a lease closer than this to its end may already belong to someone else
+
+
+@dataclass(slots=True)
+class PubSubReceipt:
+    """A lease: the ack id, until when (monotonic) this broker knows it to be the current one, and
+    the broker's own attributes, which a republished copy keeps."""
+
+    subscription: str
+    ack_id: str
+    leased_until: float
+    internal: dict[str, str]
+
+    @property
+    def claim(self) -> str | None:
+        return self.internal.get(CLAIM)
+
+    def current(self) -> bool:
+        """Whether the lease surely still holds, so a copy of the message cannot duplicate it."""
+        return self.leased_until - time.monotonic() > STALE_MARGIN_S
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message ready to publish."""
+
+    data: bytes
+    attributes: dict[str, str]
+    ordering_key: str = ""
+
+    def too_big(self) -> bool:
+        size = len(self.data) + len(self.ordering_key)
+        size += sum(len(k) + len(v.encode()) for k, v in self.attributes.items())
+        return len(self.data) > PUBSUB_MAX_BODY_BYTES or size > PUBSUB_MAX_REQUEST_BYTES - 1024
+
+
+def public(attributes: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in attributes.items() if not k.startswith(INTERNAL_PREFIX)}
+
+
+def clip(text: str, limit: int = PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES) -> str:
+    """An attribute value within Pub/Sub's 1024-byte limit."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
+def dead_reason(attributes: dict[str, str], subscription: str) -> str:
+    """Why a message is in the dead-letter subscription: cloudq's reason, or the policy's."""
+    return attributes.get(DEAD_REASON) or (
+        f"MaxDeliveryAttempts: delivered {attributes.get(NATIVE_DEAD_COUNT, '?')} times without an ack "
+        f"(dead-letter policy of {subscription})"
+    )
+
+
+def copy_attributes(attributes: dict[str, str], spent: int, not_before: float | None = None) -> dict[str, str]:
+    """Attributes for a republished copy: the deliveries spent so far, and the delay if any."""
+    out = {k: v for k, v in attributes.items() if k != deferral.NOT_BEFORE}
+    out[deferral.PRIOR] = str(spent)
+    if not_before is not None:
+        out[deferral.NOT_BEFORE] = f"{not_before:.6f}"
+    return out
