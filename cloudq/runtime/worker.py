@@ -129,6 +129,8 @@ class Worker:
         self._inbox: Inbox | None = None
         self._broker: Broker | None = None
         self._slots: list[threading.Thread] = []
+        self._slots_left = 0  # slot threads not yet finished (counted before they wake the main thread)
+        self._exit_lock = threading.Lock()
         self._crashed = False
 
     # -- control ----------------------------------------------------------------------------
@@ -171,7 +173,7 @@ class Worker:
         waker = self._waker = _Waker()
         acker = self._acker = Acker(broker, self.ack_interval_s)
         consumer = Consumer(broker, self.queues, lease, poll_wait, self._drained if self.burst else None)
-        inbox = self._inbox = Inbox(self.prefetch_multiplier * self.concurrency, consumer, self._release)
+        inbox = self._inbox = Inbox(self.prefetch_multiplier * self.concurrency, consumer, self._release, acker.settle)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         runners: list[Runner] = []
         previous = self._install_signals()
@@ -183,6 +185,7 @@ class Worker:
                 threading.Thread(target=self._slot, args=(runner,), name=f"cloudq-slot-{i}", daemon=True)
                 for i, runner in enumerate(runners)
             ]
+            self._slots_left = len(self._slots)
             for thread in self._slots:
                 thread.start()
             log.info(
@@ -236,6 +239,8 @@ class Worker:
             self._crashed = True
             self._request_stop("a pool slot crashed")
         finally:
+            with self._exit_lock:
+                self._slots_left -= 1
             if self._waker is not None:
                 self._waker.wake()
 
@@ -282,10 +287,7 @@ class Worker:
             log.info("released %d prefetched message(s) for other workers", len(unstarted))
         grace_end = began + self.grace
         receive_end = began + poll_wait + RECEIVE_SETTLE_S
-        while self._forced_signal is None:
-            alive = [t for t in self._slots if t.is_alive()]
-            if not alive:
-                break
+        while self._forced_signal is None and self._slots_left > 0:
             now = time.monotonic()
             # a slot still inside a receive is waited for (bounded by the poll wait) so that what
             # it receives is released rather than left leased

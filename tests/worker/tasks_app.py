@@ -1,0 +1,60 @@
+"""Tasks for the worker tests that run in other processes (pool children, ``cloudq worker``).
+
+Broker and results come from CLOUDQ_BROKER / CLOUDQ_RESULTS (a temporary SQLite file per test).
+Tasks leave marks in files so a test can count how often each one really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from cloudq import App
+
+app = App("worker-tests", retry_backoff=0)
+
+
+def _mark(path: str, line: str) -> None:
+    with Path(path).open("a") as fh:
+        fh.write(line + "\n")
+
+
+@app.task()
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@app.task()
+def mark(path: str, token: str) -> str:
+    _mark(path, token)
+    return token
+
+
+@app.task()
+def slow(path: str, seconds: float) -> str:
+    """Marks that it started, then takes ``seconds``."""
+    _mark(path, "started")
+    time.sleep(seconds)
+    return "done"
+
+
+@app.task(bind=True)
+def sleep_first_attempt(self, path: str, seconds: float) -> int:
+    """Marks every start; only the first attempt is slow (the one a test kills)."""
+    attempt = self.request.attempt
+    _mark(path, f"attempt {attempt}")
+    if attempt == 1:
+        time.sleep(seconds)
+    return attempt
+
+
+@app.task(time_limit=0.5, max_retries=0)
+def stuck(seconds: float) -> None:
+    """Blocks in C (time.sleep), where the soft limit cannot reach: only a kill stops it."""
+    time.sleep(seconds)
+
+
+@app.task(max_retries=1)
+def die(code: int) -> None:
+    os._exit(code)

@@ -1,0 +1,57 @@
+"""The process pool: tasks run in child processes that import the app; the parent survives
+whatever a child does (hard time limit kill, os._exit) and starts a replacement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from worker_helpers import run_burst
+
+from cloudq import states
+from cloudq.runtime.worker import Worker
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def process_worker(app, **options) -> Worker:
+    options = {"concurrency": 2, "burst": True, "kill_grace_s": 0.5, **options}
+    return Worker(app, pool="process", app_path="tasks_app:app", **options)
+
+
+def test_process_pool_runs_tasks_in_children(tasks_app, tmp_path: Path):
+    marks = tmp_path / "marks.txt"
+    handles = tasks_app.add.map([(i, 1) for i in range(20)])
+    token = tasks_app.mark.delay(str(marks), "ran")
+    worker = process_worker(tasks_app.app)
+    assert run_burst(worker) == 0
+    assert [h.get(timeout=5) for h in handles] == [i + 1 for i in range(20)]
+    assert token.get(timeout=5) == "ran"
+    assert marks.read_text().splitlines() == ["ran"]
+    assert worker.counts["ack"] == 21
+
+
+def test_hard_time_limit_kills_a_child_stuck_in_c_and_the_pool_goes_on(tasks_app):
+    stuck = tasks_app.stuck.delay(60)  # time_limit=0.5, max_retries=0: time.sleep ignores the soft limit
+    after = tasks_app.add.map([(1, 1), (2, 2), (3, 3)])
+    assert run_burst(process_worker(tasks_app.app, concurrency=1)) == 0
+    record = stuck.record
+    assert record is not None and record.state == states.FAILURE
+    assert record.error_type == "cloudq.errors.TimeLimitExceeded"
+    assert "worker process killed" in (record.error_message or "")
+    assert [h.get(timeout=5) for h in after] == [2, 4, 6]  # run by the replacement child
+    [dead] = tasks_app.app.broker.dead_letters(tasks_app.app.queues()[0])
+    assert "TimeLimitExceeded" in dead.reason
+
+
+def test_a_child_calling_os_exit_is_retried_then_failed_and_the_worker_survives(tasks_app):
+    doomed = tasks_app.die.delay(7)  # max_retries=1: two attempts, both kill their process
+    after = tasks_app.add.delay(20, 22)
+    worker = process_worker(tasks_app.app, concurrency=1)
+    assert run_burst(worker) == 0
+    record = doomed.record
+    assert record is not None and record.state == states.FAILURE and record.attempts == 2
+    assert record.error_type == "cloudq.errors.WorkerLost"
+    assert record.error_message == "worker process died with exit code 7"
+    assert after.get(timeout=5) == 42
+    assert worker.counts["nack"] == 1 and worker.counts["dead_letter"] == 1
