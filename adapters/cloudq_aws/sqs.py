@@ -334,20 +334,13 @@ class SQSBroker:
     # -- receiving ------------------------------------------------------------------------------
 
     def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]:
-        """Lease up to ``max_messages``: one long poll, then more requests (without waiting) only
-        while each one comes back full."""
+        """One ReceiveMessage of up to 10 (``limits.max_batch``), long-polling up to ``wait_s``
+        (capped by the ``wait`` option and SQS's 20 s)."""
         q = self.queue(queue)
-        wanted = max(1, int(max_messages))
+        count = max(1, min(int(max_messages), res.SQS_MAX_BATCH_ENTRIES))
         visibility = int(min(max(math.ceil(lease_s), 0), res.SQS_MAX_VISIBILITY_S))
         wait = int(min(math.ceil(max(wait_s, 0.0)), self.wait_s, res.SQS_MAX_WAIT_S))
-        out: list[Delivery] = []
-        while len(out) < wanted:
-            ask = min(res.SQS_MAX_BATCH_ENTRIES, wanted - len(out))
-            raw = self._receive_raw(q, ask, visibility, wait if not out else 0)
-            out.extend(self._deliveries(q, raw))
-            if len(raw) < ask:
-                break
-        return out
+        return self._deliveries(q, self._receive_raw(q, count, visibility, wait))
 
     def _receive_raw(
         self, queue: SQSQueue, count: int, visibility: int, wait: int, url: str | None = None
@@ -369,25 +362,35 @@ class SQSBroker:
         out: list[Delivery] = []
         lost: list[tuple[Delivery, str]] = []
         for m in raw:
-            raw_attributes = msg.forwardable(m.get("MessageAttributes", {}))
-            user, internal = msg.split_attributes(raw_attributes)
-            system = m.get("Attributes", {})
-            count = int(system.get("ApproximateReceiveCount", 1)) + int(internal.get(msg.PRIOR_DELIVERIES, 0) or 0)
-            group = system.get("MessageGroupId")
-            claim = S3Ref.from_pointer(m["Body"]) if internal.get(msg.CLAIM_CHECK) else None
-            receipt = SQSReceipt(queue, m["ReceiptHandle"], now, m["Body"], raw_attributes, group, claim)
             try:
-                body = self.claims_get(claim) if claim else msg.decode_body(m["Body"], internal.get(msg.ENCODING))
+                out.append(self.delivery(queue, m, now))
             except ClaimCheckMissing as exc:
-                lost.append((Delivery(b"", receipt, count, queue.name, m["MessageId"], user, group), str(exc)))
-                continue
-            out.append(Delivery(body, receipt, count, queue.name, m["MessageId"], user, group if queue.fifo else None))
+                lost.append((self.delivery(queue, m, now, fetch=False), str(exc)))
         for delivery, why in lost:
             log.warning("message %s on %s lost its S3 payload: dead-lettering it", delivery.message_id, queue.sqs_name)
             self.dead_letter(
                 [delivery], f"ClaimCheckMissing: {why} (already processed, or removed by a lifecycle rule)"
             )
         return out
+
+    def delivery(self, queue: SQSQueue, m: dict[str, Any], received_at: float, fetch: bool = True) -> Delivery:
+        """The Delivery of one message in ReceiveMessage's shape (also used by the Lambda handler).
+
+        Raises ClaimCheckMissing when its S3 payload is gone. ``fetch=False`` leaves a claim-check
+        pointer as the body, for deliveries that are only given back or dead-lettered, never run."""
+        raw_attributes = msg.forwardable(m.get("MessageAttributes", {}))
+        user, internal = msg.split_attributes(raw_attributes)
+        system = m.get("Attributes", {})
+        count = int(system.get("ApproximateReceiveCount", 1)) + int(internal.get(msg.PRIOR_DELIVERIES, 0) or 0)
+        group = system.get("MessageGroupId")
+        claim = S3Ref.from_pointer(m["Body"]) if internal.get(msg.CLAIM_CHECK) else None
+        receipt = SQSReceipt(queue, m["ReceiptHandle"], received_at, m["Body"], raw_attributes, group, claim)
+        if claim is None:
+            body = msg.decode_body(m["Body"], internal.get(msg.ENCODING))
+        else:
+            body = self.claims_get(claim) if fetch else m["Body"].encode()
+        message_id = internal.get(msg.MESSAGE_ID) or m["MessageId"]
+        return Delivery(body, receipt, count, queue.name, message_id, user, group if queue.fifo else None)
 
     def claims_get(self, ref: S3Ref) -> bytes:
         if self.claims is None:  # a pointer sent by a producer configured with a bucket: read it anyway
@@ -415,12 +418,22 @@ class SQSBroker:
         return deleted
 
     def _change_visibility(self, deliveries: Sequence[Delivery], seconds: float) -> None:
+        self.change_visibility([(d, seconds) for d in deliveries])
+
+    def change_visibility(self, changes: Sequence[tuple[Delivery, float]]) -> None:
+        """Give each delivery its own visibility in seconds, in one ChangeMessageVisibilityBatch per
+        10 of a queue (the Lambda handler's retries, each with its own backoff)."""
         now = time.monotonic()
-        for queue, group in _by_queue(deliveries):
-            for chunk in _chunks([d.receipt for d in group], res.SQS_MAX_BATCH_ENTRIES):
+        seconds = {id(d): s for d, s in changes}
+        for queue, group in _by_queue([d for d, _ in changes]):
+            for chunk in _chunks(group, res.SQS_MAX_BATCH_ENTRIES):
                 entries = [
-                    {"Id": str(i), "ReceiptHandle": r.handle, "VisibilityTimeout": _visibility(seconds, r, now)}
-                    for i, r in enumerate(chunk)
+                    {
+                        "Id": str(i),
+                        "ReceiptHandle": d.receipt.handle,
+                        "VisibilityTimeout": _visibility(seconds[id(d)], d.receipt, now),
+                    }
+                    for i, d in enumerate(chunk)
                 ]
                 self._batch_call("ChangeMessageVisibilityBatch", queue.sqs_name, queue.url, entries, tolerate=_GONE)
 
@@ -444,6 +457,7 @@ class SQSBroker:
             for d in group:
                 attributes = dict(d.receipt.raw_attributes)
                 attributes[msg.PRIOR_DELIVERIES] = msg.attribute(str(max(0, d.delivery_count - 1)))
+                attributes[msg.MESSAGE_ID] = msg.attribute(d.message_id)
                 entries.append(msg.Entry(d.receipt.raw_body, attributes))
             self._send_batches(queue, entries)
             self._delete(queue, [d.receipt for d in group])
@@ -460,6 +474,7 @@ class SQSBroker:
                 attributes = {k: v for k, v in r.raw_attributes.items() if k != msg.DEAD_LETTER_REASON}
                 attributes[msg.DEAD_LETTER_REASON] = msg.attribute(reason[: msg.MAX_REASON_CHARS])
                 attributes[msg.SOURCE_QUEUE] = msg.attribute(queue.name)
+                attributes[msg.MESSAGE_ID] = msg.attribute(d.message_id)
                 entry = msg.Entry(r.raw_body, _fit_attributes(attributes))
                 if dead_fifo:
                     entry.dedup_id = msg.safe_token(d.message_id or r.handle)
@@ -514,7 +529,7 @@ class SQSBroker:
                 body = self.claims_get(S3Ref.from_pointer(m["Body"]))
             except ClaimCheckMissing:
                 pass  # show the pointer
-        return DeadLetter(body, reason, queue.name, m["MessageId"])
+        return DeadLetter(body, reason, queue.name, internal.get(msg.MESSAGE_ID) or m["MessageId"])
 
     def stats(self, queue: str) -> QueueStats:
         q = self.queue(queue)
@@ -537,12 +552,13 @@ class SQSBroker:
         )
 
     def purge(self, queue: str) -> int:
-        """PurgeQueue (SQS allows one per queue per 60 s); returns the messages that were waiting."""
+        """PurgeQueue (SQS allows one per queue per 60 s): drops ready, delayed and leased messages;
+        returns SQS's approximate count of them."""
         before = self.stats(queue)
         q = self.queue(queue)
         with self._call("PurgeQueue", q.sqs_name):
             self._sqs().purge_queue(QueueUrl=q.url)
-        return before.ready + before.delayed
+        return before.ready + before.in_flight + before.delayed
 
     def close(self) -> None:
         self.clients.close()

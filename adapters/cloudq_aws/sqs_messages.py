@@ -26,7 +26,8 @@ CLAIM_CHECK = "cloudq-claim-check"  # "s3": the body is a pointer to an S3 objec
 PRIOR_DELIVERIES = "cloudq-prior-deliveries"  # receives of the message this one replaced
 DEAD_LETTER_REASON = "cloudq-dead-letter-reason"
 SOURCE_QUEUE = "cloudq-source-queue"
-INTERNAL_ATTRIBUTES = frozenset({ENCODING, CLAIM_CHECK, PRIOR_DELIVERIES, DEAD_LETTER_REASON, SOURCE_QUEUE})
+MESSAGE_ID = "cloudq-message-id"  # the id of the first send, kept when a message is sent again (release, dead letter)
+INTERNAL_ATTRIBUTES = frozenset({ENCODING, CLAIM_CHECK, PRIOR_DELIVERIES, DEAD_LETTER_REASON, SOURCE_QUEUE, MESSAGE_ID})
 MAX_REASON_CHARS = 1000
 EMPTY_VALUE_TYPE = "String.cloudq-empty"  # SQS refuses empty attribute values: this type stands for ""
 

@@ -1,19 +1,26 @@
 """A moto server process for tests and benchmarks, with per-operation request counts.
 
-``MotoServer().start()`` runs moto's server (moto[server] must be installed) in a separate process
-on a free 127.0.0.1 port, and ``environment()`` gives the AWS variables that point boto3 at it.
-Request counts come from the server itself (moto's request recorder), so they show what AWS
-would bill, whichever client made the calls.
+``MotoServer().start()`` runs moto's server (moto[server] must be installed) in a separate
+process on a free 127.0.0.1 port, and ``environment()`` gives the AWS variables that point boto3
+at it. Request counts are kept by the server process itself, one per HTTP request received, so
+they show what AWS would bill whichever client made the calls.
 
-One difference from ``moto_server`` on purpose: moto evaluates a DynamoDB ConditionExpression
-and then writes without a lock, so two concurrent conditional writes to one item can both
-succeed on its threaded server, where DynamoDB would refuse one. The process started here is
-moto's own WSGI app behind one lock for DynamoDB requests (``python -m cloudq_aws.testing``),
-so concurrent conditional writes behave as on AWS and race tests test cloudq, not moto.
+The process is moto's own WSGI app (``python -m cloudq_aws.testing HOST PORT``) behind a thin
+layer that makes two operations atomic, as they are on AWS, because moto's threaded server runs
+them without a lock:
+
+- DynamoDB requests run one at a time: moto checks a ConditionExpression and then writes, so two
+  concurrent conditional writes to one item could both succeed.
+- SQS ReceiveMessage scans run one at a time: two concurrent receives could lease the same
+  message. A long poll becomes repeated short scans until a message arrives or the wait ends
+  (still one request for the client and in the counts).
+
+Everything else is moto unchanged.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -22,15 +29,21 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+COUNTS_PATH = "/_cloudq/requests"
+RESET_PATH = "/_cloudq/requests/reset"
+LONG_POLL_STEP_S = 0.05
 _SCOPE = re.compile(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request")
+_ACTION = re.compile(rb"(?:^|&)Action=([A-Za-z]+)")
 _TARGET_SERVICES = {"AmazonSQS": "sqs", "DynamoDB_20120810": "dynamodb"}
 
 
@@ -50,23 +63,6 @@ class RequestCounts(Counter[str]):
         return {key.split(":", 1)[1]: n for key, n in sorted(self.items()) if key.startswith(f"{service}:")}
 
 
-def operation(entry: dict[str, object]) -> str:
-    """``service:Operation`` of one recorded request."""
-    headers = {str(k).lower(): str(v) for k, v in dict(entry.get("headers") or {}).items()}  # type: ignore[call-overload]
-    target = headers.get("x-amz-target", "")
-    if target:
-        prefix, _, op = target.partition(".")
-        return f"{_TARGET_SERVICES.get(prefix, prefix.lower())}:{op}"
-    found = _SCOPE.search(headers.get("authorization", ""))
-    service = found.group(1) if found else "unknown"
-    body = entry.get("body")
-    if isinstance(body, str) and "Action=" in body and not entry.get("body_encoded"):
-        action = re.search(r"(?:^|&)Action=([A-Za-z]+)", body)
-        if action:
-            return f"{service}:{action.group(1)}"
-    return f"{service}:{entry.get('method', '?')}"
-
-
 class MotoServer:
     """One moto server process; stop() ends it by its pid."""
 
@@ -74,7 +70,6 @@ class MotoServer:
         self.host = host
         self.port = port or free_port(host)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="cloudq-moto-"))
-        self.recording = self.workdir / "requests.jsonl"
         self.log = self.workdir / "moto.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -96,13 +91,11 @@ class MotoServer:
         }
 
     def start(self, timeout: float = 30.0) -> MotoServer:
-        env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(self.recording)}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cloudq_aws.testing", self.host, str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
             )
         deadline = time.monotonic() + timeout
         while not self._answers():
@@ -116,35 +109,40 @@ class MotoServer:
 
     def _answers(self) -> bool:
         try:
-            urllib.request.urlopen(f"{self.endpoint}/moto-api/data.json", timeout=1).close()
+            urllib.request.urlopen(f"{self.endpoint}{COUNTS_PATH}", timeout=1).close()
         except urllib.error.HTTPError:
             return True
         except OSError:
             return False
         return True
 
-    def _post(self, path: str) -> None:
+    def _post(self, path: str) -> bytes:
         request = urllib.request.Request(f"{self.endpoint}{path}", data=b"", method="POST")
-        urllib.request.urlopen(request, timeout=10).close()
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body: bytes = response.read()
+            return body
 
     def reset(self) -> None:
         """Forget every resource (all services)."""
         self._post("/moto-api/reset")
 
+    def requests(self) -> RequestCounts:
+        """Requests received since the server started (or the last reset of the counts)."""
+        with urllib.request.urlopen(f"{self.endpoint}{COUNTS_PATH}", timeout=10) as response:
+            return RequestCounts(json.loads(response.read()))
+
     @contextmanager
     def count_requests(self) -> Iterator[RequestCounts]:
-        """Count the requests the server receives inside the block (filled in when it exits)."""
+        """Count the requests the server receives inside the block (filled in when it exits).
+        Counts are server-wide: don't run other clients against the server meanwhile."""
         counts = RequestCounts()
-        self._post("/moto-api/recorder/reset-recording")
-        self._post("/moto-api/recorder/start-recording")
+        before = self.requests()
         try:
             yield counts
         finally:
-            self._post("/moto-api/recorder/stop-recording")
-            with open(self.recording) as lines:
-                for line in lines:
-                    if line.strip():
-                        counts[operation(json.loads(line))] += 1
+            after = self.requests()
+            after.subtract(before)
+            counts.update({k: n for k, n in after.items() if n > 0})
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -164,27 +162,118 @@ class MotoServer:
         self.stop()
 
 
-def serve(host: str, port: int) -> None:
-    """Run moto's server with DynamoDB requests serialized (see the module docstring)."""
-    import threading
-    from typing import Any
+# -- the server process ---------------------------------------------------------------------------
 
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+def _read_body(environ: Environ) -> bytes:
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body: bytes = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+def request_operation(environ: Environ) -> str:
+    """``service:Operation`` of one incoming request (reads a form body only)."""
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target:
+        prefix, _, op = target.partition(".")
+        return f"{_TARGET_SERVICES.get(prefix, prefix.lower())}:{op}"
+    found = _SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    service = found.group(1) if found else "unsigned"
+    if str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
+        action = _ACTION.search(_read_body(environ))
+        if action:
+            return f"{service}:{action.group(1).decode()}"
+    return f"{service}:{environ.get('REQUEST_METHOD', '?')}"
+
+
+class AtomicMoto:
+    """WSGI layer over moto: counts requests and makes DynamoDB requests and SQS receive scans atomic."""
+
+    def __init__(self, moto_app: WSGIApp) -> None:
+        self.moto_app = moto_app
+        self.counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+        self._dynamodb = threading.Lock()
+        self._receive = threading.Lock()
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == COUNTS_PATH:
+            with self._counts_lock:
+                data = json.dumps(dict(self.counts)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
+        if path == RESET_PATH:
+            with self._counts_lock:
+                self.counts.clear()
+            start_response("200 OK", [("Content-Length", "0")])
+            return [b""]
+        op = request_operation(environ)
+        with self._counts_lock:
+            self.counts[op] += 1
+        if op.startswith("dynamodb:"):
+            with self._dynamodb:
+                status, headers, data = self._call(environ, _read_body(environ))
+            start_response(status, headers)
+            return [data]
+        if op == "sqs:ReceiveMessage" and str(environ.get("HTTP_X_AMZ_TARGET", "")):
+            return self._receive_message(environ, start_response)
+        return self.moto_app(environ, start_response)
+
+    def _call(self, environ: Environ, body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(body)
+        env["CONTENT_LENGTH"] = str(len(body))
+        captured: dict[str, Any] = {}
+
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Callable[[bytes], None]:
+            captured["status"], captured["headers"] = status, headers
+            return lambda _: None
+
+        chunks = self.moto_app(env, start)
+        try:
+            data = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        return captured["status"], captured["headers"], data
+
+    def _receive_message(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        request = json.loads(_read_body(environ) or b"{}")
+        wait = float(request.get("WaitTimeSeconds") or 0)
+        request["WaitTimeSeconds"] = 0
+        body = json.dumps(request).encode()
+        deadline = time.monotonic() + wait
+        while True:
+            with self._receive:
+                status, headers, data = self._call(environ, body)
+            if (
+                not status.startswith("200")
+                or time.monotonic() >= deadline
+                or json.loads(data or b"{}").get("Messages")
+            ):
+                break
+            time.sleep(LONG_POLL_STEP_S)
+        start_response(status, headers)
+        return [data]
+
+
+def serve(host: str, port: int) -> None:
+    """Run moto's server behind AtomicMoto until SIGTERM."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from werkzeug.serving import run_simple
 
     moto_app = DomainDispatcherApplication(create_backend_app)
     moto_app.debug = True  # type: ignore[attr-defined]
-    dynamodb = threading.Lock()
-
-    def app(environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            with dynamodb:
-                return list(moto_app(environ, start_response))
-        return moto_app(environ, start_response)
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     os.environ.setdefault("MOTO_PORT", str(port))
-    run_simple(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+    run_simple(host, port, AtomicMoto(moto_app), threaded=True, request_handler=MotoRequestHandler)
 
 
 if __name__ == "__main__":
