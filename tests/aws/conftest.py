@@ -1,58 +1,9 @@
-"""Fixtures for the AWS adapters: one moto server process per test session.
+"""Fixtures for the AWS adapters: the session's moto server and per-test names (aws_fixtures.py,
+shared with tests/lambda_)."""
 
-The server runs on a free 127.0.0.1 port and is stopped by its pid at the end. The standard AWS
-variables point every boto3 client at it for the session (restored afterwards); each test gets
-its own name prefix so queues, tables and objects never collide between tests.
-"""
-
-from __future__ import annotations
-
-import itertools
-import os
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-
+import aws_fixtures
 import pytest
-from cloudq_aws.testing import MotoServer
-
-_ids = itertools.count(1)
-_SESSION_PREFIX = uuid.uuid4().hex[:6]
 
 
-@pytest.fixture(scope="session")
-def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(workdir=tmp_path_factory.mktemp("moto"))
-    server.start()
-    patch = pytest.MonkeyPatch()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_DEFAULT_PROFILE"):
-        patch.delenv(name, raising=False)
-    for name, value in server.environment().items():
-        patch.setenv(name, value)
-    try:
-        yield server
-    finally:
-        patch.undo()
-        server.stop()
-
-
-@pytest.fixture
-def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoServer:
-    """The moto server, with cloudq's own environment cleared and a scratch working directory."""
-    for name in list(os.environ):
-        if name.startswith("CLOUDQ_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return moto_server
-
-
-@pytest.fixture
-def prefix(aws: MotoServer) -> str:
-    """A name prefix no other test uses (valid for SQS queues, DynamoDB tables and S3 keys)."""
-    return f"t{_SESSION_PREFIX}-{next(_ids)}-"
-
-
-@pytest.fixture
-def bucket(aws: MotoServer) -> str:
-    """A fresh S3 bucket name (created on first use by the adapters)."""
-    return f"cloudq-test-{_SESSION_PREFIX}-{next(_ids)}"
+def pytest_configure(config: pytest.Config) -> None:
+    aws_fixtures.register(config)
