@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import tempfile
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 from _harness import (
     BATCH,
+    LOGLEVEL_ENV,
     WARMUP,
     Completions,
     Measurement,
@@ -105,14 +107,17 @@ def memory(n: int, timeout: float, ignore_result: bool = False) -> Measurement:
     return Measurement(f"cloudq memory:// 1 worker thread, {results}", n, end - producer.started_at)
 
 
-def sqlite(n: int, timeout: float, batched: bool = False, workdir: str | None = None) -> Measurement:
+def sqlite(
+    n: int, timeout: float, batched: bool = False, synchronous: str = "normal", workdir: str | None = None
+) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="bench-cloudq-", dir=workdir) as tmp:
-        url = f"sqlite:///{Path(tmp).resolve() / 'bench.db'}"
+        url = f"sqlite:///{Path(tmp).resolve() / 'bench.db'}?synchronous={synchronous}"
         env = child_env(CLOUDQ_BROKER=url, CLOUDQ_RESULTS=url)
         app = App("bench", broker=url, results=url)
         noop = define(app)
         queue = app.queue_for(noop)
-        cmd = [python(), "-m", "cloudq", "worker", "-A", "_cloudq_app:app", "-c", "1", "--loglevel", "WARNING"]
+        loglevel = os.environ.get(LOGLEVEL_ENV, "WARNING")
+        cmd = [python(), "-m", "cloudq", "worker", "-A", "_cloudq_app:app", "-c", "1", "--loglevel", loglevel]
         workers = [spawn(cmd, tmp, env, Path(tmp) / f"worker{i}.log") for i in range(SQLITE_WORKERS)]
         handles: list[AsyncResult] = []
 
@@ -138,4 +143,7 @@ def sqlite(n: int, timeout: float, batched: bool = False, workdir: str | None = 
             stop(workers)
             app.close()
     how = f"map() batches of {BATCH}" if batched else "delay()"
-    return Measurement(f"cloudq sqlite {SQLITE_WORKERS} worker processes, {how}", n, end - producer.started_at)
+    system = f"cloudq sqlite {SQLITE_WORKERS} worker processes, {how}, synchronous={synchronous}"
+    if loglevel != "WARNING":
+        system += f", log {loglevel}"
+    return Measurement(system, n, end - producer.started_at)

@@ -3,8 +3,9 @@
 - Celery 5 on kombu's in-memory transport, one solo worker in a thread (celery's own
   ``start_worker`` test harness), results off; completions counted in the task body.
 - dramatiq StubBroker with a Worker of one thread; completions counted in the task body.
-- huey SqliteHuey (WAL, its defaults) with a consumer of two worker processes; completions
-  counted from its result store (the task returns a non-None value, so each run stores one).
+- huey SqliteHuey (WAL) with a consumer of two worker processes; completions counted from its
+  result store (the task returns a non-None value, so each run stores one). SQLite's
+  ``synchronous`` is set to cloudq's default (NORMAL), or left at huey's default (FULL).
 
 The peers are tuned where a default would only measure sleeping: kombu's memory transport polls
 every 10 ms (default 1 s) and huey's workers back off from 5 ms to at most 50 ms (default 0.1 s
@@ -13,6 +14,7 @@ to 10 s) when they find the queue empty.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import tempfile
@@ -86,10 +88,23 @@ def dramatiq_stub(n: int, timeout: float) -> Measurement:
 # -- huey: the consumer runs in its own processes, so the app is built from a module function ---
 
 
-def make_huey(path: str) -> tuple[Any, Any]:
-    from huey import SqliteHuey
+def make_huey(path: str, synchronous: str = "normal") -> tuple[Any, Any]:
+    """A SqliteHuey on ``path`` whose connections use ``PRAGMA synchronous`` = ``synchronous``.
 
-    huey = SqliteHuey("bench", filename=path)
+    huey's own default is FULL (an fsync per commit); cloudq's SQLite backend defaults to NORMAL
+    (durable across process crashes, not power loss), so the main comparison sets huey to NORMAL
+    too and ``?synchronous=full`` is compared with huey's default.
+    """
+    from huey import SqliteHuey
+    from huey.storage import SqliteStorage
+
+    class Storage(SqliteStorage):
+        def _create_connection(self) -> Any:
+            conn = super()._create_connection()
+            conn.execute(f"PRAGMA synchronous={synchronous}")
+            return conn
+
+    huey = SqliteHuey("bench", filename=path, storage_class=Storage)
 
     @huey.task(name="bench_noop")
     def noop(i: int) -> int:
@@ -98,21 +113,21 @@ def make_huey(path: str) -> tuple[Any, Any]:
     return huey, noop
 
 
-def huey_consumer(path: str, workers: int) -> None:
+def huey_consumer(path: str, workers: int, synchronous: str) -> None:
     """Child process entry point: a huey consumer with ``workers`` worker processes."""
     logging.basicConfig(level=logging.WARNING)
-    huey, _ = make_huey(path)
+    huey, _ = make_huey(path, synchronous)
     consumer = huey.create_consumer(
         workers=workers, worker_type="process", periodic=False, initial_delay=0.005, backoff=1.15, max_delay=0.05
     )
     consumer.run()
 
 
-def huey_sqlite(n: int, timeout: float, workdir: str | None = None) -> Measurement:
+def huey_sqlite(n: int, timeout: float, synchronous: str = "normal", workdir: str | None = None) -> Measurement:
     with tempfile.TemporaryDirectory(prefix="bench-huey-", dir=workdir) as tmp:
         path = str(Path(tmp) / "huey.db")
-        huey, noop = make_huey(path)
-        code = f"import _peers; _peers.huey_consumer({path!r}, {HUEY_WORKERS})"
+        huey, noop = make_huey(path, synchronous)
+        code = f"import _peers; _peers.huey_consumer({path!r}, {HUEY_WORKERS}, {synchronous!r})"
         consumer = spawn([python(), "-c", code], tmp, child_env(), Path(tmp) / "consumer.log")
         try:
             for i in range(WARMUP):  # the consumer is up and its workers polling
@@ -128,11 +143,13 @@ def huey_sqlite(n: int, timeout: float, workdir: str | None = None) -> Measureme
             raise
         finally:
             stop([consumer])
-    return Measurement(f"huey SqliteHuey {HUEY_WORKERS} worker processes", n, end - producer.started_at)
+    system = f"huey SqliteHuey {HUEY_WORKERS} worker processes, synchronous={synchronous}"
+    return Measurement(system, n, end - producer.started_at)
 
 
 PEERS = {
     "celery": celery_memory,
     "dramatiq": dramatiq_stub,
     "huey": huey_sqlite,
+    "huey-full": functools.partial(huey_sqlite, synchronous="full"),
 }

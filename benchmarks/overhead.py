@@ -5,7 +5,9 @@ that runs while the worker(s) consume, timed from the first enqueue to the last 
 
   in-process, one worker thread   cloudq memory:// (results on; ignore_result), Celery 5 memory://
                                   (results off), dramatiq StubBroker
-  SQLite, two worker processes    cloudq sqlite (delay(); map() in batches), huey SqliteHuey
+  SQLite, two worker processes    cloudq sqlite (delay(); map() in batches), huey SqliteHuey, both
+                                  at cloudq's default synchronous=NORMAL; and both at FULL (huey's
+                                  default: an fsync per commit) with delay()
 
 Each case runs in a fresh interpreter, one after the other (``--repeat`` interleaves rounds and
 reports the median). The table gives tasks/s, µs per task and the ratio cloudq/peer of the same
@@ -28,7 +30,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from _harness import HERE, Measurement, child_env, python
+from _harness import HERE, LOGLEVEL_ENV, Measurement, child_env, python
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,11 @@ def _memory(ignore_result: bool) -> Callable[[int, float], Measurement]:
     return run
 
 
-def _sqlite(batched: bool) -> Callable[[int, float], Measurement]:
+def _sqlite(batched: bool, synchronous: str = "normal") -> Callable[[int, float], Measurement]:
     def run(n: int, timeout: float) -> Measurement:
         import _cloudq
 
-        return _cloudq.sqlite(n, timeout, batched=batched)
+        return _cloudq.sqlite(n, timeout, batched=batched, synchronous=synchronous)
 
     return run
 
@@ -77,6 +79,8 @@ CASES = {
         Case("cloudq-sqlite-delay", _sqlite(False), SQLITE_TARGET),
         Case("cloudq-sqlite-map", _sqlite(True), SQLITE_TARGET),
         Case("huey", _peer("huey")),
+        Case("cloudq-sqlite-full", _sqlite(False, "full")),
+        Case("huey-full", _peer("huey-full")),
     )
 }
 PAIRS = [
@@ -86,13 +90,15 @@ PAIRS = [
     ("cloudq-memory-noresult", "dramatiq"),
     ("cloudq-sqlite-delay", "huey"),
     ("cloudq-sqlite-map", "huey"),
+    ("cloudq-sqlite-full", "huey-full"),
 ]
 
 
-def run_child(name: str, n: int, timeout: float) -> Measurement:
+def run_child(name: str, n: int, timeout: float, loglevel: str) -> Measurement:
     """Run one case in a fresh interpreter; its last stdout line is the measurement as JSON."""
     cmd = [python(), str(HERE / "overhead.py"), "--run-case", name, "--n", str(n), "--timeout", str(timeout)]
-    proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=timeout * 2 + 120)
+    env = child_env(**{LOGLEVEL_ENV: loglevel})
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout * 2 + 120)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stdout + proc.stderr)[-3000:]
@@ -102,23 +108,22 @@ def run_child(name: str, n: int, timeout: float) -> Measurement:
 
 
 def report(results: dict[str, list[Measurement]], errors: dict[str, str]) -> None:
-    print(f"{'case':24} {'system':60} {'tasks/s':>9} {'µs/task':>9}  target")
-    for name, runs in results.items():
-        best = median_run(runs)
+    rows = {name: median_run(runs) for name, runs in results.items()}
+    width = max([len(m.system) for m in rows.values()] + [6])
+    print(f"{'case':24} {'system':{width}} {'tasks/s':>9} {'µs/task':>9}  target")
+    for name, m in rows.items():
         target = CASES[name].target
         mark = ""
         if target:
-            mark = f">= {target:,.0f} " + (
-                "ok" if best.per_second >= target else f"MISS ({best.per_second / target:.0%})"
-            )
-        print(f"{name:24} {best.system:60} {best.per_second:9,.0f} {best.us_per_task:9.1f}  {mark}")
+            verdict = "ok" if m.per_second >= target else f"MISS ({m.per_second / target:.0%})"
+            mark = f">= {target:,.0f} {verdict}"
+        print(f"{name:24} {m.system:{width}} {m.per_second:9,.0f} {m.us_per_task:9.1f}  {mark}")
     for name, error in errors.items():
         print(f"{name:24} FAILED: {error.splitlines()[0] if error else '?'}")
     print()
     for ours, peer in PAIRS:
-        if ours in results and peer in results:
-            ratio = median_run(results[ours]).per_second / median_run(results[peer]).per_second
-            print(f"ratio {ours} / {peer}: {ratio:.2f}x")
+        if ours in rows and peer in rows:
+            print(f"ratio {ours} / {peer}: {rows[ours].per_second / rows[peer].per_second:.2f}x")
 
 
 def median_run(runs: list[Measurement]) -> Measurement:
@@ -138,14 +143,19 @@ def select(only: str | None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, help="tasks per case (default 20,000; 2,000 with --quick)")
+    parser.add_argument("--n", type=int, help="tasks per case (default 20,000; 5,000 with --quick)")
     parser.add_argument("--only", help=f"comma-separated case names or prefixes: {', '.join(CASES)}")
     parser.add_argument("--quick", action="store_true", help="a CI smoke run: small N")
     parser.add_argument("--repeat", type=int, default=1, help="interleaved rounds; the median is reported")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a case may take")
+    parser.add_argument(
+        "--worker-loglevel",
+        default="WARNING",
+        help="log level of the cloudq sqlite worker processes (default WARNING; INFO logs every task event)",
+    )
     parser.add_argument("--run-case", help=argparse.SUPPRESS)  # internal: run one case here
     opts = parser.parse_args(argv)
-    n = opts.n or (2_000 if opts.quick else 20_000)
+    n = opts.n or (5_000 if opts.quick else 20_000)
 
     if opts.run_case:
         m = CASES[opts.run_case].run(n, opts.timeout)
@@ -162,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             if name in errors:
                 continue
             try:
-                m = run_child(name, n, opts.timeout)
+                m = run_child(name, n, opts.timeout, opts.worker_loglevel)
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 errors[name] = str(exc)
                 print(f"  {name}: FAILED\n{exc}", file=sys.stderr)
