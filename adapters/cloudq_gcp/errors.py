@@ -81,11 +81,14 @@ def translate(exc: BaseException, service: Service, action: str) -> CloudqError:
 
 
 @contextmanager
-def translated(service: Service, action: str) -> Iterator[None]:
-    """Re-raise Google client errors from the block as cloudq errors (cause kept for debugging)."""
+def translated(service: Service, action: str, keep: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Re-raise Google client errors from the block as cloudq errors (cause kept for debugging),
+    except those in ``keep``, which the caller handles."""
     try:
         yield
     except CloudqError:
         raise
     except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
+        if isinstance(exc, keep):
+            raise
         raise translate(exc, service, action) from exc

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
-from cloudq_gcp.options import PubSubOptions
+from cloudq_gcp.firestore import FirestoreResultStore
+from cloudq_gcp.options import FirestoreOptions, PubSubOptions
 from cloudq_gcp.pubsub import PubSubBroker
+from conftest import PROJECT
 
-from cloudq.testing import BrokerContract, unique_queue
+from cloudq.testing import BrokerContract, ResultStoreContract, unique_queue
 
 pytestmark = pytest.mark.gcp
 
@@ -38,3 +41,11 @@ class TestPubSubBroker(BrokerContract):
         broker = PubSubBroker(PubSubOptions(project, prefix=f"m{unique}-", ack_deadline=10, max_delivery_attempts=5))
         yield broker, 5
         broker.close()
+
+
+class TestFirestore(ResultStoreContract):
+    @pytest.fixture
+    def store(self, firestore_emulator) -> Iterator[FirestoreResultStore]:
+        store = FirestoreResultStore(FirestoreOptions(PROJECT, f"results-{uuid.uuid4().hex[:8]}", timeout=10))
+        yield store
+        store.close()

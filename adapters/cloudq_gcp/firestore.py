@@ -1,0 +1,292 @@
+"""``firestore://COLLECTION``: the cloudq ResultStore on Cloud Firestore (project from ``?project=``
+or ``GOOGLE_CLOUD_PROJECT``).
+
+One document per task id (firestore_records.py has the fields). Writes are compare-and-set with
+preconditions rather than transactions: a terminal write first tries ``create()`` (one request,
+and the first terminal write wins when there is no document yet); otherwise it reads the document
+and replaces it with an ``update`` conditioned on the ``update_time`` it read, retrying if someone
+wrote in between. That gives the same all-fields-or-nothing guarantee as a transaction in two
+requests instead of three, and takes no locks, so racing writers (and the emulator, which makes a
+contended transaction wait 2 s) are not slowed down. ``claim`` works the same way.
+
+``wait`` (used by ``AsyncResult.get``) listens to the document with ``on_snapshot`` and wakes when a
+terminal record lands: no polling loop. Where a listener cannot be started or dies (or with
+``?listen=false``) it polls with backoff. Results that would push a document over Firestore's
+1 MiB go to a GCS bucket (``?bucket=``), else ``ResultTooLarge``.
+
+Expired documents read as absent; a Firestore TTL policy on ``expires_at`` (which ``cloudq deploy``
+sets up) deletes them eventually.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from cloudq.errors import ResultStoreError, ResultTooLarge
+from cloudq.interfaces import Claim, ResultRecord
+from cloudq.states import STARTED
+
+from . import firestore_records as fr
+from .errors import FIRESTORE, translated
+from .gcs_offload import GCSOffload
+from .options import FirestoreOptions
+
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+    from google.cloud.firestore import Client, DocumentReference
+    from google.cloud.firestore import DocumentSnapshot as _Snapshot
+
+    DocumentSnapshot = _Snapshot[Any]
+
+    from cloudq.config import Settings
+
+log = logging.getLogger("cloudq.firestore")
+T = TypeVar("T")
+
+MAX_CONFLICTS = 50  # compare-and-set rounds before giving up (each lost round means another writer won)
+POLL_MIN_S = 0.05
+POLL_MAX_S = 1.0
+LISTENER_CHECK_S = 1.0  # how often a waiter checks that its listener is still alive
+
+
+class FirestoreResultStore:
+    def __init__(self, options: FirestoreOptions) -> None:
+        self.options = options
+        self.offload = (
+            GCSOffload(options.bucket, f"{options.collection.replace('/', '-')}/results/", options.project)
+            if options.bucket
+            else None
+        )
+        self._lock = threading.Lock()
+        self._client: Client | None = None
+        self._retry: Retry | None = None
+
+    @classmethod
+    def from_url(cls, url: str, settings: Settings) -> FirestoreResultStore:
+        return cls(FirestoreOptions.from_url(url, settings))
+
+    def __repr__(self) -> str:
+        return f"<FirestoreResultStore project={self.options.project} collection={self.options.collection}>"
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _db(self) -> Client:
+        if self._client is None:
+            with self._lock, translated(FIRESTORE, "creating the Firestore client"):
+                if self._client is None:
+                    from google.api_core import retry
+                    from google.cloud import firestore
+
+                    self._retry = retry.Retry(
+                        predicate=retry.if_transient_error, initial=0.1, maximum=2.0, timeout=self.options.timeout
+                    )
+                    self._client = firestore.Client(project=self.options.project, database=self.options.database)
+        return self._client
+
+    def _doc(self, task_id: str) -> DocumentReference:
+        return self._db().collection(self.options.collection).document(fr.document_id(task_id))
+
+    def _run(
+        self, action: str, call: Callable[..., T], *args: Any, expected: tuple[type[Exception], ...] = (), **kwargs: Any
+    ) -> T:
+        """Call with this store's retry and timeout; ``expected`` errors reach the caller untranslated."""
+        self._db()
+        with translated(FIRESTORE, f"{action} in {self.options.collection}", keep=expected):
+            return call(*args, retry=self._retry, timeout=self.options.timeout, **kwargs)
+
+    def _read(self, ref: DocumentReference) -> DocumentSnapshot:
+        return self._run(f"reading {ref.id}", ref.get)
+
+    def _record(self, fields: dict[str, Any]) -> ResultRecord:
+        if fr.RESULT_REF in fields:
+            result = json.loads(self._offload().get(fields[fr.RESULT_REF]))
+        elif fr.RESULT_JSON in fields:
+            result = json.loads(fields[fr.RESULT_JSON])
+        else:
+            result = None
+        return fr.from_fields(fields, result)
+
+    @staticmethod
+    def _live(snapshot: DocumentSnapshot, now: float) -> dict[str, Any] | None:
+        fields = snapshot.to_dict() if snapshot.exists else None
+        return None if fields is None or fr.expired(fields, now) else fields
+
+    def _offload(self) -> GCSOffload:
+        if self.offload is None:
+            raise ResultStoreError("a result was offloaded to Cloud Storage, but this store has no ?bucket= to read it")
+        return self.offload
+
+    # -- ResultStore ----------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> ResultRecord | None:
+        fields = self._live(self._read(self._doc(task_id)), time.time())
+        return self._record(fields) if fields is not None else None
+
+    def set(self, record: ResultRecord) -> bool:
+        ref = self._doc(record.task_id)
+        fields = self._fields(record, ref.path)
+        if record.terminal and self._create(ref, fields):  # the common case: one request
+            return True
+        for _ in range(MAX_CONFLICTS):
+            snapshot = self._read(ref)
+            current = self._live(snapshot, time.time())
+            if current is not None and current["state"] in ("SUCCESS", "FAILURE"):
+                self._drop_result(fields)
+                return False
+            if self._replace(ref, snapshot, fields):
+                return True
+        raise ResultStoreError(f"gave up writing {record.task_id} after {MAX_CONFLICTS} conflicting writes")
+
+    def _fields(self, record: ResultRecord, path: str) -> dict[str, Any]:
+        """The document, with the result offloaded when it would not fit."""
+        text = fr.result_text(record)
+        fields = fr.to_fields(record, text, None)
+        if fr.fits(fields, path):
+            return fields
+        if text is not None and self.offload is not None:
+            ref = self.offload.put(text.encode(), "application/json")
+            fields = fr.to_fields(record, None, ref)
+            if fr.fits(fields, path):
+                return fields
+            self.offload.delete(ref)
+        size = fr.size_estimate(fields, path)
+        hint = (
+            ""
+            if self.offload is not None
+            else "; set ?bucket=BUCKET on the firestore:// URL to keep large results in Cloud Storage"
+        )
+        raise ResultTooLarge(
+            f"result record of task {record.task_id} is about {size} bytes; a Firestore document holds "
+            f"{fr.FIRESTORE_MAX_DOCUMENT_BYTES}{hint}"
+        )
+
+    def _create(self, ref: DocumentReference, fields: dict[str, Any]) -> bool:
+        from google.api_core.exceptions import AlreadyExists
+
+        try:
+            self._run(f"creating {ref.id}", ref.create, fields, expected=(AlreadyExists,))
+        except AlreadyExists:
+            return False
+        return True
+
+    def _replace(self, ref: DocumentReference, snapshot: DocumentSnapshot, fields: dict[str, Any]) -> bool:
+        """Write ``fields`` as the whole document unless it changed since ``snapshot``."""
+        from google.api_core.exceptions import FailedPrecondition, NotFound
+        from google.cloud.firestore import DELETE_FIELD
+
+        if not snapshot.exists:
+            return self._create(ref, fields)
+        update = {name: fields.get(name, DELETE_FIELD) for name in fr.FIELDS}
+        option = self._db().write_option(last_update_time=snapshot.update_time)
+        try:
+            self._run(f"updating {ref.id}", ref.update, update, option=option, expected=(FailedPrecondition, NotFound))
+        except (FailedPrecondition, NotFound):  # someone wrote (or deleted) in between: look again
+            return False
+        old = snapshot.to_dict() or {}
+        if old.get(fr.RESULT_REF) and old.get(fr.RESULT_REF) != fields.get(fr.RESULT_REF):
+            self._drop_result(old)
+        return True
+
+    def _drop_result(self, fields: dict[str, Any]) -> None:
+        ref = fields.get(fr.RESULT_REF)
+        if ref and self.offload is not None:
+            try:
+                self.offload.delete(ref)
+            except Exception as exc:  # only storage is lost; a lifecycle rule cleans up
+                log.warning("could not delete offloaded result %s: %s", ref, exc)
+
+    def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
+        ref = self._doc(task_id)
+        for _ in range(MAX_CONFLICTS):
+            snapshot = self._read(ref)
+            now = time.time()
+            current = self._live(snapshot, now)
+            if current is not None:
+                record = self._record(current)
+                held = record.claim_until is not None and record.claim_until > now and record.claim_owner != owner
+                if record.terminal or held:
+                    return Claim(False, record)
+            claimed = ResultRecord(
+                task_id, STARTED, task_name, started_at=now, claim_owner=owner, claim_until=until,
+                attempts=current.get("attempts", 0) if current else 0,
+                expires_at=current.get(fr.EXPIRES_EXACT) if current else None,
+            )  # fmt: skip
+            if self._replace(ref, snapshot, fr.to_fields(claimed, None, None)):
+                return Claim(True, None)
+        raise ResultStoreError(f"gave up claiming {task_id} after {MAX_CONFLICTS} conflicting writes")
+
+    def forget(self, task_id: str) -> None:
+        ref = self._doc(task_id)
+        if self.offload is not None:
+            snapshot = self._read(ref)
+            if snapshot.exists:
+                self._drop_result(snapshot.to_dict() or {})
+        self._run(f"deleting {ref.id}", ref.delete)
+
+    # -- waiting --------------------------------------------------------------------------------
+
+    def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
+        """The terminal record as soon as it is written, or the latest record after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        record = self.get(task_id)
+        if record is not None and record.terminal:
+            return record
+        if self.options.listen:
+            done = self._listen(task_id, deadline)
+            if done is not None:
+                return done
+        return self._poll(task_id, deadline)
+
+    def _listen(self, task_id: str, deadline: float | None) -> ResultRecord | None:
+        """Wait on a snapshot listener. None when it timed out (the caller re-reads) or failed."""
+        landed = threading.Event()
+        found: list[dict[str, Any]] = []
+
+        def on_snapshot(snapshots: list[DocumentSnapshot], changes: Any, read_time: Any) -> None:
+            for snapshot in snapshots:
+                fields = self._live(snapshot, time.time())
+                if fields is not None and fields["state"] in ("SUCCESS", "FAILURE"):
+                    found.append(fields)
+                    landed.set()
+
+        try:
+            watch = self._doc(task_id).on_snapshot(on_snapshot)
+        except Exception as exc:  # no listener here (e.g. a proxy without streaming): poll instead
+            log.info("snapshot listener unavailable (%s); polling for %s", exc, task_id)
+            return None
+        try:
+            while not landed.is_set():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                landed.wait(LISTENER_CHECK_S if left is None else min(LISTENER_CHECK_S, left))
+                if not landed.is_set() and not watch.is_active:
+                    log.info("snapshot listener for %s stopped; polling instead", task_id)
+                    return None
+        finally:
+            watch.unsubscribe()  # type: ignore[no-untyped-call]
+        return self._record(found[0])
+
+    def _poll(self, task_id: str, deadline: float | None) -> ResultRecord | None:
+        pause = POLL_MIN_S
+        while True:
+            record = self.get(task_id)
+            if record is not None and record.terminal:
+                return record
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return record
+            time.sleep(pause if left is None else min(pause, left))
+            pause = min(pause * 2, POLL_MAX_S)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()  # type: ignore[no-untyped-call]
+        if self.offload is not None:
+            self.offload.close()
