@@ -56,11 +56,6 @@ class Acker:
             if batch:
                 self._apply(batch)
 
-    def settle(self) -> int:
-        """Flush, then say how many outcomes arrived meanwhile (still leased at the broker)."""
-        self.flush()
-        return len(self._pending)
-
     def close(self) -> None:
         with self._cond:
             self._closed = True

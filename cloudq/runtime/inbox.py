@@ -36,19 +36,16 @@ class Held:
 
 
 class Inbox:
-    """Buffered, running and finishing messages, never more than ``capacity`` in total."""
+    """Buffered and running messages, never more than ``capacity`` in total.
 
-    def __init__(
-        self,
-        capacity: int,
-        consumer: Consumer,
-        release: Callable[[list[Delivery]], None],
-        settle: Callable[[], int],
-    ) -> None:
+    A finished message leaves the count when its outcome is handed to the acker, which flushes
+    it within milliseconds; flushing before every receive instead costs one more broker call
+    per batch (a third of the throughput on SQLite at the default prefetch)."""
+
+    def __init__(self, capacity: int, consumer: Consumer, release: Callable[[list[Delivery]], None]) -> None:
         self.capacity = capacity
         self._consumer = consumer
         self._release = release
-        self._settle = settle  # flushes finished messages' outcomes; returns how many still wait
         self._cond = threading.Condition(threading.Lock())
         self._buffer: deque[Held] = deque()
         self._running: set[Held] = set()
@@ -81,16 +78,11 @@ class Inbox:
         batch: list[Held] = []
         try:
             while not batch:
-                # finished messages stay leased until their outcome is flushed: flush them first so
-                # that everything leased (buffered, running, finishing) stays within capacity
-                unsettled = self._settle()
                 with self._cond:
                     if self._stopping:
                         return None
-                    free = self.capacity - len(self._running) - unsettled
+                    free = self.capacity - len(self._running)
                     idle = not self._running
-                if free <= 0:
-                    continue  # outcomes arrived after the flush: flush those too
                 try:
                     got = self._consumer.fetch(free, idle)
                 except Exception as exc:

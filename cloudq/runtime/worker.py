@@ -156,6 +156,11 @@ class Worker:
         return dict(self._acker.counts) if self._acker else {}
 
     @property
+    def holding(self) -> int:
+        """Messages buffered or running now (at most prefetch_multiplier x concurrency)."""
+        return len(self._inbox.held()) if self._inbox else 0
+
+    @property
     def extended(self) -> int:
         """Leases extended by the heartbeat so far."""
         return self._heartbeat.extended if self._heartbeat else 0
@@ -173,7 +178,7 @@ class Worker:
         waker = self._waker = _Waker()
         acker = self._acker = Acker(broker, self.ack_interval_s)
         consumer = Consumer(broker, self.queues, lease, poll_wait, self._drained if self.burst else None)
-        inbox = self._inbox = Inbox(self.prefetch_multiplier * self.concurrency, consumer, self._release, acker.settle)
+        inbox = self._inbox = Inbox(self.prefetch_multiplier * self.concurrency, consumer, self._release)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         runners: list[Runner] = []
         previous = self._install_signals()
