@@ -68,7 +68,9 @@ def received_message(record: Mapping[str, Any]) -> dict[str, Any]:
         "ReceiptHandle": record["receiptHandle"],
         "Body": record["body"],
         "Attributes": record.get("attributes") or {},
-        "MessageAttributes": {name: _attribute(name, value) for name, value in attributes.items()} if attributes else {},
+        "MessageAttributes": {name: _attribute(name, value) for name, value in attributes.items()}
+        if attributes
+        else {},
     }
 
 

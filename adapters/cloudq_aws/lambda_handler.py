@@ -1,0 +1,340 @@
+"""AWS Lambda handler for SQS event source mappings: ``handler = make_handler(app)``.
+
+Every record runs through the app's executor, as in the container worker; this module only turns
+the outcomes into a partial batch response (the mapping needs ``ReportBatchItemFailures``) plus the
+few SQS calls the Lambda service does not make itself:
+
+* Ack: reported done (the Lambda service deletes it; an S3 claim-check payload is deleted here);
+* RetryIn(d): visibility set to d, then reported failed, so it returns after its backoff;
+* Requeue(m): m is sent, then reported done; DeadLetter(r): moved to the dead-letter queue with r,
+  then reported done;
+* not started: visibility 0 and reported failed, so it returns at once. A record is not started
+  when the invocation could not finish it (its task's ``time_limit``, else an estimate, plus a
+  safety margin, against ``context.get_remaining_time_in_millis()``), or when an earlier record of
+  its FIFO message group failed (order is kept; other groups go on).
+
+All visibility changes of a batch go in one ChangeMessageVisibilityBatch per 10 records.
+Importing this module creates no client: the app builds its broker and result store on first use
+and keeps them for the container's later invocations.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from cloudq.errors import ConfigurationError
+from cloudq.interfaces import Delivery
+from cloudq.runtime.executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
+
+from .lambda_records import problem, queue_name, received_message, records
+from .s3_offload import ClaimCheckMissing
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cloudq.app import App
+
+    from .sqs import SQSBroker, SQSQueue
+
+log = logging.getLogger("cloudq.lambda")
+
+DEFAULT_SAFETY_MARGIN_S = 1.0  # left at the end of an invocation to settle the batch with SQS
+DEFAULT_TASK_ESTIMATE_S = 1.0  # assumed run time of a task without time_limit until one runs longer
+TASK_ATTRIBUTE = "task"  # message attribute cloudq producers set to the task name
+
+Response = dict[str, list[dict[str, str]]]
+
+
+class LambdaContext(Protocol):
+    """The part of Lambda's context object the handler uses."""
+
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+@dataclass(slots=True)
+class _Item:
+    """One record of the batch and what became of it."""
+
+    message_id: str
+    delivery: Delivery | None = None  # None: the record could not be read
+    group: str | None = None  # FIFO message group
+    outcome: Outcome | None = None  # None: not run
+    why: str = ""  # why it was not run
+
+
+class LambdaHandler:
+    """The callable Lambda invokes with ``(event, context)``; one per app, reused across invocations."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        concurrency: int = 1,
+        safety_margin_s: float = DEFAULT_SAFETY_MARGIN_S,
+        task_estimate_s: float = DEFAULT_TASK_ESTIMATE_S,
+    ) -> None:
+        scheme = urlsplit(app.broker_url).scheme
+        if scheme != "sqs":
+            raise ConfigurationError(
+                f"the Lambda handler reads SQS events, but app {app.name!r} uses a {scheme}:// broker: "
+                "configure broker='sqs://' (or CLOUDQ_BROKER=sqs://)"
+            )
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
+        if safety_margin_s < 0 or task_estimate_s < 0:
+            raise ConfigurationError("safety_margin_s and task_estimate_s must be >= 0 seconds")
+        self.app = app
+        self.executor = app.executor
+        self.concurrency = concurrency
+        self.safety_margin_s = safety_margin_s
+        self.task_estimate_s = task_estimate_s
+        self._queues: dict[str, SQSQueue] = {}  # event source ARN -> queue
+        self._estimates: dict[str, float] = {}  # task name -> seconds it may take
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __repr__(self) -> str:
+        return f"<LambdaHandler app={self.app.name} concurrency={self.concurrency}>"
+
+    # -- one invocation ---------------------------------------------------------------------------
+
+    def __call__(self, event: Mapping[str, Any], context: LambdaContext | None = None) -> Response:
+        batch = records(event)
+        if not batch:
+            return {"batchItemFailures": []}
+        broker = self._broker()
+        items = self._read(broker, batch)
+        if self.concurrency > 1 and len(items) > 1:
+            self._run_lanes(items, context)
+        else:
+            blocked: set[str] = set()
+            for item in items:
+                self._run(item, context, blocked)
+        failed = self._settle(broker, items)
+        if log.isEnabledFor(logging.INFO):
+            not_run = sum(1 for i in items if i.outcome is None)
+            log.info(
+                "event=batch records=%d failed=%d not_started=%d remaining_ms=%s",
+                len(items),
+                len(failed),
+                not_run,
+                context.get_remaining_time_in_millis() if context is not None else "-",
+            )
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
+
+    def _broker(self) -> SQSBroker:
+        from .sqs import SQSBroker
+
+        broker = self.app.broker
+        if not isinstance(broker, SQSBroker):
+            raise ConfigurationError(f"the Lambda handler needs the SQS broker, app {self.app.name!r} has {broker!r}")
+        return broker
+
+    def _read(self, broker: SQSBroker, batch: list[Mapping[str, Any]]) -> list[_Item]:
+        """Deliveries from the records, in the SQS broker's own shape (claim-check payloads are
+        fetched only when a record is started)."""
+        now = time.monotonic()
+        items: list[_Item] = []
+        for record in batch:
+            item = _Item(record["messageId"])
+            items.append(item)
+            why = problem(record)
+            if why is not None:
+                log.error("SQS record %s cannot be read, reporting it failed: %s", item.message_id, why)
+                continue
+            try:
+                queue = self._queue(broker, record["eventSourceARN"])
+                item.delivery = broker.delivery(queue, received_message(record), now, fetch=False)
+            except Exception as exc:
+                log.error("SQS record %s cannot be read, reporting it failed: %s: %s", item.message_id, _name(exc), exc)
+                continue
+            if queue.fifo:
+                item.group = item.delivery.receipt.group_id
+        return items
+
+    def _queue(self, broker: SQSBroker, arn: str) -> SQSQueue:
+        found = self._queues.get(arn)
+        if found is None:
+            found = self._queues[arn] = broker.queue(self._queue_name(broker, queue_name(arn) or arn))
+        return found
+
+    def _queue_name(self, broker: SQSBroker, sqs_name: str) -> str:
+        """The app's name for the SQS queue a record came from."""
+        for name in self.app.queues():
+            if broker.sqs_name(name) == sqs_name:
+                return name
+        if sqs_name.startswith(broker.prefix):
+            bare = sqs_name[len(broker.prefix) :]
+            for name in (bare, bare.removesuffix(".fifo")):
+                if name and broker.sqs_name(name) == sqs_name:
+                    return name
+        raise ConfigurationError(
+            f"records come from SQS queue {sqs_name!r}, which is not a queue of this broker (prefix {broker.prefix!r})"
+        )
+
+    # -- running ----------------------------------------------------------------------------------
+
+    def _run(self, item: _Item, context: LambdaContext | None, blocked: set[str]) -> None:
+        delivery = item.delivery
+        if delivery is None:
+            if item.group is not None:
+                blocked.add(item.group)
+            return
+        if item.group is not None and item.group in blocked:
+            item.why = "an earlier record of its FIFO message group failed"
+            return
+        name = delivery.attributes.get(TASK_ATTRIBUTE, "")
+        if context is not None:
+            need = self._estimate(name) + self.safety_margin_s
+            left = context.get_remaining_time_in_millis() / 1000.0
+            if left < need:
+                item.why = f"{left:.3f}s left in the invocation, the task may need {need:.3f}s"
+                if item.group is not None:
+                    blocked.add(item.group)
+                return
+        started = time.monotonic()
+        item.outcome = outcome = self._execute(delivery)
+        if name in self._estimates:
+            self._observe(name, time.monotonic() - started)
+        if item.group is not None and isinstance(outcome, RetryIn):
+            blocked.add(item.group)
+
+    def _execute(self, delivery: Delivery) -> Outcome:
+        try:
+            if delivery.receipt.claim is not None:
+                delivery = self._with_payload(delivery)
+            return self.executor.execute(delivery)
+        except _Lost as lost:
+            return DeadLetter(str(lost))
+        except BaseException as exc:  # the executor could not run it (e.g. result store unreachable)
+            from cloudq.runtime.pools import give_back
+
+            return give_back(delivery, f"{_name(exc)}: {exc}")
+
+    def _with_payload(self, delivery: Delivery) -> Delivery:
+        broker = self._broker()
+        try:
+            return replace(delivery, body=broker.claims_get(delivery.receipt.claim))
+        except ClaimCheckMissing as exc:
+            log.warning("message %s lost its S3 payload: dead-lettering it", delivery.message_id)
+            raise _Lost(f"ClaimCheckMissing: {exc} (already processed, or removed by a lifecycle rule)") from None
+
+    def _estimate(self, name: str) -> float:
+        found = self._estimates.get(name)
+        if found is None:
+            task = self.app.tasks.get(name)
+            limit = task.time_limit if task is not None else None
+            found = limit or self.task_estimate_s
+            if task is not None:
+                self._estimates[name] = found
+        return found
+
+    def _observe(self, name: str, took: float) -> None:
+        """Tasks without a time_limit are expected to take as long as their longest run so far."""
+        task = self.app.tasks.get(name)
+        if task is not None and not task.time_limit and took > self._estimates[name]:
+            self._estimates[name] = took
+
+    def _run_lanes(self, items: list[_Item], context: LambdaContext | None) -> None:
+        """Threads: a FIFO group's records run in order in one lane; other records each in their own."""
+        lanes: dict[object, list[_Item]] = {}
+        for item in items:
+            lanes.setdefault(item.group if item.group is not None else id(item), []).append(item)
+        blocked: set[str] = set()
+
+        def lane(part: list[_Item]) -> None:
+            for item in part:
+                self._run(item, context, blocked)
+
+        pool = self._threads()
+        for future in [pool.submit(lane, part) for part in lanes.values()]:
+            future.result()
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cloudq-lambda")
+        return self._pool
+
+    # -- settling ---------------------------------------------------------------------------------
+
+    def _settle(self, broker: SQSBroker, items: list[_Item]) -> list[str]:
+        """Apply the outcomes; returns the message ids to report as failed."""
+        failed: list[str] = []
+        visibility: list[tuple[Delivery, float]] = []
+        sends: dict[str, list[_Item]] = {}
+        dead: dict[str, list[_Item]] = {}
+        paid: list[Delivery] = []  # done, with an S3 payload to delete
+        for item in items:
+            delivery, outcome = item.delivery, item.outcome
+            if delivery is None:
+                failed.append(item.message_id)
+            elif outcome is None:
+                failed.append(item.message_id)
+                visibility.append((delivery, 0.0))
+                log.info("message %s not started: %s", delivery.message_id, item.why)
+            elif isinstance(outcome, Ack):
+                if delivery.receipt.claim is not None:
+                    paid.append(delivery)
+            elif isinstance(outcome, RetryIn):
+                failed.append(item.message_id)
+                visibility.append((delivery, outcome.delay_s))
+            elif isinstance(outcome, Requeue):
+                sends.setdefault(delivery.queue, []).append(item)
+            elif isinstance(outcome, DeadLetter):
+                dead.setdefault(outcome.reason, []).append(item)
+        for queue, group in sends.items():
+            messages = [i.outcome.message for i in group if isinstance(i.outcome, Requeue)]
+            if _applied("send", group, failed, broker.send, queue, messages):
+                paid += [i.delivery for i in group if i.delivery is not None and i.delivery.receipt.claim is not None]
+        for reason, group in dead.items():
+            _applied("dead_letter", group, failed, broker.dead_letter, [i.delivery for i in group], reason)
+        if visibility:
+            _applied("change_visibility", visibility, [], broker.change_visibility, visibility)
+        if paid:  # delete them now, so their payloads can go (the Lambda service's own delete is a no-op)
+            _applied("ack", paid, [], broker.ack, paid)
+        return failed
+
+
+class _Lost(Exception):
+    """A record's body is gone for good: it is dead-lettered with this reason."""
+
+
+def _applied(what: str, group: list[Any], failed: list[str], call: Callable[..., object], *args: Any) -> bool:
+    """Make one broker call for the records of ``group``. When it fails, those that are ``_Item``s
+    are reported failed: they come back after the queue's visibility timeout (a duplicate, never a
+    loss)."""
+    try:
+        call(*args)
+    except Exception as exc:
+        log.warning("%s failed for %d record(s), leaving them to SQS: %s: %s", what, len(group), _name(exc), exc)
+        failed.extend(i.message_id for i in group if isinstance(i, _Item))
+        return False
+    return True
+
+
+def _name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def make_handler(
+    app: App,
+    *,
+    concurrency: int = 1,
+    safety_margin_s: float = DEFAULT_SAFETY_MARGIN_S,
+    task_estimate_s: float = DEFAULT_TASK_ESTIMATE_S,
+) -> LambdaHandler:
+    """The Lambda handler for ``app``: ``handler = make_handler(app)`` at module level.
+
+    ``concurrency`` > 1 runs records in threads (for I/O-bound tasks; FIFO groups stay in order).
+    ``safety_margin_s`` is kept free at the end of an invocation; ``task_estimate_s`` is how long a
+    task without ``time_limit`` is assumed to take until it is seen to take longer."""
+    return LambdaHandler(app, concurrency=concurrency, safety_margin_s=safety_margin_s, task_estimate_s=task_estimate_s)
+
+
+lambda_handler = make_handler

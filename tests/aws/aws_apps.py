@@ -1,0 +1,43 @@
+"""Helpers for the AWS app tests: apps on SQS + DynamoDB, and burst workers in a thread."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from cloudq import App
+from cloudq.runtime.worker import Worker
+
+
+def sqs_app(prefix: str, broker_query: str = "", results_query: str = "", **config: Any) -> App:
+    """An app on SQS queues and a DynamoDB table named with ``prefix`` (1 s long polls)."""
+    return App(
+        "aws-test",
+        broker=f"sqs://?prefix={prefix}&wait=1{broker_query}",
+        results=f"dynamodb://{prefix}results{results_query}",
+        **{"retry_backoff": 0, **config},
+    )
+
+
+def run_burst(app: App, timeout: float = 60.0, **options: Any) -> Worker:
+    """Run a burst worker (threads pool, concurrency 2 by default) until the queues are empty."""
+    worker = Worker(app, burst=True, **{"concurrency": 2, "poll_wait_s": 1.0, "grace": 30.0, **options})
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["code"] = worker.run()
+        except BaseException as exc:  # re-raised in the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        worker.stop()
+        thread.join(10)
+        raise AssertionError(f"burst worker still running after {timeout}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    assert outcome["code"] == 0, f"worker exit code {outcome['code']}"
+    return worker
