@@ -94,6 +94,35 @@ def loaded_modules(code: str, cwd: str) -> list[str]:
     return [name for name in REPORTED if name in present]
 
 
+PHASES = """
+import json, time
+t0 = time.perf_counter()
+import cloudq
+t1 = time.perf_counter()
+from pydantic import BaseModel
+t2 = time.perf_counter()
+app = cloudq.App('bench', broker='memory://')
+t3 = time.perf_counter()
+@app.task()
+def add(a: int, b: int) -> int:
+    return a + b
+t4 = time.perf_counter()
+add.validator
+t5 = time.perf_counter()
+print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4]))
+"""
+PHASE_NAMES = ("import cloudq", "import pydantic", "App(...)", "@app.task", "first delay(): build the validator")
+
+
+def app_phases(cwd: str, runs: int) -> list[float]:
+    """Median ms of each step of a realistic app module, measured inside one process."""
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", PHASES], cwd=cwd, check=True, capture_output=True, text=True)
+        samples.append(json.loads(out.stdout))
+    return [statistics.median(column) * 1000 for column in zip(*samples, strict=True)]
+
+
 def import_tree(code: str, cwd: str, top: int) -> list[tuple[int, int, str]]:
     """The ``top`` modules with the largest cumulative import time (µs) under ``-X importtime``."""
     err = subprocess.run(
@@ -112,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=21, help="interleaved rounds per case (default 21)")
     parser.add_argument("--quick", action="store_true", help="5 rounds: a CI smoke run")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a time target is missed")
-    parser.add_argument("--detail", action="store_true", help="also print the slowest imports under import cloudq")
+    parser.add_argument(
+        "--detail", action="store_true", help="also print the app module's steps and the slowest imports of cloudq"
+    )
     opts = parser.parse_args(argv)
     runs = 5 if opts.quick else opts.runs
 
@@ -121,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         medians = measure(runs, cwd)
         heavy = {name: loaded_modules(code, cwd) for name, code in CASES.items() if "cloudq" in name}
         tree = import_tree(CASES[CLOUDQ], cwd, 15) if opts.detail else []
+        phases = app_phases(cwd, runs) if opts.detail else []
 
     base = medians[BASELINE]
     version = sys.version.split()[0]
@@ -148,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"heavy modules after `{name}`: {', '.join(modules) or 'none'}")
         if name == CLOUDQ:
             forbidden_found = [m for m in modules if m in FORBIDDEN]
+    if phases:
+        print("\nwhere an app module's time goes (in-process, median ms):")
+        for name, ms in zip(PHASE_NAMES, phases, strict=True):
+            print(f"  {name:36} {ms:7.1f}")
     if tree:
         print("\nslowest imports under `import cloudq` (-X importtime, one run, µs):")
         print(f"{'self':>8} {'cumulative':>11}  module")
