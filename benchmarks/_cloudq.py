@@ -27,6 +27,7 @@ from _harness import (
     Producer,
     child_env,
     python,
+    run_in_process,
     spawn,
     stop,
     wait_until,
@@ -91,20 +92,14 @@ def memory(n: int, timeout: float, ignore_result: bool = False) -> Measurement:
     thread.start()
     handles: list[AsyncResult] = []
     try:
-        for i in range(WARMUP):
-            noop.delay(i)
-        done.wait_warm(timeout, "cloudq memory warm-up")
-        producer = Producer(_sender(noop, False, handles), n)
-        producer.start()
-        end = done.wait(timeout, "cloudq memory")
-        producer.finish()
+        seconds = run_in_process(noop.delay, done, n, timeout, "cloudq memory", _sender(noop, False, handles))
         if not ignore_result:
             _check_results(handles, "cloudq memory")
     finally:
         worker.stop()
         thread.join(30)
     results = "ignore_result" if ignore_result else "results on"
-    return Measurement(f"cloudq memory:// 1 worker thread, {results}", n, end - producer.started_at)
+    return Measurement(f"cloudq memory:// 1 worker thread, {results}", n, seconds)
 
 
 def sqlite(

@@ -112,6 +112,26 @@ def each(send_one: Callable[[int], object]) -> Callable[[Iterable[int]], None]:
     return send
 
 
+def run_in_process(
+    send_one: Callable[[int], object],
+    done: Completions,
+    n: int,
+    timeout: float,
+    what: str,
+    send_chunk: Callable[[Iterable[int]], object] | None = None,
+) -> float:
+    """Warm up with ``done.warmup`` tasks, then time ``n`` sent by a producer thread while this
+    process's worker runs them: seconds from the first send to the last task body."""
+    for i in range(done.warmup):
+        send_one(i)
+    done.wait_warm(timeout, f"{what} warm-up")
+    producer = Producer(send_chunk or each(send_one), n)
+    producer.start()
+    end = done.wait(timeout, what)
+    producer.finish()
+    return end - producer.started_at
+
+
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.01) -> float:
     """Poll ``condition`` until true; return the time it first held."""
     deadline = time.monotonic() + timeout

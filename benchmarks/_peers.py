@@ -21,7 +21,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _harness import WARMUP, Completions, Measurement, Producer, child_env, each, python, spawn, stop, wait_until
+from _harness import (
+    WARMUP,
+    Completions,
+    Measurement,
+    Producer,
+    child_env,
+    each,
+    python,
+    run_in_process,
+    spawn,
+    stop,
+    wait_until,
+)
 
 HUEY_WORKERS = 2
 
@@ -45,14 +57,8 @@ def celery_memory(n: int, timeout: float) -> Measurement:
         return 1
 
     with start_worker(app, pool="solo", concurrency=1, perform_ping_check=False, loglevel="ERROR"):
-        for i in range(WARMUP):
-            noop.delay(i)
-        done.wait_warm(timeout, "celery warm-up")
-        producer = Producer(each(noop.delay), n)
-        producer.start()
-        end = done.wait(timeout, "celery memory://")
-        producer.finish()
-    return Measurement("celery memory:// 1 solo worker, results off", n, end - producer.started_at)
+        seconds = run_in_process(noop.delay, done, n, timeout, "celery memory://")
+    return Measurement("celery memory:// 1 solo worker, results off", n, seconds)
 
 
 def dramatiq_stub(n: int, timeout: float) -> Measurement:
@@ -72,17 +78,11 @@ def dramatiq_stub(n: int, timeout: float) -> Measurement:
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
     worker.start()
     try:
-        for i in range(WARMUP):
-            noop.send(i)
-        done.wait_warm(timeout, "dramatiq warm-up")
-        producer = Producer(each(noop.send), n)
-        producer.start()
-        end = done.wait(timeout, "dramatiq StubBroker")
-        producer.finish()
+        seconds = run_in_process(noop.send, done, n, timeout, "dramatiq StubBroker")
     finally:
         worker.stop()
         broker.close()
-    return Measurement("dramatiq StubBroker 1 worker thread", n, end - producer.started_at)
+    return Measurement("dramatiq StubBroker 1 worker thread", n, seconds)
 
 
 # -- huey: the consumer runs in its own processes, so the app is built from a module function ---
