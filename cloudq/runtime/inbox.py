@@ -74,48 +74,55 @@ class Inbox:
 
     def _lead(self) -> Held | None:
         """Receive for every slot; return one message for this one. Called with ``_receiving`` set."""
-        backoff = RECEIVE_ERROR_BACKOFF_S
-        batch: list[Held] = []
         try:
-            while not batch:
-                with self._cond:
-                    if self._stopping:
-                        return None
-                    free = self.capacity - len(self._running)
-                    idle = not self._running
-                try:
-                    got = self._consumer.fetch(free, idle)
-                except Exception as exc:
-                    log.warning("receive failed, retrying in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
-                    with self._cond:
-                        if not self._stopping:
-                            self._cond.wait(backoff)
-                    backoff = min(backoff * 2, RECEIVE_ERROR_BACKOFF_MAX_S)
-                    continue
-                if got is None:  # burst mode: nothing left anywhere
-                    with self._cond:
-                        self.drained = self._stopping = True
-                        self._cond.notify_all()
-                    return None
-                batch = got
-        finally:
+            batch = self._receive()
+        except BaseException:
             with self._cond:
                 self._receiving = False
-                if not batch:
-                    self._cond.notify()  # let a waiting slot take over receiving
+                self._cond.notify()
+            raise
+        late: list[Delivery] = []
         with self._cond:
-            if self._stopping:
-                late = [held.delivery for held in batch]
-                batch = []
-            else:
+            # one critical section: a batch is never invisible to the next receiver's capacity count
+            self._receiving = False
+            if batch and not self._stopping:
                 first = batch[0]
                 self._running.add(first)
                 self._buffer.extend(batch[1:])
-                # wake the slots that can run the rest, plus one to receive if this batch is short
+                # wake the slots that can run the rest, plus one to receive for whoever comes next
                 self._cond.notify(len(batch))
                 return first
-        self._release(late)
+            late = [held.delivery for held in batch]
+            self._cond.notify()  # a waiting slot takes over receiving, or sees that we stop
+        if late:
+            self._release(late)  # received as the worker was stopping: never started
         return None
+
+    def _receive(self) -> list[Held]:
+        """Receive until something arrives; empty when stopping (or drained, in burst mode)."""
+        backoff = RECEIVE_ERROR_BACKOFF_S
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return []
+                free = self.capacity - len(self._running)
+                idle = not self._running
+            try:
+                got = self._consumer.fetch(free, idle)
+            except Exception as exc:
+                log.warning("receive failed, retrying in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
+                with self._cond:
+                    if not self._stopping:
+                        self._cond.wait(backoff)
+                backoff = min(backoff * 2, RECEIVE_ERROR_BACKOFF_MAX_S)
+                continue
+            if got is None:  # burst mode: nothing left anywhere
+                with self._cond:
+                    self.drained = self._stopping = True
+                    self._cond.notify_all()
+                return []
+            if got:
+                return got
 
     def stop(self) -> list[Delivery]:
         """Stop handing out messages; return the buffered ones, which were never started."""

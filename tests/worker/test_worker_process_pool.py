@@ -9,6 +9,7 @@ import pytest
 from worker_helpers import run_burst
 
 from cloudq import states
+from cloudq.errors import ConfigurationError
 from cloudq.runtime.worker import Worker
 
 pytestmark = pytest.mark.timeout(90)
@@ -55,3 +56,9 @@ def test_a_child_calling_os_exit_is_retried_then_failed_and_the_worker_survives(
     assert record.error_message == "worker process died with exit code 7"
     assert after.get(timeout=5) == 42
     assert worker.counts["nack"] == 1 and worker.counts["dead_letter"] == 1
+
+
+def test_a_pool_that_cannot_import_the_app_fails_with_one_clear_error(tasks_app):
+    worker = Worker(tasks_app.app, pool="process", app_path="no_such_module_here:app", concurrency=1, burst=True)
+    with pytest.raises(ConfigurationError, match="cannot load app 'no_such_module_here:app'"):
+        worker.run()

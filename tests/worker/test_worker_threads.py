@@ -15,7 +15,7 @@ from worker_helpers import Running, run_burst, wait_for
 from cloudq import App, states
 from cloudq.envelope import Envelope
 from cloudq.errors import BackendUnavailable
-from cloudq.interfaces import OutgoingMessage, ResultRecord
+from cloudq.interfaces import OutgoingMessage
 from cloudq.runtime.worker import Worker
 
 pytestmark = pytest.mark.timeout(60)
@@ -224,20 +224,24 @@ def test_bad_input_is_dead_lettered_with_its_reason_and_good_messages_still_run(
     assert app.results.get("tampered") is None  # a forged id must not overwrite anyone's record
 
 
-class FlakyResults:
-    """A result store that is unreachable for its first ``failures`` writes."""
+class Unreachable:
+    """Wraps a broker or result store whose ``method`` fails its first ``failures`` calls."""
 
-    def __init__(self, inner: Any, failures: int) -> None:
-        self.inner, self.failures = inner, failures
-
-    def set(self, record: ResultRecord) -> bool:
-        if self.failures > 0:
-            self.failures -= 1
-            raise BackendUnavailable("result store unreachable")
-        return bool(self.inner.set(record))
+    def __init__(self, inner: Any, method: str, failures: int) -> None:
+        self.inner, self.method, self.failures = inner, method, failures
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        attr = getattr(self.inner, name)
+        if name != self.method:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.failures > 0:
+                self.failures -= 1
+                raise BackendUnavailable(f"{name}: service unreachable")
+            return attr(*args, **kwargs)
+
+        return call
 
 
 def test_executor_failure_gives_the_message_back_with_a_backoff(make_app, caplog):
@@ -247,7 +251,7 @@ def test_executor_failure_gives_the_message_back_with_a_backoff(make_app, caplog
     def add(a: int, b: int) -> int:
         return a + b
 
-    app._results = FlakyResults(app.results, failures=1)
+    app._results = Unreachable(app.results, "set", failures=1)
     handle = add.delay(2, 2)
     worker = Worker(app, concurrency=1, burst=True)
     with caplog.at_level("WARNING", logger="cloudq.worker"):
@@ -255,7 +259,23 @@ def test_executor_failure_gives_the_message_back_with_a_backoff(make_app, caplog
     assert handle.get(timeout=1) == 4
     assert worker.counts["nack"] == 1 and worker.counts["ack"] == 1
     [line] = [r.getMessage() for r in caplog.records if "event=failed" in r.getMessage()]
-    assert "BackendUnavailable: result store unreachable" in line and "giving it back in 1s" in line
+    assert "BackendUnavailable: set: service unreachable" in line and "giving it back in 1s" in line
+
+
+def test_receive_errors_are_logged_and_retried_without_stopping_the_worker(make_app, caplog):
+    app = make_app()
+
+    @app.task()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    handle = add.delay(1, 1)
+    app._broker = Unreachable(app.broker, "receive", failures=2)
+    with caplog.at_level("WARNING", logger="cloudq.worker"):
+        assert run_burst(Worker(app, concurrency=1, burst=True)) == 0
+    assert handle.get(timeout=1) == 2
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("receive failed")]
+    assert len(warnings) == 2 and "BackendUnavailable: receive: service unreachable" in warnings[0]
 
 
 def test_consumption_is_fair_across_queues(make_app):
