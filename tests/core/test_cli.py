@@ -1,0 +1,107 @@
+"""CLI: every command has --help; user mistakes print one clear line and exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from cloudq.cli import main
+
+APP_MODULE = textwrap.dedent(
+    """
+    from cloudq import App
+
+    app = App("cli", broker="sqlite:///{db}")
+
+    @app.task(name="add")
+    def add(a: int, b: int) -> int:
+        return a + b
+    """
+)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    for name in ("CLOUDQ_BROKER", "CLOUDQ_RESULTS", "CLOUDQ_APP"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / "cliapp.py").write_text(APP_MODULE.format(db=tmp_path / "q.db"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("cliapp", None)
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+@pytest.mark.parametrize("command", ["worker", "send", "result", "inspect", "purge", "dead-letters", "schema"])
+def test_every_command_has_help(command):
+    result = run(command, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_send_inspect_result_round_trip(project):
+    sent = run("send", "-A", "cliapp:app", "add", "--args", "[1, 2]")
+    assert sent.exit_code == 0, sent.output
+    task_id = sent.output.strip()
+    inspected = run("inspect", "-A", "cliapp:app", "--json")
+    assert json.loads(inspected.output) == [
+        {"queue": "default", "ready": 1, "in_flight": 0, "delayed": 0, "dead_lettered": 0}
+    ]
+    shown = run("result", "-A", "cliapp:app", task_id)
+    assert json.loads(shown.output)["state"] == "PENDING"
+
+
+def test_purge_asks_for_confirmation(project):
+    run("send", "-A", "cliapp:app", "add", "--args", "[1, 2]")
+    refused = run("purge", "-A", "cliapp:app", "default", input="n\n")
+    assert refused.exit_code != 0
+    done = run("purge", "-A", "cliapp:app", "default", "--yes")
+    assert done.exit_code == 0 and "purged 1 message" in done.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["send", "-A", "nosuchmodule:app", "add"], "cannot import app module 'nosuchmodule'"),
+        (["send", "-A", "cliapp:nope", "add"], "has no cloudq App named 'nope'"),
+        (["send", "-A", "cliapp:app", "mul"], "unknown task 'mul'; this app defines: add"),
+        (["send", "-A", "cliapp:app", "add", "--args", "[1,"], "--args: not valid JSON"),
+        (["send", "-A", "cliapp:app", "add", "--args", "{}"], "--args: must be a JSON array"),
+        (["send", "-A", "cliapp:app", "add", "--args", '["x", 1]'], "InvalidArguments: add: argument a"),
+    ],
+)
+def test_user_mistakes_are_one_clear_line(project, args, message):
+    result = run(*args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unreachable_backend_is_one_line_without_traceback(project):
+    (project / "badapp.py").write_text(
+        "from cloudq import App\napp = App('bad', broker='sqlite:////nonexistent-dir/x/q.db')\n"
+        "@app.task(name='t')\ndef t() -> None: ...\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "cloudq", "send", "-A", "badapp:app", "t"],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "Error:" in proc.stderr
+
+
+def test_schema_prints_the_envelope_schema():
+    result = run("schema")
+    assert json.loads(result.output)["title"] == "cloudq task envelope v1"
