@@ -92,8 +92,8 @@ class ProcessRunner:
         self._limits = {name: task.time_limit for name, task in app.tasks.items() if task.time_limit}
 
     @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc else None
+    def process(self) -> SpawnProcess | None:
+        return self._proc
 
     def start(self) -> None:
         """Start the child and wait until it has imported the app; ConfigurationError if it cannot."""
@@ -129,16 +129,12 @@ class ProcessRunner:
             raise ConfigurationError(str(header.get("error") if header.get("kind") == FATAL else header))
 
     def run(self, delivery: Delivery) -> Outcome:
-        if self._conn is None:
-            try:
-                self.start()
-            except ConfigurationError as exc:
-                return give_back(delivery, f"cannot start a pool process: {exc}")
-        conn = self._conn
-        assert conn is not None
+        try:
+            conn = self._send(encode_delivery(delivery))
+        except (ConfigurationError, OSError) as exc:
+            return give_back(delivery, f"cannot hand the task to a pool process: {describe(exc)}")
         limit = self._limit(delivery)
         try:
-            conn.send_bytes(encode_delivery(delivery))
             ready = conn.poll(None if limit is None else limit + self.kill_grace_s)
             data = conn.recv_bytes() if ready else None
         except (EOFError, OSError):
@@ -151,6 +147,21 @@ class ProcessRunner:
             return give_back(delivery, str(exc))
         except (ValueError, KeyError, TypeError) as exc:
             return give_back(delivery, f"unreadable answer from the pool process: {describe(exc)}")
+
+    def _send(self, data: bytes) -> Connection:
+        """Hand a delivery to the child, first replacing one that died while idle (the delivery
+        never started there, so it costs no attempt)."""
+        if self._conn is not None:
+            try:
+                self._conn.send_bytes(data)
+                return self._conn
+            except OSError:
+                code = self._reap()
+                log.warning("pool process exited with code %s while idle; starting a new one", code)
+        self.start()
+        assert self._conn is not None
+        self._conn.send_bytes(data)
+        return self._conn
 
     def _limit(self, delivery: Delivery) -> float | None:
         if not self._limits:

@@ -128,6 +128,7 @@ class Worker:
         self._heartbeat: Heartbeat | None = None
         self._inbox: Inbox | None = None
         self._broker: Broker | None = None
+        self.runners: list[Runner] = []  # one per pool slot, while running
         self._slots: list[threading.Thread] = []
         self._slots_left = 0  # slot threads not yet finished (counted before they wake the main thread)
         self._exit_lock = threading.Lock()
@@ -183,7 +184,7 @@ class Worker:
         runners: list[Runner] = []
         previous = self._install_signals()
         try:
-            runners = self._runners()
+            runners = self.runners = self._runners()
             acker.start()
             heartbeat.start()
             self._slots = [

@@ -3,10 +3,12 @@ whatever a child does (hard time limit kill, os._exit) and starts a replacement.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
-from worker_helpers import run_burst
+from worker_helpers import Running, run_burst, wait_for
 
 from cloudq import states
 from cloudq.errors import ConfigurationError
@@ -62,3 +64,18 @@ def test_a_pool_that_cannot_import_the_app_fails_with_one_clear_error(tasks_app)
     worker = Worker(tasks_app.app, pool="process", app_path="no_such_module_here:app", concurrency=1, burst=True)
     with pytest.raises(ConfigurationError, match="cannot load app 'no_such_module_here:app'"):
         worker.run()
+
+
+def test_a_child_that_dies_while_idle_is_replaced_without_costing_an_attempt(tasks_app, caplog):
+    worker = process_worker(tasks_app.app, concurrency=1, burst=False)
+    with Running(worker), caplog.at_level("WARNING", logger="cloudq.worker"):
+        assert tasks_app.add.delay(1, 1).get(timeout=30) == 2
+        [runner] = worker.runners
+        child = runner.process
+        assert child is not None
+        os.kill(child.pid, signal.SIGKILL)
+        wait_for(lambda: child.exitcode is not None)
+        handle = tasks_app.add.delay(2, 2)
+        assert handle.get(timeout=30) == 4
+    assert handle.record is not None and handle.record.attempts == 1
+    assert any("exited with code -9 while idle" in r.getMessage() for r in caplog.records)
