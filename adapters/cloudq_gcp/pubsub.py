@@ -27,8 +27,9 @@ order). Messages above Pub/Sub's 10 MB go to a GCS bucket when ``?bucket=`` is s
 ``MessageTooLarge`` is raised before anything is published.
 
 ``stats`` is approximate: Pub/Sub reports backlog only through Cloud Monitoring (which the emulator
-lacks), so ``ready`` is -1 (unknown), ``in_flight`` and ``delayed`` count what this broker object
-leased or is hiding, and ``dead_lettered`` counts the dead-letter subscription by reading it.
+lacks), so ``ready`` is reported as 0 (unknown); ``in_flight`` counts what this broker object leased, and
+``delayed`` what it hid or gave back with a delay until it delivers it again (so a burst worker waits
+for its own delayed tasks and retries); ``dead_lettered`` reads the dead-letter subscription.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ log = logging.getLogger("cloudq.pubsub")
 MAX_BATCH = 1000  # messages per publish request / pull / acknowledge
 MAX_WAIT_S = 20.0  # longest receive(wait_s)
 MIN_PULL_WAIT_S = 1.0  # shortest deadline of a pull that may wait
+HIDDEN_GRACE_S = 30.0  # how long past its due time a hidden message still counts as delayed here
 PUBLISH_LATENCY_S = 0.005  # the publisher's batching window for publishes from other threads
 
 
@@ -130,7 +132,9 @@ class PubSubBroker:
         self._retry: Retry | None = None
         self._queues: dict[str, QueuePaths] = {}
         self._leased: set[tuple[str, str]] = set()  # (subscription, ack id) handed out, not settled here
-        self._hidden: dict[tuple[str, str], float] = {}  # (subscription, message id) -> due (monotonic)
+        # (subscription, message id) -> when due (monotonic): messages this broker hid or gave back,
+        # until it delivers them again; what ``stats().delayed`` counts
+        self._hidden: dict[tuple[str, str], float] = {}
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> PubSubBroker:
@@ -316,8 +320,7 @@ class PubSubBroker:
             age = now - message.publish_time.timestamp()
             if deferral.early(item.delivery_attempt, age, self.options.max_delivery_attempts) is deferral.Early.HIDE:
                 hide[deferral.hide_for(due - now)].append(item.ack_id)
-                with self._lock:
-                    self._hidden[(paths.subscription, attributes[MESSAGE_ID])] = time.monotonic() + (due - now)
+                self._hide(paths.subscription, attributes[MESSAGE_ID], due - now)
             else:  # refresh: a fresh copy, so hops never reach the dead-letter policy or retention
                 again.append(
                     Outgoing(bytes(message.data), copy_attributes(attributes, spent, due), message.ordering_key)
@@ -348,6 +351,8 @@ class PubSubBroker:
             except ClaimCheckMissing as exc:
                 return f"ClaimCheckMissing: {exc}"
         attempt = item.delivery_attempt if item.delivery_attempt > 0 else 1
+        with self._lock:
+            self._hidden.pop((paths.subscription, internal[MESSAGE_ID]), None)
         return Delivery(
             body=body,
             receipt=PubSubReceipt(paths.subscription, item.ack_id, leased_until, internal),
@@ -357,6 +362,10 @@ class PubSubBroker:
             attributes=public(attributes),
             ordering_key=message.ordering_key or None,
         )
+
+    def _hide(self, subscription: str, message_id: str, for_s: float) -> None:
+        with self._lock:
+            self._hidden[(subscription, message_id)] = time.monotonic() + for_s
 
     def _offload(self) -> GCSOffload:
         if self.offload is None:
@@ -409,6 +418,9 @@ class PubSubBroker:
             log.warning("could not delete claim-check object %s (a bucket lifecycle rule will): %s", ref, exc)
 
     def nack(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
+        for delivery in deliveries:
+            if delivery.receipt.current(0.0):
+                self._hide(delivery.receipt.subscription, delivery.message_id, delay_s)
         if delay_s > MAX_ACK_DEADLINE_S:  # beyond one ack deadline: a delayed copy
             due = time.time() + delay_s
             self._replace(deliveries, lambda d: self._copy(d, d.delivery_count, due), MAX_ACK_DEADLINE_S, "postponing")
@@ -446,7 +458,7 @@ class PubSubBroker:
         for subscription, group in self._by_subscription(deliveries).items():
             self._modack(subscription, [d.receipt.ack_id for d in group], seconds)
             for delivery in group:
-                if delivery.receipt.current():  # an expired lease may be someone else's now
+                if delivery.receipt.current(0.0):  # an expired lease may be someone else's now
                     delivery.receipt.leased_until = until
 
     def dead_letter(self, deliveries: Sequence[Delivery], reason: str) -> None:
@@ -498,12 +510,12 @@ class PubSubBroker:
         paths = self._paths(queue)
         now = time.monotonic()
         with self._lock:
-            for key in [k for k, due in self._hidden.items() if due <= now]:
-                del self._hidden[key]
+            for key in [k for k, due in self._hidden.items() if due + HIDDEN_GRACE_S <= now]:
+                del self._hidden[key]  # due a while ago and not seen again: another consumer has it
             in_flight = sum(1 for sub, _ in self._leased if sub == paths.subscription)
             delayed = sum(1 for sub, _ in self._hidden if sub == paths.subscription)
         dead = len(self._peek_dead(paths, MAX_BATCH))
-        return QueueStats(queue, ready=-1, in_flight=in_flight, delayed=delayed, dead_lettered=dead)
+        return QueueStats(queue, ready=0, in_flight=in_flight, delayed=delayed, dead_lettered=dead)
 
     def purge(self, queue: str) -> int:
         """Ack what is receivable now (the count), then seek the subscription to now, which drops

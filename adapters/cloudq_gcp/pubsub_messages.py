@@ -24,7 +24,7 @@ DEAD_REASON = "cloudq-dead-reason"
 DEAD_QUEUE = "cloudq-dead-queue"
 NATIVE_DEAD_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"  # set by Pub/Sub's dead-letter policy
 INTERNAL_PREFIX = "cloudq-"
-STALE_MARGIN_S = 1.0  # a lease closer than this to its end may already belong to someone else
+STALE_MARGIN_S = 0.5  # a lease closer than this to its end may already belong to someone else
 
 
 @dataclass(slots=True)
@@ -41,9 +41,10 @@ class PubSubReceipt:
     def claim(self) -> str | None:
         return self.internal.get(CLAIM)
 
-    def current(self) -> bool:
-        """Whether the lease surely still holds, so a copy of the message cannot duplicate it."""
-        return self.leased_until - time.monotonic() > STALE_MARGIN_S
+    def current(self, margin_s: float = STALE_MARGIN_S) -> bool:
+        """Whether the lease surely still holds (for ``margin_s`` more), so acting on it cannot
+        touch a later delivery of the message."""
+        return self.leased_until - time.monotonic() > margin_s
 
 
 @dataclass(frozen=True, slots=True)
