@@ -15,6 +15,7 @@ import select
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -176,7 +177,12 @@ class Worker:
         # brokers cap the wait at their own limit; one without long polls makes the consumer pause
         poll_wait = self.poll_wait_s if self.poll_wait_s is not None else DEFAULT_POLL_WAIT_S
         self.app.executor  # noqa: B018 - build it before the threads share it
-        waker = self._waker = _Waker()
+        waker = self._waker
+        if waker is None:
+            # kept for the Worker's lifetime: closing it while another thread may still write to
+            # it could write into whatever file reuses the descriptor
+            waker = self._waker = _Waker()
+            weakref.finalize(self, waker.close)
         acker = self._acker = Acker(broker, self.ack_interval_s)
         consumer = Consumer(broker, self.queues, lease, poll_wait, self._drained if self.burst else None)
         inbox = self._inbox = Inbox(self.prefetch_multiplier * self.concurrency, consumer, self._release)
@@ -212,8 +218,6 @@ class Worker:
             self._restore_signals(previous)
             for runner in runners:
                 runner.close()
-            self._waker = None
-            waker.close()
 
     def _runners(self) -> list[Runner]:
         if self.pool != "process":
