@@ -31,7 +31,7 @@ from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
 
-from .lambda_records import problem, queue_name, received_message, records
+from .lambda_records import InvalidRecord, queue_name, received_message, records
 from .s3_offload import ClaimCheckMissing
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ class LambdaHandler:
         self.task_estimate_s = task_estimate_s
         self._queues: dict[str, SQSQueue] = {}  # event source ARN -> queue
         self._estimates: dict[str, float] = {}  # task name -> seconds it may take
+        self._learning: set[str] = set()  # tasks without time_limit: estimated from their runs
         self._pool: ThreadPoolExecutor | None = None
 
     def __repr__(self) -> str:
@@ -134,32 +135,34 @@ class LambdaHandler:
             raise ConfigurationError(f"the Lambda handler needs the SQS broker, app {self.app.name!r} has {broker!r}")
         return broker
 
-    def _read(self, broker: SQSBroker, batch: list[Mapping[str, Any]]) -> list[_Item]:
-        """Deliveries from the records, in the SQS broker's own shape (claim-check payloads are
-        fetched only when a record is started)."""
+    def _read(self, broker: SQSBroker, batch: list[dict[str, Any]]) -> list[_Item]:
+        """Deliveries from the records, made by the SQS broker's own code (claim-check payloads
+        are fetched only when a record is started)."""
         now = time.monotonic()
+        queues = self._queues
         items: list[_Item] = []
         for record in batch:
             item = _Item(record["messageId"])
             items.append(item)
-            why = problem(record)
-            if why is not None:
-                log.error("SQS record %s cannot be read, reporting it failed: %s", item.message_id, why)
-                continue
             try:
-                queue = self._queue(broker, record["eventSourceARN"])
+                arn = record.get("eventSourceARN")
+                queue = queues.get(arn) if type(arn) is str else None
+                if queue is None:
+                    queue = self._queue(broker, arn)
                 item.delivery = broker.delivery(queue, received_message(record), now, fetch=False)
             except Exception as exc:
                 log.error("SQS record %s cannot be read, reporting it failed: %s: %s", item.message_id, _name(exc), exc)
+                item.group = _group_of(record)  # FIFO: the rest of its group must wait too
                 continue
             if queue.fifo:
                 item.group = item.delivery.receipt.group_id
         return items
 
-    def _queue(self, broker: SQSBroker, arn: str) -> SQSQueue:
-        found = self._queues.get(arn)
-        if found is None:
-            found = self._queues[arn] = broker.queue(self._queue_name(broker, queue_name(arn) or arn))
+    def _queue(self, broker: SQSBroker, arn: object) -> SQSQueue:
+        name = queue_name(arn) if isinstance(arn, str) else None
+        if name is None or not isinstance(arn, str):
+            raise InvalidRecord(f"eventSourceARN {arn!r} is not an SQS queue ARN")
+        found = self._queues[arn] = broker.queue(self._queue_name(broker, name))
         return found
 
     def _queue_name(self, broker: SQSBroker, sqs_name: str) -> str:
@@ -198,8 +201,10 @@ class LambdaHandler:
                 return
         started = time.monotonic()
         item.outcome = outcome = self._execute(delivery)
-        if name in self._estimates:
-            self._observe(name, time.monotonic() - started)
+        if name in self._learning:  # no time_limit: expect as long as its longest run so far
+            took = time.monotonic() - started
+            if took > self._estimates[name]:
+                self._estimates[name] = took
         if item.group is not None and isinstance(outcome, RetryIn):
             blocked.add(item.group)
 
@@ -231,13 +236,9 @@ class LambdaHandler:
             found = limit or self.task_estimate_s
             if task is not None:
                 self._estimates[name] = found
+                if not limit:
+                    self._learning.add(name)
         return found
-
-    def _observe(self, name: str, took: float) -> None:
-        """Tasks without a time_limit are expected to take as long as their longest run so far."""
-        task = self.app.tasks.get(name)
-        if task is not None and not task.time_limit and took > self._estimates[name]:
-            self._estimates[name] = took
 
     def _run_lanes(self, items: list[_Item], context: LambdaContext | None) -> None:
         """Threads: a FIFO group's records run in order in one lane; other records each in their own."""
@@ -316,6 +317,12 @@ def _applied(what: str, group: list[Any], failed: list[str], call: Callable[...,
         failed.extend(i.message_id for i in group if isinstance(i, _Item))
         return False
     return True
+
+
+def _group_of(record: dict[str, Any]) -> str | None:
+    attributes = record.get("attributes")
+    group = attributes.get("MessageGroupId") if isinstance(attributes, dict) else None
+    return group if isinstance(group, str) else None
 
 
 def _name(exc: BaseException) -> str:

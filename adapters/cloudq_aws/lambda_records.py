@@ -16,14 +16,13 @@ from typing import Any
 from cloudq.errors import CloudqError
 
 EVENT_SOURCE = "aws:sqs"
-_REQUIRED_TEXT = ("receiptHandle", "body", "eventSourceARN")
 
 
 class InvalidEvent(CloudqError, ValueError):
     """The Lambda event is not an SQS batch cloudq can answer for (raised: the whole batch returns)."""
 
 
-def records(event: Any) -> list[Mapping[str, Any]]:
+def records(event: Any) -> list[dict[str, Any]]:
     """The records of an SQS event, each with the ``messageId`` a partial batch response needs."""
     found = event.get("Records") if isinstance(event, Mapping) else None
     if not isinstance(found, list):
@@ -31,25 +30,13 @@ def records(event: Any) -> list[Mapping[str, Any]]:
             f"not an SQS event: expected {{'Records': [...]}} from an SQS event source mapping, got {_kind(event)}"
         )
     for i, record in enumerate(found):
-        if not isinstance(record, Mapping) or not isinstance(record.get("messageId"), str) or not record["messageId"]:
+        if not isinstance(record, dict) or type(record.get("messageId")) is not str or not record["messageId"]:
             raise InvalidEvent(f"SQS event record {i} has no messageId, so it cannot be reported as failed")
     return found
 
 
-def problem(record: Mapping[str, Any]) -> str | None:
-    """Why a record cannot be turned into a delivery, or None."""
-    for key in _REQUIRED_TEXT:
-        if not isinstance(record.get(key), str):
-            return f"field {key!r} is missing or not a string"
-    if record.get("eventSource", EVENT_SOURCE) != EVENT_SOURCE:
-        return f"eventSource is {record.get('eventSource')!r}, not {EVENT_SOURCE!r}"
-    if queue_name(record["eventSourceARN"]) is None:
-        return f"eventSourceARN {record['eventSourceARN']!r} is not an SQS queue ARN"
-    if not isinstance(record.get("attributes", {}), Mapping) or not isinstance(
-        record.get("messageAttributes", {}), Mapping
-    ):
-        return "attributes / messageAttributes must be objects"
-    return None
+class InvalidRecord(InvalidEvent):
+    """One record cannot be turned into a delivery: it is reported failed, the others go on."""
 
 
 def queue_name(arn: str) -> str | None:
@@ -61,13 +48,24 @@ def queue_name(arn: str) -> str | None:
 
 
 def received_message(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record as ReceiveMessage would have returned it (raises InvalidEvent on bad attributes)."""
+    """The record as ReceiveMessage would have returned it; InvalidRecord says what is wrong with
+    it. (Checked in the same pass: this runs for every record.)"""
+    handle, body = record.get("receiptHandle"), record.get("body")
+    if type(handle) is not str or type(body) is not str:
+        name = "receiptHandle" if type(handle) is not str else "body"
+        raise InvalidRecord(f"field {name!r} is missing or not a string")
+    source = record.get("eventSource", EVENT_SOURCE)
+    if source != EVENT_SOURCE:
+        raise InvalidRecord(f"eventSource is {source!r}, not {EVENT_SOURCE!r}")
+    system = record.get("attributes") or {}
     attributes = record.get("messageAttributes") or {}
+    if not isinstance(system, dict) or not isinstance(attributes, dict):
+        raise InvalidRecord("attributes / messageAttributes must be objects")
     return {
         "MessageId": record["messageId"],
-        "ReceiptHandle": record["receiptHandle"],
-        "Body": record["body"],
-        "Attributes": record.get("attributes") or {},
+        "ReceiptHandle": handle,
+        "Body": body,
+        "Attributes": system,
         "MessageAttributes": {name: _attribute(name, value) for name, value in attributes.items()}
         if attributes
         else {},
@@ -75,8 +73,8 @@ def received_message(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _attribute(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InvalidEvent(f"message attribute {name!r} is not an object")
+    if not isinstance(value, dict):
+        raise InvalidRecord(f"message attribute {name!r} is not an object")
     out: dict[str, Any] = {"DataType": value.get("dataType") or "String"}
     text = value.get("stringValue")
     if text is not None:
@@ -86,7 +84,7 @@ def _attribute(name: str, value: Any) -> dict[str, Any]:
         try:
             out["BinaryValue"] = base64.b64decode(binary, validate=True)
         except (binascii.Error, TypeError, ValueError):
-            raise InvalidEvent(f"message attribute {name!r} has a binaryValue that is not base64") from None
+            raise InvalidRecord(f"message attribute {name!r} has a binaryValue that is not base64") from None
     return out
 
 
