@@ -97,22 +97,27 @@ def _chunks(items: Sequence[str], size: int = MAX_BATCH) -> Iterable[Sequence[st
     return (items[i : i + size] for i in range(0, len(items), size))
 
 
-def _emulator_transport() -> dict[str, Any]:
-    """For the emulator, a channel that takes responses of any size: the client's own emulator
-    channel keeps gRPC's 4 MiB default, so a pull of larger messages would fail (and lease them)."""
+def _emulator_channel(interceptors: Sequence[Any]) -> Any:
+    """For the emulator: a channel that takes responses of any size (the client's own emulator
+    channel keeps gRPC's 4 MiB default, so pulling larger messages would fail and lease them),
+    with the given gRPC client interceptors. None when not on the emulator."""
     host = os.environ.get("PUBSUB_EMULATOR_HOST")
     if not host:
-        return {}  # the production channel already has no size limit
+        return None  # the production channels already have no size limit
     import grpc  # type: ignore[import-untyped]
-    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
     unlimited = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-    return {"transport": SubscriberGrpcTransport(channel=grpc.insecure_channel(host, options=unlimited))}
+    channel = grpc.insecure_channel(host, options=unlimited)
+    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
 
 
 class PubSubBroker:
-    def __init__(self, options: PubSubOptions) -> None:
+    """``interceptors``: gRPC client interceptors for the emulator's channels (instrumentation, e.g.
+    counting requests in benchmarks); ignored outside the emulator."""
+
+    def __init__(self, options: PubSubOptions, *, interceptors: Sequence[Any] = ()) -> None:
         self.options = options
+        self.interceptors = tuple(interceptors)
         self.offload = (
             GCSOffload(options.bucket, f"{options.prefix}messages/", options.project) if options.bucket else None
         )
@@ -156,7 +161,12 @@ class PubSubBroker:
                     self._retry = retry.Retry(
                         predicate=retry.if_transient_error, initial=0.1, maximum=2.0, timeout=timeout
                     )
+                    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+                    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+                    channel = _emulator_channel(self.interceptors)
                     self._publisher = pubsub_v1.PublisherClient(
+                        **({"transport": PublisherGrpcTransport(channel=channel)} if channel else {}),
                         batch_settings=pubsub_v1.types.BatchSettings(
                             max_messages=MAX_BATCH,
                             max_bytes=PUBSUB_MAX_REQUEST_BYTES - 100_000,
@@ -166,7 +176,9 @@ class PubSubBroker:
                             enable_message_ordering=bool(self.options.ordered), retry=self._retry, timeout=timeout
                         ),
                     )
-                    self._subscriber = pubsub_v1.SubscriberClient(**_emulator_transport())
+                    self._subscriber = pubsub_v1.SubscriberClient(
+                        **({"transport": SubscriberGrpcTransport(channel=channel)} if channel else {})
+                    )
                     # return_immediately is deprecated for pulls meant to wait; ours (wait_s=0) are not
                     warnings.filterwarnings("ignore", "The return_immediately flag is deprecated", DeprecationWarning)
         return self._publisher, self._subscriber, self._retry

@@ -8,14 +8,12 @@ in the summary): they never pass as if they had run.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gcp_emulators import Emulator, free_port, missing_binary, sdk_root, start
+from cloudq_gcp.emulators import Emulator, EmulatorMissing, sdk_root, start
 
 PROJECT = "cloudq-test"
 
@@ -30,57 +28,37 @@ def emulator_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("gcp-emulators")
 
 
-def _run(name: str, argv: list[str], port: int, logs: Path, env_var: str) -> Iterator[Emulator]:
-    emulator = start(name, argv, port, logs)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(env_var, emulator.host)
-        patch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
-        try:
+def _serve(kind: str, logs: Path, sdk: Path | None) -> Iterator[Emulator]:
+    """Run one emulator for the session with its variable (and the project) in the environment."""
+    try:
+        emulator = start(kind, logs, sdk)
+    except EmulatorMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(emulator.env_var, emulator.env_value)
+            patch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
             yield emulator
-        finally:
-            emulator.stop()
+    finally:
+        emulator.stop()
 
 
 @pytest.fixture(scope="session")
 def pubsub_emulator(gcloud_sdk: Path | None, emulator_logs: Path) -> Iterator[Emulator]:
     """Google's Pub/Sub emulator; sets PUBSUB_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT."""
-    binary = gcloud_sdk / "platform/pubsub-emulator/bin/cloud-pubsub-emulator" if gcloud_sdk else None
-    reason = missing_binary(binary, "Pub/Sub emulator")
-    if reason or binary is None:
-        pytest.skip(reason or "Pub/Sub emulator missing")
-    port = free_port()
-    argv = [str(binary), "--host=127.0.0.1", f"--port={port}"]
-    yield from _run("pubsub-emulator", argv, port, emulator_logs, "PUBSUB_EMULATOR_HOST")
+    yield from _serve("pubsub", emulator_logs, gcloud_sdk)
 
 
 @pytest.fixture(scope="session")
 def firestore_emulator(gcloud_sdk: Path | None, emulator_logs: Path) -> Iterator[Emulator]:
     """Google's Firestore emulator; sets FIRESTORE_EMULATOR_HOST and GOOGLE_CLOUD_PROJECT."""
-    binary = gcloud_sdk / "platform/cloud-firestore-emulator/cloud_firestore_emulator" if gcloud_sdk else None
-    reason = missing_binary(binary, "Firestore emulator")
-    if reason or binary is None:
-        pytest.skip(reason or "Firestore emulator missing")
-    port = free_port()
-    argv = [str(binary), "start", "--host=127.0.0.1", f"--port={port}"]
-    yield from _run("firestore-emulator", argv, port, emulator_logs, "FIRESTORE_EMULATOR_HOST")
+    yield from _serve("firestore", emulator_logs, gcloud_sdk)
 
 
 @pytest.fixture(scope="session")
 def gcs_emulator(emulator_logs: Path) -> Iterator[Emulator]:
     """gcp-storage-emulator (PyPI) in memory; sets STORAGE_EMULATOR_HOST for google-cloud-storage."""
-    binary = shutil.which("gcp-storage-emulator") or str(Path(sys.executable).parent / "gcp-storage-emulator")
-    if not Path(binary).is_file():
-        pytest.skip("GCS emulator: `gcp-storage-emulator` is not installed (pip install gcp-storage-emulator)")
-    port = free_port()
-    argv = [binary, "start", "--host=127.0.0.1", f"--port={port}", "--in-memory", "--quiet"]
-    emulator = start("gcs-emulator", argv, port, emulator_logs)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STORAGE_EMULATOR_HOST", f"http://{emulator.host}")
-        patch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
-        try:
-            yield emulator
-        finally:
-            emulator.stop()
+    yield from _serve("storage", emulator_logs, None)
 
 
 @pytest.fixture
