@@ -104,7 +104,8 @@ def make_huey(path: str, synchronous: str = "normal") -> tuple[Any, Any]:
             conn.execute(f"PRAGMA synchronous={synchronous}")
             return conn
 
-    huey = SqliteHuey("bench", filename=path, storage_class=Storage)
+    # busy timeout as long as cloudq's (huey's default of 5 s fails its producer under load at FULL)
+    huey = SqliteHuey("bench", filename=path, storage_class=Storage, timeout=30)
 
     @huey.task(name="bench_noop")
     def noop(i: int) -> int:
