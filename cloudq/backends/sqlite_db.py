@@ -11,10 +11,12 @@ Why it is safe with several worker and producer processes:
   or its process crashing at any point, including SIGKILL. After a power loss or an OS crash
   the last transactions before it may be rolled back, but the file is never corrupted.
   ``?synchronous=full`` makes every commit survive power loss too, at the cost of an fsync.
-* Fork: SQLite forbids using a connection across ``fork()``, and even inherits lock
-  bookkeeping into the child. Before any ``os.fork`` every open database here closes its
-  (idle) connections, so parent and child both reopen fresh ones; a pid check covers forks that
-  skip Python's fork hooks.
+* Fork: SQLite forbids using a connection across ``fork()``, and a child that merely opens a
+  new one inherits the parent's lock bookkeeping: it then holds no real lock, and the parent
+  closing its last connection checkpoints and deletes the WAL under the child, losing its
+  writes. So before any ``os.fork`` every database here closes its connections (once no thread
+  is inside a call), and parent and child both reopen fresh ones. A pid check covers forks
+  that skip Python's fork hooks, as well as it can: it leaves the inherited connections alone.
 """
 
 from __future__ import annotations
@@ -144,21 +146,28 @@ class SQLiteDatabase:
         # timeout=0: a busy lock is retried by _retry_busy, with shorter sleeps than SQLite's handler
         conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
         try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                _retry_busy(lambda: conn.execute("PRAGMA journal_mode=WAL").fetchone(), self.timeout_s)
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            if not self._schema_ready:
-                _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self.timeout_s)
-                try:
-                    for statement in self._schema:
-                        conn.execute(statement)
-                finally:
-                    conn.execute("COMMIT")
-                self._schema_ready = True
+            _retry_busy(lambda: self._prepare(conn), self.timeout_s)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """WAL mode, the synchronous level, and (once per process) the schema; safe to repeat."""
+        if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            conn.execute("PRAGMA journal_mode=WAL").fetchone()
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        if self._schema_ready:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in self._schema:
+                conn.execute(statement)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        self._schema_ready = True
 
     def _forked_without_hooks(self) -> None:
         with self._lock:
@@ -167,7 +176,11 @@ class SQLiteDatabase:
             self._generation += 1
 
     def close(self) -> None:
-        """Close every thread's connection; a later call opens new ones."""
+        """Close every thread's connection once no call is running; a later call opens new ones."""
+        with _GATE.exclusive(self.timeout_s):
+            self.close_connections()
+
+    def close_connections(self) -> None:
         with self._lock:
             handles = list(self._handles)
             self._handles = weakref.WeakSet()
@@ -193,7 +206,7 @@ class SQLiteDatabase:
         return self._statement(sql, params)[1]
 
     def _statement(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[list[Any], int]:
-        _FORK_GATE.enter()
+        _GATE.enter()
         try:
             conn = self._connection()
 
@@ -205,15 +218,15 @@ class SQLiteDatabase:
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from exc
         finally:
-            _FORK_GATE.exit()
+            _GATE.exit()
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A ``BEGIN IMMEDIATE`` transaction on this thread's connection, for several statements."""
-        _FORK_GATE.enter()
+        _GATE.enter()
         try:
             conn = self._connection()
-            self._statement("BEGIN IMMEDIATE", ())
+            _retry_busy(lambda: conn.execute("BEGIN IMMEDIATE"), self.timeout_s)
             try:
                 yield conn
             except BaseException:
@@ -223,7 +236,7 @@ class SQLiteDatabase:
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from exc
         finally:
-            _FORK_GATE.exit()
+            _GATE.exit()
 
     def _translate(self, exc: sqlite3.DatabaseError) -> CloudqError:
         if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
@@ -258,53 +271,65 @@ def _retry_busy(action: Callable[[], T], timeout_s: float) -> T:
         pause = min(pause * 2, _MAX_RETRY_S)
 
 
-class _ForkGate:
-    """Lets ``os.fork`` wait until no thread is inside a database call, then closes connections.
+class _Gate:
+    """Lets ``close`` and ``os.fork`` wait until no thread is inside a database call.
 
-    Calls only count themselves in and out (a condition per call, no global lock held while
-    SQLite works), so threads of one process still run their reads in parallel.
+    Calls only count themselves in and out (no lock is held while SQLite works), so threads
+    of one process still read in parallel; an exclusive holder waits for the count to drop to
+    zero and keeps new calls out until it releases.
     """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._active = 0
-        self._forking = False
+        self._exclusive = False
 
     def enter(self) -> None:
         with self._cond:
-            while self._forking:
+            while self._exclusive:
                 self._cond.wait()
             self._active += 1
 
     def exit(self) -> None:
         with self._cond:
             self._active -= 1
-            if not self._active and self._forking:
+            if not self._active and self._exclusive:
                 self._cond.notify_all()
 
-    def before_fork(self) -> None:
+    def acquire_exclusive(self, timeout: float) -> bool:
+        """Keep new calls out; return whether the running ones finished within ``timeout``."""
         with self._cond:
-            self._forking = True
-            idle = self._cond.wait_for(lambda: self._active == 0, timeout=DEFAULT_TIMEOUT_S)
-        if idle:  # never close a connection under a thread still using it
-            for database in list(_LIVE):
-                database.close()
+            while self._exclusive:
+                self._cond.wait()
+            self._exclusive = True
+            return self._cond.wait_for(lambda: self._active == 0, timeout=timeout)
 
-    def after_fork_in_parent(self) -> None:
+    def release_exclusive(self) -> None:
         with self._cond:
-            self._forking = False
+            self._exclusive = False
             self._cond.notify_all()
 
-    def after_fork_in_child(self) -> None:
+    @contextmanager
+    def exclusive(self, timeout: float) -> Iterator[bool]:
+        idle = self.acquire_exclusive(timeout)
+        try:
+            yield idle
+        finally:
+            self.release_exclusive()
+
+    def reset_in_child(self) -> None:
         self._cond = threading.Condition()  # the parent's may have been held by another thread
         self._active = 0
-        self._forking = False
+        self._exclusive = False
+
+
+def _before_fork() -> None:
+    """Close every idle connection, so neither parent nor child carries one across the fork."""
+    if _GATE.acquire_exclusive(DEFAULT_TIMEOUT_S):  # never close a connection a thread is using
+        for database in list(_LIVE):
+            database.close_connections()
 
 
 _LIVE: weakref.WeakSet[SQLiteDatabase] = weakref.WeakSet()
-_FORK_GATE = _ForkGate()
-os.register_at_fork(
-    before=_FORK_GATE.before_fork,
-    after_in_parent=_FORK_GATE.after_fork_in_parent,
-    after_in_child=_FORK_GATE.after_fork_in_child,
-)
+_GATE = _Gate()
+os.register_at_fork(before=_before_fork, after_in_parent=_GATE.release_exclusive, after_in_child=_GATE.reset_in_child)

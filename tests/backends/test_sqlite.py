@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,3 +319,75 @@ def test_a_body_that_is_not_bytes_is_refused_and_nothing_is_sent(broker: SQLiteB
     with pytest.raises(TypeError, match="bytes, got str"):
         broker.send("work", [OutgoingMessage(b"fine"), OutgoingMessage("text")])  # type: ignore[arg-type]
     assert_nothing_arrives(broker, "work", 0.2)
+
+
+# -- threads, close and fork -----------------------------------------------------------------
+
+
+def test_close_while_another_thread_long_polls_is_safe(broker: SQLiteBroker) -> None:
+    results: list[object] = []
+
+    def poll() -> None:
+        try:
+            results.append(broker.receive("work", 10, 60, wait_s=1.0))
+        except BaseException as exc:  # reported below
+            results.append(exc)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    time.sleep(0.2)
+    broker.close()
+    broker.send("work", [OutgoingMessage(b"after close")])  # a closed broker reopens on use
+    poller.join()
+    assert len(results) == 1 and not isinstance(results[0], BaseException), results
+
+
+ACKED_EXIT_BASE = 100  # a forked consumer exits with 100 + how many messages it acked
+
+
+def test_forking_while_threads_use_the_broker_loses_nothing(broker: SQLiteBroker) -> None:
+    """Like a process pool starting beside a working consumer thread: every fork closes the
+    parent's connections under the gate, and the children use the same broker object."""
+    stop = threading.Event()
+    sent: list[str] = []
+    errors: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            while not stop.is_set():
+                sent.extend(broker.send("work", messages("t", 5)))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    children = []
+    try:
+        for _ in range(3):
+            time.sleep(0.05)
+            pid = os.fork()
+            if pid == 0:
+                code = 1
+                try:
+                    got = broker.receive("work", 10, 60)
+                    broker.ack(got)
+                    broker.send("work", messages("from-child", 2))
+                    code = ACKED_EXIT_BASE + len(got)
+                finally:
+                    os._exit(code)
+            children.append(pid)
+    finally:
+        stop.set()
+        producer.join()
+    acked = 0
+    for pid in children:
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        assert code >= ACKED_EXIT_BASE, f"forked consumer failed with exit code {code}"
+        acked += code - ACKED_EXIT_BASE
+    assert not errors, errors
+    with sqlite3.connect(broker.db.path) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = [bytes(row[0]) for row in raw.execute("SELECT body FROM cloudq_messages")]
+    from_children = [body for body in rows if body.startswith(b"from-child")]
+    assert len(from_children) == 6
+    assert len(rows) - len(from_children) == len(sent) - acked
