@@ -24,6 +24,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -63,6 +64,7 @@ class FirestoreResultStore:
             else None
         )
         self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()  # requests made, by method (listeners not included)
         self._client: Client | None = None
         self._retry: Retry | None = None
 
@@ -96,6 +98,8 @@ class FirestoreResultStore:
     ) -> T:
         """Call with this store's retry and timeout; ``expected`` errors reach the caller untranslated."""
         self._db()
+        with self._lock:
+            self.requests[call.__name__] += 1
         with translated(FIRESTORE, f"{action} in {self.options.collection}", keep=expected):
             return call(*args, retry=self._retry, timeout=self.options.timeout, **kwargs)
 
