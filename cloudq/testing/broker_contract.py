@@ -9,9 +9,9 @@
             yield broker
             broker.close()
 
-Optional fixtures to override: ``queue`` (a fresh queue name per test), ``lease_s`` (short
-enough for fast tests; cloud emulators may need 2-3 s), ``delay_s``, and
-``broker_with_max_deliveries`` (``(broker, n)`` for a broker that dead-letters a message after
+Optional fixtures to override: ``queue`` (a fresh queue name per test), ``lease_s`` and
+``delay_s`` (or just the class attributes ``lease_seconds`` / ``delay_seconds``: short for fast
+tests, 2-3 s where a cloud emulator needs it), and ``broker_with_max_deliveries`` (``(broker, n)`` for a broker that dead-letters a message after
 ``n`` deliveries; skipped by default). Capability flags come from ``broker.limits``; quirks of
 a test environment are class attributes (e.g. ``stale_receipts_ignored = False`` on moto).
 
@@ -101,6 +101,10 @@ class BrokerContract:
 
     pytestmark: ClassVar[list[Any]] = [pytest.mark.timeout(120)]
 
+    #: the lease (seconds) the lease tests use: short for speed, long enough for the service
+    lease_seconds: ClassVar[float] = 1.0
+    #: the delay (seconds) the delay tests use
+    delay_seconds: ClassVar[float] = 1.0
     #: seconds a "nothing else arrives" check listens for
     settle_s: ClassVar[float] = 0.5
     #: seconds to wait for something that must happen (generous: emulators are slow)
@@ -126,11 +130,11 @@ class BrokerContract:
 
     @pytest.fixture
     def lease_s(self) -> float:
-        return 1.0
+        return self.lease_seconds
 
     @pytest.fixture
     def delay_s(self) -> float:
-        return 1.0
+        return self.delay_seconds
 
     @pytest.fixture
     def broker_with_max_deliveries(self) -> tuple[Broker, int]:

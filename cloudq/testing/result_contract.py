@@ -18,6 +18,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -209,7 +210,7 @@ class ResultStoreContract:
         assert store.get(task_id).claim_owner == f"worker-{winners[0]}"  # type: ignore[union-attr]
 
     @staticmethod
-    def _race(n: int, attempt: Any) -> list[Any]:
+    def _race(n: int, attempt: Callable[[int], Any]) -> list[Any]:
         """Run ``attempt(i)`` for i in range(n) on n threads released together."""
         start = threading.Barrier(n)
         outcomes: list[Any] = [None] * n

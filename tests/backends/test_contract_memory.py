@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from cloudq.backends.memory import MemoryBroker, MemoryResultStore
@@ -11,17 +13,12 @@ SMALL_BODY_LIMIT = 64 * 1024  # keeps the size-limit tests light
 
 
 class TestMemoryBroker(BrokerContract):
+    lease_seconds: ClassVar[float] = 0.5
+    delay_seconds: ClassVar[float] = 0.5
+
     @pytest.fixture
     def broker(self) -> MemoryBroker:
         return MemoryBroker(max_body_bytes=SMALL_BODY_LIMIT)
-
-    @pytest.fixture
-    def lease_s(self) -> float:
-        return 0.5
-
-    @pytest.fixture
-    def delay_s(self) -> float:
-        return 0.5
 
     @pytest.fixture
     def broker_with_max_deliveries(self) -> tuple[MemoryBroker, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -14,19 +15,14 @@ SMALL_BODY_LIMIT = 64 * 1024  # keeps the size-limit tests light
 
 
 class TestSQLiteBroker(BrokerContract):
+    lease_seconds: ClassVar[float] = 0.5
+    delay_seconds: ClassVar[float] = 0.5
+
     @pytest.fixture
     def broker(self, tmp_path: Path) -> Iterator[SQLiteBroker]:
         broker = SQLiteBroker(str(tmp_path / "cloudq.db"), max_body_bytes=SMALL_BODY_LIMIT)
         yield broker
         broker.close()
-
-    @pytest.fixture
-    def lease_s(self) -> float:
-        return 0.5
-
-    @pytest.fixture
-    def delay_s(self) -> float:
-        return 0.5
 
     @pytest.fixture
     def broker_with_max_deliveries(self, tmp_path: Path) -> Iterator[tuple[SQLiteBroker, int]]:
