@@ -64,6 +64,7 @@ class CountingInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[mis
 class Result:
     case: str
     n: int
+    concurrency: int
     produce_s: float
     work_s: float
     tasks_per_s: float
@@ -119,7 +120,7 @@ def run_case(case: str, n: int, concurrency: int) -> Result:
     span = max(started) - min(started)
     app.close()
     return Result(
-        case, n, produce_s, work_s, n / span if span > 0 else float("inf"), cpu / n * 1000,
+        case, n, concurrency, produce_s, work_s, n / span if span > 0 else float("inf"), cpu / n * 1000,
         produce_requests, worker_requests, firestore_requests,
     )  # fmt: skip
 
@@ -128,7 +129,7 @@ def report(result: Result) -> None:
     def show(counts: Counter[str]) -> str:
         return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "none"
 
-    print(f"\n== {result.case}: {result.n} tasks, worker concurrency 2")
+    print(f"\n== {result.case}: {result.n} tasks, worker concurrency {result.concurrency}")
     print(f"  produce (task.map): {result.produce_s:.2f} s; Pub/Sub requests: {show(result.produce_requests)}")
     print(
         f"  work: {result.work_s:.2f} s wall incl. start-up and the burst's empty check; {result.tasks_per_s:.0f} tasks/s"

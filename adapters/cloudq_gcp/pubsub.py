@@ -85,6 +85,7 @@ MAX_BATCH = 1000  # messages per publish request / pull / acknowledge
 MAX_WAIT_S = 20.0  # longest receive(wait_s)
 MIN_PULL_WAIT_S = 1.0  # shortest deadline of a pull that may wait
 HIDDEN_GRACE_S = 30.0  # how long past its due time a hidden message still counts as delayed here
+HIDDEN_PRUNE_AT = 10_000  # entries before _hide prunes (a long-running worker never calls stats)
 PUBLISH_LATENCY_S = 0.005  # the publisher's batching window for publishes from other threads
 
 
@@ -378,6 +379,14 @@ class PubSubBroker:
     def _hide(self, subscription: str, message_id: str, for_s: float) -> None:
         with self._lock:
             self._hidden[(subscription, message_id)] = time.monotonic() + for_s
+            if len(self._hidden) > HIDDEN_PRUNE_AT:
+                self._prune_hidden()
+
+    def _prune_hidden(self) -> None:
+        """Forget messages due a while ago and not seen again (another consumer has them). Holds the lock."""
+        now = time.monotonic()
+        for key in [k for k, due in self._hidden.items() if due + HIDDEN_GRACE_S <= now]:
+            del self._hidden[key]
 
     def _offload(self) -> GCSOffload:
         if self.offload is None:
@@ -520,10 +529,8 @@ class PubSubBroker:
 
     def stats(self, queue: str) -> QueueStats:
         paths = self._paths(queue)
-        now = time.monotonic()
         with self._lock:
-            for key in [k for k, due in self._hidden.items() if due + HIDDEN_GRACE_S <= now]:
-                del self._hidden[key]  # due a while ago and not seen again: another consumer has it
+            self._prune_hidden()
             in_flight = sum(1 for sub, _ in self._leased if sub == paths.subscription)
             delayed = sum(1 for sub, _ in self._hidden if sub == paths.subscription)
         dead = len(self._peek_dead(paths, MAX_BATCH))
