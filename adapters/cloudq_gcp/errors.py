@@ -1,7 +1,8 @@
 """Google client errors -> cloudq errors, at the adapter boundary.
 
 User code and the core only ever see ``cloudq.errors``; each message names the service, what
-cloudq was doing, and where it was talking to (an emulator address names its variable).
+cloudq was doing, and where it was talking to (an emulator address names its variable). Google's
+modules are imported only when an error needs translating: importing an adapter stays cheap.
 """
 
 from __future__ import annotations
@@ -11,9 +12,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from google.api_core import exceptions as gexc
-from google.auth import exceptions as auth_exc
-
 from cloudq.errors import (
     AccessDenied,
     BackendUnavailable,
@@ -22,14 +20,6 @@ from cloudq.errors import (
     ConfigurationError,
     CredentialsMissing,
     ResultStoreError,
-)
-
-_UNREACHABLE = (
-    gexc.RetryError,
-    gexc.ServiceUnavailable,
-    gexc.DeadlineExceeded,
-    gexc.GatewayTimeout,
-    auth_exc.TransportError,
 )
 
 
@@ -50,6 +40,8 @@ STORAGE = Service("Cloud Storage", "STORAGE_EMULATOR_HOST", CloudqError)
 
 
 def _detail(exc: BaseException) -> str:
+    from google.api_core import exceptions as gexc
+
     if isinstance(exc, gexc.RetryError) and exc.cause is not None:
         return f"{exc.message} (last error: {_detail(exc.cause)})"
     if isinstance(exc, gexc.GoogleAPICallError):
@@ -59,8 +51,12 @@ def _detail(exc: BaseException) -> str:
 
 def translate(exc: BaseException, service: Service, action: str) -> CloudqError:
     """The cloudq error for a Google client error raised while ``action`` (e.g. "publishing to q")."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
     where = service.where()
-    if isinstance(exc, _UNREACHABLE):
+    unreachable = (gexc.RetryError, gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.GatewayTimeout)
+    if isinstance(exc, (*unreachable, auth_exc.TransportError)):
         hint = (
             "is the emulator running?"
             if os.environ.get(service.emulator_env)
@@ -88,7 +84,10 @@ def translated(service: Service, action: str, keep: tuple[type[Exception], ...] 
         yield
     except CloudqError:
         raise
-    except (gexc.GoogleAPIError, auth_exc.GoogleAuthError) as exc:
-        if isinstance(exc, keep):
+    except Exception as exc:
+        from google.api_core.exceptions import GoogleAPIError
+        from google.auth.exceptions import GoogleAuthError
+
+        if isinstance(exc, keep) or not isinstance(exc, (GoogleAPIError, GoogleAuthError)):
             raise
         raise translate(exc, service, action) from exc

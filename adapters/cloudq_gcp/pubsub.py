@@ -45,7 +45,6 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cloudq import envelope
 from cloudq.errors import BackendUnavailable, ConfigurationError, MessageTooLarge
 from cloudq.interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
 
@@ -117,8 +116,12 @@ class PubSubBroker:
     counting requests in benchmarks); ignored outside the emulator."""
 
     def __init__(self, options: PubSubOptions, *, interceptors: Sequence[Any] = ()) -> None:
+        from cloudq.envelope import CONTENT_TYPE as ENVELOPE_CONTENT_TYPE
+        from cloudq.envelope import VERSION  # here, not at import: the envelope module loads pydantic
+
         self.options = options
         self.interceptors = tuple(interceptors)
+        self._labels = {CONTENT_TYPE: ENVELOPE_CONTENT_TYPE, ENVELOPE_VERSION: str(VERSION)}
         self.offload = (
             GCSOffload(options.bucket, f"{options.prefix}messages/", options.project) if options.bucket else None
         )
@@ -206,7 +209,7 @@ class PubSubBroker:
         outs = [self._outgoing(queue, m) for m in messages]  # checks every size before anything is sent
         for i, out in enumerate(outs):
             if self.offload is not None and out.too_big():
-                ref = self.offload.put(out.data, envelope.CONTENT_TYPE)
+                ref = self.offload.put(out.data, self._labels[CONTENT_TYPE])
                 outs[i] = Outgoing(b"", {**out.attributes, CLAIM: ref}, out.ordering_key)
         self._publish(paths.topic, outs, f"publishing to queue {queue!r}")
         return [out.attributes[MESSAGE_ID] for out in outs]
@@ -222,8 +225,7 @@ class PubSubBroker:
         attributes = {
             **message.attributes,
             MESSAGE_ID: uuid.uuid4().hex,
-            CONTENT_TYPE: envelope.CONTENT_TYPE,
-            ENVELOPE_VERSION: str(envelope.VERSION),
+            **self._labels,
         }
         if message.delay_s > 0:
             attributes[deferral.NOT_BEFORE] = f"{time.time() + message.delay_s:.6f}"
