@@ -37,6 +37,7 @@ from cloudq import App, AsyncResult, Task
 
 TASK_NAME = "bench.noop"
 SQLITE_WORKERS = 2
+WORKER_APP_ENV = "BENCH_WORKER_APP"  # another app module for the workers, e.g. one trying out a patch
 SAMPLE = 100  # results read back after a run, to prove the tasks really ran
 
 
@@ -112,7 +113,8 @@ def sqlite(
         noop = define(app)
         queue = app.queue_for(noop)
         loglevel = os.environ.get(LOGLEVEL_ENV, "WARNING")
-        cmd = [python(), "-m", "cloudq", "worker", "-A", "_cloudq_app:app", "-c", "1", "--loglevel", loglevel]
+        app_path = os.environ.get(WORKER_APP_ENV, "_cloudq_app:app")
+        cmd = [python(), "-m", "cloudq", "worker", "-A", app_path, "-c", "1", "--loglevel", loglevel]
         workers = [spawn(cmd, tmp, env, Path(tmp) / f"worker{i}.log") for i in range(SQLITE_WORKERS)]
         handles: list[AsyncResult] = []
 
