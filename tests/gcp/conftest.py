@@ -4,6 +4,8 @@
 import gcp_fixtures
 import pytest
 
+PROJECT = gcp_fixtures.PROJECT  # test modules import it from here
+
 
 def pytest_configure(config: pytest.Config) -> None:
     gcp_fixtures.register(config)
