@@ -75,13 +75,13 @@ def run_once(code: str, cwd: str) -> float:
     return time.perf_counter() - started
 
 
-def measure(runs: int, cwd: str) -> dict[str, float]:
-    """Median wall ms per case, interleaved rounds after one warm-up round."""
-    for code in CASES.values():
+def measure(runs: int, cwd: str, cases: dict[str, str] = CASES) -> dict[str, float]:
+    """Median wall ms per case (name -> code), interleaved rounds after one warm-up round."""
+    for code in cases.values():
         run_once(code, cwd)
-    samples: dict[str, list[float]] = {name: [] for name in CASES}
+    samples: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(runs):
-        for name, code in CASES.items():
+        for name, code in cases.items():
             samples[name].append(run_once(code, cwd))
     return {name: statistics.median(values) * 1000 for name, values in samples.items()}
 
