@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -10,7 +9,6 @@ import pytest
 from cloudq_gcp.firestore import FirestoreResultStore
 from cloudq_gcp.options import FirestoreOptions, PubSubOptions
 from cloudq_gcp.pubsub import PubSubBroker
-from conftest import PROJECT
 
 from cloudq.testing import BrokerContract, ResultStoreContract, unique_queue
 
@@ -45,7 +43,7 @@ class TestPubSubBroker(BrokerContract):
 
 class TestFirestore(ResultStoreContract):
     @pytest.fixture
-    def store(self, firestore_emulator) -> Iterator[FirestoreResultStore]:
-        store = FirestoreResultStore(FirestoreOptions(PROJECT, f"results-{uuid.uuid4().hex[:8]}", timeout=10))
+    def store(self, firestore_emulator, project: str, unique: str) -> Iterator[FirestoreResultStore]:
+        store = FirestoreResultStore(FirestoreOptions(project, f"results-{unique}", timeout=10))
         yield store
         store.close()
