@@ -86,11 +86,20 @@ def measure(runs: int, cwd: str, cases: dict[str, str] = CASES) -> dict[str, flo
     return {name: statistics.median(values) * 1000 for name, values in samples.items()}
 
 
-def loaded_modules(code: str, cwd: str) -> list[str]:
-    """Which of the REPORTED top-level packages are in sys.modules after running ``code``."""
-    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+def _modules_after(code: str, cwd: str) -> set[str]:
+    probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], cwd=cwd, check=True, capture_output=True, text=True).stdout
-    present = set(json.loads(out.strip().splitlines()[-1]))
+    return set(json.loads(out.strip().splitlines()[-1]))
+
+
+def loaded_modules(code: str, cwd: str) -> list[str]:
+    """Which of the REPORTED top-level packages ``code`` loads beyond a bare interpreter.
+
+    The bare interpreter is subtracted: a ``*-nspkg.pth`` file in site-packages (functions-framework
+    ships one) puts an empty ``google`` namespace module in every interpreter at startup.
+    """
+    added = _modules_after(code, cwd) - _modules_after("pass", cwd)
+    present = {name.split(".")[0] for name in added}
     return [name for name in REPORTED if name in present]
 
 
