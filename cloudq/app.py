@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import ConfigurationError
+from .interfaces import OutgoingMessage
+from .results import AsyncResult
 from .routing import Router
 from .task import Signature, Task
 
@@ -32,6 +34,11 @@ def current_app() -> App:
     return app
 
 
+def new_task_id() -> str:
+    """A random 128-bit id as 32 hex digits (uuid4's randomness without its formatting cost)."""
+    return os.urandom(16).hex()
+
+
 def _epoch(value: datetime | float | None) -> float | None:
     if value is None or isinstance(value, (int, float)):
         return value
@@ -43,6 +50,7 @@ class App:
 
     def __init__(self, name: str, broker: str | None = None, results: str | None = None, **config: Any) -> None:
         from .config import load_settings
+        from .envelope import build
 
         global _last_app
         self.name = name
@@ -55,6 +63,7 @@ class App:
         self._results: ResultStore | None = None
         self._executor: Executor | None = None
         self._lock = threading.Lock()
+        self._build_message = build
         _last_app = weakref.ref(self)
 
     def __repr__(self) -> str:
@@ -192,17 +201,12 @@ class App:
     # -- producing --------------------------------------------------------------------------
 
     def AsyncResult(self, task_id: str) -> ResultHandle:  # noqa: N802 - Celery's name
-        from .results import AsyncResult
-
         return AsyncResult(task_id, app=self)
 
     def send_many(self, signatures: Iterable[Signature]) -> list[ResultHandle]:
         """Validate every call first, then send them grouped by queue in as few requests as the
         broker allows. Nothing is sent when any call is invalid."""
-        from .envelope import build
-        from .interfaces import OutgoingMessage
-        from .results import AsyncResult
-
+        build = self._build_message
         now = time.time()
         max_delay = self.broker.limits.max_delay_s if not self.settings.eager else None
         by_queue: dict[str, list[OutgoingMessage]] = {}
@@ -216,7 +220,7 @@ class App:
             if countdown:
                 eta = max(eta or 0.0, now + countdown)
             delay = max(0.0, eta - now) if eta else 0.0
-            task_id = opts.get("task_id") or str(uuid.uuid4())
+            task_id = opts.get("task_id") or new_task_id()
             body = build(
                 task_id,
                 sig.task.name,

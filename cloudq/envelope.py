@@ -18,6 +18,7 @@ from .errors import MalformedMessage, SignatureInvalid, UnsupportedVersion
 
 VERSION = 1
 CONTENT_TYPE = "application/vnd.cloudq.v1+json"
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", "retries")
 
 
@@ -72,7 +73,7 @@ def _dumps(data: dict[str, Any], key: bytes | None) -> bytes:
     data.pop("sig", None)
     if key is not None:
         data["sig"] = signature(data, key)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODER.encode(data).encode()
 
 
 def signature(data: dict[str, Any], key: bytes) -> str:

@@ -55,10 +55,12 @@ class AsyncResult:
     __slots__ = ("_record", "app", "id")
 
     def __init__(self, id: str, app: App | None = None) -> None:
-        from .app import current_app
+        if app is None:
+            from .app import current_app
 
+            app = current_app()
         self.id = id
-        self.app = app or current_app()
+        self.app = app
         self._record: ResultRecord | None = None
 
     def __repr__(self) -> str:

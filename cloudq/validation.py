@@ -21,7 +21,7 @@ _KINDS = inspect.Parameter
 class ArgumentValidator:
     """Binds call arguments to a signature and validates them in one pydantic model."""
 
-    __slots__ = ("_model", "_name", "_names", "_params", "_positional", "_required", "_signature", "_simple")
+    __slots__ = ("_layout", "_model", "_name", "_names", "_params", "_positional", "_required", "_signature", "_simple")
 
     def __init__(self, fn: Callable[..., Any], task_name: str, skip_first: bool = False) -> None:
         self._name = task_name
@@ -36,6 +36,7 @@ class ArgumentValidator:
         self._positional = tuple(p.name for p in params if p.kind is _KINDS.POSITIONAL_OR_KEYWORD)
         self._names = frozenset(p.name for p in params)
         self._required = frozenset(p.name for p in params if p.default is _KINDS.empty)
+        self._layout = tuple((p.name, p.kind) for p in params)
         try:
             hints = get_type_hints(fn)
         except Exception:  # unresolvable forward references: validate what we can
@@ -102,14 +103,14 @@ class ArgumentValidator:
     def _split(self, values: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         call_args: list[Any] = []
         call_kwargs: dict[str, Any] = {}
-        for param in self._params:
-            value = values[param.name]
-            if param.kind is _KINDS.VAR_POSITIONAL:
+        for name, kind in self._layout:
+            value = values[name]
+            if kind is _KINDS.VAR_POSITIONAL:
                 call_args.extend(value)
-            elif param.kind is _KINDS.VAR_KEYWORD:
+            elif kind is _KINDS.VAR_KEYWORD:
                 call_kwargs.update(value)
-            elif param.kind is _KINDS.KEYWORD_ONLY:
-                call_kwargs[param.name] = value
+            elif kind is _KINDS.KEYWORD_ONLY:
+                call_kwargs[name] = value
             else:
                 call_args.append(value)
         return call_args, call_kwargs

@@ -5,6 +5,7 @@ Same lease semantics as SQS: a leased message not acked within its lease is deli
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import threading
@@ -236,14 +237,14 @@ class MemoryResultStore:
     def get(self, task_id: str) -> ResultRecord | None:
         with self._cond:
             record = self._live(task_id, time.time())
-            return ResultRecord.from_dict(record.to_dict()) if record else None
+            return copy.copy(record) if record else None
 
     def set(self, record: ResultRecord) -> bool:
         with self._cond:
             current = self._live(record.task_id, time.time())
             if current is not None and current.terminal:
                 return False
-            self._records[record.task_id] = ResultRecord.from_dict(record.to_dict())
+            self._records[record.task_id] = record  # the caller hands over a fresh record
             if record.terminal:
                 self._cond.notify_all()
             return True
@@ -253,7 +254,7 @@ class MemoryResultStore:
         with self._cond:
             current = self._live(task_id, now)
             if claim_refused(current, owner, now):
-                return Claim(False, ResultRecord.from_dict(current.to_dict()) if current else None)
+                return Claim(False, copy.copy(current) if current else None)
             self._records[task_id] = claimed(current, task_id, owner, until, task_name, now)
             return Claim(True, None)
 
@@ -263,7 +264,7 @@ class MemoryResultStore:
             while True:
                 record = self._live(task_id, time.time())
                 if record is not None and record.terminal:
-                    return ResultRecord.from_dict(record.to_dict())
+                    return copy.copy(record)
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return record

@@ -189,6 +189,8 @@ class Executor:
     def _call(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
         token = _current_request.set(request)
         try:
+            if not (task.bind or task.is_async or task.time_limit):
+                return task.fn(*args, **kwargs)
             if task.bind:
                 args = [task, *args]
             if task.is_async:
