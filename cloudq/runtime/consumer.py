@@ -86,10 +86,14 @@ class Consumer:
         return []
 
     def _receive(self, queue: str, want: int, wait_s: float) -> list[Held]:
-        """Several calls as needed, up to the broker's batch limit each; only the first waits."""
+        """Several calls as needed, up to the broker's batch limit each; only the first waits.
+        After the first, only full batches are asked for: a call for the last few messages
+        would cost a request for little (the rest comes with the next receive)."""
         held: list[Held] = []
         while want > 0:
             ask = min(want, self.max_batch)
+            if held and ask < self.max_batch:
+                break
             started = time.monotonic()  # the lease runs from before the call: err on the early side
             batch = self.broker.receive(queue, ask, self.lease_s, wait_s)
             deadline = started + self.lease_s

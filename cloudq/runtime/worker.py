@@ -37,7 +37,8 @@ log = logging.getLogger("cloudq.worker")
 POOLS = ("threads", "process", "async")
 DEFAULT_POLL_WAIT_S = 1.0  # bounds how long a stop request waits for an idle long poll
 DEFAULT_KILL_GRACE_S = 2.0  # process pool: seconds past a task's time limit before its child is killed
-RECEIVE_SETTLE_S = 1.0  # shutdown waits this long past the poll wait for a receive in flight
+RECEIVE_SETTLE_S = 1.0
+ACK_LEASE_FRACTION = 0.1  # the heartbeat keeps at least a sixth of a lease; acks go out well before  # shutdown waits this long past the poll wait for a receive in flight
 
 
 class _Waker:
@@ -183,7 +184,8 @@ class Worker:
             # it could write into whatever file reuses the descriptor
             waker = self._waker = _Waker()
             weakref.finalize(self, waker.close)
-        acker = self._acker = Acker(broker, self.ack_interval_s)
+        # a finished message waits for its ack with no heartbeat: keep that well inside its lease
+        acker = self._acker = Acker(broker, min(self.ack_interval_s, lease * ACK_LEASE_FRACTION))
         consumer = Consumer(broker, self.queues, lease, poll_wait, self._drained if self.burst else None)
         inbox = self._inbox = Inbox(self.prefetch_multiplier * self.concurrency, consumer, self._release)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
