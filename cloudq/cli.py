@@ -231,3 +231,42 @@ def schema() -> None:
     from .envelope import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
+
+
+stage_option = click.option(
+    "--stage",
+    help="Stage to act on, e.g. dev or prod (default: [tool.cloudq.deploy] stage, else dev); "
+    "it is in the tags of everything created and in the names of functions and roles.",
+)
+
+
+@main.command()
+@app_option
+@stage_option
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--yes", is_flag=True, help="Apply without asking for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan and the result as one JSON document (for CI).")
+@click.option(
+    "--emit",
+    type=click.Choice(["cloudformation"]),
+    help="Print an equivalent infrastructure-as-code template instead of deploying.",
+)
+@user_errors
+def deploy(app_path: str, stage: str | None, dry_run: bool, yes: bool, as_json: bool, emit: str | None) -> None:
+    """Create or update the app's cloud resources: plan first, then apply."""
+    from .deploy import command
+
+    command.deploy(load_app(app_path), app_path, stage, dry_run, yes, as_json, emit)
+
+
+@main.command()
+@app_option
+@stage_option
+@click.option("--yes", is_flag=True, help="Delete without asking for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan and the result as one JSON document.")
+@user_errors
+def destroy(app_path: str, stage: str | None, yes: bool, as_json: bool) -> None:
+    """Delete the resources `cloudq deploy` created for the app and stage (only those)."""
+    from .deploy import command
+
+    command.destroy(load_app(app_path), app_path, stage, yes, as_json)

@@ -42,6 +42,7 @@ class Settings(BaseModel):
     eager: bool = False
     broker_options: dict[str, Any] = Field(default_factory=dict)
     results_options: dict[str, Any] = Field(default_factory=dict)
+    deploy: dict[str, Any] = Field(default_factory=dict, description="options of `cloudq deploy` (deploy/settings.py)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

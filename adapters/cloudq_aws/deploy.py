@@ -1,0 +1,252 @@
+"""``cloudq deploy`` on AWS: SQS queues with dead-letter queues, the DynamoDB results table, the
+S3 payload bucket, one IAM role, and a Lambda function + SQS event source mapping per queue that
+runs on Lambda.
+
+The desired state is data (deploy_layout.py names and checks it, resources.py gives attributes);
+deploy_ops.py reads and changes one resource at a time; cloudformation.py writes the same
+resources as a template.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from cloudq.deploy import AppModel, Resource, Step
+from cloudq.errors import ConfigurationError
+
+from . import deploy_iam as iam
+from . import packaging
+from . import resources as res
+from .deploy_layout import AWSLayout, build_layout
+from .deploy_ops import BUCKET, FUNCTION, KIND_ORDER, MAPPING, QUEUE, ROLE, TABLE, Ops, mapping_name
+from .errors import translated
+from .session import Clients
+
+log = logging.getLogger("cloudq.deploy")
+PROVIDER = "aws"
+BUILD_DIR = Path("build") / "cloudq"
+
+
+def queue_spec(attributes: Mapping[str, str], tags: Mapping[str, str]) -> dict[str, Any]:
+    """SQS attributes in the plan's normal form (RedrivePolicy parsed, the count a number)."""
+    import json
+
+    spec: dict[str, Any] = dict(attributes)
+    if "RedrivePolicy" in spec:
+        policy = json.loads(spec["RedrivePolicy"])
+        spec["RedrivePolicy"] = {
+            "deadLetterTargetArn": policy["deadLetterTargetArn"],
+            "maxReceiveCount": int(policy["maxReceiveCount"]),
+        }
+    spec["tags"] = dict(tags)
+    return spec
+
+
+def table_spec(table: str, tags: Mapping[str, str]) -> dict[str, Any]:
+    definition = res.results_table_definition(table)
+    ttl = res.results_ttl_specification(table)["TimeToLiveSpecification"]
+    return {
+        "KeySchema": definition["KeySchema"],
+        "BillingMode": definition["BillingMode"],
+        "TimeToLive": ttl["AttributeName"],
+        "tags": dict(tags),
+    }
+
+
+class AWSDeployer:
+    provider = PROVIDER
+
+    def __init__(self, model: AppModel, project: Path | None = None) -> None:
+        self.model = model
+        self.layout: AWSLayout = build_layout(model)
+        self.project = project or Path.cwd()
+        self.clients = Clients(self.layout.broker.clients.config)
+        self.ops = Ops(self.clients, self._code)
+        self._arns: iam.Arns | None = None
+        self._package: packaging.Package | None = None
+
+    def __repr__(self) -> str:
+        return f"<AWSDeployer app={self.model.app} stage={self.model.stage}>"
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    @property
+    def arns(self) -> iam.Arns:
+        """ARNs in this account and region (one STS call)."""
+        if self._arns is None:
+            with translated("sts:GetCallerIdentity", "the current credentials", self.clients.config.endpoint_url):
+                identity = self.clients.get("sts").get_caller_identity()
+            partition = str(identity["Arn"]).split(":")[1]
+            self._arns = iam.Arns(partition, self.clients.get("sqs").meta.region_name, str(identity["Account"]))
+        return self._arns
+
+    @property
+    def package(self) -> packaging.Package:
+        """The function archive, built once per run (only when some queue runs on Lambda)."""
+        if self._package is None:
+            p = self.model.package
+            try:
+                self._package = packaging.package_app(
+                    self.model.app_path.partition(":")[0], self.project, p.include, p.exclude, p.requirements
+                )
+            except LookupError as exc:
+                raise ConfigurationError(f"cannot package the function code: {exc}") from None
+            log.info("function archive: %d files, %.1f MB", self._package.files, self._package.size / 1e6)
+        return self._package
+
+    def _code(self) -> bytes:
+        return self.package.data
+
+    def write_archive(self) -> Path:
+        """The archive on disk, for CloudFormation users (and for inspection)."""
+        path = self.project / BUILD_DIR / f"{self.layout.archive_name}.zip"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.package.data)
+        return path
+
+    # -- the Deployer protocol ---------------------------------------------------------------
+
+    def problems(self) -> list[str]:
+        problems = self.layout.problems()
+        if self.layout.functions and not problems:
+            problems.extend(packaging.platform_problems())
+            if not problems:
+                problems.extend(self.package.problems())
+        return problems
+
+    def desired(self) -> list[Resource]:
+        layout, arns, tags = self.layout, self.arns, self.layout.tags
+        out: list[Resource] = []
+        if layout.bucket:
+            out.append(Resource(BUCKET, layout.bucket, {"tags": tags}))
+        for q in layout.queues:
+            fifo_only = frozenset({"FifoQueue"})
+            out.append(Resource(QUEUE, q.dead_name, queue_spec(q.dead_attributes(), tags), fifo_only))
+            out.append(Resource(QUEUE, q.sqs_name, queue_spec(q.attributes(arns.queue(q.dead_name)), tags), fifo_only))
+        if layout.table:
+            out.append(Resource(TABLE, layout.table, table_spec(layout.table, tags), frozenset({"KeySchema"})))
+        role = {
+            "Path": iam.ROLE_PATH,
+            "AssumeRolePolicyDocument": iam.trust_policy(layout.principals()),
+            "Policy": layout.policy(arns),
+            "tags": tags,
+        }
+        out.append(Resource(ROLE, layout.role_name, role, frozenset({"Path"})))
+        for q in layout.queues:
+            fn = q.function
+            if fn is None:
+                continue
+            function = {
+                "Runtime": packaging.lambda_runtime(),
+                "Handler": packaging.ENTRY_HANDLER,
+                "Role": arns.role(layout.role_name),
+                "Timeout": fn.timeout_s,
+                "MemorySize": fn.memory_mb,
+                "Architectures": [packaging.lambda_architecture()],
+                "Environment": layout.environment(),
+                "CodeSha256": self.package.sha256,
+                "tags": tags,
+            }
+            out.append(Resource(FUNCTION, fn.name, function))
+            mapping = {
+                "FunctionName": fn.name,
+                "EventSourceArn": arns.queue(q.sqs_name),
+                "BatchSize": fn.batch_size,
+                "MaximumBatchingWindowInSeconds": fn.batching_window_s,
+                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                "ScalingConfig": {"MaximumConcurrency": fn.max_concurrency} if fn.max_concurrency else {},
+                "Enabled": True,
+            }
+            name = mapping_name(arns.queue(q.sqs_name), fn.name)
+            out.append(Resource(MAPPING, name, mapping, frozenset({"FunctionName", "EventSourceArn"})))
+        return out
+
+    def _readers(self) -> dict[str, Callable[[Resource], Resource | None]]:
+        o = self.ops
+        return {
+            BUCKET: o.read_bucket,
+            QUEUE: o.read_queue,
+            TABLE: o.read_table,
+            ROLE: o.read_role,
+            FUNCTION: o.read_function,
+            MAPPING: o.read_mapping,
+        }
+
+    def live(self, desired: Sequence[Resource]) -> dict[str, Resource]:
+        readers = self._readers()
+        found: dict[str, Resource] = {}
+        for r in desired:
+            with translated(f"reading {r.kind}", r.name, self.clients.config.endpoint_url):
+                live = readers[r.kind](r)
+            if live is not None:
+                found[r.key] = live
+        return found
+
+    def managed(self) -> list[Resource]:
+        app, stage = self.layout.tags["cloudq:app"], self.model.stage
+        o = self.ops
+        with translated("listing cloudq's resources", f"app {app} stage {stage}", self.clients.config.endpoint_url):
+            functions = o.managed_functions(app, stage)
+            found = [
+                *o.managed_buckets(app, stage, [self.layout.bucket] if self.layout.bucket else []),
+                *o.managed_queues(app, stage, self.layout.broker.prefix),
+                *o.managed_tables(app, stage),
+                *o.managed_roles(app, stage),
+                *functions,
+                *o.managed_mappings(functions),
+            ]
+        return sorted(found, key=lambda r: KIND_ORDER.index(r.kind))  # stable: keeps each kind's own order
+
+    def notes(self) -> list[str]:
+        notes = []
+        if self.model.settings.signing_key is not None and self.layout.functions:
+            notes.append(
+                "the signing key is not copied into the functions: set CLOUDQ_SIGNING_KEY on them from your "
+                "secret store (e.g. aws lambda update-function-configuration --function-name NAME --environment ...)"
+            )
+        if self.model.schedules:
+            notes.append("periodic tasks are not deployed yet (EventBridge Scheduler)")
+        return notes
+
+    def info(self) -> list[str]:
+        if not self.layout.functions:
+            return []
+        p = self.package
+        return [
+            f"Function code: {self.write_archive().relative_to(self.project)} ({p.size / 1e6:.1f} MB zipped, "
+            f"{p.unzipped_bytes / 1e6:.1f} MB unzipped, {p.files} files, CodeSha256 {p.sha256})"
+        ]
+
+    def apply(self, step: Step) -> None:
+        r, o = step.resource, self.ops
+        actions: dict[str, tuple[Callable[..., None], Callable[..., None], Callable[..., None]]] = {
+            BUCKET: (o.create_bucket, o.update_bucket, o.delete_bucket),
+            QUEUE: (o.create_queue, o.update_queue, o.delete_queue),
+            TABLE: (o.create_table, o.update_table, o.delete_table),
+            ROLE: (o.create_role, o.update_role, o.delete_role),
+            FUNCTION: (o.create_function, o.update_function, o.delete_function),
+            MAPPING: (o.create_mapping, o.update_mapping, o.delete_mapping),
+        }
+        create, update, delete = actions[r.kind]
+        with translated(f"{step.action} {r.kind}", r.name, self.clients.config.endpoint_url):
+            if step.action == "create":
+                create(r)
+            elif step.action == "update":
+                update(r, step.changes)
+            elif step.action == "delete":
+                delete(r)
+
+    def emit(self, fmt: str) -> str:
+        if fmt != "cloudformation":
+            raise ConfigurationError(f"the AWS deployer emits 'cloudformation', not {fmt!r}")
+        from .cloudformation import template_text
+
+        refuse = self.layout.problems()
+        if refuse:
+            from cloudq.deploy import DeployRefused
+
+            raise DeployRefused(refuse)
+        return template_text(self.layout, self.package.sha256 if self.layout.functions else None)

@@ -1,0 +1,95 @@
+"""The app's IAM role: who may assume it, and the least privilege cloudq's runtimes need.
+
+Only the actions the adapters call (sqs.py, dynamodb.py, s3_offload.py, the Lambda service's
+own polling), only on this app's ARNs: its queues and dead-letter queues, its results table, the
+object prefixes its payloads use, the log groups of its functions. No statement names ``*``.
+Creation on first use is off for deployed runtimes, so no Create* action is granted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+POLICY_VERSION = "2012-10-17"
+POLICY_NAME = "cloudq"
+ROLE_PATH = "/cloudq/"
+
+# SendMessage, DeleteMessage and ChangeMessageVisibility also cover their *Batch forms
+QUEUE_ACTIONS = (
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:GetQueueUrl",
+    "sqs:ReceiveMessage",
+    "sqs:SendMessage",
+)
+RESULT_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+PAYLOAD_ACTIONS = ("s3:DeleteObject", "s3:GetObject", "s3:PutObject")
+LOG_GROUP_ACTIONS = ("logs:CreateLogGroup",)
+LOG_STREAM_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
+LAMBDA_PRINCIPAL = "lambda.amazonaws.com"
+CONTAINER_PRINCIPAL = "ecs-tasks.amazonaws.com"
+
+
+@dataclass(frozen=True, slots=True)
+class Arns:
+    """ARNs of one account and region. With ``Arns.cloudformation()`` the parts are CloudFormation
+    pseudo parameters, so the same strings work inside ``Fn::Sub``."""
+
+    partition: str
+    region: str
+    account: str
+
+    @classmethod
+    def cloudformation(cls) -> Arns:
+        return cls("${AWS::Partition}", "${AWS::Region}", "${AWS::AccountId}")
+
+    def queue(self, name: str) -> str:
+        return f"arn:{self.partition}:sqs:{self.region}:{self.account}:{name}"
+
+    def table(self, name: str) -> str:
+        return f"arn:{self.partition}:dynamodb:{self.region}:{self.account}:table/{name}"
+
+    def objects(self, bucket: str, prefix: str) -> str:
+        return f"arn:{self.partition}:s3:::{bucket}/{prefix}*"
+
+    def role(self, name: str) -> str:
+        return f"arn:{self.partition}:iam::{self.account}:role{ROLE_PATH}{name}"
+
+    def function(self, name: str) -> str:
+        return f"arn:{self.partition}:lambda:{self.region}:{self.account}:function:{name}"
+
+    def log_group(self, function: str) -> str:
+        return f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:/aws/lambda/{function}"
+
+
+def trust_policy(principals: Sequence[str]) -> dict[str, Any]:
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": sorted(principals)}, "Action": ["sts:AssumeRole"]}],
+    }
+
+
+def _statement(sid: str, actions: Sequence[str], resources: Sequence[Any]) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": list(resources)}
+
+
+def access_policy(
+    queue_arns: Sequence[Any],
+    table_arn: Any | None,
+    object_arns: Sequence[Any],
+    log_group_arns: Sequence[Any],
+    log_stream_arns: Sequence[Any],
+) -> dict[str, Any]:
+    """The inline policy; ARNs may be strings or CloudFormation intrinsics."""
+    statements = [_statement("CloudqQueues", QUEUE_ACTIONS, queue_arns)]
+    if table_arn is not None:
+        statements.append(_statement("CloudqResults", RESULT_ACTIONS, [table_arn]))
+    if object_arns:
+        statements.append(_statement("CloudqPayloads", PAYLOAD_ACTIONS, object_arns))
+    if log_group_arns:
+        statements.append(_statement("CloudqLogGroups", LOG_GROUP_ACTIONS, log_group_arns))
+        statements.append(_statement("CloudqLogStreams", LOG_STREAM_ACTIONS, log_stream_arns))
+    return {"Version": POLICY_VERSION, "Statement": statements}

@@ -1,0 +1,39 @@
+"""The handler of the functions ``cloudq deploy`` creates: ``cloudq_aws.lambda_entry.handler``.
+
+The app comes from ``CLOUDQ_APP`` (``module:attribute``), imported once per container during
+Lambda's init phase; the handler itself is ``make_handler(app)`` (lambda_handler.py). No client is
+created here: the app builds its broker and result store on the first invocation.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+
+from cloudq.app import App
+from cloudq.errors import ConfigurationError
+
+from .lambda_handler import LambdaHandler, make_handler
+
+APP_ENV = "CLOUDQ_APP"
+CONCURRENCY_ENV = "CLOUDQ_LAMBDA_CONCURRENCY"
+
+
+def load_app(path: str) -> App:
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(f"{APP_ENV} must be module:attribute (e.g. proj.tasks:app), got {path!r}")
+    app = getattr(import_module(module_name), attr, None)
+    if not isinstance(app, App):
+        raise ConfigurationError(f"{APP_ENV}={path!r}: {module_name!r} has no cloudq App named {attr!r}")
+    return app
+
+
+def _handler() -> LambdaHandler:
+    path = os.environ.get(APP_ENV)
+    if not path:
+        raise ConfigurationError(f"set {APP_ENV}=module:attribute on the function (cloudq deploy does)")
+    return make_handler(load_app(path), concurrency=int(os.environ.get(CONCURRENCY_ENV, "1")))
+
+
+handler = _handler()
