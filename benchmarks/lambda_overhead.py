@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from import_time import loaded_modules, run_once
+from import_time import loaded_modules, measure
 
 IMPORT_TARGET_OVER_BOTO3_MS = 40.0
 RECORD_TARGET_US = 25.0
@@ -58,17 +58,6 @@ IMPORT_CASES = {
         "from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response"
     ),
 }
-
-
-def import_times(runs: int, cwd: str) -> dict[str, float]:
-    """Median wall ms per case, interleaved rounds after one warm-up round."""
-    for code in IMPORT_CASES.values():
-        run_once(code, cwd)
-    samples: dict[str, list[float]] = {name: [] for name in IMPORT_CASES}
-    for _ in range(runs):
-        for name, code in IMPORT_CASES.items():
-            samples[name].append(run_once(code, cwd))
-    return {name: statistics.median(values) * 1000 for name, values in samples.items()}
 
 
 # -- per record ------------------------------------------------------------------------------------
@@ -215,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     missed: list[str] = []
 
     with tempfile.TemporaryDirectory(prefix="cloudq-import-") as cwd:
-        medians = import_times(runs, cwd)
+        medians = measure(runs, cwd, IMPORT_CASES)
         heavy = loaded_modules(APP_MODULE, cwd)
     base = medians[BASELINE]
     print(
