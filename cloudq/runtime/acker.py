@@ -2,7 +2,8 @@
 
 Outcomes are collected and flushed in batches: when ``max_batch`` are waiting, else
 ``interval_s`` after the first one (a few milliseconds when one is a retry, requeue or dead
-letter, whose timing matters), and always on shutdown and before burst mode checks the queues. The executor has written the result before the outcome arrives here, so waiting costs
+letter, whose timing matters), as soon as the worker runs out of messages, and always on
+shutdown. The executor has written the result before the outcome arrives here, so waiting costs
 no result latency, and a crash before the flush only causes a redelivery (at-least-once). The
 default wait (half a second) is what fills SQS's 10-message delete batches at a few dozen tasks
 per second; local brokers flush a full batch (1000) long before it, and fewer, larger batches
@@ -62,6 +63,10 @@ class Acker:
                 # a nack's delay or a requeued ETA hop runs from the flush: do not hold it back
                 self._timed = True
                 self._cond.notify()
+
+    def unsettled(self) -> int:
+        """Outcomes waiting for their flush (read without the lock: a hint)."""
+        return len(self._pending)
 
     def flush(self) -> None:
         """Apply every outcome put so far; returns when they have reached the broker (or failed)."""

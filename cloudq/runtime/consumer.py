@@ -31,6 +31,8 @@ class Consumer:
         lease_s: float,
         poll_wait_s: float,
         drained: Callable[[], bool] | None = None,
+        unsettled: Callable[[], int] | None = None,
+        settle: Callable[[], None] | None = None,
     ) -> None:
         self.broker = broker
         self.queues = list(queues)
@@ -38,16 +40,26 @@ class Consumer:
         self.poll_wait_s = poll_wait_s
         self.max_batch = max(1, broker.limits.max_batch)
         self._drained = drained  # burst mode: True when nothing is left to do anywhere
+        self._unsettled = unsettled  # finished messages whose outcome waits for a batch
+        self._settle = settle  # flushes those outcomes now
         self._next = 0
         self._idle_pause = IDLE_PAUSE_MIN_S
 
     def fetch(self, want: int, idle: bool) -> list[Held] | None:
-        """Lease up to ``want`` messages. None only in burst mode, when ``idle`` and drained."""
+        """Lease up to ``want`` messages. None only in burst mode, when ``idle`` and drained.
+
+        Outcomes linger to fill batches only while there is more work: before settling into a
+        long poll on empty queues, the ones waiting are flushed."""
         if self._drained is not None and idle:
             got = self._round(want, wait=False)
             if got or not self._drained():
                 return got or self._round(want, wait=True)
             return None
+        if self._unsettled is not None and self._settle is not None and self._unsettled():
+            got = self._round(want, wait=False)
+            if got:
+                return got
+            self._settle()
         return self._round(want, wait=True)
 
     def _round(self, want: int, wait: bool) -> list[Held]:

@@ -186,7 +186,15 @@ class Worker:
             weakref.finalize(self, waker.close)
         # a finished message waits for its ack with no heartbeat: keep that well inside its lease
         acker = self._acker = Acker(broker, min(self.ack_interval_s, lease * ACK_LEASE_FRACTION))
-        consumer = Consumer(broker, self.queues, lease, poll_wait, self._drained if self.burst else None)
+        consumer = Consumer(
+            broker,
+            self.queues,
+            lease,
+            poll_wait,
+            drained=self._drained if self.burst else None,
+            unsettled=acker.unsettled,
+            settle=acker.flush,
+        )
         inbox = self._inbox = Inbox(self.prefetch_multiplier * self.concurrency, consumer, self._release)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         runners: list[Runner] = []

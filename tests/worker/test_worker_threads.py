@@ -369,3 +369,19 @@ def test_invalid_configuration_is_refused(make_app):
         Worker(app, pool="process")
     with pytest.raises(Exception, match="unknown pool"):
         Worker(app, pool="gevent")
+
+
+def test_acks_linger_only_while_there_is_more_work(make_app):
+    app = make_app()
+
+    @app.task()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    handle = add.delay(1, 2)
+    worker = Worker(app, concurrency=1, lease_s=600, ack_interval_s=60)
+    with Running(worker):
+        assert handle.get(timeout=10) == 3
+        # the queue is empty: the ack goes out now, not after the 60 s linger
+        wait_for(lambda: app.broker.stats(app.queues()[0]).in_flight == 0, timeout=10)
+        assert worker.counts["ack"] == 1
