@@ -23,6 +23,7 @@ _REBUILDABLE = {
         errors.UnknownTask,
         errors.WorkerLost,
         errors.NotSerializable,
+        errors.ResultTooLarge,
         errors.MalformedMessage,
     )
 }

@@ -23,6 +23,7 @@ from ..errors import (
     MalformedMessage,
     NotSerializable,
     Reject,
+    ResultTooLarge,
     Retry,
     SignatureInvalid,
     TimeLimitExceeded,
@@ -142,18 +143,22 @@ class Executor:
                 raise
             return self._failed(delivery, env, task, attempt, exc, started)
         if not task.ignore_result:
-            self._write(
-                ResultRecord(
-                    env.id,
-                    states.SUCCESS,
-                    task.name,
-                    result=result,
-                    attempts=attempt,
-                    started_at=now,
-                    finished_at=time.time(),
-                    expires_at=self._expiry(),
+            try:
+                self._write(
+                    ResultRecord(
+                        env.id,
+                        states.SUCCESS,
+                        task.name,
+                        result=result,
+                        attempts=attempt,
+                        started_at=now,
+                        finished_at=time.time(),
+                        expires_at=self._expiry(),
+                    )
                 )
-            )
+            except ResultTooLarge as exc:  # retrying cannot shrink it: record why, keep the message
+                self._write_failure(env, task, "cloudq.errors.ResultTooLarge", str(exc), None, attempt)
+                return self._dead(delivery, env, attempt, f"ResultTooLarge: {exc}", started)
         self._log("succeeded", env, delivery, attempt, started)
         return Ack()
 

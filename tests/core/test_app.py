@@ -392,3 +392,26 @@ def test_routing_sends_to_the_routed_queue(monkeypatch, tmp_path):
     resize.apply_async(queue="urgent")
     assert [app.broker.stats(q).ready for q in ("mail", "images", "urgent", "default")] == [1, 1, 1, 0]
     assert app.queues() == ["default", "images", "mail"]
+
+
+def test_a_result_too_large_for_the_store_fails_the_task_instead_of_looping(app, monkeypatch):
+    from cloudq.errors import ResultTooLarge
+
+    original = app.results.set
+
+    def limited(record):
+        if record.state == states.SUCCESS and len(str(record.result)) > 1000:
+            raise ResultTooLarge(f"result of {len(str(record.result))} bytes exceeds the store's 1000")
+        return original(record)
+
+    monkeypatch.setattr(app.results, "set", limited)
+
+    @app.task()
+    def big() -> str:
+        return "x" * 5000
+
+    result = big.delay()
+    _, outcome = deliver(app)
+    assert isinstance(outcome, DeadLetter) and outcome.reason.startswith("ResultTooLarge")
+    with pytest.raises(ResultTooLarge, match="exceeds the store"):
+        result.get(timeout=1)
