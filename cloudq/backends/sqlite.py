@@ -162,24 +162,23 @@ class SQLiteBroker:
             for msg in messages
         ]
         if len(rows) <= SEND_CHUNK:  # one statement: atomic without an explicit transaction
-            return self._insert(rows, self.db.query)
-        with self.db.write() as conn:
-            return self._insert(rows, lambda sql, params: conn.execute(sql, params).fetchall())
+            return self._insert(rows, self.db.insert)
+        with self.db.write() as conn:  # several statements, one transaction: all or nothing
+            return self._insert(rows, lambda sql, params: conn.execute(sql, params).lastrowid or 0)
 
     @staticmethod
-    def _insert(rows: list[tuple[Any, ...]], run: Callable[[str, list[Any]], list[Any]]) -> list[str]:
+    def _insert(rows: list[tuple[Any, ...]], run: Callable[[str, list[Any]], int]) -> list[str]:
         ids: list[str] = []
         for start in range(0, len(rows), SEND_CHUNK):
             chunk = rows[start : start + SEND_CHUNK]
             values = ", ".join([_SEND_ROW] * len(chunk))
-            returned = run(
+            last = run(
                 "INSERT INTO cloudq_messages (queue, visible_at, sent_at, body, attributes, ordering_key)"
-                f" VALUES {values} RETURNING id",
+                f" VALUES {values}",
                 [v for row in chunk for v in row],
             )
-            # one statement under the write lock: AUTOINCREMENT gave the rows consecutive ids in
-            # VALUES order, whatever order RETURNING lists them in
-            ids.extend(str(i) for i in sorted(r[0] for r in returned))
+            # one statement under the write lock: AUTOINCREMENT gave its rows consecutive ids
+            ids.extend(str(i) for i in range(last - len(chunk) + 1, last + 1))
         return ids
 
     # -- receiving -------------------------------------------------------------------------

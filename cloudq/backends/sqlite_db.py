@@ -40,6 +40,9 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock
 SYNCHRONOUS_MODES = ("normal", "full")
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
+WAL_SOFT_LIMIT = 32 * 1024 * 1024  # past this the WAL is checkpointed and truncated when possible
+WAL_CHECK_EVERY_S = 0.25
+WAL_TRIM_WAIT_MS = 100
 _FIRST_RETRY_S = 0.0001
 _MAX_RETRY_S = 0.005
 
@@ -119,6 +122,7 @@ class SQLiteDatabase:
         self._handles: weakref.WeakSet[_Handle] = weakref.WeakSet()
         self._generation = 0
         self._schema_ready = False
+        self._next_wal_check = 0.0
         # connections inherited through a fork that skipped the hooks: never used nor closed here
         self._orphans: list[sqlite3.Connection] = []
         _LIVE.add(self)
@@ -157,6 +161,7 @@ class SQLiteDatabase:
         if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             conn.execute("PRAGMA journal_mode=WAL").fetchone()
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SOFT_LIMIT}")  # truncate to this when SQLite restarts it
         if self._schema_ready:
             return
         conn.execute("BEGIN IMMEDIATE")
@@ -203,22 +208,48 @@ class SQLiteDatabase:
 
     def change(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one write statement in autocommit mode; return how many rows it changed."""
-        return self._statement(sql, params)[1]
+        return self._statement(sql, params)[1].rowcount
 
-    def _statement(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[list[Any], int]:
+    def insert(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+        """Run one INSERT in autocommit mode; return the rowid of its last row."""
+        return self._statement(sql, params)[1].lastrowid or 0
+
+    def _statement(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[list[Any], sqlite3.Cursor]:
         _GATE.enter()
         try:
             conn = self._connection()
 
-            def run() -> tuple[list[Any], int]:
+            def run() -> tuple[list[Any], sqlite3.Cursor]:
                 cursor = conn.execute(sql, params)
-                return cursor.fetchall(), cursor.rowcount
+                return cursor.fetchall(), cursor
 
-            return _retry_busy(run, self.timeout_s)
+            result = _retry_busy(run, self.timeout_s)
+            if time.monotonic() >= self._next_wal_check:
+                self._trim_wal(conn)
+            return result
         except sqlite3.DatabaseError as exc:
             raise self._translate(exc) from exc
         finally:
             _GATE.exit()
+
+    def _trim_wal(self, conn: sqlite3.Connection) -> None:
+        """Under constant traffic some reader always holds a snapshot in the WAL, so SQLite's own
+        checkpoints never get to start it over and the file grows without bound. Now and then,
+        when it is past WAL_SOFT_LIMIT, try a TRUNCATE checkpoint (it gives up at once if busy)."""
+        self._next_wal_check = time.monotonic() + WAL_CHECK_EVERY_S
+        try:
+            if os.path.getsize(self.path + "-wal") <= WAL_SOFT_LIMIT:
+                return
+        except OSError:
+            return  # no WAL file yet
+        # readers are short: let the checkpoint wait a moment for the ones in its way
+        conn.execute(f"PRAGMA busy_timeout={WAL_TRIM_WAIT_MS}")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError:
+            pass  # still busy: the next check tries again
+        finally:
+            conn.execute("PRAGMA busy_timeout=0")
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:

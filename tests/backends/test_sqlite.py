@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from cloudq import states
+from cloudq.backends import sqlite_db
 from cloudq.backends.memory import MemoryBroker
 from cloudq.backends.sqlite import SQLiteBroker, SQLiteResultStore
 from cloudq.config import Settings
@@ -391,3 +392,35 @@ def test_forking_while_threads_use_the_broker_loses_nothing(broker: SQLiteBroker
     from_children = [body for body in rows if body.startswith(b"from-child")]
     assert len(from_children) == 6
     assert len(rows) - len(from_children) == len(sent) - acked
+
+
+def test_the_wal_stays_bounded_while_readers_never_stop(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Constant readers keep SQLite's own checkpoints from starting the WAL over; the broker
+    truncates it once it passes the soft limit (without that it grew to ~30x here)."""
+    limit = 256 * 1024
+    monkeypatch.setattr(sqlite_db, "WAL_SOFT_LIMIT", limit)
+    monkeypatch.setattr(sqlite_db, "WAL_CHECK_EVERY_S", 0.0)
+    broker = SQLiteBroker(db)
+    stop = threading.Event()
+
+    def read() -> None:
+        raw = sqlite3.connect(db, isolation_level=None)
+        while not stop.is_set():
+            raw.execute("SELECT count(*) FROM cloudq_messages").fetchall()
+        raw.close()
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    biggest = 0
+    try:
+        for _ in range(3000):
+            broker.send("work", [OutgoingMessage(b"x" * 200)])
+            biggest = max(biggest, os.path.getsize(db + "-wal"))
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert biggest < 4 * limit, f"the WAL grew to {biggest} bytes"
+    assert broker.stats("work").ready == 3000
+    broker.close()
