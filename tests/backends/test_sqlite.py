@@ -25,6 +25,7 @@ from cloudq.interfaces import OutgoingMessage, ResultRecord
 from cloudq.testing import assert_nothing_arrives, receive_until
 
 pytestmark = pytest.mark.timeout(60)
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork (POSIX)")
 
 
 @pytest.fixture
@@ -169,6 +170,7 @@ def test_a_producer_killed_mid_send_leaves_every_confirmed_message_and_a_sound_f
         assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+@needs_fork
 def test_a_forked_child_uses_the_broker_and_the_parent_closing_loses_none_of_its_writes(db: str) -> None:
     broker = SQLiteBroker(db)
     broker.send("work", [OutgoingMessage(b"parent")])
@@ -346,6 +348,7 @@ def test_close_while_another_thread_long_polls_is_safe(broker: SQLiteBroker) -> 
 ACKED_EXIT_BASE = 100  # a forked consumer exits with 100 + how many messages it acked
 
 
+@needs_fork
 def test_forking_while_threads_use_the_broker_loses_nothing(broker: SQLiteBroker) -> None:
     """Like a process pool starting beside a working consumer thread: every fork closes the
     parent's connections under the gate, and the children use the same broker object."""
