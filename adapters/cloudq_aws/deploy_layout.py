@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from cloudq.backends.urls import url_options
 from cloudq.deploy import AppModel, QueueSpec
 from cloudq.deploy.base import MANAGED_BY
+from cloudq.deploy.settings import queue_table
 
 from . import deploy_iam as iam
 from . import resources as res
@@ -233,7 +234,7 @@ def build_layout(model: AppModel) -> AWSLayout:
 def queue_problems(q: QueueLayout) -> list[str]:
     """Why this queue's configuration cannot work, each with what to change."""
     name, o, fn = q.spec.name, q.spec.options, q.function
-    where = f"[tool.cloudq.deploy.queues.{name!r}]"
+    where = queue_table(name)
     out: list[str] = []
     if q.spec.runtime == "push":
         out.append(

@@ -105,6 +105,12 @@ def parse_deploy_settings(raw: dict[str, Any]) -> DeploySettings:
         raise ConfigurationError("; ".join(parts) + " (in [tool.cloudq.deploy] or CLOUDQ_DEPLOY)") from None
 
 
+def queue_table(queue: str) -> str:
+    """Where a queue's options go, as a TOML table header (for messages saying what to change)."""
+    key = queue if re.match(r"^[A-Za-z0-9_-]+$", queue) else f'"{queue}"'
+    return f"[tool.cloudq.deploy.queues.{key}]"
+
+
 def check_stage(stage: str) -> str:
     if not re.match(STAGE_PATTERN, stage):
         raise ConfigurationError(

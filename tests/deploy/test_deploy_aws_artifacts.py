@@ -1,0 +1,149 @@
+"""What ``cloudq deploy`` produces besides API calls on AWS: the Lambda archive (reproducible, holds the
+handler, imports from itself) and the CloudFormation template (creates the same resources)."""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+from cloudq_aws.deploy import AWSDeployer
+from cloudq_aws.testing import MotoServer
+from test_deploy_aws import APP, project
+
+from cloudq.deploy import build_model, diff
+
+pytestmark = [pytest.mark.aws, pytest.mark.timeout(120)]
+
+IMPORT_CHECK = """
+import json, sys
+import cloudq_aws.lambda_entry as entry
+import boto3, cloudq, cloudq_aws, pydantic, pydantic_core, {module}
+print(json.dumps({{
+    "handler": type(entry.handler).__name__,
+    "empty_batch": entry.handler({{"Records": []}}, None),
+    "files": {{name: sys.modules[name].__file__ for name in
+              ("cloudq", "cloudq_aws", "pydantic", "pydantic_core", "{module}", "boto3")}},
+}}))
+"""
+
+
+def test_lambda_archive_is_reproducible_and_holds_the_handler(tmp_path: Path, prefix: str, aws: MotoServer) -> None:
+    p = project(tmp_path, APP, prefix)
+    model = build_model(p.load(), p.app_path)
+    first = AWSDeployer(model, tmp_path).package
+    again = AWSDeployer(model, tmp_path).package
+    assert first.data == again.data and first.sha256 == again.sha256
+    archive = zipfile.ZipFile(io.BytesIO(first.data))
+    infos = archive.infolist()
+    names = [i.filename for i in infos]
+    assert names == sorted(names)
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+    assert {"cloudq_aws/lambda_entry.py", "cloudq_aws/lambda_handler.py", "cloudq/app.py", f"{p.module}.py"} <= set(
+        names
+    )
+    assert any(n.startswith("pydantic_core/") for n in names)
+    assert not [n for n in names if n.split("/")[0] in {"boto3", "botocore", "s3transfer"}]
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    assert first.size == len(first.data) and first.unzipped_bytes > first.size
+
+
+def test_lambda_archive_imports_the_handler_from_itself(tmp_path: Path, prefix: str, aws: MotoServer) -> None:
+    p = project(tmp_path, APP, prefix)
+    package = AWSDeployer(build_model(p.load(), p.app_path), tmp_path).package
+    unzipped = tmp_path / "function"
+    zipfile.ZipFile(io.BytesIO(package.data)).extractall(unzipped)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CLOUDQ_")},
+        "PYTHONPATH": str(unzipped),
+        "CLOUDQ_APP": p.app_path,
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_CHECK.format(module=p.module)],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout)
+    assert out["handler"] == "LambdaHandler"
+    assert out["empty_batch"] == {"batchItemFailures": []}
+    files = out["files"]
+    for name in ("cloudq", "cloudq_aws", "pydantic", "pydantic_core", p.module):
+        assert files[name].startswith(str(unzipped)), (name, files[name])
+    assert not files["boto3"].startswith(str(unzipped))  # the runtime's own
+
+
+def test_emitted_cloudformation_template_creates_the_same_resources(
+    tmp_path: Path, prefix: str, aws: MotoServer
+) -> None:
+    p = project(tmp_path, APP, prefix)
+    name = p.load().name
+    emitted = p.run("deploy", "--emit", "cloudformation")
+    assert "Function code: build/cloudq/" in emitted.stderr
+    template = emitted.stdout
+    assert template.startswith('AWSTemplateFormatVersion: "2010-09-09"')
+    import yaml
+
+    parsed = yaml.safe_load(template)
+    assert {r["Type"] for r in parsed["Resources"].values()} == {
+        "AWS::SQS::Queue",
+        "AWS::DynamoDB::Table",
+        "AWS::IAM::Role",
+        "AWS::Lambda::Function",
+        "AWS::Lambda::EventSourceMapping",
+    }
+    s3 = boto3.client("s3")
+    cfn = boto3.client("cloudformation")
+    code_bucket = f"{prefix}code"
+    s3.create_bucket(Bucket=code_bucket)
+    s3.put_object(Bucket=code_bucket, Key="fn.zip", Body=(tmp_path / f"build/cloudq/{name}-dev.zip").read_bytes())
+    cfn.create_stack(
+        StackName=f"{prefix}stack",
+        TemplateBody=template,
+        Parameters=[
+            {"ParameterKey": "CodeBucket", "ParameterValue": code_bucket},
+            {"ParameterKey": "CodeKey", "ParameterValue": "fn.zip"},
+        ],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    status = cfn.describe_stacks(StackName=f"{prefix}stack")["Stacks"][0]["StackStatus"]
+    assert status == "CREATE_COMPLETE"
+    # the API deployer reads the stack's resources back as what it would have created itself
+    deployer = AWSDeployer(build_model(p.load(), p.app_path), tmp_path)
+    desired = deployer.desired()
+    role = next(r for r in desired if r.kind == "iam.role")
+    others = [r for r in desired if r.kind != "iam.role"]
+    plan = diff("aws", name, "dev", others, deployer.live(others))
+    changed = {s.resource.key: dict(s.changes) for s in plan.steps if s.action != "unchanged"}
+    # moto's CloudFormation ignores a table's TimeToLiveSpecification and a function's Tags (both are in
+    # the template); everything else matches
+    tags = deployer.layout.tags
+    assert changed == {
+        f"dynamodb.table:{prefix}results": {"TimeToLive": (None, "expires_at")},
+        f"lambda.function:{name}-dev-emails": {"tags": ({}, tags)},
+    }
+    resources = parsed["Resources"]
+    table = next(r for r in resources.values() if r["Type"] == "AWS::DynamoDB::Table")
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    function = next(r for r in resources.values() if r["Type"] == "AWS::Lambda::Function")
+    assert {t["Key"]: t["Value"] for t in function["Properties"]["Tags"]} == tags
+    iam = boto3.client("iam")
+    found = iam.get_role(RoleName=role.name)["Role"]
+    assert found["Path"] == role.spec["Path"]
+    assert found["AssumeRolePolicyDocument"] == role.spec["AssumeRolePolicyDocument"]
+    inline = iam.get_role_policy(RoleName=role.name, PolicyName="cloudq")["PolicyDocument"]
+    # moto's CloudFormation keeps the document as a Python literal instead of JSON
+    assert (ast.literal_eval(inline) if isinstance(inline, str) else inline) == role.spec["Policy"]
+    cfn.delete_stack(StackName=f"{prefix}stack")
