@@ -4,6 +4,10 @@ No dedicated consumer thread: the pool slot that finds the buffer empty becomes 
 (leader/follower). It receives a batch for everyone while the other slots keep running or wait,
 so a message reaches the slot that runs it without a thread hop, and with one slot the whole
 receive/run/ack cycle stays on one thread.
+
+Ordered queues (SQS FIFO groups, Pub/Sub ordering keys) hand over several messages of one key in
+a single batch, in order: a message whose (queue, ordering key) is running waits in the buffer
+until that one finishes, so one key never has two tasks running at once.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ class Held:
         self.deadline = deadline
 
 
+def order_key(delivery: Delivery) -> tuple[str, str] | None:
+    return (delivery.queue, delivery.ordering_key) if delivery.ordering_key else None
+
+
 class Inbox:
     """Buffered and running messages, never more than ``capacity`` in total.
 
@@ -49,6 +57,7 @@ class Inbox:
         self._cond = threading.Condition(threading.Lock())
         self._buffer: deque[Held] = deque()
         self._running: set[Held] = set()
+        self._busy_keys: set[tuple[str, str]] = set()  # ordering keys with a task running
         self._receiving = False
         self._stopping = False
         self.drained = False  # burst mode found the queues empty
@@ -56,24 +65,47 @@ class Inbox:
     def take(self, done: Held | None = None) -> Held | None:
         """Mark ``done`` finished and return the next message to run; None once stopping."""
         cond = self._cond
-        with cond:
-            if done is not None:
-                self._running.discard(done)
-            while True:
-                if self._buffer:
-                    held = self._buffer.popleft()
-                    self._running.add(held)
-                    return held
-                if self._stopping:
-                    return None
-                if not self._receiving:
-                    self._receiving = True
-                    break
-                cond.wait()
-        return self._lead()
+        while True:
+            with cond:
+                if done is not None:
+                    self._finish(done)
+                    done = None
+                while True:
+                    held = self._pop_runnable()
+                    if held is not None:
+                        return held
+                    if self._stopping:
+                        return None
+                    if not self._receiving and self._free() > 0:
+                        self._receiving = True
+                        break
+                    cond.wait()
+            self._lead()
 
-    def _lead(self) -> Held | None:
-        """Receive for every slot; return one message for this one. Called with ``_receiving`` set."""
+    def _finish(self, held: Held) -> None:
+        self._running.discard(held)
+        key = order_key(held.delivery)
+        if key is not None:
+            self._busy_keys.discard(key)
+            self._cond.notify_all()  # a buffered message of this key may run now
+
+    def _pop_runnable(self) -> Held | None:
+        """The oldest buffered message whose ordering key is not running, marked as running."""
+        for index, held in enumerate(self._buffer):
+            key = order_key(held.delivery)
+            if key is None or key not in self._busy_keys:
+                del self._buffer[index]
+                if key is not None:
+                    self._busy_keys.add(key)
+                self._running.add(held)
+                return held
+        return None
+
+    def _free(self) -> int:
+        return self.capacity - len(self._running) - len(self._buffer)
+
+    def _lead(self) -> None:
+        """Receive for every slot into the buffer. Called with ``_receiving`` set."""
         try:
             batch = self._receive()
         except BaseException:
@@ -86,17 +118,14 @@ class Inbox:
             # one critical section: a batch is never invisible to the next receiver's capacity count
             self._receiving = False
             if batch and not self._stopping:
-                first = batch[0]
-                self._running.add(first)
-                self._buffer.extend(batch[1:])
-                # wake the slots that can run the rest, plus one to receive for whoever comes next
+                self._buffer.extend(batch)
+                # wake the slots that can run them, plus one to receive for whoever comes next
                 self._cond.notify(len(batch))
-                return first
+                return
             late = [held.delivery for held in batch]
             self._cond.notify()  # a waiting slot takes over receiving, or sees that we stop
         if late:
             self._release(late)  # received as the worker was stopping: never started
-        return None
 
     def _receive(self) -> list[Held]:
         """Receive until something arrives; empty when stopping (or drained, in burst mode)."""
@@ -105,7 +134,7 @@ class Inbox:
             with self._cond:
                 if self._stopping:
                     return []
-                free = self.capacity - len(self._running)
+                free = self._free()
                 idle = not self._running
             try:
                 got = self._consumer.fetch(free, idle)

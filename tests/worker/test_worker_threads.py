@@ -385,3 +385,33 @@ def test_acks_linger_only_while_there_is_more_work(make_app):
         # the queue is empty: the ack goes out now, not after the 60 s linger
         wait_for(lambda: app.broker.stats(app.queues()[0]).in_flight == 0, timeout=10)
         assert worker.counts["ack"] == 1
+
+
+def test_one_ordering_key_never_runs_two_tasks_at_once_and_keeps_its_order(make_app):
+    app = make_app()
+    lock = threading.Lock()
+    running: dict[str, int] = {}
+    overlaps: list[str] = []
+    order: dict[str, list[int]] = {"a": [], "b": []}
+    peak = [0]
+
+    @app.task()
+    def step(key: str, n: int) -> None:
+        with lock:
+            running[key] = running.get(key, 0) + 1
+            if running[key] > 1:
+                overlaps.append(key)
+            peak[0] = max(peak[0], sum(running.values()))
+            order[key].append(n)
+        time.sleep(0.01)
+        with lock:
+            running[key] -= 1
+
+    # one send per key, in order: the broker hands several of one key over in a single batch
+    for n in range(12):
+        for key in ("a", "b"):
+            step.apply_async((key, n), ordering_key=key)
+    assert run_burst(Worker(app, concurrency=4, burst=True)) == 0
+    assert overlaps == []
+    assert order == {"a": list(range(12)), "b": list(range(12))}
+    assert peak[0] == 2  # the two keys still ran side by side
