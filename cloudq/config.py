@@ -32,6 +32,9 @@ class Settings(BaseModel):
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
     concurrency: int | None = Field(None, ge=1, le=1024)
     pool: Literal["threads", "process", "async"] = "threads"
+    poll_wait: float = Field(
+        1.0, gt=0, le=20, description="seconds an idle worker long-polls; also bounds how long a stop waits for it"
+    )
     max_retries: int = Field(3, ge=0)
     retry_backoff: float = Field(1.0, ge=0, description="base delay in seconds; 0 retries at once")
     retry_backoff_max: float = Field(600.0, ge=0)

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloudq.worker")
 
 POOLS = ("threads", "process", "async")
-DEFAULT_POLL_WAIT_S = 1.0  # bounds how long a stop request waits for an idle long poll
 DEFAULT_KILL_GRACE_S = 2.0  # process pool: seconds past a task's time limit before its child is killed
 RECEIVE_SETTLE_S = 1.0
 ACK_LEASE_FRACTION = 0.1  # the heartbeat keeps at least a sixth of a lease; acks go out well before  # shutdown waits this long past the poll wait for a receive in flight
@@ -176,7 +175,7 @@ class Worker:
         limits = broker.limits
         lease = min(self.lease_s, limits.max_lease_s)
         # brokers cap the wait at their own limit; one without long polls makes the consumer pause
-        poll_wait = self.poll_wait_s if self.poll_wait_s is not None else DEFAULT_POLL_WAIT_S
+        poll_wait = self.poll_wait_s if self.poll_wait_s is not None else self.app.settings.poll_wait
         self.app.executor  # noqa: B018 - build it before the threads share it
         waker = self._waker
         if waker is None:
