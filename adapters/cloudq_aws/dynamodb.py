@@ -36,6 +36,8 @@ from .session import COMMON_PARSERS, AWSConfig, Clients, read_options
 if TYPE_CHECKING:
     from cloudq.config import Settings
 
+    from .async_client import AsyncClients
+
 log = logging.getLogger("cloudq.dynamodb")
 T = TypeVar("T")
 
@@ -134,6 +136,7 @@ class DynamoDBResultStore:
         )
         self._create_lock = threading.Lock()
         self._created = False
+        self._async_clients: AsyncClients | None = None
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> DynamoDBResultStore:
@@ -374,3 +377,21 @@ class DynamoDBResultStore:
 
     def close(self) -> None:
         self.clients.close()
+
+    @property
+    def async_clients(self) -> AsyncClients:
+        if self._async_clients is None:
+            from .async_client import AsyncClients
+
+            self._async_clients = AsyncClients(self.clients.config)
+        return self._async_clients
+
+    async def get_async(self, task_id: str) -> ResultRecord | None:
+        """``get`` on aiobotocore: for callers running in an event loop."""
+        from .async_client import get_async
+
+        return await get_async(self, task_id)
+
+    async def aclose(self) -> None:
+        if self._async_clients is not None:
+            await self._async_clients.aclose()

@@ -76,7 +76,7 @@ def translate(
     if isinstance(exc, CloudqError):
         return None
     try:
-        from botocore import exceptions as bx
+        from botocore import exceptions as bx  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - the aws extra is installed whenever this runs
         return None
     where = endpoint or "the default AWS endpoint"

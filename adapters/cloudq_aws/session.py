@@ -123,8 +123,8 @@ class Clients:
         from .errors import translated
 
         with translated(f"{service}:client", service, self.config.endpoint_url):
-            import boto3
-            from botocore.config import Config
+            import boto3  # type: ignore[import-untyped]
+            from botocore.config import Config  # type: ignore[import-untyped]
 
             if self._session is None:
                 self._session = boto3.session.Session(region_name=self.config.region)

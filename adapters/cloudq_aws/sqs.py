@@ -35,6 +35,8 @@ from .session import COMMON_PARSERS, AWSConfig, Clients, as_bool, as_number, as_
 if TYPE_CHECKING:
     from cloudq.config import Settings
 
+    from .async_client import AsyncClients
+
 log = logging.getLogger("cloudq.sqs")
 
 S3_MAX_OBJECT_BYTES = 5 * 1024**3  # one PutObject
@@ -112,6 +114,7 @@ class SQSBroker:
         )
         self._queues: dict[str, SQSQueue] = {}
         self._dead_letter_urls: dict[str, str] = {}
+        self._async_clients: AsyncClients | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -245,25 +248,30 @@ class SQSBroker:
         if not messages:
             return []
         q = self.queue(queue)
-        if q.fifo and any(m.delay_s > 0 for m in messages):
+        entries = self.prepare(q, messages)
+        if len(entries) == 1:
+            return [self._send_one(q, entries[0])]
+        return self._send_batches(q, entries)
+
+    def prepare(self, queue: SQSQueue, messages: Sequence[OutgoingMessage]) -> list[msg.Entry]:
+        """Check every message, then build the request entries (uploading oversize bodies to S3)."""
+        if queue.fifo and any(m.delay_s > 0 for m in messages):
             raise FifoDelayUnsupported(
-                f"SQS FIFO queue {q.sqs_name!r} cannot delay single messages (countdown/eta); "
+                f"SQS FIFO queue {queue.sqs_name!r} cannot delay single messages (countdown/eta); "
                 "send delayed work to a standard queue"
             )
-        entries = [msg.build_entry(m, q.fifo) for m in messages]
-        oversize = [i for i, e in enumerate(entries) if e.size > q.max_bytes]
+        entries = [msg.build_entry(m, queue.fifo) for m in messages]
+        oversize = [i for i, e in enumerate(entries) if e.size > queue.max_bytes]
         if oversize and self.claims is None:
             worst = entries[oversize[0]]
             raise MessageTooLarge(
                 worst.size,
-                q.max_bytes,
+                queue.max_bytes,
                 "configure an S3 bucket for large messages (sqs://?bucket=NAME or broker_options={'bucket': ...})",
             )
         for i in oversize:
-            entries[i] = self._offload(q, messages[i], entries[i])
-        if len(entries) == 1:
-            return [self._send_one(q, entries[0])]
-        return self._send_batches(q, entries)
+            entries[i] = self._offload(queue, messages[i], entries[i])
+        return entries
 
     def _offload(self, queue: SQSQueue, message: OutgoingMessage, entry: msg.Entry) -> msg.Entry:
         assert self.claims is not None
@@ -283,7 +291,7 @@ class SQSBroker:
 
     def _send_batches(self, queue: SQSQueue, entries: Sequence[msg.Entry]) -> list[str]:
         ids: list[str] = []
-        for chunk in _batches(entries, res.SQS_MAX_BATCH_ENTRIES, res.SQS_MAX_BATCH_BYTES):
+        for chunk in batches(entries, res.SQS_MAX_BATCH_ENTRIES, res.SQS_MAX_BATCH_BYTES):
             request = [{"Id": str(i), **e.request()} for i, e in enumerate(chunk)]
             results = self._batch_call("SendMessageBatch", queue.sqs_name, queue.url, request, retry=True)
             ids.extend(str(results[str(i)]["MessageId"]) for i in range(len(chunk)))
@@ -563,6 +571,27 @@ class SQSBroker:
     def close(self) -> None:
         self.clients.close()
 
+    # -- async ------------------------------------------------------------------------------------
+
+    @property
+    def async_clients(self) -> AsyncClients:
+        if self._async_clients is None:
+            from .async_client import AsyncClients
+
+            self._async_clients = AsyncClients(self.clients.config)
+        return self._async_clients
+
+    async def send_async(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """``send`` on aiobotocore: for producers running in an event loop."""
+        from .async_client import send_async
+
+        return await send_async(self, queue, messages)
+
+    async def aclose(self) -> None:
+        """Close the async clients of the running event loop."""
+        if self._async_clients is not None:
+            await self._async_clients.aclose()
+
 
 # -- helpers --------------------------------------------------------------------------------------
 
@@ -576,7 +605,7 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def _batches(entries: Sequence[msg.Entry], max_entries: int, max_bytes: int) -> Iterable[list[msg.Entry]]:
+def batches(entries: Sequence[msg.Entry], max_entries: int, max_bytes: int) -> Iterable[list[msg.Entry]]:
     """Consecutive groups of at most ``max_entries`` whose sizes add up to at most ``max_bytes``."""
     chunk: list[msg.Entry] = []
     total = 0
