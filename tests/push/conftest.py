@@ -76,31 +76,26 @@ def serve_asgi(app: Any) -> tuple[str, Callable[[], None]]:
     return f"http://127.0.0.1:{sock.getsockname()[1]}", stop
 
 
-@pytest.fixture
-def wsgi_server() -> Iterator[Callable[[Callable[..., Any]], str]]:
-    """``url = wsgi_server(app)``: the app served until the test ends."""
+def _serving(serve: Callable[[Any], tuple[str, Callable[[], None]]]) -> Iterator[Callable[[Any], str]]:
     stops: list[Callable[[], None]] = []
 
-    def start(app: Callable[..., Any]) -> str:
-        url, stop = serve_wsgi(app)
+    def start(app: Any) -> str:
+        url, stop = serve(app)
         stops.append(stop)
         return url
 
     yield start
     for stop in stops:
         stop()
+
+
+@pytest.fixture
+def wsgi_server() -> Iterator[Callable[[Any], str]]:
+    """``url = wsgi_server(app)``: the WSGI app served until the test ends."""
+    yield from _serving(serve_wsgi)
 
 
 @pytest.fixture
 def asgi_server() -> Iterator[Callable[[Any], str]]:
-    """``url = asgi_server(app)``: the app served by uvicorn until the test ends."""
-    stops: list[Callable[[], None]] = []
-
-    def start(app: Any) -> str:
-        url, stop = serve_asgi(app)
-        stops.append(stop)
-        return url
-
-    yield start
-    for stop in stops:
-        stop()
+    """``url = asgi_server(app)``: the ASGI app served by uvicorn until the test ends."""
+    yield from _serving(serve_asgi)
