@@ -38,7 +38,6 @@ SQLITE_MAX_BATCH = 1000  # keeps a receive's RETURNING and an ack's transaction 
 SQLITE_MAX_WAIT_S = 20.0
 _FIRST_POLL_S = 0.001
 _MAX_POLL_S = 0.025
-BROKER_OPTIONS = ("max_deliveries", "max_body_bytes", "timeout", "synchronous")
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS cloudq_messages (
@@ -131,7 +130,7 @@ class SQLiteBroker:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SQLiteBroker:
-        check_url_options(url, BROKER_OPTIONS)
+        check_url_options(url)
         opts = url_options(url, settings.broker_options)
         return cls(
             sqlite_path(url),

@@ -40,6 +40,7 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock
 SYNCHRONOUS_MODES = ("normal", "full")
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
+URL_OPTIONS = ("max_deliveries", "max_body_bytes", "timeout", "synchronous")  # broker's, then shared
 WAL_SOFT_LIMIT = 32 * 1024 * 1024  # past this the WAL is checkpointed and truncated when possible
 WAL_CHECK_EVERY_S = 0.25
 WAL_TRIM_WAIT_MS = 100
@@ -70,12 +71,15 @@ def database_options(opts: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_url_options(url: str, known: Sequence[str]) -> None:
-    """A URL's query names options for this backend only: a typo is an error, not ignored."""
-    unknown = sorted(set(url_options(url)) - set(known))
+def check_url_options(url: str) -> None:
+    """A URL's query names options for this backend only: a typo is an error, not ignored.
+
+    Broker and result store accept each other's options, since by default they share one URL.
+    """
+    unknown = sorted(set(url_options(url)) - set(URL_OPTIONS))
     if unknown:
         raise ConfigurationError(
-            f"unknown option(s) {', '.join(unknown)} in {url!r}; SQLite accepts: {', '.join(known)}"
+            f"unknown option(s) {', '.join(unknown)} in {url!r}; SQLite accepts: {', '.join(URL_OPTIONS)}"
         )
 
 

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
     from ..config import Settings
 
-RESULTS_OPTIONS = ("timeout", "synchronous")
 SWEEP_EVERY_S = 60.0  # how often a writer deletes expired rows
 SWEEP_BATCH = 5000  # rows per sweep, so the write lock is held briefly
 
@@ -69,7 +68,7 @@ class SQLiteResultStore:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SQLiteResultStore:
-        check_url_options(url, RESULTS_OPTIONS)
+        check_url_options(url)
         return cls(sqlite_path(url), **database_options(url_options(url, settings.results_options)))
 
     def __repr__(self) -> str:

@@ -272,6 +272,12 @@ def test_an_absolute_url_path_has_four_slashes(tmp_path: Path) -> None:
     assert (tmp_path / "abs.db").is_file()
 
 
+def test_the_result_store_accepts_the_broker_url_it_shares_by_default(db: str) -> None:
+    url = f"sqlite:///{db}?max_deliveries=3&max_body_bytes=1000&timeout=5&synchronous=full"
+    SQLiteBroker.from_url(url, Settings()).close()
+    SQLiteResultStore.from_url(url, Settings()).close()
+
+
 def test_url_options_override_settings_options(db: str) -> None:
     settings = Settings(broker_options={"max_deliveries": 5, "max_body_bytes": 1000})
     broker = SQLiteBroker.from_url(f"sqlite:///{db}?max_deliveries=2", settings)
