@@ -7,11 +7,14 @@ Same lease semantics as SQS and the memory broker. Every message is one row of
 * ``visible_at > now`` and ``leased``     in flight until ``visible_at``
 * ``visible_at > now`` and not ``leased`` delayed (sent with a delay, or nacked with one)
 
-A receive leases a batch in one ``UPDATE ... RETURNING`` inside ``BEGIN IMMEDIATE``, bumping
-``lease_id``; the receipt is ``(id, lease_id)``, so an ack, nack or extend from a lease that has
-since been handed to another consumer changes nothing. Ids come from AUTOINCREMENT and are never
-reused. Long polls poll with a short backoff (processes share no notifications). Times are
-epoch seconds from ``time.time()``, since other processes read them.
+A receive leases a batch in one ``UPDATE ... RETURNING`` statement (one statement is one
+transaction, holding the write lock from start to end, so two processes never lease the same
+row), bumping ``lease_id``. The receipt is ``(id, lease_id)``: an ack, nack, release or extend
+from a lease that has since been handed to another consumer changes nothing. A batch of acks
+(or nacks, releases, extends) is one statement too, its receipts passed as one JSON array. Ids
+come from AUTOINCREMENT and are never reused. Long polls poll with a short backoff (processes
+share no notifications). Times are epoch seconds from ``time.time()``, since other processes
+read them: a wall clock stepped back lengthens leases and delays by as much.
 """
 
 from __future__ import annotations
