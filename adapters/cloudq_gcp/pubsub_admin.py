@@ -41,6 +41,34 @@ def queue_paths(options: PubSubOptions, queue: str) -> QueuePaths:
     )
 
 
+def subscription_requests(
+    paths: QueuePaths, *, ack_deadline: int, max_delivery_attempts: int, ordered: bool
+) -> list[dict[str, Any]]:
+    """CreateSubscription requests for a queue, dead-letter subscription first: what creation on
+    first use and ``cloudq deploy`` both create (``max_delivery_attempts`` 0: no dead-letter policy)."""
+    dead_letter = (
+        {"dead_letter_policy": {"dead_letter_topic": paths.dead_topic, "max_delivery_attempts": max_delivery_attempts}}
+        if max_delivery_attempts
+        else {}
+    )
+    return [
+        {
+            "name": paths.dead_subscription,
+            "topic": paths.dead_topic,
+            "ack_deadline_seconds": ack_deadline,
+            "expiration_policy": {},  # dead letters wait for inspection however long no one pulls
+        },
+        {
+            "name": paths.subscription,
+            "topic": paths.topic,
+            "ack_deadline_seconds": ack_deadline,
+            "enable_message_ordering": ordered,
+            "expiration_policy": {},  # never expire for inactivity (the default is 31 days)
+            **dead_letter,
+        },
+    ]
+
+
 class QueueAdmin:
     """Makes sure a queue's resources exist and match what the broker relies on."""
 
@@ -72,26 +100,9 @@ class QueueAdmin:
                 self._call(self.publisher.create_topic, name=topic)
             except AlreadyExists:
                 pass
-        subscriptions: list[dict[str, Any]] = [
-            {"name": paths.dead_subscription, "topic": paths.dead_topic, "ack_deadline_seconds": opts.ack_deadline},
-            {
-                "name": paths.subscription,
-                "topic": paths.topic,
-                "ack_deadline_seconds": opts.ack_deadline,
-                "enable_message_ordering": ordered,
-                "expiration_policy": {},  # never expire for inactivity (the default is 31 days)
-                **(
-                    {
-                        "dead_letter_policy": {
-                            "dead_letter_topic": paths.dead_topic,
-                            "max_delivery_attempts": opts.max_delivery_attempts,
-                        }
-                    }
-                    if opts.max_delivery_attempts
-                    else {}
-                ),
-            },
-        ]
+        subscriptions = subscription_requests(
+            paths, ack_deadline=opts.ack_deadline, max_delivery_attempts=opts.max_delivery_attempts, ordered=ordered
+        )
         for subscription in subscriptions:
             try:
                 self._call(self.subscriber.create_subscription, **subscription)

@@ -14,7 +14,9 @@ for folder in ("aws", "gcp"):
         sys.path.insert(0, str(_TESTS / folder))
 
 import aws_fixtures  # noqa: E402
+import gcp_fixtures  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
     aws_fixtures.register(config)
+    gcp_fixtures.register(config)
