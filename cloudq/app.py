@@ -192,6 +192,23 @@ class App:
         self.tasks[task_name] = task
         return task
 
+    # -- serverless runtimes (from the extras) --------------------------------------------------
+
+    def lambda_handler(self, **options: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        """An AWS Lambda handler for SQS batches: ``handler = app.lambda_handler()``."""
+        from .registry import load_runtime
+
+        handler: Callable[[dict[str, Any], Any], dict[str, Any]] = load_runtime("lambda")(self, **options)
+        return handler
+
+    def push_app(self, kind: str = "wsgi", **options: Any) -> Any:
+        """A Pub/Sub push endpoint: ``kind`` is "wsgi", "asgi" or "cloud_event" (Cloud Functions)."""
+        from .registry import load_runtime
+
+        if kind not in ("wsgi", "asgi", "cloud_event"):
+            raise ConfigurationError(f"push_app kind must be wsgi, asgi or cloud_event, not {kind!r}")
+        return load_runtime(kind if kind == "cloud_event" else f"push_{kind}")(self, **options)
+
     def queues(self) -> list[str]:
         return self.router.queues([t.queue for t in self.tasks.values()])
 

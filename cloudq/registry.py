@@ -26,6 +26,8 @@ _BUILTIN_RESULTS = {
 }
 # schemes whose adapters live in an extra: what to install when the entry point is missing
 _EXTRAS = {"sqs": "aws", "dynamodb": "aws", "pubsub": "gcp", "firestore": "gcp"}
+# serverless runtimes (entry point group cloudq.runtimes) and their extras
+_RUNTIME_EXTRAS = {"lambda": "aws", "push_wsgi": "gcp", "push_asgi": "gcp", "cloud_event": "gcp"}
 
 
 def _load(target: str) -> Any:
@@ -69,3 +71,19 @@ def open_broker(url: str, settings: Settings) -> Broker:
 def open_results(url: str, settings: Settings) -> ResultStore:
     store: ResultStore = _factory("result", url, _BUILTIN_RESULTS)(url, settings)
     return store
+
+
+def load_runtime(name: str) -> Any:
+    """The factory of a serverless runtime (``factory(app, **options)``) from the extras."""
+    from importlib.metadata import entry_points
+
+    extra = _RUNTIME_EXTRAS.get(name, "all")
+    for ep in entry_points(group="cloudq.runtimes"):
+        if ep.name == name:
+            try:
+                return ep.load()
+            except ImportError as exc:
+                raise MissingExtra(
+                    f"runtime {name!r} needs {exc.name or 'an optional package'}: pip install 'cloudq[{extra}]'"
+                ) from None
+    raise MissingExtra(f"runtime {name!r} is not installed: pip install 'cloudq[{extra}]'")

@@ -41,7 +41,7 @@ def rebuild_exception(record: ResultRecord) -> BaseException:
     name = record.error_type or "Exception"
     message = record.error_message or ""
     cls = _REBUILDABLE.get(name) or getattr(builtins, name, None)
-    if isinstance(cls, type) and issubclass(cls, BaseException):
+    if isinstance(cls, type) and issubclass(cls, Exception):  # never SystemExit in the caller
         try:
             exc = cls(message)
         except Exception:

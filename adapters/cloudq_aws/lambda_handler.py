@@ -216,7 +216,7 @@ class LambdaHandler:
         except _Lost as lost:
             return DeadLetter(str(lost))
         except BaseException as exc:  # the executor could not run it (e.g. result store unreachable)
-            from cloudq.runtime.pools import give_back
+            from cloudq.runtime.executor import give_back
 
             return give_back(delivery, f"{_name(exc)}: {exc}")
 

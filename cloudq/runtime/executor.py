@@ -76,6 +76,25 @@ class DeadLetter:
 Outcome = Ack | RetryIn | Requeue | DeadLetter
 
 
+GIVE_BACK_BASE_S = 1.0
+GIVE_BACK_MAX_S = 60.0
+
+
+def give_back(delivery: Delivery, error: str) -> RetryIn:
+    """cloudq itself could not run the delivery: retry after a backoff that grows with the
+    delivery count. One log line; the runtime keeps going."""
+    delay = min(GIVE_BACK_MAX_S, GIVE_BACK_BASE_S * 2 ** min(max(delivery.delivery_count, 1) - 1, 10))
+    logging.getLogger("cloudq.worker").warning(
+        "event=failed message_id=%s queue=%s attempt=%d could not run, giving it back in %.0fs: %s",
+        delivery.message_id,
+        delivery.queue,
+        delivery.delivery_count,
+        delay,
+        error,
+    )
+    return RetryIn(delay)
+
+
 def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -88,7 +107,16 @@ class Executor:
     # -- entry points -------------------------------------------------------------------------
 
     def execute(self, delivery: Delivery) -> Outcome:
-        """Run one delivery. Never raises for anything a message or a task can do."""
+        """Run one delivery. Never raises (but KeyboardInterrupt): when cloudq's own machinery
+        fails, e.g. the result store is unreachable, the message is given back after a backoff."""
+        try:
+            return self._execute(delivery)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return give_back(delivery, f"{type(exc).__name__}: {exc}")
+
+    def _execute(self, delivery: Delivery) -> Outcome:
         started = time.monotonic()
         try:
             env = decode(delivery.body, self.app.signing_key)
@@ -139,7 +167,7 @@ class Executor:
             self._write_failure(env, task, "cloudq.errors.NotSerializable", str(exc), tb.format_exc(), attempt)
             return self._dead(delivery, env, attempt, f"NotSerializable: {exc}", started)
         except BaseException as exc:
-            if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, TimeLimitExceeded):
+            if isinstance(exc, KeyboardInterrupt):
                 raise
             return self._failed(delivery, env, task, attempt, exc, started)
         if not task.ignore_result:
@@ -241,7 +269,8 @@ class Executor:
             )
         self._log("retried", env, delivery, attempt, started, error=f"{error_type}: {message}", delay=round(delay, 3))
         limits = self.app.broker.limits
-        if limits.counts_deliveries and delay <= limits.max_lease_s:
+        # delivery_count 0: this delivery was not counted (e.g. a push without deliveryAttempt)
+        if limits.counts_deliveries and delivery.delivery_count > 0 and delay <= limits.max_lease_s:
             return RetryIn(delay)
         again = env.model_copy(update={"retries": attempt, "eta": time.time() + delay if delay else None})
         return Requeue(self._message(again, delay, delivery), event="retried")

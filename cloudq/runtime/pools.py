@@ -17,32 +17,15 @@ from ..errors import ConfigurationError
 from ..interfaces import Delivery
 from .child import FATAL, READY, ChildError, child_main, decode_outcome, describe, encode_delivery, unframe
 from .consumer import peek
-from .executor import Outcome, RetryIn
+from .executor import Outcome, RetryIn, give_back
 
 if TYPE_CHECKING:
     from ..app import App
 
 log = logging.getLogger("cloudq.worker")
 
-GIVE_BACK_BASE_S = 1.0
-GIVE_BACK_MAX_S = 60.0
 CHILD_START_TIMEOUT_S = 120.0
 CHILD_EXIT_TIMEOUT_S = 5.0
-
-
-def give_back(delivery: Delivery, error: str) -> RetryIn:
-    """The executor itself failed (e.g. the result store is unreachable): retry after a backoff
-    that grows with the delivery count. One log line; the worker keeps going."""
-    delay = min(GIVE_BACK_MAX_S, GIVE_BACK_BASE_S * 2 ** min(max(delivery.delivery_count, 1) - 1, 10))
-    log.warning(
-        "event=failed message_id=%s queue=%s attempt=%d could not run, giving it back in %.0fs: %s",
-        delivery.message_id,
-        delivery.queue,
-        delivery.delivery_count,
-        delay,
-        error,
-    )
-    return RetryIn(delay)
 
 
 class Runner(Protocol):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from worker_helpers import Running, run_burst, wait_for
 
-from cloudq import App, states
+from cloudq import App, TaskFailed, states
 from cloudq.envelope import Envelope
 from cloudq.errors import BackendUnavailable
 from cloudq.interfaces import OutgoingMessage
@@ -103,13 +103,16 @@ def test_task_calling_sys_exit_does_not_stop_the_worker(make_app):
     def ok() -> str:
         return "ok"
 
-    exits.delay()
+    exiting = exits.delay()
     good = ok.delay()
     with Running(Worker(app, concurrency=1)) as running:
         assert good.get(timeout=10) == "ok"
+        # a task's SystemExit is the task failing, like any exception: recorded and dead-lettered
+        with pytest.raises(TaskFailed, match="SystemExit: 3"):  # never re-raised as SystemExit
+            exiting.get(timeout=10)
     assert running.code == 0
     stats = app.broker.stats(app.queues()[0])
-    assert stats.delayed + stats.ready == 1 and stats.dead_lettered == 0  # given back after a backoff, not lost
+    assert stats.dead_lettered == 1 and stats.delayed + stats.ready == 0
 
 
 def test_heartbeat_keeps_a_task_longer_than_its_lease_from_running_twice(make_app):
