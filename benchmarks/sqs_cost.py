@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cloudq_aws.testing import MotoServer, RequestCounts
+from cloudq_aws.testing import MotoServer, RequestCounts, stop_process
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 TARGET_WORKER_SQS = 0.25
@@ -248,12 +247,7 @@ def _celery_worker(env: dict[str, str], workdir: Path, done: Path, n: int, stall
                 return tree_cpu(process.pid) - started, True
         return tree_cpu(process.pid) - (started or 0.0), False
     finally:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(process, timeout=30)
 
 
 # -- report ---------------------------------------------------------------------------------------

@@ -31,12 +31,10 @@ from cloudq.interfaces import Claim, ResultRecord
 from . import resources as res
 from .errors import error_code, translated
 from .s3_offload import ClaimCheckStore, S3Ref
-from .session import COMMON_PARSERS, AWSConfig, Clients, read_options
+from .session import COMMON_PARSERS, AWSBackend, AWSConfig, read_options
 
 if TYPE_CHECKING:
     from cloudq.config import Settings
-
-    from .async_client import AsyncClients
 
 log = logging.getLogger("cloudq.dynamodb")
 T = TypeVar("T")
@@ -116,7 +114,7 @@ def item_size(item: dict[str, dict[str, str]]) -> int:
     return sum(len(name.encode()) + len(next(iter(value.values())).encode()) for name, value in item.items())
 
 
-class DynamoDBResultStore:
+class DynamoDBResultStore(AWSBackend):
     """Result records in one DynamoDB table (created on first use unless create_missing is off)."""
 
     def __init__(
@@ -128,7 +126,7 @@ class DynamoDBResultStore:
             )
         self.table = table
         self.create_missing = create_missing
-        self.clients = Clients(config or AWSConfig())
+        super().__init__(config)
         self.offload = (
             ClaimCheckStore(self.clients, bucket, f"cloudq-results/{table}/", create_missing, ResultStoreError)
             if bucket
@@ -136,7 +134,6 @@ class DynamoDBResultStore:
         )
         self._create_lock = threading.Lock()
         self._created = False
-        self._async_clients: AsyncClients | None = None
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> DynamoDBResultStore:
@@ -375,23 +372,8 @@ class DynamoDBResultStore:
         )
         self._drop_offloaded(response.get("Attributes") or {})
 
-    def close(self) -> None:
-        self.clients.close()
-
-    @property
-    def async_clients(self) -> AsyncClients:
-        if self._async_clients is None:
-            from .async_client import AsyncClients
-
-            self._async_clients = AsyncClients(self.clients.config)
-        return self._async_clients
-
     async def get_async(self, task_id: str) -> ResultRecord | None:
         """``get`` on aiobotocore: for callers running in an event loop."""
         from .async_client import get_async
 
         return await get_async(self, task_id)
-
-    async def aclose(self) -> None:
-        if self._async_clients is not None:
-            await self._async_clients.aclose()

@@ -11,10 +11,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloudq.backends.urls import url_options
 from cloudq.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .async_client import AsyncClients
 
 DEFAULT_MAX_CONNECTIONS = 50
 CONNECT_TIMEOUT_S = 5.0
@@ -156,3 +159,28 @@ class Clients:
             close = getattr(client, "close", None)
             if close is not None:
                 close()
+
+
+class AWSBackend:
+    """What the AWS backends share: sync clients, async clients made on the first async call
+    (aiobotocore is imported only then), and closing both."""
+
+    def __init__(self, config: AWSConfig | None) -> None:
+        self.clients = Clients(config or AWSConfig())
+        self._async_clients: AsyncClients | None = None
+
+    @property
+    def async_clients(self) -> AsyncClients:
+        if self._async_clients is None:
+            from .async_client import AsyncClients
+
+            self._async_clients = AsyncClients(self.clients.config)
+        return self._async_clients
+
+    def close(self) -> None:
+        self.clients.close()
+
+    async def aclose(self) -> None:
+        """Close the async clients of the running event loop."""
+        if self._async_clients is not None:
+            await self._async_clients.aclose()

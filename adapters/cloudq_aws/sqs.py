@@ -30,12 +30,10 @@ from . import resources as res
 from . import sqs_messages as msg
 from .errors import DEPLOY_HINT, FifoDelayUnsupported, error_code, translated
 from .s3_offload import ClaimCheckMissing, ClaimCheckStore, S3Ref
-from .session import COMMON_PARSERS, AWSConfig, Clients, as_bool, as_number, as_text, read_options
+from .session import COMMON_PARSERS, AWSBackend, AWSConfig, as_bool, as_number, as_text, read_options
 
 if TYPE_CHECKING:
     from cloudq.config import Settings
-
-    from .async_client import AsyncClients
 
 log = logging.getLogger("cloudq.sqs")
 
@@ -78,7 +76,7 @@ class SQSReceipt:
     claim: S3Ref | None
 
 
-class SQSBroker:
+class SQSBroker(AWSBackend):
     """Broker on SQS standard and FIFO queues (a cloudq queue named ``*.fifo`` is FIFO)."""
 
     def __init__(
@@ -99,7 +97,7 @@ class SQSBroker:
         self.create_missing = create_missing
         self.max_receive_count = max_receive_count
         self.fifo = fifo
-        self.clients = Clients(config or AWSConfig())
+        super().__init__(config)
         self.claims = ClaimCheckStore(self.clients, bucket, f"{prefix}cloudq/", create_missing) if bucket else None
         self.limits = BrokerLimits(
             max_body_bytes=res.SQS_MAX_MESSAGE_BYTES,
@@ -114,7 +112,6 @@ class SQSBroker:
         )
         self._queues: dict[str, SQSQueue] = {}
         self._dead_letter_urls: dict[str, str] = {}
-        self._async_clients: AsyncClients | None = None
         self._lock = threading.Lock()
 
     @classmethod
@@ -568,29 +565,13 @@ class SQSBroker:
             self._sqs().purge_queue(QueueUrl=q.url)
         return before.ready + before.in_flight + before.delayed
 
-    def close(self) -> None:
-        self.clients.close()
-
     # -- async ------------------------------------------------------------------------------------
-
-    @property
-    def async_clients(self) -> AsyncClients:
-        if self._async_clients is None:
-            from .async_client import AsyncClients
-
-            self._async_clients = AsyncClients(self.clients.config)
-        return self._async_clients
 
     async def send_async(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
         """``send`` on aiobotocore: for producers running in an event loop."""
         from .async_client import send_async
 
         return await send_async(self, queue, messages)
-
-    async def aclose(self) -> None:
-        """Close the async clients of the running event loop."""
-        if self._async_clients is not None:
-            await self._async_clients.aclose()
 
 
 # -- helpers --------------------------------------------------------------------------------------
