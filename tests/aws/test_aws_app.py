@@ -213,3 +213,21 @@ def test_missing_queue_without_create_missing_fails_on_send(prefix: str) -> None
     with pytest.raises(QueueNotFound, match="cloudq deploy"):
         noop.delay()
     app.close()
+
+
+def test_a_released_message_keeps_its_retry_budget(app: App) -> None:
+    # a worker that stops gives back prefetched messages it never started; on SQS the receive is
+    # not undone, so release resends the message carrying its count: the task still runs
+    ran: list[int] = []
+
+    @app.task(max_retries=0)
+    def once(n: int) -> int:
+        ran.append(n)
+        return n
+
+    handle = once.delay(7)
+    (prefetched,) = app.broker.receive("default", 10, 30, wait_s=1)
+    app.broker.release([prefetched])
+    run_burst(app)
+    assert handle.get(timeout=5) == 7
+    assert ran == [7]
