@@ -254,19 +254,7 @@ class Executor:
             return self._dead(
                 delivery, env, attempt, f"{error_type}: {message} ({why} after attempt {attempt})", started
             )
-        if not task.ignore_result:
-            self._write(
-                ResultRecord(
-                    env.id,
-                    states.RETRY,
-                    task.name,
-                    error_type=error_type,
-                    error_message=message,
-                    traceback=trace,
-                    attempts=attempt,
-                    expires_at=self._expiry(),
-                )
-            )
+        self._write_error(env, task, states.RETRY, error_type, message, trace, attempt)
         self._log("retried", env, delivery, attempt, started, error=f"{error_type}: {message}", delay=round(delay, 3))
         limits = self.app.broker.limits
         # delivery_count 0: this delivery was not counted (e.g. a push without deliveryAttempt)
@@ -337,20 +325,32 @@ class Executor:
     def _write_failure(
         self, env: Envelope, task: Task[Any, Any], error_type: str, message: str, trace: str | None, attempt: int
     ) -> None:
-        self._write(
-            ResultRecord(
-                env.id,
-                states.FAILURE,
-                task.name,
-                error_type=error_type,
-                error_message=message,
-                traceback=trace,
-                attempts=attempt,
-                finished_at=time.time(),
-                expires_at=self._expiry(),
-            ),
-            always=True,
+        self._write_error(env, task, states.FAILURE, error_type, message, trace, attempt)
+
+    def _write_error(
+        self,
+        env: Envelope,
+        task: Task[Any, Any],
+        state: str,
+        error_type: str,
+        message: str,
+        trace: str | None,
+        attempt: int,
+    ) -> None:
+        """A RETRY or FAILURE record; failures are written even for ignore_result tasks."""
+        final = state == states.FAILURE
+        record = ResultRecord(
+            env.id,
+            state,
+            task.name,
+            error_type=error_type,
+            error_message=message,
+            traceback=trace,
+            attempts=attempt,
+            finished_at=time.time() if final else None,
+            expires_at=self._expiry(),
         )
+        self._write(record, always=final)
 
     def _write(self, record: ResultRecord, always: bool = False) -> None:
         task = self.app.tasks.get(record.task_name)
