@@ -190,7 +190,9 @@ def test_bad_messages_are_dead_lettered_with_their_reason(app: App) -> None:
         "UnsupportedVersion": json.dumps({"v": 99, "id": "v-1", "task": "add"}).encode(),
     }
     app.broker.send("default", [OutgoingMessage(body) for body in bodies.values()])
+    good = add.delay(2, 3)  # the worker keeps going
     run_burst(app)
+    assert good.get(timeout=5) == 5
     letters = app.broker.dead_letters("default")
     reasons = sorted(letter.reason.split(":")[0] for letter in letters)
     assert reasons == sorted(bodies)
