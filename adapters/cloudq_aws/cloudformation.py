@@ -15,7 +15,7 @@ from cloudq.deploy import yaml_text
 from . import deploy_iam as iam
 from . import packaging
 from . import resources as res
-from .deploy_layout import AWSLayout, QueueLayout
+from .deploy_layout import BUILD_DIR, AWSLayout, QueueLayout
 
 TEMPLATE_VERSION = "2010-09-09"
 _INTEGER_ATTRIBUTES = {
@@ -97,7 +97,7 @@ def _role(layout: AWSLayout, tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def template(layout: AWSLayout, code_sha256: str | None) -> dict[str, Any]:
+def template(layout: AWSLayout) -> dict[str, Any]:
     tags = layout.tags
     model = layout.model
     resources: dict[str, Any] = {}
@@ -147,12 +147,12 @@ def template(layout: AWSLayout, code_sha256: str | None) -> dict[str, Any]:
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
         "Description": f"cloudq app {model.app}, stage {model.stage} (cloudq deploy --emit cloudformation)",
     }
-    if layout.functions and code_sha256:
+    if layout.functions:
         doc["Parameters"] = {
             "CodeBucket": {"Type": "String", "Description": "S3 bucket holding the function archive"},
             "CodeKey": {
                 "Type": "String",
-                "Description": f"S3 key of the function archive (CodeSha256 {code_sha256})",
+                "Description": f"S3 key of the function archive (cloudq writes it to {BUILD_DIR}/{layout.archive_name}.zip)",
             },
         }
     doc["Resources"] = resources
@@ -160,5 +160,5 @@ def template(layout: AWSLayout, code_sha256: str | None) -> dict[str, Any]:
     return doc
 
 
-def template_text(layout: AWSLayout, code_sha256: str | None) -> str:
-    return yaml_text.dump(template(layout, code_sha256))
+def template_text(layout: AWSLayout) -> str:
+    return yaml_text.dump(template(layout))

@@ -14,20 +14,19 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from cloudq.deploy import AppModel, Resource, Step
+from cloudq.deploy import AppModel, Resource, Step, refuse_if
 from cloudq.errors import ConfigurationError
 
 from . import deploy_iam as iam
 from . import packaging
 from . import resources as res
-from .deploy_layout import AWSLayout, build_layout
+from .deploy_layout import BUILD_DIR, AWSLayout, build_layout
 from .deploy_ops import BUCKET, FUNCTION, KIND_ORDER, MAPPING, QUEUE, ROLE, TABLE, Ops, mapping_name
 from .errors import translated
 from .session import Clients
 
 log = logging.getLogger("cloudq.deploy")
 PROVIDER = "aws"
-BUILD_DIR = Path("build") / "cloudq"
 
 
 def queue_spec(attributes: Mapping[str, str], tags: Mapping[str, str]) -> dict[str, Any]:
@@ -240,13 +239,10 @@ class AWSDeployer:
                 delete(r)
 
     def emit(self, fmt: str) -> str:
+        """The CloudFormation template; checked like a deploy first (the archive is written by ``info``)."""
         if fmt != "cloudformation":
             raise ConfigurationError(f"the AWS deployer emits 'cloudformation', not {fmt!r}")
         from .cloudformation import template_text
 
-        refuse = self.layout.problems()
-        if refuse:
-            from cloudq.deploy import DeployRefused
-
-            raise DeployRefused(refuse)
-        return template_text(self.layout, self.package.sha256 if self.layout.functions else None)
+        refuse_if(self.problems())
+        return template_text(self.layout)

@@ -41,6 +41,7 @@ MAX_RECEIVE_COUNT = 1000
 # one for the executor to record a lost worker's failure before SQS moves the message itself
 RECEIVE_HEADROOM = 3
 FUNCTION_NAME_MAX = 64
+BUILD_DIR = "build/cloudq"  # where the function archive is written, under the project folder
 ROLE_NAME_MAX = 64
 
 TAG_APP = "cloudq:app"

@@ -230,9 +230,14 @@ class Ops:
         return _from_pairs(found.get("TagSet") if found else None)
 
     def read_bucket(self, desired: Resource) -> Resource | None:
+        """A bucket cloudq did not create is used as it is: never tagged, so never emptied or deleted
+        (it may hold other data); it reads back as wanted."""
         if missing(lambda: self._c("s3").head_bucket(Bucket=desired.name)) is None:
             return None
-        return _found(BUCKET, desired.name, {}, desired, self._bucket_tags(desired.name))
+        tags = self._bucket_tags(desired.name)
+        if owner(tags) is None:
+            return Resource(BUCKET, desired.name, dict(desired.spec), desired.create_only)
+        return _found(BUCKET, desired.name, {}, desired, tags)
 
     def create_bucket(self, r: Resource) -> None:
         s3 = self._c("s3")

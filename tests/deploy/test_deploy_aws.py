@@ -287,3 +287,55 @@ def test_deploy_adopts_queues_created_on_first_use(
     p.run("deploy", "--yes")
     assert queue_tags(clients["sqs"], f"{prefix}default")["cloudq:managed-by"] == "cloudq"
     p.run("destroy", "--yes")
+
+
+BUCKET_APP = """
+from cloudq import App
+
+app = App(
+    "{name}",
+    broker="sqs://?prefix={prefix}&bucket={bucket}",
+    results="dynamodb://{prefix}results?bucket={bucket}",
+)
+
+
+@app.task()
+def add(a: int, b: int) -> int:
+    return a + b
+"""
+
+
+def test_a_configured_payload_bucket_is_created_scoped_in_the_policy_and_emptied_on_destroy(
+    tmp_path: Path, prefix: str, bucket: str, clients: dict[str, Any]
+) -> None:
+    s3 = clients["s3"]
+    name = prefix.rstrip("-").replace("-", "")
+    p = Project.create(tmp_path, BUCKET_APP.format(name=name, prefix=prefix, bucket=bucket))
+    p.run("deploy", "--yes")
+    tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
+    assert tags == {"cloudq:app": name, "cloudq:stage": "dev", "cloudq:managed-by": "cloudq"}
+    policy = clients["iam"].get_role_policy(RoleName=f"cloudq-{name}-dev", PolicyName="cloudq")["PolicyDocument"]
+    [payloads] = [s for s in policy["Statement"] if s["Sid"] == "CloudqPayloads"]
+    assert payloads["Resource"] == [
+        f"arn:aws:s3:::{bucket}/{prefix}cloudq/*",
+        f"arn:aws:s3:::{bucket}/cloudq-results/{prefix}results/*",
+    ]
+    assert payloads["Action"] == ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
+    s3.put_object(Bucket=bucket, Key=f"{prefix}cloudq/q/left-over", Body=b"x")
+    p.run("destroy", "--yes")
+    assert bucket not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+
+
+def test_a_bucket_cloudq_did_not_create_is_used_but_never_touched(
+    tmp_path: Path, prefix: str, bucket: str, clients: dict[str, Any]
+) -> None:
+    s3 = clients["s3"]
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="someone-elses-data", Body=b"keep me")
+    name = prefix.rstrip("-").replace("-", "")
+    p = Project.create(tmp_path, BUCKET_APP.format(name=name, prefix=prefix, bucket=bucket))
+    plan = p.run_json("deploy", "--dry-run")
+    assert {s["name"]: s["action"] for s in plan["steps"]}[bucket] == "unchanged"
+    p.run("deploy", "--yes")
+    p.run("destroy", "--yes")
+    assert s3.get_object(Bucket=bucket, Key="someone-elses-data")["Body"].read() == b"keep me"

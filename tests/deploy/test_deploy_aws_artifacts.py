@@ -7,6 +7,8 @@ import ast
 import io
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -14,10 +16,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from click.testing import CliRunner
 from cloudq_aws.deploy import AWSDeployer
 from cloudq_aws.testing import MotoServer
 from test_deploy_aws import APP, project
 
+from cloudq.cli import main
 from cloudq.deploy import build_model, diff
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(120)]
@@ -147,3 +151,32 @@ def test_emitted_cloudformation_template_creates_the_same_resources(
     # moto's CloudFormation keeps the document as a Python literal instead of JSON
     assert (ast.literal_eval(inline) if isinstance(inline, str) else inline) == role.spec["Policy"]
     cfn.delete_stack(StackName=f"{prefix}stack")
+
+
+REFERENCE = Path(__file__).resolve().parents[2] / "infra" / "aws"
+
+
+def _portable(template: str) -> str:
+    """The Lambda runtime and architecture follow the interpreter that emits the template."""
+    template = re.sub(r'Runtime: "python3\.\d+"', 'Runtime: "python3.X"', template)
+    return re.sub(r'- "(x86_64|arm64)"', '- "ARCH"', template)
+
+
+def test_reference_template_in_infra_is_current_and_lints_clean(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(REFERENCE / "reference_app.py", tmp_path / "reference_app.py")
+    monkeypatch.chdir(tmp_path)
+    sys.modules.pop("reference_app", None)
+    result = CliRunner().invoke(main, ["deploy", "-A", "reference_app:app", "--emit", "cloudformation"])
+    assert result.exit_code == 0, result.output
+    assert _portable(result.stdout) == _portable((REFERENCE / "stack.yaml").read_text()), (
+        "infra/aws/stack.yaml is out of date: see infra/aws/reference_app.py to regenerate it"
+    )
+    assert (tmp_path / "build/cloudq/shop-prod.zip").is_file()
+    lint = shutil.which("cfn-lint") or str(Path(sys.executable).parent / "cfn-lint")
+    if not Path(lint).is_file():
+        pytest.skip("cfn-lint is not installed (it comes with moto[server]): the template was not linted")
+    (tmp_path / "stack.yaml").write_text(result.stdout)
+    linted = subprocess.run([lint, str(tmp_path / "stack.yaml")], capture_output=True, text=True, timeout=120)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
