@@ -20,7 +20,7 @@ from cloudq.errors import ConfigurationError
 from . import deploy_iam as iam
 from . import packaging
 from . import resources as res
-from .deploy_layout import BUILD_DIR, AWSLayout, build_layout
+from .deploy_layout import BUILD_DIR, AWSLayout, build_layout, tag_value
 from .deploy_ops import BUCKET, FUNCTION, KIND_ORDER, MAPPING, QUEUE, ROLE, TABLE, Ops, mapping_name
 from .errors import translated
 from .session import Clients
@@ -185,7 +185,7 @@ class AWSDeployer:
         return found
 
     def managed(self) -> list[Resource]:
-        app, stage = self.layout.tags["cloudq:app"], self.model.stage
+        app, stage = tag_value(self.model.app), self.model.stage
         o = self.ops
         with translated("listing cloudq's resources", f"app {app} stage {stage}", self.clients.config.endpoint_url):
             functions = o.managed_functions(app, stage)

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from cloudq.backends.urls import url_options
 from cloudq.deploy import AppModel, QueueSpec
-from cloudq.deploy.base import MANAGED_BY
+from cloudq.deploy.base import ownership_marks
+from cloudq.deploy.checks import time_limit_problems
 from cloudq.deploy.settings import queue_table
 
 from . import deploy_iam as iam
@@ -44,9 +45,7 @@ FUNCTION_NAME_MAX = 64
 BUILD_DIR = "build/cloudq"  # where the function archive is written, under the project folder
 ROLE_NAME_MAX = 64
 
-TAG_APP = "cloudq:app"
-TAG_STAGE = "cloudq:stage"
-TAG_MANAGED = "cloudq:managed-by"
+TAG_SEPARATOR = ":"  # tags cloudq:app, cloudq:stage, cloudq:managed-by
 _TAG_VALUE = re.compile(r"[^\w .:/=+@-]")
 _FUNCTION_NAME = re.compile(r"[^A-Za-z0-9_-]")
 _ROLE_NAME = re.compile(r"[^\w+=,.@-]")
@@ -112,12 +111,7 @@ class AWSLayout:
     @property
     def tags(self) -> dict[str, str]:
         """Tags on every resource: cloudq's ownership marks over the user's own."""
-        return {
-            **self.model.tags,
-            TAG_APP: tag_value(self.model.app),
-            TAG_STAGE: self.model.stage,
-            TAG_MANAGED: MANAGED_BY,
-        }
+        return ownership_marks(tag_value(self.model.app), self.model.stage, self.model.tags, TAG_SEPARATOR)
 
     def principals(self) -> list[str]:
         principals = [iam.LAMBDA_PRINCIPAL] if self.functions else []
@@ -258,23 +252,13 @@ def queue_problems(q: QueueLayout) -> list[str]:
         )
     if fn is None:
         return out
-    too_long = q.spec.limited_tasks(LAMBDA_MAX_TIMEOUT_S)
-    for task in too_long:
-        out.append(
-            f"task {task.name!r} has time_limit={task.time_limit:g} s but queue {name!r} runs on Lambda, "
-            f'which stops after {LAMBDA_MAX_TIMEOUT_S} s: lower its time_limit, or set runtime = "container" in {where}'
-        )
+    too_long = time_limit_problems(q.spec, "Lambda", LAMBDA_MAX_TIMEOUT_S, fn.timeout_s)
+    out.extend(too_long)
     if fn.timeout_s > LAMBDA_MAX_TIMEOUT_S and not too_long:
         out.append(
             f"queue {name!r}: function timeout {fn.timeout_s} s is above Lambda's {LAMBDA_MAX_TIMEOUT_S} s: "
             f"lower timeout in {where}"
         )
-    for task in q.spec.limited_tasks(fn.timeout_s):
-        if task.time_limit is not None and task.time_limit <= LAMBDA_MAX_TIMEOUT_S:
-            out.append(
-                f"task {task.name!r} has time_limit={task.time_limit:g} s, longer than the {fn.timeout_s} s timeout "
-                f"of queue {name!r}'s function: raise timeout in {where} or lower the task's time_limit"
-            )
     if q.visibility_s < VISIBILITY_PER_TIMEOUT * fn.timeout_s:
         out.append(
             f"queue {name!r}: visibility timeout {q.visibility_s} s is below {VISIBILITY_PER_TIMEOUT}x its Lambda "

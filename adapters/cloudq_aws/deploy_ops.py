@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from cloudq.deploy import Resource
+from cloudq.deploy.base import owner_of
 
 from . import deploy_iam as iam
 from . import resources as res
-from .deploy_layout import TAG_APP, TAG_MANAGED, TAG_STAGE
+from .deploy_layout import TAG_SEPARATOR
 from .errors import error_code
 from .session import Clients
 
@@ -60,9 +61,7 @@ def missing(call: Callable[[], T]) -> T | None:
 
 
 def owner(tags: Mapping[str, str]) -> tuple[str, str] | None:
-    if tags.get(TAG_MANAGED) != "cloudq" or TAG_APP not in tags:
-        return None
-    return tags[TAG_APP], tags.get(TAG_STAGE, "")
+    return owner_of(tags, TAG_SEPARATOR)
 
 
 def _pairs(tags: Mapping[str, str]) -> list[dict[str, str]]:

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 from cloudq.backends.urls import url_options
 from cloudq.deploy import AppModel, QueueSpec, Resource, Step
-from cloudq.deploy.base import MANAGED_BY
+from cloudq.deploy.base import owner_of, ownership_marks
+from cloudq.deploy.checks import time_limit_problems
 from cloudq.deploy.settings import queue_table
 from cloudq.errors import ConfigurationError
 
@@ -44,9 +45,7 @@ PROVIDER = "gcp"
 TOPIC = "pubsub.topic"
 SUBSCRIPTION = "pubsub.subscription"
 KIND_ORDER = (TOPIC, SUBSCRIPTION)
-LABEL_APP = "cloudq-app"
-LABEL_STAGE = "cloudq-stage"
-LABEL_MANAGED = "cloudq-managed-by"
+LABEL_SEPARATOR = "-"  # labels cloudq-app, cloudq-stage, cloudq-managed-by
 PUSH_DEADLINE_MARGIN_S = 10  # over a task's time_limit: the handler answers after the task ends
 MAX_RETRY_BACKOFF_S = 600
 RECEIVE_HEADROOM = 3  # as on SQS: attempts spent without running (given back) + one to record a lost worker
@@ -148,18 +147,7 @@ def queue_problems(q: QueueLayout) -> list[str]:
         )
     if q.spec.runtime != "push":
         return out
-    for task in q.spec.limited_tasks(MAX_PUSH_DEADLINE_S):
-        out.append(
-            f"task {task.name!r} has time_limit={task.time_limit:g} s but queue {name!r} runs on push, and Pub/Sub "
-            f"waits at most {MAX_PUSH_DEADLINE_S} s for an answer: lower its time_limit, or set "
-            f'runtime = "container" in {where}'
-        )
-    for task in q.spec.limited_tasks(q.ack_deadline):
-        if task.time_limit is not None and task.time_limit <= MAX_PUSH_DEADLINE_S:
-            out.append(
-                f"task {task.name!r} has time_limit={task.time_limit:g} s, longer than queue {name!r}'s push "
-                f"deadline of {q.ack_deadline} s: raise timeout in {where}"
-            )
+    out.extend(time_limit_problems(q.spec, "Pub/Sub push", MAX_PUSH_DEADLINE_S, q.ack_deadline))
     endpoint = q.push_endpoint or ""
     parts = urlsplit(endpoint)
     local = parts.hostname in {"localhost", "127.0.0.1"}
@@ -257,12 +245,8 @@ class GCPDeployer:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
-            **{label_value(k): label_value(v) for k, v in self.model.tags.items()},
-            LABEL_APP: label_value(self.model.app),
-            LABEL_STAGE: self.model.stage,
-            LABEL_MANAGED: MANAGED_BY,
-        }
+        own = {label_value(k): label_value(v) for k, v in self.model.tags.items()}
+        return ownership_marks(label_value(self.model.app), self.model.stage, own, LABEL_SEPARATOR)
 
     def _clients(self) -> tuple[Any, Any]:
         if self._publisher is None:
@@ -299,9 +283,7 @@ class GCPDeployer:
         return out
 
     def _owner(self, labels: Mapping[str, str]) -> tuple[str, str] | None:
-        if labels.get(LABEL_MANAGED) != MANAGED_BY or LABEL_APP not in labels:
-            return None
-        return labels[LABEL_APP], labels.get(LABEL_STAGE, "")
+        return owner_of(labels, LABEL_SEPARATOR)
 
     def _found(self, desired: Resource, spec: dict[str, Any]) -> Resource:
         labels = spec["labels"]

@@ -11,8 +11,21 @@ from typing import Protocol, runtime_checkable
 
 from .plan import Resource, Step
 
-# tag / label values every provider sets on what cloudq creates (keys are the provider's spelling)
 MANAGED_BY = "cloudq"
+
+
+def ownership_marks(app: str, stage: str, own: Mapping[str, str], separator: str) -> dict[str, str]:
+    """Tags (AWS, ``separator=":"``) or labels (Google, ``"-"``) on everything cloudq creates: the
+    user's own, then who owns it -- what destroy and the stage guard go by."""
+    marks = {"app": app, "stage": stage, "managed-by": MANAGED_BY}
+    return {**own, **{f"cloudq{separator}{key}": value for key, value in marks.items()}}
+
+
+def owner_of(marks: Mapping[str, str], separator: str) -> tuple[str, str] | None:
+    """(app, stage) when the marks say cloudq created it, else None."""
+    if marks.get(f"cloudq{separator}managed-by") != MANAGED_BY or f"cloudq{separator}app" not in marks:
+        return None
+    return marks[f"cloudq{separator}app"], marks.get(f"cloudq{separator}stage", "")
 
 
 @runtime_checkable

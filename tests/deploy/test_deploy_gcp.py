@@ -208,8 +208,8 @@ VALIDATION = {
     ),
     "time_limit above the push deadline": (
         {"big": {"runtime": "push", "push_endpoint": "https://x.example.com/"}},
-        "task 'crunch' has time_limit=900 s but queue 'big' runs on push, and Pub/Sub waits at most 600 s for an "
-        'answer: lower its time_limit, or set runtime = "container" in [tool.cloudq.deploy.queues.big]',
+        "task 'crunch' has time_limit=900 s but queue 'big' runs on Pub/Sub push, which allows at most 600 s: "
+        'lower its time_limit, or set runtime = "container" in [tool.cloudq.deploy.queues.big]',
     ),
     "lambda runtime on Pub/Sub": (
         {"orders": {"runtime": "lambda"}},

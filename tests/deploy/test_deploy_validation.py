@@ -46,13 +46,14 @@ CASES = {
     "time_limit above Lambda's 900 s": (
         {"emails": {"runtime": "lambda"}},
         1200,
-        "task 'send_email' has time_limit=1200 s but queue 'emails' runs on Lambda, which stops after 900 s: lower "
-        'its time_limit, or set runtime = "container" in [tool.cloudq.deploy.queues.emails]',
+        "task 'send_email' has time_limit=1200 s but queue 'emails' runs on Lambda, which allows at most 900 s: "
+        'lower its time_limit, or set runtime = "container" in [tool.cloudq.deploy.queues.emails]',
     ),
     "time_limit above the function timeout": (
         {"emails": {"runtime": "lambda", "timeout": 30}},
         100,
-        "task 'send_email' has time_limit=100 s, longer than the 30 s timeout of queue 'emails''s function",
+        "task 'send_email' has time_limit=100 s, longer than the 30 s timeout of queue 'emails' on Lambda: raise "
+        "timeout in [tool.cloudq.deploy.queues.emails] or lower the task's time_limit",
     ),
     "FIFO batch above 10": (
         {"orders.fifo": {"runtime": "lambda", "batch_size": 20}},
