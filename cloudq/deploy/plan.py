@@ -127,8 +127,8 @@ def diff(
         for key in fixed:
             old, new = changes[key]
             problems.append(
-                f"{resource.kind} {resource.name}: {key} cannot change in place ({old!r} -> {new!r}); "
-                f"run `cloudq destroy` for this stage first, or give the queue a new name"
+                f"{resource.kind} {resource.name}: {key} cannot change in place ({old!r} -> {new!r}): delete it "
+                "first (`cloudq destroy` removes what cloudq created), or configure another name"
             )
         steps.append(Step("update" if changes else "unchanged", resource, changes))
     refuse_if(problems)

@@ -339,3 +339,19 @@ def test_a_bucket_cloudq_did_not_create_is_used_but_never_touched(
     p.run("deploy", "--yes")
     p.run("destroy", "--yes")
     assert s3.get_object(Bucket=bucket, Key="someone-elses-data")["Body"].read() == b"keep me"
+
+
+def test_an_attribute_aws_cannot_change_in_place_is_refused(
+    tmp_path: Path, prefix: str, clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_stage_names(monkeypatch, prefix)
+    p = project(tmp_path, CONTAINER_APP, prefix)
+    name = p.load().name
+    trust = {"Version": "2012-10-17", "Statement": []}
+    clients["iam"].create_role(
+        RoleName=f"cloudq-{name}-dev", Path="/other/", AssumeRolePolicyDocument=json.dumps(trust)
+    )
+    refused = p.run("deploy", "--yes", ok=False)
+    assert f"iam.role cloudq-{name}-dev: Path cannot change in place ('/other/' -> '/cloudq/')" in refused.output
+    assert queue_names(clients["sqs"], prefix) == set()
+    clients["iam"].delete_role(RoleName=f"cloudq-{name}-dev")

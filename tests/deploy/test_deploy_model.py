@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from cloudq import App
-from cloudq.deploy import DeployRefused, Resource, build_model, diff
+from cloudq.deploy import ApplyFailed, DeployRefused, Resource, Step, apply_plan, build_model, diff
 from cloudq.deploy.registry import deployer_for
 from cloudq.deploy.render import leaf_changes
 from cloudq.deploy.settings import parse_deploy_settings
@@ -146,3 +146,30 @@ def test_deployer_lookup_by_broker_scheme(app: App) -> None:
     from cloudq_aws.deploy import AWSDeployer
 
     assert isinstance(deployer_for(build_model(app, "shop:app")), AWSDeployer)
+
+
+class _Failing:
+    """A deployer whose second step fails, as a cloud API refusing a request would."""
+
+    provider = "test"
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+
+    def apply(self, step: Step) -> None:
+        if len(self.applied) == 1:
+            raise RuntimeError("quota exceeded")
+        self.applied.append(step.resource.name)
+
+
+def test_a_failing_step_stops_the_apply_and_says_what_was_done() -> None:
+    plan = diff("test", "shop", "dev", [_r("a"), _r("b"), _r("c")], {})
+    deployer = _Failing()
+    with pytest.raises(ApplyFailed) as failed:
+        apply_plan(deployer, plan)  # type: ignore[arg-type]
+    assert deployer.applied == ["a"]
+    assert [s.resource.name for s in failed.value.done] == ["a"]
+    assert str(failed.value) == (
+        "create thing b failed after 1 finished step(s): quota exceeded; fix the cause and run the command "
+        "again (finished steps are not repeated)"
+    )
