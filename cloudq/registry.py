@@ -38,28 +38,35 @@ def _load(target: str) -> Any:
     return obj
 
 
+def load_plugin(group: str, name: str, what: str, extra: str) -> Any | None:
+    """Entry point ``name`` of ``group``, or None when none is registered. An entry point whose
+    import fails raises MissingExtra naming the pip extra that provides what it needs."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=group):
+        if ep.name == name:
+            try:
+                return ep.load()
+            except ImportError as exc:
+                raise MissingExtra(
+                    f"{what} needs {exc.name or 'an optional package'}: pip install 'cloudq[{extra}]'"
+                ) from None
+    return None
+
+
 def _factory(kind: str, url: str, builtin: dict[str, str]) -> Any:
     scheme = urlsplit(url).scheme
     if not scheme:
         raise ConfigurationError(f"{kind} URL {url!r} has no scheme; expected e.g. sqlite:///cloudq.db or sqs://")
     if scheme in builtin:
         return _load(builtin[scheme])
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=f"cloudq.{kind}s"):
-        if ep.name == scheme:
-            try:
-                return ep.load()
-            except ImportError as exc:
-                extra = _EXTRAS.get(scheme, "all")
-                raise MissingExtra(
-                    f"{kind} scheme {scheme!r} needs {exc.name or 'an optional package'}: pip install 'cloudq[{extra}]'"
-                ) from None
+    extra = _EXTRAS.get(scheme, "all")
+    found = load_plugin(f"cloudq.{kind}s", scheme, f"{kind} scheme {scheme!r}", extra)
+    if found is not None:
+        return found
     if scheme in _EXTRAS:
-        raise MissingExtra(
-            f"{kind} scheme {scheme!r} needs the {_EXTRAS[scheme]} extra: pip install 'cloudq[{_EXTRAS[scheme]}]'"
-        )
-    known = sorted({*builtin, *(k for k, v in _EXTRAS.items())})
+        raise MissingExtra(f"{kind} scheme {scheme!r} needs the {extra} extra: pip install 'cloudq[{extra}]'")
+    known = sorted({*builtin, *_EXTRAS})
     raise ConfigurationError(f"unknown {kind} scheme {scheme!r} in {url!r}; known schemes: {', '.join(known)}")
 
 
@@ -75,15 +82,8 @@ def open_results(url: str, settings: Settings) -> ResultStore:
 
 def load_runtime(name: str) -> Any:
     """The factory of a serverless runtime (``factory(app, **options)``) from the extras."""
-    from importlib.metadata import entry_points
-
     extra = _RUNTIME_EXTRAS.get(name, "all")
-    for ep in entry_points(group="cloudq.runtimes"):
-        if ep.name == name:
-            try:
-                return ep.load()
-            except ImportError as exc:
-                raise MissingExtra(
-                    f"runtime {name!r} needs {exc.name or 'an optional package'}: pip install 'cloudq[{extra}]'"
-                ) from None
-    raise MissingExtra(f"runtime {name!r} is not installed: pip install 'cloudq[{extra}]'")
+    found = load_plugin("cloudq.runtimes", name, f"runtime {name!r}", extra)
+    if found is None:
+        raise MissingExtra(f"runtime {name!r} is not installed: pip install 'cloudq[{extra}]'")
+    return found

@@ -2,43 +2,28 @@
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError, MissingExtra
+from ..registry import load_plugin
 from .base import Deployer
 from .model import AppModel
 
 ENTRY_POINT_GROUP = "cloudq.deployers"
-_BUILTIN = {
-    "sqs": ("cloudq_aws.deploy:AWSDeployer", "aws"),
-    "pubsub": ("cloudq_gcp.deploy:GCPDeployer", "gcp"),
-}
+_EXTRAS = {"sqs": "aws", "pubsub": "gcp"}
 _EMBEDDED = {"memory", "sqlite"}
 
 
-def _load(target: str) -> Any:
-    module, _, attr = target.partition(":")
-    return getattr(import_module(module), attr)
-
-
 def deployer_factory(scheme: str) -> Any:
-    from importlib.metadata import entry_points
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == scheme:
-            return ep.load()
-    target, extra = _BUILTIN.get(scheme, (None, None))
-    if target is None:
-        known = ", ".join(sorted(_BUILTIN))
-        raise ConfigurationError(f"cloudq deploy does not know broker scheme {scheme!r}; it deploys: {known}")
-    try:
-        return _load(target)
-    except ImportError as exc:
-        raise MissingExtra(
-            f"deploying a {scheme}:// broker needs {exc.name or 'an optional package'}: pip install 'cloudq[{extra}]'"
-        ) from None
+    what = f"deploying a {scheme}:// broker"
+    found = load_plugin(ENTRY_POINT_GROUP, scheme, what, _EXTRAS.get(scheme, "all"))
+    if found is not None:
+        return found
+    if scheme in _EXTRAS:
+        raise MissingExtra(f"{what} needs the {_EXTRAS[scheme]} extra: pip install 'cloudq[{_EXTRAS[scheme]}]'")
+    known = ", ".join(sorted(_EXTRAS))
+    raise ConfigurationError(f"cloudq deploy does not know broker scheme {scheme!r}; it deploys: {known}")
 
 
 def deployer_for(model: AppModel) -> Deployer:
