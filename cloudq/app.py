@@ -223,6 +223,27 @@ class App:
     def send_many(self, signatures: Iterable[Signature]) -> list[ResultHandle]:
         """Validate every call first, then send them grouped by queue in as few requests as the
         broker allows. Nothing is sent when any call is invalid."""
+        by_queue, handles = self._prepare(signatures)
+        for queue, messages in by_queue.items():
+            self.broker.send(queue, messages)
+        return handles
+
+    async def send_many_async(self, signatures: Iterable[Signature]) -> list[ResultHandle]:
+        """``send_many`` without blocking the event loop: brokers with a ``send_async`` (SQS via
+        aiobotocore) send natively, others in a worker thread."""
+        import asyncio
+
+        by_queue, handles = self._prepare(signatures)
+        send_async = getattr(self.broker, "send_async", None)
+        for queue, messages in by_queue.items():
+            if send_async is not None:
+                await send_async(queue, messages)
+            else:
+                await asyncio.to_thread(self.broker.send, queue, messages)
+        return handles
+
+    def _prepare(self, signatures: Iterable[Signature]) -> tuple[dict[str, list[OutgoingMessage]], list[ResultHandle]]:
+        """Validate and encode every call (eager mode runs them here instead)."""
         build = self._build_message
         now = time.time()
         max_delay = self.broker.limits.max_delay_s if not self.settings.eager else None
@@ -265,12 +286,9 @@ class App:
                     )
                 )
             handles.append(AsyncResult(task_id, app=self))
-        if self.settings.eager:
-            for body in eager:
-                self.executor.run_eagerly(body)
-        for queue, messages in by_queue.items():
-            self.broker.send(queue, messages)
-        return handles
+        for body in eager:
+            self.executor.run_eagerly(body)
+        return by_queue, handles
 
     def send_task(
         self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any

@@ -115,7 +115,29 @@ class AsyncResult:
 
     def get(self, timeout: float | None = None, interval: float = 0.1, propagate: bool = True) -> Any:
         """Wait for the outcome. Raises the task's failure, or ResultTimeout after ``timeout`` s."""
-        record = self._wait(timeout, interval)
+        return self._outcome(self._wait(timeout, interval), propagate)
+
+    async def get_async(self, timeout: float | None = None, interval: float = 0.1, propagate: bool = True) -> Any:
+        """``get`` for async code: stores with a ``get_async`` (DynamoDB via aiobotocore) are polled
+        natively, others from a worker thread, so the event loop never blocks."""
+        import asyncio
+
+        reader = getattr(self.app.results, "get_async", None)
+        if reader is None:
+            return await asyncio.to_thread(self.get, timeout, interval, propagate)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = min(0.005, interval)
+        while True:
+            record: ResultRecord | None = await reader(self.id)
+            if record is not None and record.terminal:
+                self._record = record
+                return self._outcome(record, propagate)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout(record, timeout)
+            await asyncio.sleep(pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, interval)
+
+    def _outcome(self, record: ResultRecord, propagate: bool) -> Any:
         if record.state == states.SUCCESS:
             return record.result
         exc = rebuild_exception(record)

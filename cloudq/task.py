@@ -140,6 +140,10 @@ class Task(Generic[P, R]):
             ]
         )[0]
 
+    async def delay_async(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """``delay`` for async code: never blocks the event loop."""
+        return (await self.app.send_many_async([Signature(self, args, kwargs)]))[0]
+
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
         return Signature(self, args, kwargs)
 

@@ -415,3 +415,22 @@ def test_a_result_too_large_for_the_store_fails_the_task_instead_of_looping(app,
     assert isinstance(outcome, DeadLetter) and outcome.reason.startswith("ResultTooLarge")
     with pytest.raises(ResultTooLarge, match="exceeds the store"):
         result.get(timeout=1)
+
+
+def test_delay_async_and_get_async_on_a_backend_without_native_async(app):
+    import asyncio
+
+    @app.task()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    async def produce():
+        return await add.delay_async(2, 3)
+
+    result = asyncio.run(produce())
+    with pytest.raises(InvalidArguments):
+        asyncio.run(add.delay_async("x", 1))
+    deliver(app)
+    assert asyncio.run(result.get_async(timeout=1)) == 5
+    with pytest.raises(ResultTimeout):
+        asyncio.run(add.delay_async(1, 1)).get(timeout=0.01)
