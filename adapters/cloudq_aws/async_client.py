@@ -7,8 +7,7 @@ per call (SendMessage/SendMessageBatch, GetItem) goes through aiobotocore client
 event loop, made on first use and closed by ``aclose()``.
 
 ``SQSBroker.send_async`` and ``DynamoDBResultStore.get_async`` are the hooks the core's
-``Task.delay_async`` / ``AsyncResult.get_async`` call; ``get_result_async`` works today on any
-AsyncResult.
+``Task.delay_async`` / ``App.send_many_async`` / ``AsyncResult.get_async`` call.
 """
 
 from __future__ import annotations
@@ -18,14 +17,13 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from cloudq.errors import BrokerError, ResultTimeout
+from cloudq.errors import BrokerError
 
 from .errors import translated
 from .session import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, AWSConfig
 
 if TYPE_CHECKING:
     from cloudq.interfaces import OutgoingMessage, ResultRecord
-    from cloudq.results import AsyncResult
 
     from .dynamodb import DynamoDBResultStore
     from .sqs import SQSBroker
@@ -141,25 +139,3 @@ async def get_async(store: DynamoDBResultStore, task_id: str) -> ResultRecord | 
     if RESULT_REF in item:
         return await asyncio.to_thread(store._record, item)
     return from_item(item)
-
-
-async def get_result_async(result: AsyncResult, timeout: float | None = None, interval: float = 0.1) -> Any:
-    """``await``-able ``AsyncResult.get``: the value, or the task's failure raised; ResultTimeout
-    after ``timeout`` seconds. Polls with the store's ``get_async`` when it has one."""
-    from cloudq.results import rebuild_exception
-
-    store = result.app.results
-    reader = getattr(store, "get_async", None)
-    loop = asyncio.get_running_loop()
-    deadline = None if timeout is None else loop.time() + timeout
-    pause = min(0.01, interval)
-    while True:
-        record = await reader(result.id) if reader else await asyncio.to_thread(store.get, result.id)
-        if record is not None and record.terminal:
-            if record.state == "SUCCESS":
-                return record.result
-            raise rebuild_exception(record)
-        if deadline is not None and loop.time() >= deadline:
-            raise ResultTimeout(f"task {result.id} still {record.state if record else 'PENDING'} after {timeout}s")
-        await asyncio.sleep(pause if deadline is None else min(pause, max(0.0, deadline - loop.time())))
-        pause = min(pause * 2, interval)

@@ -1,4 +1,4 @@
-"""The aiobotocore path: send_async (batched like send) and results read without blocking the loop."""
+"""The aiobotocore path: send_async batches like send, results are read without blocking the loop."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 
 import pytest
 from aws_apps import run_burst, sqs_app
-from cloudq_aws.async_client import get_result_async
 from cloudq_aws.testing import MotoServer
 
 from cloudq.envelope import Envelope
@@ -51,11 +50,11 @@ def test_send_async_batches_and_results_come_back_async(prefix: str, aws: MotoSe
 
     async def consume() -> list[int]:
         try:
-            values = [await get_result_async(app.AsyncResult(f"a{i}"), timeout=5) for i in range(12)]
+            values = [await app.AsyncResult(f"a{i}").get_async(timeout=5) for i in range(12)]
             with pytest.raises(KeyError, match="missing"):
-                await get_result_async(app.AsyncResult("f1"), timeout=5)
+                await app.AsyncResult("f1").get_async(timeout=5)
             with pytest.raises(ResultTimeout):
-                await get_result_async(app.AsyncResult("never-sent"), timeout=0.3)
+                await app.AsyncResult("never-sent").get_async(timeout=0.3)
             record = await store.get_async("a3")
             assert record is not None and record.result == 4
             return values
