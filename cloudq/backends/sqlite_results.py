@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import NotSerializable, ResultStoreError
@@ -87,6 +88,13 @@ class SQLiteResultStore:
             self._next_sweep = time.monotonic() + SWEEP_EVERY_S
             self.sweep(now)
         return written
+
+    def set_many(self, records: Sequence[ResultRecord]) -> None:
+        """``set`` for many records in one transaction (the worker batches its writes)."""
+        now = time.time()
+        rows = [(*_encode(record), now) for record in records]
+        with self.db.write() as conn:
+            conn.executemany(_UPSERT, rows)
 
     def sweep(self, now: float | None = None) -> int:
         """Delete up to SWEEP_BATCH expired rows: found by a read (no lock held while it scans),

@@ -34,8 +34,13 @@ def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
 
 
 class Acker:
-    def __init__(self, broker: Broker, interval_s: float = ACK_INTERVAL_S) -> None:
+    def __init__(
+        self, broker: Broker, interval_s: float = ACK_INTERVAL_S, before_apply: Callable[[], None] | None = None
+    ) -> None:
+        """``before_apply`` runs before each batch reaches the broker (the batched result writes);
+        if it fails, the batch is not applied and its messages come back after their lease."""
         self.broker = broker
+        self.before_apply = before_apply
         self.max_batch = max(1, broker.limits.max_batch)
         self.interval_s = interval_s
         self.counts: Counter[str] = Counter()  # outcomes applied, by kind: for logs and tests
@@ -101,6 +106,8 @@ class Acker:
                     self._cond.acquire()
 
     def _apply(self, batch: list[tuple[Delivery, Outcome]]) -> None:
+        if self.before_apply is not None and not self._call("result write", len(batch), self.before_apply):
+            return
         acks: list[Delivery] = []
         nacks: dict[float, list[Delivery]] = {}
         dead: dict[str, list[Delivery]] = {}

@@ -14,7 +14,7 @@ import socket
 import time
 import traceback as tb
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import states
 from ..envelope import Envelope, decode, peek_id
@@ -99,9 +99,15 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class ResultWriter(Protocol):
+    def set(self, record: ResultRecord) -> bool: ...
+
+
 class Executor:
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, writer: ResultWriter | None = None) -> None:
+        """``writer`` takes the result writes instead of the app's store (the worker batches them)."""
         self.app = app
+        self.writer = writer
         self.owner = _worker_id()
 
     # -- entry points -------------------------------------------------------------------------
@@ -358,7 +364,7 @@ class Executor:
             return
         if record.expires_at is None:
             record.expires_at = self._expiry()
-        self.app.results.set(record)
+        (self.writer or self.app.results).set(record)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires

@@ -17,7 +17,7 @@ from ..errors import ConfigurationError
 from ..interfaces import Delivery
 from .child import FATAL, READY, ChildError, child_main, decode_outcome, describe, encode_delivery, unframe
 from .consumer import peek
-from .executor import Outcome, RetryIn, give_back
+from .executor import Executor, Outcome, RetryIn, give_back
 
 if TYPE_CHECKING:
     from ..app import App
@@ -40,8 +40,8 @@ class Runner(Protocol):
 class ThreadRunner:
     """Runs the task in the calling pool thread (soft time limits come from the executor)."""
 
-    def __init__(self, app: App) -> None:
-        self.executor = app.executor
+    def __init__(self, app: App, executor: Executor | None = None) -> None:
+        self.executor = executor or app.executor
 
     def run(self, delivery: Delivery) -> Outcome:
         try:

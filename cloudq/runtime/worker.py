@@ -25,9 +25,11 @@ from ..errors import ConfigurationError
 from ..interfaces import Broker, Delivery
 from .acker import ACK_INTERVAL_S, Acker, chunks
 from .consumer import Consumer
+from .executor import Executor
 from .heartbeat import Heartbeat
 from .inbox import Held, Inbox
 from .pools import ProcessRunner, Runner, ThreadRunner, pool_log_config, start_all
+from .result_batch import BatchedResults
 
 if TYPE_CHECKING:
     from ..app import App
@@ -128,6 +130,7 @@ class Worker:
         self._acker: Acker | None = None
         self._heartbeat: Heartbeat | None = None
         self._inbox: Inbox | None = None
+        self._batched: BatchedResults | None = None
         self._broker: Broker | None = None
         self.runners: list[Runner] = []  # one per pool slot, while running
         self._slots: list[threading.Thread] = []
@@ -184,7 +187,12 @@ class Worker:
             waker = self._waker = _Waker()
             weakref.finalize(self, waker.close)
         # a finished message waits for its ack with no heartbeat: keep that well inside its lease
-        acker = self._acker = Acker(broker, min(self.ack_interval_s, lease * ACK_LEASE_FRACTION))
+        batched = self._batched = self._batched_results()
+        acker = self._acker = Acker(
+            broker,
+            min(self.ack_interval_s, lease * ACK_LEASE_FRACTION),
+            before_apply=batched.flush if batched else None,
+        )
         consumer = Consumer(
             broker,
             self.queues,
@@ -228,10 +236,18 @@ class Worker:
             for runner in runners:
                 runner.close()
 
+    def _batched_results(self) -> BatchedResults | None:
+        """Threads share one process: their result writes can share transactions when the store
+        writes many at once (SQLite). Child processes write their own."""
+        store = self.app.results
+        if self.pool == "process" or not callable(getattr(store, "set_many", None)):
+            return None
+        return BatchedResults(store)  # type: ignore[arg-type]
+
     def _runners(self) -> list[Runner]:
         if self.pool != "process":
             # "async" runs in threads for now: the executor runs each async task in its own loop
-            shared = ThreadRunner(self.app)
+            shared = ThreadRunner(self.app, Executor(self.app, writer=self._batched) if self._batched else None)
             return [shared] * self.concurrency
         assert self.app_path is not None
         level, fmt = pool_log_config()
@@ -316,7 +332,9 @@ class Worker:
             waker.wait(end - now)
         self._abandon(runners)
         heartbeat.stop()
-        acker.close()
+        acker.close()  # flushes the batched results first
+        if self._batched is not None:
+            self._batched.close()
         counts = acker.counts
         log.info(
             "worker stopped: %d acked, %d retried, %d dead-lettered, %d requeued",
