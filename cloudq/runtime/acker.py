@@ -13,13 +13,12 @@ are cheaper for SQLite too.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from ..interfaces import Broker, Delivery, OutgoingMessage
+from .batching import Batcher
 from .executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
 
 log = logging.getLogger("cloudq.worker")
@@ -44,66 +43,31 @@ class Acker:
         self.max_batch = max(1, broker.limits.max_batch)
         self.interval_s = interval_s
         self.counts: Counter[str] = Counter()  # outcomes applied, by kind: for logs and tests
-        self._pending: list[tuple[Delivery, Outcome]] = []
-        self._first_at = 0.0  # when the oldest pending outcome arrived
-        self._timed = False  # a pending outcome is more than an ack: flush it soon
-        self._cond = threading.Condition(threading.Lock())
-        self._flushing = threading.Lock()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="cloudq-acker", daemon=True)
+        self._batcher: Batcher[tuple[Delivery, Outcome]] = Batcher(
+            self._apply,
+            max_batch=self.max_batch,
+            window_s=interval_s,
+            urgent_window_s=TIMED_INTERVAL_S,
+            name="cloudq-acker",
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._batcher.start()
 
     def put(self, delivery: Delivery, outcome: Outcome) -> None:
-        with self._cond:
-            pending = self._pending
-            pending.append((delivery, outcome))
-            if len(pending) == 1:
-                self._first_at = time.monotonic()
-                self._cond.notify()
-            elif len(pending) >= self.max_batch:
-                self._cond.notify()
-            if not self._timed and type(outcome) is not Ack:
-                # a nack's delay or a requeued ETA hop runs from the flush: do not hold it back
-                self._timed = True
-                self._cond.notify()
+        # a nack's delay or a requeued ETA hop runs from the flush: do not hold it back
+        self._batcher.put((delivery, outcome), urgent=type(outcome) is not Ack)
 
     def unsettled(self) -> int:
         """Outcomes waiting for their flush (read without the lock: a hint)."""
-        return len(self._pending)
+        return self._batcher.pending()
 
     def flush(self) -> None:
         """Apply every outcome put so far; returns when they have reached the broker (or failed)."""
-        with self._flushing:
-            with self._cond:
-                batch, self._pending, self._timed = self._pending, [], False
-            if batch:
-                self._apply(batch)
+        self._batcher.flush()
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join()
-        self.flush()
-
-    def _run(self) -> None:
-        with self._cond:
-            while not self._closed:
-                if not self._pending:
-                    self._cond.wait()
-                    continue
-                wait = TIMED_INTERVAL_S if self._timed else self.interval_s
-                left = self._first_at + wait - time.monotonic()
-                if left > 0 and len(self._pending) < self.max_batch:
-                    self._cond.wait(left)  # gather more, unless a full batch or a timed outcome arrives
-                    continue
-                self._cond.release()
-                try:
-                    self.flush()
-                finally:
-                    self._cond.acquire()
+        self._batcher.close()
 
     def _apply(self, batch: list[tuple[Delivery, Outcome]]) -> None:
         if self.before_apply is not None and not self._call("result write", len(batch), self.before_apply):

@@ -38,6 +38,7 @@ log = logging.getLogger("cloudq.worker")
 
 POOLS = ("threads", "process", "async")
 DEFAULT_KILL_GRACE_S = 2.0  # process pool: seconds past a task's time limit before its child is killed
+MIN_FULL_BATCH = 10  # SQS's ReceiveMessage maximum: below it, receives are billed for fewer messages
 RECEIVE_SETTLE_S = 1.0
 ACK_LEASE_FRACTION = 0.1  # the heartbeat keeps at least a sixth of a lease; acks go out well before  # shutdown waits this long past the poll wait for a receive in flight
 
@@ -202,7 +203,7 @@ class Worker:
             unsettled=acker.unsettled,
             settle=acker.flush,
         )
-        inbox = self._inbox = Inbox(self.prefetch_multiplier * self.concurrency, consumer, self._release)
+        inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         runners: list[Runner] = []
         previous = self._install_signals()
@@ -235,6 +236,12 @@ class Worker:
             self._restore_signals(previous)
             for runner in runners:
                 runner.close()
+
+    def capacity(self, broker: Broker) -> int:
+        """Messages held at most: prefetch x concurrency, but never less than one full receive
+        batch of a cloud broker (10 on SQS), or every receive would come back partly empty and
+        cost requests for nothing."""
+        return max(self.prefetch_multiplier * self.concurrency, min(broker.limits.max_batch, MIN_FULL_BATCH))
 
     def _batched_results(self) -> BatchedResults | None:
         """Threads share one process: their result writes can share transactions when the store

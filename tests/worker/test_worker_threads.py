@@ -300,18 +300,21 @@ def test_consumption_is_fair_across_queues(make_app):
     assert max(i for i, q in enumerate(order) if q == "urgent") < 20  # not stuck behind 300 bulk tasks
 
 
-def test_never_holds_more_than_prefetch_times_concurrency(make_app):
+@pytest.mark.parametrize(("concurrency", "multiplier", "capacity"), [(2, 3, 10), (4, 5, 20)])
+def test_never_holds_more_than_its_capacity(make_app, concurrency, multiplier, capacity):
+    """prefetch x concurrency, but at least one full SQS-sized receive (10)."""
     app = make_app()
     seen: list[int] = []
-    worker = Worker(app, concurrency=2, prefetch_multiplier=3, burst=True)
+    worker = Worker(app, concurrency=concurrency, prefetch_multiplier=multiplier, burst=True)
+    assert worker.capacity(app.broker) == capacity
 
     @app.task()
     def probe(i: int) -> None:
         seen.append(worker.holding)
 
-    probe.map(range(40))
+    probe.map(range(60))
     assert run_burst(worker) == 0
-    assert len(seen) == 40 and max(seen) == 6  # buffered + running, counted while each task runs
+    assert len(seen) == 60 and max(seen) == capacity  # buffered + running, counted while each task runs
 
 
 def test_requeue_outcome_sends_the_copy_then_acks(make_app):
