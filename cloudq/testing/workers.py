@@ -1,0 +1,36 @@
+"""Running a real worker from a test: ``run_burst(app)`` processes until the queues are empty."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..runtime.worker import Worker
+
+if TYPE_CHECKING:
+    from ..app import App
+
+
+def run_burst(app: App, timeout: float = 60.0, **options: Any) -> Worker:
+    """Run a burst worker (threads pool, concurrency 2 by default) in a thread until the queues are
+    empty; a worker still running after ``timeout`` is stopped and fails the test."""
+    worker = Worker(app, burst=True, **{"concurrency": 2, "poll_wait_s": 1.0, "grace": 30.0, **options})
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["code"] = worker.run()
+        except BaseException as exc:  # re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        worker.stop()
+        thread.join(10)
+        raise AssertionError(f"burst worker still running after {timeout}s")
+    if "error" in outcome:
+        raise outcome["error"]
+    assert outcome["code"] == 0, f"worker exit code {outcome['code']}"
+    return worker
