@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloudq.backends.urls import url_options
+from cloudq.backends.urls import as_bool, as_number, url_options
 from cloudq.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -22,30 +22,6 @@ if TYPE_CHECKING:
 DEFAULT_MAX_CONNECTIONS = 50
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 65.0  # above SQS's 20 s long poll with room for slow responses
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"option {name!r} must be true or false, got {value!r}")
-
-
-def as_number(name: str, value: Any, low: float, high: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"option {name!r} must be a number, got {value!r}") from None
-    if not low <= number <= high:
-        raise ConfigurationError(f"option {name!r} must be between {low:g} and {high:g}, got {value!r}")
-    return number
 
 
 def as_text(name: str, value: Any) -> str | None:

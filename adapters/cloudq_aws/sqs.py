@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cloudq.backends.urls import as_bool, as_number
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge, QueueNotFound
 from cloudq.interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
 
@@ -30,7 +31,7 @@ from . import resources as res
 from . import sqs_messages as msg
 from .errors import DEPLOY_HINT, FifoDelayUnsupported, error_code, translated
 from .s3_offload import ClaimCheckMissing, ClaimCheckStore, S3Ref
-from .session import COMMON_PARSERS, AWSBackend, AWSConfig, as_bool, as_number, as_text, read_options
+from .session import COMMON_PARSERS, AWSBackend, AWSConfig, as_text, read_options
 
 if TYPE_CHECKING:
     from cloudq.config import Settings

@@ -12,7 +12,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cloudq.backends.urls import number, url_options
+from cloudq.backends.urls import as_bool, number, url_options
 from cloudq.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -28,20 +28,10 @@ DEFAULT_PREFIX = "cloudq-"
 
 PROJECT_ENV_VARS = ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")  # topic / subscription ids
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 
 def flag(options: dict[str, Any], name: str, default: bool) -> bool:
-    value = options.get(name, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"option {name!r} must be true or false, got {value!r}")
+    return as_bool(name, options.get(name, default))
 
 
 def project_id(explicit: str | None, scheme: str) -> str:
