@@ -76,6 +76,15 @@ class DeadLetter:
 Outcome = Ack | RetryIn | Requeue | DeadLetter
 
 
+async def _with_request(coro: Any, request: Request) -> Any:
+    """Run ``coro`` with ``task.request`` set: a coroutine on another thread's loop has its own context."""
+    token = _current_request.set(request)
+    try:
+        return await coro
+    finally:
+        _current_request.reset(token)
+
+
 GIVE_BACK_BASE_S = 1.0
 GIVE_BACK_MAX_S = 60.0
 
@@ -104,10 +113,14 @@ class ResultWriter(Protocol):
 
 
 class Executor:
-    def __init__(self, app: App, writer: ResultWriter | None = None) -> None:
-        """``writer`` takes the result writes instead of the app's store (the worker batches them)."""
+    def __init__(
+        self, app: App, writer: ResultWriter | None = None, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        """``writer`` takes the result writes instead of the app's store (the worker batches them);
+        ``loop``, a loop running in another thread, runs ``async def`` tasks (the async pool)."""
         self.app = app
         self.writer = writer
+        self.loop = loop
         self.owner = _worker_id()
 
     # -- entry points -------------------------------------------------------------------------
@@ -237,7 +250,10 @@ class Executor:
                 if task.time_limit:
                     coro = asyncio.wait_for(coro, task.time_limit)
                 try:
-                    return asyncio.run(coro)
+                    if self.loop is None:
+                        return asyncio.run(coro)
+                    # the async pool: every slot's coroutine shares one running loop
+                    return asyncio.run_coroutine_threadsafe(_with_request(coro, request), self.loop).result()
                 except TimeoutError:
                     raise TimeLimitExceeded(f"task exceeded its time limit of {task.time_limit}s") from None
             with time_limit(task.time_limit):

@@ -9,6 +9,7 @@ and graceful shutdown.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import select
@@ -16,7 +17,7 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -132,6 +133,7 @@ class Worker:
         self._heartbeat: Heartbeat | None = None
         self._inbox: Inbox | None = None
         self._batched: BatchedResults | None = None
+        self._on_exit: list[Callable[[], None]] = []
         self._broker: Broker | None = None
         self.runners: list[Runner] = []  # one per pool slot, while running
         self._slots: list[threading.Thread] = []
@@ -243,6 +245,22 @@ class Worker:
         cost requests for nothing."""
         return max(self.prefetch_multiplier * self.concurrency, min(broker.limits.max_batch, MIN_FULL_BATCH))
 
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        """The async pool: one event loop in its own thread runs every slot's ``async def`` task,
+        so up to ``concurrency`` coroutines run at once and can share clients; sync tasks still
+        run in the slot threads."""
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="cloudq-asyncio", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+            loop.close()
+
+        self._on_exit.append(stop)
+        return loop
+
     def _batched_results(self) -> BatchedResults | None:
         """Threads share one process: their result writes can share transactions when the store
         writes many at once (SQLite). Child processes write their own."""
@@ -253,8 +271,9 @@ class Worker:
 
     def _runners(self) -> list[Runner]:
         if self.pool != "process":
-            # "async" runs in threads for now: the executor runs each async task in its own loop
-            shared = ThreadRunner(self.app, Executor(self.app, writer=self._batched) if self._batched else None)
+            loop = self._event_loop() if self.pool == "async" else None
+            executor = Executor(self.app, writer=self._batched, loop=loop) if self._batched or loop else None
+            shared = ThreadRunner(self.app, executor)
             return [shared] * self.concurrency
         assert self.app_path is not None
         level, fmt = pool_log_config()
@@ -342,6 +361,8 @@ class Worker:
         acker.close()  # flushes the batched results first
         if self._batched is not None:
             self._batched.close()
+        for hook in self._on_exit:
+            hook()
         counts = acker.counts
         log.info(
             "worker stopped: %d acked, %d retried, %d dead-lettered, %d requeued",

@@ -421,3 +421,28 @@ def test_one_ordering_key_never_runs_two_tasks_at_once_and_keeps_its_order(make_
     assert overlaps == []
     assert order == {"a": list(range(12)), "b": list(range(12))}
     assert peak[0] == 2  # the two keys still ran side by side
+
+
+def test_async_pool_runs_coroutines_concurrently_on_one_loop(make_app):
+    app = make_app()
+    loops: set[int] = set()
+    running = [0]
+    peak = [0]
+    attempts: list[int] = []
+
+    @app.task(bind=True)
+    async def fetch(self, n: int) -> int:
+        loops.add(id(asyncio.get_running_loop()))
+        attempts.append(self.request.attempt)  # task.request reaches the coroutine
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        await asyncio.sleep(0.2)
+        running[0] -= 1
+        return n
+
+    handles = fetch.map(range(8))
+    assert run_burst(Worker(app, concurrency=8, pool="async", burst=True)) == 0
+    assert [h.get(timeout=5) for h in handles] == list(range(8))
+    assert len(loops) == 1  # one shared event loop, not one per task
+    assert peak[0] > 1  # coroutines overlapped on it
+    assert attempts == [1] * 8
