@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -34,3 +37,13 @@ def run_burst(app: App, timeout: float = 60.0, **options: Any) -> Worker:
         raise outcome["error"]
     assert outcome["code"] == 0, f"worker exit code {outcome['code']}"
     return worker
+
+
+def run_worker_process(
+    app_path: str, cwd: str | os.PathLike[str], *args: str, timeout: float = 90.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m cloudq worker -A app_path --burst`` as a real subprocess from ``cwd`` (put on
+    its PYTHONPATH, so the app module imports) and return when it exits."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "cloudq", "worker", "-A", app_path, "--burst", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

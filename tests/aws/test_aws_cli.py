@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import pytest
 from cloudq_aws.testing import MotoServer
 
 from cloudq import states
+from cloudq.testing.workers import run_worker_process
 
 pytestmark = [pytest.mark.aws, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -45,15 +43,7 @@ def test_worker_subprocess_runs_sqs_tasks_and_writes_dynamodb_results(
     tasks = importlib.import_module(module)
     handles = tasks.add.map([(i, 1) for i in range(12)])
     failed = tasks.boom.delay()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-m", "cloudq", "worker", "-A", f"{module}:app", "--burst", "-c", "2", "-l", "WARNING"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    done = run_worker_process(f"{module}:app", tmp_path, "-c", "2", "-l", "WARNING")
     assert done.returncode == 0, done.stderr[-3000:]
     assert [h.get(timeout=5) for h in handles] == [i + 1 for i in range(12)]
     with pytest.raises(ValueError, match="no"):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -14,6 +11,7 @@ import pytest
 from gcp_apps import gcp_urls
 
 from cloudq import states
+from cloudq.testing.workers import run_worker_process
 
 pytestmark = [pytest.mark.gcp, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -55,15 +53,7 @@ def test_worker_subprocess_runs_pubsub_tasks_and_writes_firestore_results(
     eta = time.time() + 2
     delayed = tasks.stamp.apply_async(eta=eta)
     failed = tasks.boom.delay()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-m", "cloudq", "worker", "-A", f"{module}:app", "--burst", "-c", "2", "-l", "WARNING"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    done = run_worker_process(f"{module}:app", tmp_path, "-c", "2", "-l", "WARNING")
     assert done.returncode == 0, done.stderr[-3000:]
     assert [h.get(timeout=10) for h in handles] == [i + 1 for i in range(12)]
     assert delayed.get(timeout=10) >= eta
