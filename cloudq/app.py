@@ -300,3 +300,28 @@ class App:
         if task is None:
             raise UnknownTask(f"unknown task {name!r}; this app defines: {', '.join(sorted(self.tasks)) or 'none'}")
         return task.apply_async(args, kwargs, **options)
+
+
+def load_app(path: str) -> App:
+    """The App at ``module:attribute`` (or the one App in ``module``): how the CLI, pool processes
+    and serverless entry points find the user's app. Raises ConfigurationError saying what is wrong."""
+    from importlib import import_module
+
+    module_name, _, attr = path.partition(":")
+    if not module_name:
+        raise ConfigurationError(f"app path {path!r} must be module:attribute (e.g. proj.tasks:app)")
+    try:
+        module = import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import app module {module_name!r}: {exc}") from None
+    if attr:
+        app = getattr(module, attr, None)
+        if not isinstance(app, App):
+            raise ConfigurationError(f"{module_name!r} has no cloudq App named {attr!r}")
+        return app
+    apps = [value for value in vars(module).values() if isinstance(value, App)]
+    if len(apps) != 1:
+        raise ConfigurationError(
+            f"{module_name!r} defines {len(apps)} cloudq Apps: name one as {module_name}:attribute"
+        )
+    return apps[0]

@@ -5,7 +5,6 @@ A user mistake prints one clear line and exits non-zero; tracebacks are for bugs
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -17,32 +16,21 @@ from typing import Any, TypeVar
 import click
 
 from .app import App
-from .errors import CloudqError
+from .app import load_app as import_app
+from .errors import CloudqError, ConfigurationError
 
 F = TypeVar("F", bound=Callable[..., Any])
 APP_HELP = "The app as module:attribute (e.g. proj.tasks:app); default from CLOUDQ_APP."
 
 
 def load_app(path: str) -> App:
-    """Import ``module:attribute`` (or just ``module`` holding one App) from the working directory."""
-    module_name, _, attr = path.partition(":")
+    """The app at ``module:attribute``, importable from the working directory."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.ClickException(f"cannot import app module {module_name!r}: {exc}") from None
-    if attr:
-        app = getattr(module, attr, None)
-        if not isinstance(app, App):
-            raise click.ClickException(f"{module_name!r} has no cloudq App named {attr!r}")
-        return app
-    apps = [value for value in vars(module).values() if isinstance(value, App)]
-    if len(apps) != 1:
-        raise click.ClickException(
-            f"{module_name!r} defines {len(apps)} cloudq Apps: name one as {module_name}:attribute"
-        )
-    return apps[0]
+        return import_app(path)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def user_errors(fn: F) -> F:

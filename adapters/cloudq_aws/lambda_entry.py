@@ -8,25 +8,14 @@ created here: the app builds its broker and result store on the first invocation
 from __future__ import annotations
 
 import os
-from importlib import import_module
 
-from cloudq.app import App
+from cloudq.app import load_app
 from cloudq.errors import ConfigurationError
 
 from .lambda_handler import LambdaHandler, make_handler
 
 APP_ENV = "CLOUDQ_APP"
 CONCURRENCY_ENV = "CLOUDQ_LAMBDA_CONCURRENCY"
-
-
-def load_app(path: str) -> App:
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(f"{APP_ENV} must be module:attribute (e.g. proj.tasks:app), got {path!r}")
-    app = getattr(import_module(module_name), attr, None)
-    if not isinstance(app, App):
-        raise ConfigurationError(f"{APP_ENV}={path!r}: {module_name!r} has no cloudq App named {attr!r}")
-    return app
 
 
 def _handler() -> LambdaHandler:

@@ -8,22 +8,13 @@ The app comes from ``CLOUDQ_APP`` (``module:attribute``); OIDC verification is o
 from __future__ import annotations
 
 import os
-from importlib import import_module
 
-from cloudq.app import App
+from cloudq.app import load_app
 from cloudq.errors import ConfigurationError
 
 from .push_handler import PushWSGI, make_wsgi_app
 
 APP_ENV = "CLOUDQ_APP"
-
-
-def load_app(path: str) -> App:
-    module_name, _, attr = path.partition(":")
-    app = getattr(import_module(module_name), attr, None) if module_name and attr else None
-    if not isinstance(app, App):
-        raise ConfigurationError(f"{APP_ENV}={path!r} must name a cloudq App as module:attribute")
-    return app
 
 
 def _application() -> PushWSGI:

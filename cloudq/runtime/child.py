@@ -102,7 +102,7 @@ def child_main(app_path: str, conn: Connection, log_level: int, log_format: str 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format=log_format or logging.BASIC_FORMAT)
     try:
-        from ..cli import load_app
+        from ..app import load_app
 
         executor = load_app(app_path).executor
     except BaseException as exc:  # anything at import time is a start failure
