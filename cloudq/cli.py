@@ -176,11 +176,22 @@ def inspect(app_path: str, as_json: bool) -> None:
         return
     click.echo(f"{'queue':<24} {'ready':>8} {'in flight':>10} {'delayed':>8} {'dead':>8}")
     for row in rows:
-        click.echo(f"{row.queue:<24} {row.ready:>8} {row.in_flight:>10} {row.delayed:>8} {row.dead_lettered:>8}")
+        ready, in_flight, delayed, dead = (_count(getattr(row, n)) for n in _COUNTS)
+        click.echo(f"{row.queue:<24} {ready:>8} {in_flight:>10} {delayed:>8} {dead:>8}")
+    if any(getattr(row, n) < 0 for row in rows for n in _COUNTS):
+        click.echo("? = the service does not report this count")
+
+
+_COUNTS = ("ready", "in_flight", "delayed", "dead_lettered")
+
+
+def _count(value: int) -> str:
+    return "?" if value < 0 else str(value)
 
 
 def _stats(row: Any) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in ("queue", "ready", "in_flight", "delayed", "dead_lettered")}
+    counts = {name: (None if getattr(row, name) < 0 else getattr(row, name)) for name in _COUNTS}
+    return {"queue": row.queue, **counts}
 
 
 @main.command()

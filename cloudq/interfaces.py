@@ -50,8 +50,13 @@ class Delivery:
     ordering_key: str | None = None
 
 
+UNKNOWN = -1  # a count the service cannot tell (Pub/Sub's backlog lives in Cloud Monitoring)
+
+
 @dataclass(frozen=True, slots=True)
 class QueueStats:
+    """Message counts of a queue; ``UNKNOWN`` (-1) where the service cannot tell."""
+
     queue: str
     ready: int
     in_flight: int

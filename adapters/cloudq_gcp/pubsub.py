@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from cloudq.errors import BackendUnavailable, ConfigurationError, MessageTooLarge
-from cloudq.interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
+from cloudq.interfaces import UNKNOWN, BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
 
 from . import deferral
 from .errors import PUBSUB, translated
@@ -536,7 +536,7 @@ class PubSubBroker:
             in_flight = sum(1 for sub, _ in self._leased if sub == paths.subscription)
             delayed = sum(1 for sub, _ in self._hidden if sub == paths.subscription)
         dead = len(self._peek_dead(paths, MAX_BATCH))
-        return QueueStats(queue, ready=0, in_flight=in_flight, delayed=delayed, dead_lettered=dead)
+        return QueueStats(queue, ready=UNKNOWN, in_flight=in_flight, delayed=delayed, dead_lettered=dead)
 
     def purge(self, queue: str) -> int:
         """Ack what is receivable now (the count), then seek the subscription to now, which drops

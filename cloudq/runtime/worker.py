@@ -312,7 +312,7 @@ class Worker:
         self._acker.flush()
         for queue in self.queues:
             stats = self._broker.stats(queue)
-            if stats.ready or stats.delayed:
+            if stats.ready > 0 or stats.delayed > 0:  # UNKNOWN (-1) counts as nothing seen
                 return False
         return True
 

@@ -105,3 +105,19 @@ def test_unreachable_backend_is_one_line_without_traceback(project):
 def test_schema_prints_the_envelope_schema():
     result = run("schema")
     assert json.loads(result.output)["title"] == "cloudq task envelope v1"
+
+
+def test_inspect_shows_counts_a_service_cannot_report_as_unknown(project, monkeypatch):
+    import cliapp
+
+    from cloudq.interfaces import UNKNOWN, QueueStats
+
+    monkeypatch.setattr(cliapp.app.broker, "stats", lambda queue: QueueStats(queue, UNKNOWN, 2, 0, 1))
+    table = run("inspect", "-A", "cliapp:app")
+    assert table.exit_code == 0
+    assert table.output.splitlines()[1].split() == ["default", "?", "2", "0", "1"]
+    assert "does not report" in table.output
+    as_json = run("inspect", "-A", "cliapp:app", "--json")
+    assert json.loads(as_json.output) == [
+        {"queue": "default", "ready": None, "in_flight": 2, "delayed": 0, "dead_lettered": 1}
+    ]
