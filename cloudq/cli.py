@@ -75,6 +75,11 @@ def main() -> None:
 @click.option("--prefetch-multiplier", type=click.IntRange(1, 1000), help="Messages leased per unit of concurrency.")
 @click.option("--burst", is_flag=True, help="Process until the queues are empty, then exit 0.")
 @click.option(
+    "--poll-wait",
+    type=click.FloatRange(0, 20, min_open=True),
+    help="Seconds an idle worker long-polls (default: the poll_wait setting, 1 s; use 10-20 on SQS to cut idle requests).",
+)
+@click.option(
     "--grace",
     type=click.FloatRange(0),
     default=30.0,
@@ -95,6 +100,7 @@ def worker(
     pool: str | None,
     prefetch_multiplier: int | None,
     burst: bool,
+    poll_wait: float | None,
     grace: float,
     loglevel: str | None,
 ) -> None:
@@ -116,6 +122,7 @@ def worker(
         burst=burst,
         grace=grace,
         app_path=app_path,
+        poll_wait_s=poll_wait,
     ).run()
     sys.exit(code)
 

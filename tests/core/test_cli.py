@@ -121,3 +121,34 @@ def test_inspect_shows_counts_a_service_cannot_report_as_unknown(project, monkey
     assert json.loads(as_json.output) == [
         {"queue": "default", "ready": None, "in_flight": 2, "delayed": 0, "dead_lettered": 1}
     ]
+
+
+def test_worker_burst_from_the_cli_with_a_poll_wait(project):
+    sent = run("send", "-A", "cliapp:app", "add", "--args", "[2, 3]")
+    task_id = sent.output.strip()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cloudq",
+            "worker",
+            "-A",
+            "cliapp:app",
+            "--burst",
+            "--poll-wait",
+            "0.2",
+            "-l",
+            "WARNING",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(run("result", "-A", "cliapp:app", task_id).output)["result"] == 5
+
+
+def test_poll_wait_out_of_range_is_a_usage_error():
+    result = run("worker", "-A", "cliapp:app", "--poll-wait", "0")
+    assert result.exit_code == 2 and "--poll-wait" in result.output
