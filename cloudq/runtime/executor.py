@@ -372,12 +372,11 @@ class Executor:
             finished_at=time.time() if final else None,
             expires_at=self._expiry(),
         )
-        self._write(record, always=final)
+        if final or not task.ignore_result:
+            self._write(record)
 
-    def _write(self, record: ResultRecord, always: bool = False) -> None:
-        task = self.app.tasks.get(record.task_name)
-        if task is not None and task.ignore_result and not always:
-            return
+    def _write(self, record: ResultRecord) -> None:
+        """Callers decide whether to write (``ignore_result`` tasks still record failures)."""
         if record.expires_at is None:
             record.expires_at = self._expiry()
         (self.writer or self.app.results).set(record)
