@@ -11,7 +11,6 @@ calls ``register(config)``, so the session's single moto server serves them all.
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import uuid
 from collections.abc import Iterator
@@ -42,10 +41,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
 
 @pytest.fixture
 def aws(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoServer:
-    """The moto server, with cloudq's own environment cleared and a scratch working directory."""
-    for name in list(os.environ):
-        if name.startswith("CLOUDQ_"):
-            monkeypatch.delenv(name)
+    """The moto server and a scratch working directory (tests/conftest.py clears CLOUDQ_*)."""
     monkeypatch.chdir(tmp_path)
     return moto_server
 

@@ -10,9 +10,6 @@ from cloudq import App
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch, tmp_path) -> Iterator[App]:
     """An app on the in-memory backend, isolated from the developer's environment and files."""
-    for name in list(__import__("os").environ):
-        if name.startswith("CLOUDQ_"):
-            monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     application = App("test", broker="memory://", results="memory://", retry_backoff=0)
     yield application

@@ -52,11 +52,6 @@ def add(a: int, b: int) -> int:
 
 @pytest.fixture
 def gcp(pubsub_emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
-    import os
-
-    for name in list(os.environ):
-        if name.startswith("CLOUDQ_"):
-            monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     from google.cloud import pubsub_v1
 

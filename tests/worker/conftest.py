@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,10 +15,7 @@ HERE = Path(__file__).parent
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """No CLOUDQ_* from the developer's shell, and a private working directory."""
-    for name in list(os.environ):
-        if name.startswith("CLOUDQ_"):
-            monkeypatch.delenv(name)
+    """A private working directory (tests/conftest.py clears CLOUDQ_* for every test)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
