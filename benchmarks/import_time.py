@@ -4,7 +4,7 @@ Each case is a fresh ``python -c`` process; the cases are interleaved round by r
 noise hits them alike, and the median of the rounds is reported minus the median of
 ``python -c pass``. A warm-up round first writes the bytecode caches. Also checks, in a
 subprocess, which heavy modules ``import cloudq`` pulls in: click, boto3/botocore and google.*
-must never load (DESIGN.md section 6); pydantic is reported.
+must never load (benchmarks/README.md, Targets); pydantic is reported.
 
     python benchmarks/import_time.py [--runs 21] [--quick] [--strict] [--detail]
 

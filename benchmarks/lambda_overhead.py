@@ -2,7 +2,7 @@
 BatchProcessor doing the same no-op work in the same run.
 
 Import: each case is a fresh ``python -c`` process, cases interleaved round by round, median
-reported (bare interpreter subtracted). Target (DESIGN.md section 6): the handler module imports in
+reported (bare interpreter subtracted). Target (benchmarks/README.md, Targets): the handler module imports in
 at most ``import boto3`` + 40 ms, and builds no client.
 
 Per record: one synthetic SQS event of ``--records`` records (Lambda's exact record shape, cloudq

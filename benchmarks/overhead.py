@@ -11,7 +11,7 @@ that runs while the worker(s) consume, timed from the first enqueue to the last 
 
 Each case runs in a fresh interpreter, one after the other (``--repeat`` interleaves rounds and
 reports the median). The table gives tasks/s, µs per task and the ratio cloudq/peer of the same
-run. Targets (DESIGN.md section 6): >= 15,000/s in-process with validation on, >= 6,000/s on
+run. Targets (benchmarks/README.md, Targets): >= 15,000/s in-process with validation on, >= 6,000/s on
 SQLite with two worker processes.
 
     python benchmarks/overhead.py [--n 20000] [--only cloudq-memory,celery] [--quick] [--repeat 3]

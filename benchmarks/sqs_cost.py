@@ -18,7 +18,7 @@ is the CPU time of the worker process (and its children) over the same work.
 
     python benchmarks/sqs_cost.py [-n 2000] [--celery-n N] [--skip-celery] [--skip-tuned]
 
-Targets (DESIGN.md section 6): <= 0.25 SQS requests per task on the worker side, <= 0.35 end to
+Targets (benchmarks/README.md, Targets): <= 0.25 SQS requests per task on the worker side, <= 0.35 end to
 end for batch-sent work (floor 0.30), <= 1.05 DynamoDB requests per task, >= 5x Celery's tasks/s
 at its defaults and >= 2x tuned. Celery needs ``pip install 'celery[sqs]'`` (boto3 + pycurl).
 """
@@ -274,7 +274,7 @@ def report(runs: list[Run]) -> None:
         print(f"  {r.name}: producer: {ops(r.produce, r.n)}")
         print(f"  {' ' * len(r.name)}  worker:   {ops(r.work, r.n)}")
     by_name = {r.name: r for r in runs}
-    print("\ntargets (DESIGN.md section 6):")
+    print("\ntargets (benchmarks/README.md, Targets):")
     for name in ("cloudq batch", "cloudq delay"):
         r = by_name.get(name)
         if r is None:

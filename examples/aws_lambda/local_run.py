@@ -8,13 +8,19 @@ report as failed) until the queue is empty. No AWS account and no Docker needed.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from cloudq_aws.testing import MotoServer
+
+# module -> the package that provides it: what this script needs beyond README command 1
+NEEDS = {"boto3": "boto3", "moto": "moto[server]", "flask": "moto[server]"}
+INSTALL = "pip install -e '.[moto]' (from the checkout's root; elsewhere pip install 'cloudq[moto]')"
 
 
 class Context:
@@ -50,7 +56,15 @@ def record(message: dict[str, Any], arn: str) -> dict[str, Any]:
     }
 
 
+def missing_packages() -> list[str]:
+    """The packages of NEEDS that are not installed, each named once."""
+    return sorted({package for module, package in NEEDS.items() if importlib.util.find_spec(module) is None})
+
+
 def main() -> None:
+    missing = missing_packages()
+    if missing:
+        sys.exit(f"local_run.py needs {' and '.join(missing)}, not installed here: {INSTALL}")
     with tempfile.TemporaryDirectory() as workdir, MotoServer(workdir=Path(workdir)) as moto:
         os.environ.update(moto.environment())
         import tasks  # after the environment points boto3 at moto

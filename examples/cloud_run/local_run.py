@@ -7,7 +7,9 @@ to it -- the same path a deployed service takes. Needs the Cloud SDK's emulators
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -15,8 +17,12 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from cloudq_gcp.emulators import running
+from cloudq_gcp.emulators import EmulatorMissing, running
 from cloudq_gcp.pubsub_admin import queue_paths
+
+# the Google client libraries of the gcp extra (README command 1 installs cloudq alone)
+GOOGLE_MODULES = ("google.cloud.pubsub_v1", "google.cloud.firestore", "google.auth")
+INSTALL = "pip install -e '.[gcp]' (from the checkout's root; elsewhere pip install 'cloudq[gcp]')"
 
 
 class Quiet(WSGIRequestHandler):
@@ -43,7 +49,24 @@ def push_to(app: Any, endpoint: str, queue: str = "default") -> str:
     return str(subscription)
 
 
+def installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package (google, google.cloud) is missing
+        return False
+
+
 def main() -> None:
+    missing = [module for module in GOOGLE_MODULES if not installed(module)]
+    if missing:
+        sys.exit(f"local_run.py needs the gcp extra ({', '.join(missing)} not installed): {INSTALL}")
+    try:
+        serve_example()
+    except EmulatorMissing as exc:
+        sys.exit(f"local_run.py needs Google's emulators: {exc}")
+
+
+def serve_example() -> None:
     with (
         tempfile.TemporaryDirectory() as logs,
         running("pubsub", Path(logs)) as pubsub,
