@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from cloudq import states
+from cloudq.backends.urls import read_options
 from cloudq.errors import ConfigurationError, ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
 
 from . import resources as res
 from .errors import error_code, translated
 from .s3_offload import ClaimCheckStore, S3Ref
-from .session import COMMON_PARSERS, AWSBackend, AWSConfig, read_options
+from .session import COMMON_PARSERS, AWSBackend, AWSConfig
 
 if TYPE_CHECKING:
     from cloudq.config import Settings
@@ -142,7 +143,11 @@ class DynamoDBResultStore(AWSBackend):
         if not table:
             raise ConfigurationError(f"results URL {url!r} names no table: use dynamodb://TABLE")
         options = read_options(
-            url, settings.results_options, COMMON_PARSERS, {"create_missing": settings.create_missing}
+            url,
+            settings.results_options,
+            COMMON_PARSERS,
+            {"create_missing": settings.create_missing},
+            base_name="results_options",
         )
         return cls(
             table,

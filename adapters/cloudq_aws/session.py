@@ -9,12 +9,11 @@ an adapter stays cheap (Lambda cold starts).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloudq.backends.urls import as_bool, as_number, url_options
-from cloudq.errors import ConfigurationError
+from cloudq.backends.urls import Parser, as_bool, as_text, integer_in
 
 if TYPE_CHECKING:
     from .async_client import AsyncClients
@@ -24,38 +23,13 @@ CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 65.0  # above SQS's 20 s long poll with room for slow responses
 
 
-def as_text(name: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ConfigurationError(f"option {name!r} must be a string, got {value!r}")
-    return value or None
-
-
-def read_options(
-    url: str, base: Mapping[str, Any], parsers: Mapping[str, Callable[[str, Any], Any]], defaults: Mapping[str, Any]
-) -> dict[str, Any]:
-    """URL query over ``base`` (settings.*_options), each value parsed; unknown names are an error."""
-    raw = url_options(url, dict(base))
-    unknown = sorted(set(raw) - set(parsers))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown option(s) {', '.join(map(repr, unknown))} for {url.split('?')[0]!r}; "
-            f"known options: {', '.join(sorted(parsers))}"
-        )
-    options = dict(defaults)
-    for name, value in raw.items():
-        options[name] = parsers[name](name, value)
-    return options
-
-
 # options every AWS backend accepts
-COMMON_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+COMMON_PARSERS: dict[str, Parser] = {
     "region": as_text,
     "endpoint_url": as_text,
     "bucket": as_text,
     "create_missing": as_bool,
-    "max_connections": lambda n, v: int(as_number(n, v, 1, 1000)),
+    "max_connections": integer_in(1, 1000),
 }
 
 

@@ -19,11 +19,12 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from cloudq.backends.urls import as_bool, as_number
+from cloudq.backends.urls import Parser, as_bool, as_text, integer_in, number_in, read_options
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge, QueueNotFound
 from cloudq.interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
 
@@ -31,7 +32,7 @@ from . import resources as res
 from . import sqs_messages as msg
 from .errors import DEPLOY_HINT, FifoDelayUnsupported, error_code, translated
 from .s3_offload import ClaimCheckMissing, ClaimCheckStore, S3Ref
-from .session import COMMON_PARSERS, AWSBackend, AWSConfig, as_text, read_options
+from .session import COMMON_PARSERS, AWSBackend, AWSConfig
 
 if TYPE_CHECKING:
     from cloudq.config import Settings
@@ -44,12 +45,12 @@ DEAD_LETTER_SCAN_LEASE_S = 30  # hide dead letters this long while listing them,
 # batch entry failures meaning "this lease is over" (the message was deleted or leased again): skipped, not raised
 _GONE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
 
-BROKER_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+BROKER_PARSERS: dict[str, Parser] = {
     **COMMON_PARSERS,
     "prefix": lambda n, v: as_text(n, v) or "",
-    "wait": lambda n, v: as_number(n, v, 0, res.SQS_MAX_WAIT_S),
-    "visibility": lambda n, v: as_number(n, v, 1, res.SQS_MAX_VISIBILITY_S),
-    "max_receive_count": lambda n, v: int(as_number(n, v, 1, 1000)),
+    "wait": number_in(0, res.SQS_MAX_WAIT_S),
+    "visibility": number_in(1, res.SQS_MAX_VISIBILITY_S),
+    "max_receive_count": integer_in(1, 1000),
     "fifo": as_bool,
 }
 
@@ -117,6 +118,13 @@ class SQSBroker(AWSBackend):
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SQSBroker:
+        parts = urlsplit(url)
+        named = parts.netloc + parts.path.rstrip("/")
+        if named:
+            raise ConfigurationError(
+                f"broker URL {url!r}: sqs:// takes no queue name ({named!r}); each task's queue (or the "
+                "default_queue setting) names the SQS queue, and ?prefix= prefixes every name, e.g. sqs://?prefix=shop-"
+            )
         options = read_options(
             url,
             settings.broker_options,
@@ -129,6 +137,7 @@ class SQSBroker(AWSBackend):
                 "max_receive_count": res.DEFAULT_MAX_RECEIVE_COUNT,
                 "fifo": settings.default_queue.endswith(res.FIFO_SUFFIX),
             },
+            base_name="broker_options",
         )
         return cls(
             prefix=options["prefix"],

@@ -5,6 +5,7 @@ URL query parameters override ``settings.broker_options`` / ``settings.results_o
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cloudq.backends.urls import as_bool, number, url_options
+from cloudq.backends.urls import Parser, as_bool, as_number, as_text, read_options
 from cloudq.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -28,10 +29,6 @@ DEFAULT_PREFIX = "cloudq-"
 
 PROJECT_ENV_VARS = ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")  # topic / subscription ids
-
-
-def flag(options: dict[str, Any], name: str, default: bool) -> bool:
-    return as_bool(name, options.get(name, default))
 
 
 def project_id(explicit: str | None, scheme: str) -> str:
@@ -55,6 +52,47 @@ def resource_name(name: str, what: str) -> str:
     return name
 
 
+def _attempts(name: str, value: Any) -> int:
+    attempts = int(as_number(name, value, 0, MAX_DELIVERY_ATTEMPTS))
+    if attempts and attempts < MIN_DELIVERY_ATTEMPTS:
+        raise ConfigurationError(
+            f"option {name!r} must be {MIN_DELIVERY_ATTEMPTS}-{MAX_DELIVERY_ATTEMPTS} "
+            f"(Pub/Sub's dead-letter policy range) or 0 for no dead-letter policy, got {value!r}"
+        )
+    return attempts
+
+
+def _ack_deadline(name: str, value: Any) -> int:
+    seconds = int(as_number(name, value, -math.inf, math.inf))
+    if not MIN_ACK_DEADLINE_S <= seconds <= MAX_ACK_DEADLINE_S:
+        raise ConfigurationError(f"option {name!r} must be {MIN_ACK_DEADLINE_S}-{MAX_ACK_DEADLINE_S} s, got {value!r}")
+    return seconds
+
+
+def _timeout(name: str, value: Any) -> float:
+    timeout = as_number(name, value, 0, 3600)
+    if timeout <= 0:
+        raise ConfigurationError(f"option {name!r} must be > 0 seconds, got {value!r}")
+    return timeout
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+_COMMON: dict[str, Parser] = {"project": as_text, "bucket": as_text, "timeout": _timeout}
+PUBSUB_PARSERS: dict[str, Parser] = {
+    **_COMMON,
+    "prefix": lambda n, v: as_text(n, v) or "",
+    "ack_deadline": _ack_deadline,
+    "max_delivery_attempts": _attempts,
+    "create_missing": as_bool,
+    "ordered": _names,
+}
+FIRESTORE_PARSERS: dict[str, Parser] = {**_COMMON, "database": as_text, "listen": as_bool}
+
+
 @dataclass(frozen=True, slots=True)
 class PubSubOptions:
     project: str
@@ -71,30 +109,24 @@ class PubSubOptions:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> PubSubOptions:
-        opts = url_options(url, settings.broker_options)
-        ack_deadline = int(number(opts, "ack_deadline", min(max(settings.visibility_timeout, 10), 600)))
-        if not MIN_ACK_DEADLINE_S <= ack_deadline <= MAX_ACK_DEADLINE_S:
-            raise ConfigurationError(
-                f"option 'ack_deadline' must be {MIN_ACK_DEADLINE_S}-{MAX_ACK_DEADLINE_S} s, got {ack_deadline}"
-            )
-        attempts = int(number(opts, "max_delivery_attempts", MAX_DELIVERY_ATTEMPTS))
-        if attempts and not MIN_DELIVERY_ATTEMPTS <= attempts <= MAX_DELIVERY_ATTEMPTS:
-            raise ConfigurationError(
-                f"option 'max_delivery_attempts' must be {MIN_DELIVERY_ATTEMPTS}-{MAX_DELIVERY_ATTEMPTS} "
-                f"(Pub/Sub's dead-letter policy range) or 0 for no dead-letter policy, got {attempts}"
-            )
-        timeout = number(opts, "timeout", DEFAULT_TIMEOUT_S)
-        if timeout <= 0:
-            raise ConfigurationError(f"option 'timeout' must be > 0 seconds, got {timeout}")
+        defaults = {
+            "prefix": DEFAULT_PREFIX,
+            "ack_deadline": int(min(max(settings.visibility_timeout, MIN_ACK_DEADLINE_S), MAX_ACK_DEADLINE_S)),
+            "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+            "create_missing": settings.create_missing,
+            "ordered": (),
+            "timeout": DEFAULT_TIMEOUT_S,
+        }
+        opts = read_options(url, settings.broker_options, PUBSUB_PARSERS, defaults, base_name="broker_options")
         return cls(
             project=project_id(urlsplit(url).netloc or opts.get("project"), "pubsub"),
-            prefix=str(opts.get("prefix", DEFAULT_PREFIX)),
-            ack_deadline=ack_deadline,
-            max_delivery_attempts=attempts,
-            bucket=opts.get("bucket") or None,
-            create_missing=flag(opts, "create_missing", settings.create_missing),
-            ordered=tuple(q.strip() for q in str(opts.get("ordered", "")).split(",") if q.strip()),
-            timeout=timeout,
+            prefix=opts["prefix"],
+            ack_deadline=opts["ack_deadline"],
+            max_delivery_attempts=opts["max_delivery_attempts"],
+            bucket=opts.get("bucket"),
+            create_missing=opts["create_missing"],
+            ordered=opts["ordered"],
+            timeout=opts["timeout"],
         )
 
 
@@ -109,7 +141,8 @@ class FirestoreOptions:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> FirestoreOptions:
-        opts = url_options(url, settings.results_options)
+        defaults = {"timeout": DEFAULT_TIMEOUT_S, "listen": True}
+        opts = read_options(url, settings.results_options, FIRESTORE_PARSERS, defaults, base_name="results_options")
         parts = urlsplit(url)
         collection = (parts.netloc + parts.path).strip("/")
         if not collection or collection.count("/") % 2:
@@ -117,14 +150,11 @@ class FirestoreOptions:
                 f"firestore URL {url!r} needs a collection path: firestore://COLLECTION "
                 "(or firestore://COLLECTION/DOC/SUBCOLLECTION)"
             )
-        timeout = number(opts, "timeout", DEFAULT_TIMEOUT_S)
-        if timeout <= 0:
-            raise ConfigurationError(f"option 'timeout' must be > 0 seconds, got {timeout}")
         return cls(
             project=project_id(opts.get("project"), "firestore"),
             collection=collection,
-            bucket=opts.get("bucket") or None,
-            database=str(opts.get("database", "(default)")),
-            timeout=timeout,
-            listen=flag(opts, "listen", True),
+            bucket=opts.get("bucket"),
+            database=opts.get("database") or "(default)",
+            timeout=opts["timeout"],
+            listen=opts["listen"],
         )

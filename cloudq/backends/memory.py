@@ -25,13 +25,19 @@ from ..interfaces import (
     ResultRecord,
 )
 from .common import MAX_LEASE_S, check_sizes, claim_refused, claimed, is_live, max_deliveries_reason
-from .urls import number, url_options
+from .urls import Parser, integer_in, read_options
 
 if TYPE_CHECKING:
     from ..config import Settings
 
 MEMORY_MAX_BODY = 10 * 1024 * 1024
 MEMORY_MAX_BATCH = 1000
+# the broker's options; the result store accepts them too, since by default it shares the broker's URL
+OPTION_PARSERS: dict[str, Parser] = {
+    "max_body_bytes": integer_in(1, 2**31 - 1),
+    "max_deliveries": integer_in(0, 1_000_000),
+}
+OPTION_DEFAULTS = {"max_body_bytes": MEMORY_MAX_BODY, "max_deliveries": 0}
 
 
 @dataclass(slots=True)
@@ -69,10 +75,10 @@ class MemoryBroker:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> MemoryBroker:
-        opts = url_options(url, settings.broker_options)
+        opts = read_options(url, settings.broker_options, OPTION_PARSERS, OPTION_DEFAULTS, base_name="broker_options")
         return cls(
-            max_body_bytes=int(number(opts, "max_body_bytes", MEMORY_MAX_BODY)),
-            max_deliveries=int(number(opts, "max_deliveries", 0)),
+            max_body_bytes=opts["max_body_bytes"],
+            max_deliveries=opts["max_deliveries"],
         )
 
     def _queue(self, name: str) -> _Queue:
@@ -225,6 +231,7 @@ class MemoryResultStore:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> MemoryResultStore:
+        read_options(url, settings.results_options, OPTION_PARSERS, base_name="results_options")
         return cls()
 
     def _live(self, task_id: str, now: float) -> ResultRecord | None:

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendUnavailable
 from ..interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
 from .common import MAX_LEASE_S, check_sizes, max_deliveries_reason
-from .sqlite_db import DEFAULT_TIMEOUT_S, SQLiteDatabase, check_url_options, database_options, sqlite_path
+from .sqlite_db import DEFAULT_TIMEOUT_S, SQLiteDatabase, database_options, sqlite_options, sqlite_path
 from .sqlite_results import SQLiteResultStore
-from .urls import number, url_options
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -133,12 +132,11 @@ class SQLiteBroker:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SQLiteBroker:
-        check_url_options(url)
-        opts = url_options(url, settings.broker_options)
+        opts = sqlite_options(url, settings.broker_options, "broker_options")
         return cls(
             sqlite_path(url),
-            max_deliveries=int(number(opts, "max_deliveries", 0)),
-            max_body_bytes=int(number(opts, "max_body_bytes", SQLITE_MAX_BODY)),
+            max_deliveries=opts["max_deliveries"],
+            max_body_bytes=opts.get("max_body_bytes", SQLITE_MAX_BODY),
             **database_options(opts),
         )
 

@@ -33,14 +33,13 @@ from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..errors import BackendUnavailable, CloudqError, ConfigurationError
-from .urls import number, url_options
+from .urls import Parser, integer_in, number_in, one_of, read_options
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock
 SYNCHRONOUS_MODES = ("normal", "full")
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
-URL_OPTIONS = ("max_deliveries", "max_body_bytes", "timeout", "synchronous")  # broker's, then shared
 WAL_SOFT_LIMIT = 32 * 1024 * 1024  # past this the WAL is checkpointed and truncated when possible
 WAL_CHECK_EVERY_S = 0.25
 WAL_TRIM_WAIT_MS = 100
@@ -63,24 +62,24 @@ def sqlite_path(url: str) -> str:
     return path
 
 
+# the broker's and the result store's options: both accept all, since by default they share one URL
+OPTION_PARSERS: dict[str, Parser] = {
+    "max_deliveries": integer_in(0, 1_000_000),
+    "max_body_bytes": integer_in(1, 2**31 - 1),
+    "timeout": number_in(0, 3600),
+    "synchronous": one_of(*SYNCHRONOUS_MODES),
+}
+OPTION_DEFAULTS = {"max_deliveries": 0, "timeout": DEFAULT_TIMEOUT_S, "synchronous": "normal"}
+
+
+def sqlite_options(url: str, base: dict[str, Any], base_name: str) -> dict[str, Any]:
+    """The URL's options over ``base`` (a settings' ``*_options``), checked."""
+    return read_options(url, base, OPTION_PARSERS, OPTION_DEFAULTS, base_name=base_name)
+
+
 def database_options(opts: dict[str, Any]) -> dict[str, Any]:
     """Connection options shared by the broker and the result store."""
-    return {
-        "timeout_s": number(opts, "timeout", DEFAULT_TIMEOUT_S),
-        "synchronous": str(opts.get("synchronous", "normal")),
-    }
-
-
-def check_url_options(url: str) -> None:
-    """A URL's query names options for this backend only: a typo is an error, not ignored.
-
-    Broker and result store accept each other's options, since by default they share one URL.
-    """
-    unknown = sorted(set(url_options(url)) - set(URL_OPTIONS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown option(s) {', '.join(unknown)} in {url!r}; SQLite accepts: {', '.join(URL_OPTIONS)}"
-        )
+    return {"timeout_s": opts["timeout"], "synchronous": opts["synchronous"]}
 
 
 class _Handle:

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING
 from ..errors import NotSerializable, ResultStoreError
 from ..interfaces import Claim, ResultRecord
 from .common import claim_refused, claimed
-from .sqlite_db import DEFAULT_TIMEOUT_S, SQLiteDatabase, check_url_options, database_options, sqlite_path
-from .urls import url_options
+from .sqlite_db import DEFAULT_TIMEOUT_S, SQLiteDatabase, database_options, sqlite_options, sqlite_path
 
 if TYPE_CHECKING:
     import sqlite3
@@ -69,8 +68,8 @@ class SQLiteResultStore:
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> SQLiteResultStore:
-        check_url_options(url)
-        return cls(sqlite_path(url), **database_options(url_options(url, settings.results_options)))
+        opts = sqlite_options(url, settings.results_options, "results_options")
+        return cls(sqlite_path(url), **database_options(opts))
 
     def __repr__(self) -> str:
         return f"<SQLiteResultStore {self.db.path}>"

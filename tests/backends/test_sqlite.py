@@ -291,7 +291,7 @@ def test_url_options_override_settings_options(db: str) -> None:
         ("sqlite://", "needs a file path"),
         ("sqlite://host/x.db", "needs a file path"),
         ("sqlite:///:memory:", "use memory://"),
-        ("sqlite:///{db}?prefix=app-", "unknown option(s) prefix"),
+        ("sqlite:///{db}?prefix=app-", "unknown option 'prefix' in the URL"),
         ("sqlite:///{db}?max_deliveries=lots", "'max_deliveries' must be a number"),
         ("sqlite:///{db}?synchronous=off", "'synchronous' must be one of normal, full"),
     ],
