@@ -61,6 +61,11 @@ def _json_arg(value: str | None, what: str, kind: type) -> Any:
 app_option = click.option("-A", "--app", "app_path", envvar="CLOUDQ_APP", required=True, help=APP_HELP)
 
 
+def seconds_option(flag: str, default: float, help: str) -> Callable[[F], F]:
+    """A duration option: seconds, at least 0, default shown in --help."""
+    return click.option(flag, type=click.FloatRange(0), default=default, show_default=True, help=help)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cloudq")
 def main() -> None:
@@ -74,18 +79,24 @@ def main() -> None:
 @click.option("--pool", type=click.Choice(["threads", "process", "async"]), help="How tasks run (default: threads).")
 @click.option("--prefetch-multiplier", type=click.IntRange(1, 1000), help="Messages leased per unit of concurrency.")
 @click.option("--burst", is_flag=True, help="Process until the queues are empty, then exit 0.")
+@seconds_option(
+    "--max-wait",
+    60.0,
+    "--burst: seconds an idle worker waits for delayed work (retries, ETAs) due within it; "
+    "then it exits 0 and logs what is left.",
+)
+@seconds_option(
+    "--unreachable-timeout",
+    60.0,
+    "--burst: seconds receives may fail (backend unreachable) before the worker exits 1; "
+    "without --burst the worker keeps retrying.",
+)
 @click.option(
     "--poll-wait",
     type=click.FloatRange(0, 20, min_open=True),
     help="Seconds an idle worker long-polls (default: the poll_wait setting, 1 s; use 10-20 on SQS to cut idle requests).",
 )
-@click.option(
-    "--grace",
-    type=click.FloatRange(0),
-    default=30.0,
-    show_default=True,
-    help="Seconds running tasks get to finish on shutdown.",
-)
+@seconds_option("--grace", 30.0, "Seconds running tasks get to finish on shutdown.")
 @click.option(
     "-l",
     "--loglevel",
@@ -100,6 +111,8 @@ def worker(
     pool: str | None,
     prefetch_multiplier: int | None,
     burst: bool,
+    max_wait: float,
+    unreachable_timeout: float,
     poll_wait: float | None,
     grace: float,
     loglevel: str | None,
@@ -123,6 +136,8 @@ def worker(
         grace=grace,
         app_path=app_path,
         poll_wait_s=poll_wait,
+        max_wait_s=max_wait,
+        unreachable_timeout_s=unreachable_timeout,
     ).run()
     sys.exit(code)
 

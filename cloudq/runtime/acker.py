@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..interfaces import Broker, Delivery, OutgoingMessage
 from .batching import Batcher
 from .executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
+from .givebacks import GiveBacks
 
 log = logging.getLogger("cloudq.worker")
 T = TypeVar("T")
@@ -34,12 +35,18 @@ def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
 
 class Acker:
     def __init__(
-        self, broker: Broker, interval_s: float = ACK_INTERVAL_S, before_apply: Callable[[], None] | None = None
+        self,
+        broker: Broker,
+        interval_s: float = ACK_INTERVAL_S,
+        before_apply: Callable[[], None] | None = None,
+        givebacks: GiveBacks | None = None,
     ) -> None:
         """``before_apply`` runs before each batch reaches the broker (the batched result writes);
-        if it fails, the batch is not applied and its messages come back after their lease."""
+        if it fails, the batch is not applied and its messages come back after their lease.
+        ``givebacks`` records each retried or re-sent message and when it is due (burst mode)."""
         self.broker = broker
         self.before_apply = before_apply
+        self.givebacks = givebacks
         self.max_batch = max(1, broker.limits.max_batch)
         self.interval_s = interval_s
         self.counts: Counter[str] = Counter()  # outcomes applied, by kind: for logs and tests
@@ -70,7 +77,7 @@ class Acker:
         self._batcher.close()
 
     def _apply(self, batch: list[tuple[Delivery, Outcome]]) -> None:
-        if self.before_apply is not None and not self._call("result write", len(batch), self.before_apply):
+        if self.before_apply is not None and not self._call("result write", len(batch), self.before_apply)[0]:
             return
         acks: list[Delivery] = []
         nacks: dict[float, list[Delivery]] = {}
@@ -88,27 +95,39 @@ class Acker:
         for queue, pairs in sends.items():
             for part in chunks(pairs, self.max_batch):
                 # the copy must exist before the original goes: if sending fails, keep the original
-                if self._call("send", len(part), self.broker.send, queue, [message for _, message in part]):
+                sent, ids = self._call("send", len(part), self.broker.send, queue, [message for _, message in part])
+                if sent:
                     acks += [delivery for delivery, _ in part]
                     self.counts["requeued"] += len(part)
+                    if self.givebacks is not None:
+                        for message_id, (_, message) in zip(ids, part, strict=False):
+                            self.givebacks.add([message_id], message.delay_s)
         self._each("ack", acks, self.broker.ack)
         for delay, group in nacks.items():
-            self._each("nack", group, self.broker.nack, delay)
+            done = self._each("nack", group, self.broker.nack, delay)
+            if self.givebacks is not None:
+                self.givebacks.add([d.message_id for d in done], delay)
         for reason, group in dead.items():
             self._each("dead_letter", group, self.broker.dead_letter, reason)
 
-    def _each(self, what: str, deliveries: list[Delivery], call: Callable[..., object], *extra: object) -> None:
+    def _each(
+        self, what: str, deliveries: list[Delivery], call: Callable[..., object], *extra: object
+    ) -> list[Delivery]:
+        """Apply ``call`` in batches; the deliveries it was applied to."""
+        done: list[Delivery] = []
         for part in chunks(deliveries, self.max_batch):
-            if self._call(what, len(part), call, part, *extra):
+            if self._call(what, len(part), call, part, *extra)[0]:
                 self.counts[what] += len(part)
+                done += part
+        return done
 
-    def _call(self, what: str, count: int, fn: Callable[..., object], *args: object) -> bool:
+    def _call(self, what: str, count: int, fn: Callable[..., Any], *args: object) -> tuple[bool, Any]:
+        """(whether it worked, what ``fn`` returned)."""
         try:
-            fn(*args)
+            return True, fn(*args)
         except Exception as exc:
             # the messages stay leased and come back after their lease: a duplicate, never a loss
             log.warning(
                 "%s of %d message(s) failed; they will be redelivered: %s: %s", what, count, type(exc).__name__, exc
             )
-            return False
-        return True
+            return False, None

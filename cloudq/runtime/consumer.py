@@ -6,9 +6,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from ..interfaces import Broker, Delivery
 from .inbox import Held
+
+if TYPE_CHECKING:
+    from .burst import Burst
 
 task_log = logging.getLogger("cloudq.task")
 
@@ -30,7 +34,7 @@ class Consumer:
         queues: Sequence[str],
         lease_s: float,
         poll_wait_s: float,
-        drained: Callable[[], bool] | None = None,
+        burst: Burst | None = None,
         unsettled: Callable[[], int] | None = None,
         settle: Callable[[], None] | None = None,
     ) -> None:
@@ -39,7 +43,7 @@ class Consumer:
         self.lease_s = lease_s
         self.poll_wait_s = poll_wait_s
         self.max_batch = max(1, broker.limits.max_batch)
-        self._drained = drained  # burst mode: True when nothing is left to do anywhere
+        self._burst = burst  # burst mode: says when nothing is left to do anywhere
         self._unsettled = unsettled  # finished messages whose outcome waits for a batch
         self._settle = settle  # flushes those outcomes now
         self._next = 0
@@ -50,9 +54,9 @@ class Consumer:
 
         Outcomes linger to fill batches only while there is more work: before settling into a
         long poll on empty queues, the ones waiting are flushed."""
-        if self._drained is not None and idle:
+        if self._burst is not None and idle:
             got = self._round(want, wait=False)
-            if got or not self._drained():
+            if got or not self._burst.drained():
                 return got or self._round(want, wait=True)
             return None
         if self._unsettled is not None and self._settle is not None and self._unsettled():
@@ -110,6 +114,8 @@ class Consumer:
             batch = self.broker.receive(queue, ask, self.lease_s, wait_s)
             deadline = started + self.lease_s
             held += [Held(delivery, deadline) for delivery in batch]
+            if batch and self._burst is not None:
+                self._burst.received(batch)
             if batch and task_log.isEnabledFor(logging.INFO):
                 log_received(batch)
             if len(batch) < ask:

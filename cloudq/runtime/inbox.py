@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -50,10 +51,20 @@ class Inbox:
     it within milliseconds; flushing before every receive instead costs one more broker call
     per batch (a third of the throughput on SQLite at the default prefetch)."""
 
-    def __init__(self, capacity: int, consumer: Consumer, release: Callable[[list[Delivery]], None]) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        consumer: Consumer,
+        release: Callable[[list[Delivery]], None],
+        give_up_after_s: float | None = None,
+    ) -> None:
+        """``give_up_after_s`` (burst mode): stop once receives have failed for that long, with
+        the last error in ``failure``; without it the worker keeps retrying (long-running)."""
         self.capacity = capacity
         self._consumer = consumer
         self._release = release
+        self._give_up_after_s = give_up_after_s
+        self.failure: str | None = None  # why receiving was given up
         self._cond = threading.Condition(threading.Lock())
         self._buffer: deque[Held] = deque()
         self._running: set[Held] = set()
@@ -130,21 +141,26 @@ class Inbox:
     def _receive(self) -> list[Held]:
         """Receive until something arrives; empty when stopping (or drained, in burst mode)."""
         backoff = RECEIVE_ERROR_BACKOFF_S
+        failing_since: float | None = None
         while True:
             with self._cond:
                 if self._stopping:
                     return []
                 free = self._free()
                 idle = not self._running
+            started = time.monotonic()
             try:
                 got = self._consumer.fetch(free, idle)
             except Exception as exc:
-                log.warning("receive failed, retrying in %.1fs: %s: %s", backoff, type(exc).__name__, exc)
+                failing_since = started if failing_since is None else failing_since
+                failing_for = time.monotonic() - failing_since
+                wait = self._backoff(backoff, failing_for, f"{type(exc).__name__}: {exc}")
                 with self._cond:
                     if not self._stopping:
-                        self._cond.wait(backoff)
+                        self._cond.wait(wait)
                 backoff = min(backoff * 2, RECEIVE_ERROR_BACKOFF_MAX_S)
                 continue
+            failing_since, backoff = None, RECEIVE_ERROR_BACKOFF_S  # the broker answers again
             if got is None:  # burst mode: nothing left anywhere
                 with self._cond:
                     self.drained = self._stopping = True
@@ -152,6 +168,21 @@ class Inbox:
                 return []
             if got:
                 return got
+
+    def _backoff(self, backoff: float, failing_for: float, error: str) -> float:
+        """Seconds to wait before the next receive after a failure, logged at ERROR (the error
+        names the endpoint); past ``give_up_after_s`` of failures, stop instead (0)."""
+        limit = self._give_up_after_s
+        if limit is not None and failing_for >= limit:
+            log.error("giving up: receiving has failed for %.0fs (burst mode): %s", failing_for, error)
+            with self._cond:
+                self.failure = error
+                self._stopping = True
+                self._cond.notify_all()
+            return 0.0
+        wait = backoff if limit is None else max(0.0, min(backoff, limit - failing_for))
+        log.error("receive failed, retrying in %.1fs: %s", wait, error)
+        return wait
 
     def stop(self) -> list[Delivery]:
         """Stop handing out messages; return the buffered ones, which were never started."""

@@ -25,8 +25,10 @@ from urllib.parse import urlsplit
 from ..errors import ConfigurationError
 from ..interfaces import Broker, Delivery
 from .acker import ACK_INTERVAL_S, Acker, chunks
+from .burst import DEFAULT_MAX_WAIT_S, Burst
 from .consumer import Consumer
 from .executor import Executor
+from .givebacks import GiveBacks
 from .heartbeat import Heartbeat
 from .inbox import Held, Inbox
 from .pools import ProcessRunner, Runner, ThreadRunner, pool_log_config, start_all
@@ -39,6 +41,7 @@ log = logging.getLogger("cloudq.worker")
 
 POOLS = ("threads", "process", "async")
 DEFAULT_KILL_GRACE_S = 2.0  # process pool: seconds past a task's time limit before its child is killed
+DEFAULT_UNREACHABLE_TIMEOUT_S = 60.0  # burst mode: give up after receives failed this long
 MIN_FULL_BATCH = 10  # SQS's ReceiveMessage maximum: below it, receives are billed for fewer messages
 RECEIVE_SETTLE_S = 1.0
 ACK_LEASE_FRACTION = 0.1  # the heartbeat keeps at least a sixth of a lease; acks go out well before  # shutdown waits this long past the poll wait for a receive in flight
@@ -100,7 +103,12 @@ class Worker:
         poll_wait_s: float | None = None,
         ack_interval_s: float = ACK_INTERVAL_S,
         kill_grace_s: float = DEFAULT_KILL_GRACE_S,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
+        unreachable_timeout_s: float = DEFAULT_UNREACHABLE_TIMEOUT_S,
     ) -> None:
+        """Burst mode: ``max_wait_s`` bounds how long an idle worker waits for delayed work (retries
+        and ETAs due within it); ``unreachable_timeout_s`` how long it retries a failing broker
+        before exiting 1. A long-running worker waits and retries for as long as it runs."""
         s = app.settings
         self.app = app
         self.queues = list(queues) if queues else app.queues()
@@ -114,6 +122,8 @@ class Worker:
         self.poll_wait_s = poll_wait_s
         self.ack_interval_s = ack_interval_s
         self.kill_grace_s = kill_grace_s
+        self.max_wait_s = max_wait_s
+        self.unreachable_timeout_s = unreachable_timeout_s
         if not self.queues:
             raise ConfigurationError("the worker has no queues to consume: pass queues or define a task")
         if self.pool not in POOLS:
@@ -122,6 +132,8 @@ class Worker:
             raise ConfigurationError("concurrency and prefetch_multiplier must be at least 1")
         if self.lease_s <= 0 or grace < 0:
             raise ConfigurationError("lease_s must be > 0 and grace >= 0 seconds")
+        if max_wait_s < 0 or unreachable_timeout_s < 0:
+            raise ConfigurationError("max_wait_s and unreachable_timeout_s must be >= 0 seconds")
         if self.pool == "process" and not app_path:
             raise ConfigurationError(
                 "the process pool needs app_path ('module:app') so its processes can import the app"
@@ -132,6 +144,7 @@ class Worker:
         self._acker: Acker | None = None
         self._heartbeat: Heartbeat | None = None
         self._inbox: Inbox | None = None
+        self._burst: Burst | None = None
         self._batched: BatchedResults | None = None
         self._on_exit: list[Callable[[], None]] = []
         self._broker: Broker | None = None
@@ -191,21 +204,21 @@ class Worker:
             weakref.finalize(self, waker.close)
         # a finished message waits for its ack with no heartbeat: keep that well inside its lease
         batched = self._batched = self._batched_results()
+        givebacks = GiveBacks() if self.burst else None
         acker = self._acker = Acker(
             broker,
             min(self.ack_interval_s, lease * ACK_LEASE_FRACTION),
             before_apply=batched.flush if batched else None,
+            givebacks=givebacks,
         )
+        burst = None
+        if givebacks is not None:
+            burst = self._burst = Burst(broker, self.queues, givebacks, self.max_wait_s, settle=acker.flush)
         consumer = Consumer(
-            broker,
-            self.queues,
-            lease,
-            poll_wait,
-            drained=self._drained if self.burst else None,
-            unsettled=acker.unsettled,
-            settle=acker.flush,
+            broker, self.queues, lease, poll_wait, burst=burst, unsettled=acker.unsettled, settle=acker.flush
         )
-        inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release)
+        give_up = self.unreachable_timeout_s if self.burst else None
+        inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         runners: list[Runner] = []
         previous = self._install_signals()
@@ -229,8 +242,9 @@ class Worker:
                 inbox.capacity,
                 lease,
                 redact(self.app.broker_url),
-                " burst" if self.burst else "",
+                f" burst (max_wait={self.max_wait_s:g}s)" if self.burst else "",
             )
+            self._warn_unrouted()
             while self._stop_reason is None and not inbox.stopping:
                 waker.wait(None)
             return self._shutdown(runners, poll_wait)
@@ -305,16 +319,18 @@ class Worker:
             if self._waker is not None:
                 self._waker.wake()
 
-    def _drained(self) -> bool:
-        """Burst mode, called by the receiving slot when nothing is held: are the queues empty?
-        Outcomes are flushed first, so a retry waiting in its delay counts as work left."""
-        assert self._acker is not None and self._broker is not None
-        self._acker.flush()
-        for queue in self.queues:
-            stats = self._broker.stats(queue)
-            if stats.ready > 0 or stats.delayed > 0:  # UNKNOWN (-1) counts as nothing seen
-                return False
-        return True
+    def _warn_unrouted(self) -> None:
+        """A queue no task routes to is usually a typo (``-Q nosuch``); it is still consumed,
+        since ``apply_async(queue=...)`` can send anywhere."""
+        routed = self.app.queues()
+        unrouted = [queue for queue in self.queues if queue not in routed]
+        if unrouted:
+            log.warning(
+                "no task of app %s routes to queue %s (its tasks route to: %s); consuming it anyway",
+                self.app.name,
+                ", ".join(repr(queue) for queue in unrouted),
+                ", ".join(routed),
+            )
 
     def _release(self, deliveries: Sequence[Delivery]) -> None:
         """Give back messages never started, so another worker can take them at once."""
@@ -338,8 +354,10 @@ class Worker:
         inbox, acker, heartbeat, waker = self._inbox, self._acker, self._heartbeat, self._waker
         assert inbox is not None and acker is not None and heartbeat is not None and waker is not None
         began = time.monotonic()
-        if inbox.drained:
-            log.info("worker stopping: burst done, the queues are empty")
+        if inbox.failure is not None:
+            log.info("worker stopping: burst given up, the broker is failing")
+        elif inbox.drained:
+            log.info("worker stopping: burst done, %s", self._burst.summary if self._burst else "the queues are empty")
         else:
             log.info("worker stopping (%s); running tasks get up to %ss", self._stop_reason, self.grace)
         unstarted = inbox.stop()
@@ -373,7 +391,7 @@ class Worker:
         )
         if self._forced_signal is not None:
             return 128 + self._forced_signal
-        return 1 if self._crashed else 0
+        return 1 if self._crashed or inbox.failure is not None else 0
 
     def _abandon(self, runners: list[Runner]) -> None:
         """Past the grace period (or on a second signal): stop what can be stopped."""
