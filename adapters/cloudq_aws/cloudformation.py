@@ -3,6 +3,8 @@
 Built from the same layout and attribute builders as the API deploy, with ARNs as CloudFormation
 references (``Fn::GetAtt`` / ``Fn::Sub``) so the template is not tied to one account or region.
 The function code is a parameter: upload the archive cloudq writes and pass its bucket and key.
+What holds data that must outlive the stack (the results table, the dead-letter queues) is
+retained when the stack is deleted or the resource replaced.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ _INTEGER_ATTRIBUTES = {
     "MessageRetentionPeriod",
 }
 _BOOLEAN_ATTRIBUTES = {"FifoQueue", "ContentBasedDeduplication"}
+# deleting the stack (or replacing the resource) keeps it: results and dead letters are data
+RETAIN = {"DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain"}
 
 
 def logical_id(kind: str, name: str) -> str:
@@ -60,7 +64,11 @@ def _queues(q: QueueLayout, tags: dict[str, str]) -> dict[str, Any]:
     queue = _queue_properties(q.sqs_name, q.attributes("DEAD_LETTER_ARN"), tags)
     queue["RedrivePolicy"] = {"deadLetterTargetArn": _arn(dead_id), "maxReceiveCount": q.max_receive_count}
     return {
-        dead_id: {"Type": "AWS::SQS::Queue", "Properties": _queue_properties(q.dead_name, q.dead_attributes(), tags)},
+        dead_id: {
+            "Type": "AWS::SQS::Queue",
+            **RETAIN,
+            "Properties": _queue_properties(q.dead_name, q.dead_attributes(), tags),
+        },
         queue_id: {"Type": "AWS::SQS::Queue", "Properties": queue},
     }
 
@@ -70,6 +78,7 @@ def _table(table: str, tags: dict[str, str]) -> dict[str, Any]:
     ttl = res.results_ttl_specification(table)["TimeToLiveSpecification"]
     return {
         "Type": "AWS::DynamoDB::Table",
+        **RETAIN,
         "Properties": {
             "TableName": table,
             "KeySchema": definition["KeySchema"],
@@ -117,16 +126,26 @@ def template(layout: AWSLayout) -> dict[str, Any]:
         if fn is None:
             continue
         function_id = logical_id("Function", fn.name)
+        log_group_id = logical_id("LogGroup", fn.name)
+        resources[log_group_id] = {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": fn.log_group,
+                "RetentionInDays": layout.log_retention_days,
+                "Tags": _tags(tags),
+            },
+        }
         resources[function_id] = {
             "Type": "AWS::Lambda::Function",
+            "DependsOn": [log_group_id],  # so Lambda never creates the group itself, without retention
             "Properties": {
                 "FunctionName": fn.name,
-                "Runtime": packaging.lambda_runtime(),
+                "Runtime": layout.target.runtime,
                 "Handler": packaging.ENTRY_HANDLER,
                 "Role": _arn(role_id),
                 "Timeout": fn.timeout_s,
                 "MemorySize": fn.memory_mb,
-                "Architectures": [packaging.lambda_architecture()],
+                "Architectures": [layout.target.architecture],
                 "Environment": {"Variables": layout.environment()},
                 "Code": {"S3Bucket": {"Ref": "CodeBucket"}, "S3Key": {"Ref": "CodeKey"}},
                 "Tags": _tags(tags),

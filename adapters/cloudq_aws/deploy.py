@@ -21,7 +21,7 @@ from . import deploy_iam as iam
 from . import packaging
 from . import resources as res
 from .deploy_layout import BUILD_DIR, AWSLayout, build_layout, tag_value
-from .deploy_ops import BUCKET, FUNCTION, KIND_ORDER, MAPPING, QUEUE, ROLE, TABLE, Ops, mapping_name
+from .deploy_ops import BUCKET, FUNCTION, KIND_ORDER, LOG_GROUP, MAPPING, QUEUE, ROLE, TABLE, Ops, mapping_name
 from .errors import translated
 from .session import Clients
 
@@ -66,6 +66,7 @@ class AWSDeployer:
         self.ops = Ops(self.clients, self._code)
         self._arns: iam.Arns | None = None
         self._package: packaging.Package | None = None
+        self._written: Path | None = None  # where --emit wrote the archive
 
     def __repr__(self) -> str:
         return f"<AWSDeployer app={self.model.app} stage={self.model.stage}>"
@@ -89,7 +90,12 @@ class AWSDeployer:
             p = self.model.package
             try:
                 self._package = packaging.package_app(
-                    self.model.app_path.partition(":")[0], self.project, p.include, p.exclude, p.requirements
+                    self.model.app_path.partition(":")[0],
+                    self.project,
+                    p.include,
+                    p.exclude,
+                    p.requirements,
+                    self.layout.target,
                 )
             except LookupError as exc:
                 raise ConfigurationError(f"cannot package the function code: {exc}") from None
@@ -100,10 +106,11 @@ class AWSDeployer:
         return self.package.data
 
     def write_archive(self) -> Path:
-        """The archive on disk, for CloudFormation users (and for inspection)."""
+        """The archive on disk, for CloudFormation users to upload (only ``--emit`` writes it)."""
         path = self.project / BUILD_DIR / f"{self.layout.archive_name}.zip"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.package.data)
+        self._written = path
         return path
 
     # -- the Deployer protocol ---------------------------------------------------------------
@@ -111,9 +118,7 @@ class AWSDeployer:
     def problems(self) -> list[str]:
         problems = self.layout.problems()
         if self.layout.functions and not problems:
-            problems.extend(packaging.platform_problems())
-            if not problems:
-                problems.extend(self.package.problems())
+            problems.extend(self.package.problems())
         return problems
 
     def desired(self) -> list[Resource]:
@@ -138,13 +143,15 @@ class AWSDeployer:
             fn = q.function
             if fn is None:
                 continue
+            group = {"RetentionInDays": layout.log_retention_days, "tags": tags}
+            out.append(Resource(LOG_GROUP, fn.log_group, group))
             function = {
-                "Runtime": packaging.lambda_runtime(),
+                "Runtime": layout.target.runtime,
                 "Handler": packaging.ENTRY_HANDLER,
                 "Role": arns.role(layout.role_name),
                 "Timeout": fn.timeout_s,
                 "MemorySize": fn.memory_mb,
-                "Architectures": [packaging.lambda_architecture()],
+                "Architectures": [layout.target.architecture],
                 "Environment": layout.environment(),
                 "CodeSha256": self.package.sha256,
                 "tags": tags,
@@ -170,6 +177,7 @@ class AWSDeployer:
             QUEUE: o.read_queue,
             TABLE: o.read_table,
             ROLE: o.read_role,
+            LOG_GROUP: o.read_log_group,
             FUNCTION: o.read_function,
             MAPPING: o.read_mapping,
         }
@@ -194,6 +202,7 @@ class AWSDeployer:
                 *o.managed_queues(app, stage, self.layout.broker.prefix),
                 *o.managed_tables(app, stage),
                 *o.managed_roles(app, stage),
+                *o.managed_log_groups(app, stage, self.layout.log_group_prefix),
                 *functions,
                 *o.managed_mappings(functions),
             ]
@@ -214,9 +223,14 @@ class AWSDeployer:
         if not self.layout.functions:
             return []
         p = self.package
+        where = (
+            f"written to {self._written.relative_to(self.project)}"
+            if self._written
+            else f"not written to disk (--emit cloudformation writes it to {BUILD_DIR}/{self.layout.archive_name}.zip)"
+        )
         return [
-            f"Function code: {self.write_archive().relative_to(self.project)} ({p.size / 1e6:.1f} MB zipped, "
-            f"{p.unzipped_bytes / 1e6:.1f} MB unzipped, {p.files} files, CodeSha256 {p.sha256})"
+            f"Function code: {p.target} ({p.size / 1e6:.1f} MB zipped, {p.unzipped_bytes / 1e6:.1f} MB unzipped, "
+            f"{p.files} files, CodeSha256 {p.sha256}), {where}"
         ]
 
     def apply(self, step: Step) -> None:
@@ -226,6 +240,7 @@ class AWSDeployer:
             QUEUE: (o.create_queue, o.update_queue, o.delete_queue),
             TABLE: (o.create_table, o.update_table, o.delete_table),
             ROLE: (o.create_role, o.update_role, o.delete_role),
+            LOG_GROUP: (o.create_log_group, o.update_log_group, o.delete_log_group),
             FUNCTION: (o.create_function, o.update_function, o.delete_function),
             MAPPING: (o.create_mapping, o.update_mapping, o.delete_mapping),
         }
@@ -239,10 +254,13 @@ class AWSDeployer:
                 delete(r)
 
     def emit(self, fmt: str) -> str:
-        """The CloudFormation template; checked like a deploy first (the archive is written by ``info``)."""
+        """The CloudFormation template, checked like a deploy first; the archive it refers to is
+        written to build/cloudq/ (``info`` says so), for the user to upload."""
         if fmt != "cloudformation":
             raise ConfigurationError(f"the AWS deployer emits 'cloudformation', not {fmt!r}")
         from .cloudformation import template_text
 
         refuse_if(self.problems())
+        if self.layout.functions:
+            self.write_archive()
         return template_text(self.layout)

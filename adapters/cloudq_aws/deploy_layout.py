@@ -22,6 +22,7 @@ from cloudq.deploy.settings import queue_table
 
 from . import deploy_iam as iam
 from . import resources as res
+from .deploy_deps import Target
 from .dynamodb import DynamoDBResultStore
 from .sqs import SQSBroker
 
@@ -42,7 +43,8 @@ MAX_RECEIVE_COUNT = 1000
 # one for the executor to record a lost worker's failure before SQS moves the message itself
 RECEIVE_HEADROOM = 3
 FUNCTION_NAME_MAX = 64
-BUILD_DIR = "build/cloudq"  # where the function archive is written, under the project folder
+BUILD_DIR = "build/cloudq"  # where --emit writes the function archive, under the project folder
+LOG_GROUP_PREFIX = "/aws/lambda/"
 ROLE_NAME_MAX = 64
 
 TAG_SEPARATOR = ":"  # tags cloudq:app, cloudq:stage, cloudq:managed-by
@@ -67,6 +69,11 @@ class FunctionLayout:
     batch_size: int
     batching_window_s: int
     max_concurrency: int | None
+
+    @property
+    def log_group(self) -> str:
+        """Where Lambda writes the function's logs; deploy creates it, with a retention."""
+        return f"{LOG_GROUP_PREFIX}{self.name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +110,21 @@ class AWSLayout:
     @property
     def archive_name(self) -> str:
         return _FUNCTION_NAME.sub("-", f"{self.model.app}-{self.model.stage}")
+
+    @property
+    def target(self) -> Target:
+        """The functions' runtime and architecture, which the archive is built for."""
+        options = self.model.options
+        return Target(options.lambda_runtime, options.lambda_architecture)
+
+    @property
+    def log_retention_days(self) -> int:
+        return self.model.options.log_retention_days
+
+    @property
+    def log_group_prefix(self) -> str:
+        """Every function's log group starts with it (function names start with APP-STAGE-)."""
+        return f"{LOG_GROUP_PREFIX}{self.archive_name}-"
 
     @property
     def functions(self) -> list[FunctionLayout]:

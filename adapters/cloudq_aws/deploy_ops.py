@@ -31,9 +31,12 @@ QUEUE = "sqs.queue"
 TABLE = "dynamodb.table"
 BUCKET = "s3.bucket"
 ROLE = "iam.role"
+LOG_GROUP = "logs.group"
 FUNCTION = "lambda.function"
 MAPPING = "lambda.mapping"
-KIND_ORDER = (BUCKET, QUEUE, TABLE, ROLE, FUNCTION, MAPPING)  # creation order; deletes go backwards
+# creation order; deletes go backwards. A function's log group comes first, so Lambda never makes
+# one itself (without retention) on the first invocation.
+KIND_ORDER = (BUCKET, QUEUE, TABLE, ROLE, LOG_GROUP, FUNCTION, MAPPING)
 
 PROPAGATION_ATTEMPTS = 12  # a new IAM role takes seconds to be usable by Lambda
 PROPAGATION_DELAY_S = 5.0
@@ -332,6 +335,48 @@ class Ops:
                     found.append(Resource(ROLE, role["RoleName"], {"tags": tags}, owner=owner(tags)))
         return found
 
+    # -- CloudWatch Logs (the functions' log groups) --------------------------------------------
+
+    def _log_group(self, name: str) -> dict[str, Any] | None:
+        pages = self._c("logs").get_paginator("describe_log_groups").paginate(logGroupNamePrefix=name)
+        return next((g for page in pages for g in page.get("logGroups", []) if g["logGroupName"] == name), None)
+
+    def _log_group_tags(self, group: Mapping[str, Any]) -> dict[str, str]:
+        arn = str(group["arn"]).removesuffix(":*")
+        return dict(self._c("logs").list_tags_for_resource(resourceArn=arn).get("tags", {}))
+
+    def read_log_group(self, desired: Resource) -> Resource | None:
+        group = self._log_group(desired.name)
+        if group is None:
+            return None
+        spec = {"RetentionInDays": group.get("retentionInDays")}
+        return _found(LOG_GROUP, desired.name, spec, desired, self._log_group_tags(group))
+
+    def create_log_group(self, r: Resource) -> None:
+        self._c("logs").create_log_group(logGroupName=r.name, tags=r.spec["tags"])
+        self._c("logs").put_retention_policy(logGroupName=r.name, retentionInDays=r.spec["RetentionInDays"])
+
+    def update_log_group(self, r: Resource, changes: Mapping[str, Any]) -> None:
+        logs = self._c("logs")
+        if "RetentionInDays" in changes:
+            logs.put_retention_policy(logGroupName=r.name, retentionInDays=r.spec["RetentionInDays"])
+        group = self._log_group(r.name)
+        if "tags" in changes and group is not None:
+            logs.tag_resource(resourceArn=str(group["arn"]).removesuffix(":*"), tags=r.spec["tags"])
+
+    def delete_log_group(self, r: Resource) -> None:
+        missing(lambda: self._c("logs").delete_log_group(logGroupName=r.name))
+
+    def managed_log_groups(self, app: str, stage: str, prefix: str) -> list[Resource]:
+        """Log groups are listed under the prefix of this app's function names, not account-wide."""
+        found = []
+        for page in self._c("logs").get_paginator("describe_log_groups").paginate(logGroupNamePrefix=prefix):
+            for group in page.get("logGroups", []):
+                tags = self._log_group_tags(group)
+                if _mine(tags, app, stage):
+                    found.append(Resource(LOG_GROUP, group["logGroupName"], {"tags": tags}, owner=owner(tags)))
+        return found
+
     # -- Lambda -------------------------------------------------------------------------------
 
     def read_function(self, desired: Resource) -> Resource | None:
@@ -480,11 +525,25 @@ def _mapping_spec(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _document(value: Any) -> Any:
-    """IAM returns policy documents decoded by boto3, or as URL-encoded JSON text elsewhere."""
-    if isinstance(value, str):
-        from urllib.parse import unquote
+    """A policy document in the plan's form (a dict), in whichever form IAM returned it: decoded by
+    boto3, JSON text, URL-encoded JSON, or the Python literal moto's CloudFormation stores. Text in
+    none of these forms is returned as it is: the plan then shows it replaced by the wanted document."""
+    if not isinstance(value, str):
+        return value
+    import ast
+    from urllib.parse import unquote
 
-        return json.loads(unquote(value))
+    for text in dict.fromkeys((value, unquote(value))):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if isinstance(parsed, dict):
+            return parsed
     return value
 
 

@@ -1,8 +1,13 @@
-"""The Lambda code archive: the app's code, cloudq, and the installed dependencies, as one zip.
+"""The Lambda code archive: the app's code, cloudq (with its dist-info), and the dependencies built
+for the function's runtime and architecture, as one zip.
 
-Dependencies are copied from the environment ``cloudq deploy`` runs in (each distribution's
-RECORD), so packaging needs no network and matches what was tested; boto3 and its closure are
-left out because the Lambda Python runtime provides them. The archive is reproducible: entries
+Dependencies are installed the way SAM and Chalice do it: ``pip install --platform
+manylinux2014_<arch> --implementation cp --python-version X.Y --only-binary=:all: --target DIR``,
+pinned to the versions installed here (what ships is what was tested), so compiled packages such
+as pydantic-core fit the function, whatever machine deploys. The installed tree is cached, keyed
+by the requirements and the target (deploy_deps.py). boto3 and its closure are left out because the
+Lambda Python runtime provides them. cloudq's own dist-info goes in too, because its entry points
+are how ``sqs://`` and ``dynamodb://`` find their adapters. The archive is reproducible: entries
 sorted, fixed timestamps and permissions, fixed compression level -- the same code gives the same
 bytes, so the same ``CodeSha256``, so a redeploy without code changes updates nothing.
 """
@@ -14,9 +19,7 @@ import fnmatch
 import hashlib
 import importlib.util
 import io
-import platform
 import re
-import sys
 import tomllib
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -25,13 +28,16 @@ from importlib import metadata
 from pathlib import Path
 
 import cloudq
+from cloudq.deploy.settings import DEFAULT_LAMBDA_ARCHITECTURE, DEFAULT_LAMBDA_RUNTIME
+
+from .deploy_deps import Target, installed_tree
 
 LAMBDA_MAX_ZIP_BYTES = 50 * 1024**2  # direct upload (ZipFile); larger archives go through S3
 LAMBDA_MAX_UNZIPPED_BYTES = 250 * 1024**2
-LAMBDA_PYTHON_VERSIONS = ((3, 9), (3, 10), (3, 11), (3, 12), (3, 13))
 ENTRY_HANDLER = "cloudq_aws.lambda_entry.handler"
 # the Lambda Python runtime ships boto3 and everything it needs
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"})
+SHIPPED_MODULES = ("cloudq", "cloudq_aws")  # copied from their source folders, with cloudq's dist-info
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o644
 COMPRESS_LEVEL = 6
@@ -39,34 +45,11 @@ _SKIP_DIRS = {"__pycache__", ".git", ".mypy_cache", ".pytest_cache", ".ruff_cach
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 _SKIP_DIST_FILES = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}  # install-local, not needed to run
 
+DEFAULT_TARGET = Target(DEFAULT_LAMBDA_RUNTIME, DEFAULT_LAMBDA_ARCHITECTURE)
+
 
 def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def lambda_runtime() -> str:
-    return f"python{sys.version_info.major}.{sys.version_info.minor}"
-
-
-def lambda_architecture() -> str:
-    return "arm64" if platform.machine().lower() in {"aarch64", "arm64"} else "x86_64"
-
-
-def platform_problems() -> list[str]:
-    """Copied dependencies (compiled ones like pydantic-core) only run on Lambda when built for it."""
-    problems = []
-    if not sys.platform.startswith("linux"):
-        problems.append(
-            f"Lambda packaging copies the installed dependencies, and this machine runs {sys.platform}: "
-            "run `cloudq deploy` on Linux (e.g. in CI or a python:3 container) so compiled packages fit Lambda"
-        )
-    if sys.version_info[:2] not in LAMBDA_PYTHON_VERSIONS:
-        supported = ", ".join(f"{a}.{b}" for a, b in LAMBDA_PYTHON_VERSIONS)
-        problems.append(
-            f"Lambda has no Python {sys.version_info.major}.{sys.version_info.minor} runtime (it has {supported}): "
-            "run `cloudq deploy` with one of those"
-        )
-    return problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +57,7 @@ class Package:
     data: bytes
     files: int
     unzipped_bytes: int
+    target: Target = DEFAULT_TARGET
 
     @property
     def size(self) -> int:
@@ -99,7 +83,7 @@ class Package:
         return out
 
 
-def _tree(root: Path, arc_root: str) -> Iterator[tuple[str, Path]]:
+def _tree(root: Path, arc_root: str) -> Iterator[tuple[str, Path | bytes]]:
     """Files under ``root`` (sorted, caches and bytecode skipped) with their archive names."""
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
@@ -108,7 +92,7 @@ def _tree(root: Path, arc_root: str) -> Iterator[tuple[str, Path]]:
         yield f"{arc_root}/{rel.as_posix()}" if arc_root else rel.as_posix(), path
 
 
-def _module_files(module: str) -> Iterator[tuple[str, Path]]:
+def _module_files(module: str) -> Iterator[tuple[str, Path | bytes]]:
     """The files of a top-level module or package, as it would be imported."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin in (None, "built-in", "frozen"):
@@ -122,53 +106,70 @@ def _module_files(module: str) -> Iterator[tuple[str, Path]]:
 
 def _requirement(text: str) -> str | None:
     """The distribution a requirement names, or None when its marker excludes it here."""
-    try:
-        from packaging.requirements import Requirement
-    except ImportError:  # pragma: no cover - packaging is nearly always installed
-        if ";" in text and "extra" in text.split(";", 1)[1]:
-            return None
-        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", text)
-        return match.group(1) if match else None
+    from packaging.requirements import Requirement
+
     req = Requirement(text)
     if req.marker is not None and not req.marker.evaluate({"extra": ""}):
         return None
     return req.name
 
 
-def dependency_closure(roots: Iterable[str], exclude: frozenset[str] = RUNTIME_PROVIDED) -> list[metadata.Distribution]:
-    """Installed distributions ``roots`` need (themselves included), minus ``exclude``; sorted by name."""
-    found: dict[str, metadata.Distribution] = {}
+def _installed(name: str) -> metadata.Distribution | None:
+    try:
+        return metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def local_pins(roots: Iterable[str], exclude: frozenset[str] = RUNTIME_PROVIDED) -> dict[str, str]:
+    """``name -> version`` of the installed distributions ``roots`` need (themselves included),
+    minus ``exclude``: what the function's dependencies are pinned to. Not installed here: not pinned."""
+    found: dict[str, str] = {}
     pending = [normalize(r) for r in roots]
     while pending:
         name = pending.pop()
         if name in found or name in exclude:
             continue
-        try:
-            dist = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            raise LookupError(
-                f"distribution {name!r} is required but not installed here: pip install it before deploying"
-            ) from None
-        found[name] = dist
+        dist = _installed(name)
+        if dist is None:
+            continue
+        found[name] = dist.version
         pending.extend(normalize(r) for r in (_requirement(t) for t in dist.requires or []) if r)
-    return [found[name] for name in sorted(found)]
+    return dict(sorted(found.items()))
 
 
-def _distribution_files(dist: metadata.Distribution) -> Iterator[tuple[str, Path]]:
+def _distribution_files(dist: metadata.Distribution) -> Iterator[tuple[str, Path | bytes]]:
     name = dist.metadata["Name"]
     files = dist.files
     if not files:
-        raise LookupError(f"distribution {name!r} was installed without a file list (RECORD): reinstall it with pip")
-    usable = [f for f in files if not f.parts or f.parts[0] != ".."]
-    if not any(f.suffix in {".py", ".so", ".pyd"} for f in usable):
-        raise LookupError(
-            f"distribution {name!r} is installed in editable/development mode, so its code is elsewhere: "
-            "install it normally (pip install .) or add its folder to [tool.cloudq.deploy.package] include"
-        )
-    for f in sorted(usable, key=str):
-        if "__pycache__" in f.parts or f.name.endswith(_SKIP_SUFFIXES) or f.name in _SKIP_DIST_FILES:
+        raise LookupError(f"distribution {name!r} was installed without a file list (RECORD)")
+    for f in sorted(files, key=str):
+        if (f.parts and f.parts[0] in {"..", "bin"}) or "__pycache__" in f.parts:
+            continue  # console scripts (they name the deploying machine's interpreter) and bytecode
+        if f.name.endswith(_SKIP_SUFFIXES) or f.name in _SKIP_DIST_FILES:
             continue
         yield f.as_posix(), Path(str(dist.locate_file(f)))
+
+
+def cloudq_dist_info() -> dict[str, Path | bytes]:
+    """``cloudq-<version>.dist-info`` for the archive: the METADATA headers and the entry points
+    whose modules ship in it, whether cloudq is installed from a wheel or in editable mode."""
+    dist = _installed("cloudq")
+    if dist is None:
+        raise LookupError(
+            "cloudq is not installed in this environment (pip install 'cloudq[aws]'), so its entry "
+            "points cannot be packaged"
+        )
+    folder = f"cloudq-{dist.version}.dist-info"
+    headers = (dist.read_text("METADATA") or "").split("\n\n", 1)[0].rstrip("\n") + "\n"
+    groups: dict[str, list[str]] = {}
+    for ep in sorted(dist.entry_points, key=lambda e: (e.group, e.name)):
+        if ep.module.split(".")[0] in SHIPPED_MODULES:
+            groups.setdefault(ep.group, []).append(f"{ep.name} = {ep.value}")
+    entry_points = "".join(
+        f"[{group}]\n" + "".join(f"{line}\n" for line in lines) + "\n" for group, lines in groups.items()
+    )
+    return {f"{folder}/METADATA": headers.encode(), f"{folder}/entry_points.txt": entry_points.encode()}
 
 
 def project_requirements(project: Path) -> list[str]:
@@ -181,46 +182,58 @@ def project_requirements(project: Path) -> list[str]:
     return [n for n in names if n and normalize(n) != "cloudq"]
 
 
+def function_requirements(project: Path, requirements: Iterable[str] = ()) -> tuple[list[str], dict[str, str]]:
+    """What pip installs for the function: cloudq's, the project's and the extra requirements
+    (boto3 and its closure left out), and the local versions to pin them and their dependencies to."""
+    cloudq_requires = [r for r in (_requirement(t) for t in metadata.requires("cloudq") or []) if r]
+    roots = sorted({normalize(r) for r in (*cloudq_requires, *project_requirements(project), *requirements)})
+    roots = [r for r in roots if r not in RUNTIME_PROVIDED]
+    return roots, local_pins(roots)
+
+
 def collect(
     app_module: str,
     project: Path,
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     requirements: Iterable[str] = (),
-) -> dict[str, Path]:
-    """Archive name -> file: the app's top-level module, extra project files, cloudq + cloudq_aws,
-    and the dependencies of cloudq, the project and ``requirements``."""
-    entries: dict[str, Path] = {}
-    top = app_module.split(".")[0]
-    entries.update(_module_files(top))
+    target: Target = DEFAULT_TARGET,
+) -> dict[str, Path | bytes]:
+    """Archive name -> file (or content): the app's top-level module, extra project files, cloudq +
+    cloudq_aws and cloudq's dist-info, and the dependencies built for ``target``."""
+    entries: dict[str, Path | bytes] = {}
+    roots, pins = function_requirements(project, requirements)
+    tree = installed_tree(roots, pins, target)
+    for dist in sorted(metadata.distributions(path=[str(tree)]), key=lambda d: normalize(d.metadata["Name"])):
+        if normalize(dist.metadata["Name"]) not in RUNTIME_PROVIDED:
+            entries.update(_distribution_files(dist))
+    entries.update(_module_files(app_module.split(".")[0]))
     for pattern in include:
         for path in sorted(project.glob(pattern)):
             if path.is_file():
                 entries.setdefault(path.relative_to(project).as_posix(), path)
     entries.update(_tree(Path(cloudq.__file__).parent, "cloudq"))
     entries.update(_tree(Path(__file__).parent, "cloudq_aws"))
-    cloudq_requires = [r for r in (_requirement(t) for t in metadata.distribution("cloudq").requires or []) if r]
-    roots = [*cloudq_requires, *project_requirements(project), *requirements]
-    for dist in dependency_closure(roots):
-        entries.update(_distribution_files(dist))
+    entries.update(cloudq_dist_info())
     skip = list(exclude)
     return {name: path for name, path in entries.items() if not any(fnmatch.fnmatch(name, p) for p in skip)}
 
 
-def build_zip(entries: dict[str, Path]) -> Package:
+def build_zip(entries: dict[str, Path | bytes], target: Target = DEFAULT_TARGET) -> Package:
     """A reproducible zip of ``entries``: sorted names, fixed time, mode and compression."""
     buffer = io.BytesIO()
     unzipped = 0
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as archive:
         for name in sorted(entries):
-            data = entries[name].read_bytes()
+            source = entries[name]
+            data = source if isinstance(source, bytes) else source.read_bytes()
             unzipped += len(data)
             info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # unix, so external_attr holds the mode
             info.external_attr = (0o100000 | FILE_MODE) << 16
             archive.writestr(info, data, compresslevel=COMPRESS_LEVEL)
-    return Package(buffer.getvalue(), len(entries), unzipped)
+    return Package(buffer.getvalue(), len(entries), unzipped, target)
 
 
 def package_app(
@@ -229,5 +242,6 @@ def package_app(
     include: Iterable[str] = (),
     exclude: Iterable[str] = (),
     requirements: Iterable[str] = (),
+    target: Target = DEFAULT_TARGET,
 ) -> Package:
-    return build_zip(collect(app_module, project, include, exclude, requirements))
+    return build_zip(collect(app_module, project, include, exclude, requirements, target), target)

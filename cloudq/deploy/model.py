@@ -61,6 +61,7 @@ class AppModel:
     package: PackageOptions
     tags: dict[str, str] = field(default_factory=dict)
     schedules: tuple[str, ...] = ()  # periodic tasks: the App declares none yet
+    options: DeploySettings = field(default_factory=DeploySettings)  # the whole deploy table
 
     def queue(self, name: str) -> QueueSpec:
         return next(q for q in self.queues if q.name == name)
@@ -105,4 +106,5 @@ def build_model(app: App, app_path: str, stage: str | None = None) -> AppModel:
         queues=tuple(specs),
         package=options.package,
         tags=dict(options.tags),
+        options=options,
     )

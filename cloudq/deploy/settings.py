@@ -4,6 +4,9 @@
 [tool.cloudq.deploy]
 stage = "dev"                          # default for --stage
 tags = { team = "payments" }           # added to every resource cloudq creates
+lambda_runtime = "python3.13"          # the functions' runtime; the package is built for it
+lambda_architecture = "x86_64"         # or "arm64"
+log_retention_days = 30                # the functions' CloudWatch log groups
 
 [tool.cloudq.deploy.queues."*"]        # every queue (globs apply in order, then the exact name)
 runtime = "container"                  # container | lambda | push
@@ -30,7 +33,7 @@ import re
 from fnmatch import fnmatchcase
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import ConfigurationError
 
@@ -38,6 +41,17 @@ Runtime = Literal["container", "lambda", "push"]
 RUNTIMES: tuple[str, ...] = ("container", "lambda", "push")
 STAGE_PATTERN = r"^[a-z][a-z0-9-]{0,15}$"
 DEFAULT_STAGE = "dev"
+# the Python runtimes Lambda accepts (its API's Runtime values) for the Pythons cloudq supports (>= 3.11)
+LAMBDA_RUNTIMES: tuple[str, ...] = ("python3.11", "python3.12", "python3.13", "python3.14")
+# the newest of them this project is tested on
+DEFAULT_LAMBDA_RUNTIME = "python3.13"
+LambdaArchitecture = Literal["x86_64", "arm64"]
+DEFAULT_LAMBDA_ARCHITECTURE: LambdaArchitecture = "x86_64"
+# the retention periods CloudWatch Logs accepts (PutRetentionPolicy)
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+DEFAULT_LOG_RETENTION_DAYS = 30
 
 
 class QueueOptions(BaseModel):
@@ -79,6 +93,26 @@ class DeploySettings(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     queues: dict[str, QueueOptions] = Field(default_factory=dict)
     package: PackageOptions = Field(default_factory=PackageOptions)
+    lambda_runtime: str = DEFAULT_LAMBDA_RUNTIME
+    lambda_architecture: LambdaArchitecture = DEFAULT_LAMBDA_ARCHITECTURE
+    log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+
+    @field_validator("lambda_runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in LAMBDA_RUNTIMES:
+            raise ValueError(
+                f"{value!r} is not a Lambda runtime cloudq runs on; use one of {', '.join(LAMBDA_RUNTIMES)}"
+            )
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _known_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            allowed = ", ".join(str(d) for d in LOG_RETENTION_DAYS)
+            raise ValueError(f"CloudWatch Logs keeps logs for one of {allowed} days, not {value}")
+        return value
 
     def for_queue(self, queue: str) -> QueueOptions:
         """Matching patterns in the order written, then the exact name (most specific wins)."""
@@ -101,7 +135,7 @@ def parse_deploy_settings(raw: dict[str, Any]) -> DeploySettings:
             if err["type"] == "extra_forbidden":
                 parts.append(f"unknown deploy setting {path!r}")
             else:
-                parts.append(f"invalid deploy setting {path!r}: {err['msg']}")
+                parts.append(f"invalid deploy setting {path!r}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigurationError("; ".join(parts) + " (in [tool.cloudq.deploy] or CLOUDQ_DEPLOY)") from None
 
 

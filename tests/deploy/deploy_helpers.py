@@ -57,5 +57,5 @@ class Project:
 
 
 def mask_archive(text: str) -> str:
-    """The function archive line changes with cloudq's own code: keep its shape only."""
-    return re.sub(r"Function code: .*", "Function code: <archive>", text)
+    """The function archive line changes with cloudq's own code: keep its target and shape only."""
+    return re.sub(r"Function code: (\S+ on \S+) \(.*\), (.*)", r"Function code: \1 (<archive>), \2", text)

@@ -62,7 +62,7 @@ def use_stage_names(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
 
 @pytest.fixture
 def clients(aws: MotoServer) -> Iterator[dict[str, Any]]:
-    made = {name: boto3.client(name) for name in ("sqs", "dynamodb", "iam", "lambda", "s3", "cloudformation")}
+    made = {name: boto3.client(name) for name in ("sqs", "dynamodb", "iam", "lambda", "s3", "cloudformation", "logs")}
     yield made
     for client in made.values():
         client.close()
@@ -71,6 +71,13 @@ def clients(aws: MotoServer) -> Iterator[dict[str, Any]]:
 def project(tmp_path: Path, source: str, prefix: str) -> Project:
     name = prefix.rstrip("-").replace("-", "")
     return Project.create(tmp_path, source.format(name=name, prefix=prefix))
+
+
+def stage_project(tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch) -> tuple[Project, str]:
+    """CONTAINER_APP with its stage's names from the environment, and the app's name."""
+    use_stage_names(monkeypatch, prefix)
+    p = project(tmp_path, CONTAINER_APP, prefix)
+    return p, p.load().name
 
 
 def queue_attributes(sqs: Any, name: str) -> dict[str, str]:
@@ -93,7 +100,7 @@ def test_deploy_creates_every_resource_with_its_attributes(
     p = project(tmp_path, APP, prefix)
     app_name = p.load().name
     out = p.run_json("deploy", "--yes")
-    assert out["summary"]["create"] == 8 and len(out["applied"]) == 8
+    assert out["summary"]["create"] == 9 and len(out["applied"]) == 9
     sqs = clients["sqs"]
     account = "123456789012"
     ours = {"cloudq:app": app_name, "cloudq:stage": "dev", "cloudq:managed-by": "cloudq"}
@@ -130,7 +137,7 @@ def test_deploy_creates_every_resource_with_its_attributes(
     function = clients["lambda"].get_function(FunctionName=f"{app_name}-dev-emails")
     config = function["Configuration"]
     assert config["Handler"] == "cloudq_aws.lambda_entry.handler"
-    assert config["Runtime"].startswith("python3.")
+    assert config["Runtime"] == "python3.13" and config["Architectures"] == ["x86_64"]  # the defaults
     assert config["Timeout"] == 60 and config["MemorySize"] == 512
     assert config["Role"] == role["Arn"]
     env = config["Environment"]["Variables"]
@@ -138,6 +145,11 @@ def test_deploy_creates_every_resource_with_its_attributes(
     assert env["CLOUDQ_BROKER"] == f"sqs://?prefix={prefix}"
     assert env["CLOUDQ_CREATE_MISSING"] == "false"
     assert function["Tags"] == ours
+
+    # its log group, made before the function so Lambda never makes one that keeps logs forever
+    [group] = clients["logs"].describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{app_name}-dev-emails")["logGroups"]
+    assert group["logGroupName"] == f"/aws/lambda/{app_name}-dev-emails" and group["retentionInDays"] == 30
+    assert clients["logs"].list_tags_for_resource(resourceArn=group["arn"].removesuffix(":*"))["tags"] == ours
 
     [mapping] = clients["lambda"].list_event_source_mappings(FunctionName=f"{app_name}-dev-emails")[
         "EventSourceMappings"
@@ -147,6 +159,39 @@ def test_deploy_creates_every_resource_with_its_attributes(
     assert mapping["BatchSize"] == 5
     assert mapping["MaximumBatchingWindowInSeconds"] == 2
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": 4}
+    p.run("destroy", "--yes")
+    assert clients["logs"].describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{app_name}-")["logGroups"] == []
+
+
+def test_lambda_runtime_architecture_and_log_retention_are_deploy_settings(
+    tmp_path: Path, prefix: str, clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p, name = stage_project(tmp_path, prefix, monkeypatch)
+    lambda_queue = {"queues": {"reports": {"runtime": "lambda"}}}
+    first = {"lambda_runtime": "python3.12", "lambda_architecture": "arm64", "log_retention_days": 7}
+    monkeypatch.setenv("CLOUDQ_DEPLOY", json.dumps({**lambda_queue, **first}))
+    planned = p.run("deploy", "--dry-run").stdout
+    assert "Function code: python3.12 on arm64 (" in planned
+    p.run("deploy", "--yes")
+    function = f"{name}-dev-reports"
+    config = clients["lambda"].get_function(FunctionName=function)["Configuration"]
+    assert (config["Runtime"], config["Architectures"]) == ("python3.12", ["arm64"])
+    group = f"/aws/lambda/{function}"
+    assert clients["logs"].describe_log_groups(logGroupNamePrefix=group)["logGroups"][0]["retentionInDays"] == 7
+
+    # the architecture stays: moto ignores Architectures in UpdateFunctionCode (AWS applies it)
+    then = {"lambda_runtime": "python3.13", "lambda_architecture": "arm64", "log_retention_days": 14}
+    monkeypatch.setenv("CLOUDQ_DEPLOY", json.dumps({**lambda_queue, **then}))
+    plan = p.run_json("deploy", "--dry-run")
+    changes = {s["name"]: s["changes"] for s in plan["steps"] if s["action"] == "update"}
+    assert set(changes) == {function, group}
+    assert changes[function]["Runtime"] == {"from": "python3.12", "to": "python3.13"}
+    assert "CodeSha256" in changes[function]  # rebuilt for the new target
+    assert changes[group] == {"RetentionInDays": {"from": 7, "to": 14}}
+    p.run("deploy", "--yes")
+    config = clients["lambda"].get_function(FunctionName=function)["Configuration"]
+    assert (config["Runtime"], config["Architectures"]) == ("python3.13", ["arm64"])
+    assert p.run_json("deploy", "--dry-run")["noop"] is True
     p.run("destroy", "--yes")
 
 
@@ -180,7 +225,7 @@ def test_redeploy_changes_nothing_and_says_so(tmp_path: Path, prefix: str, clien
     assert "Applying" not in again.output
     out = p.run_json("deploy", "--yes")
     assert out["noop"] is True and out["applied"] == []
-    assert out["summary"] == {"create": 0, "update": 0, "unchanged": 8, "delete": 0}
+    assert out["summary"] == {"create": 0, "update": 0, "unchanged": 9, "delete": 0}
     p.run("destroy", "--yes")
 
 
@@ -344,9 +389,7 @@ def test_a_bucket_cloudq_did_not_create_is_used_but_never_touched(
 def test_an_attribute_aws_cannot_change_in_place_is_refused(
     tmp_path: Path, prefix: str, clients: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    use_stage_names(monkeypatch, prefix)
-    p = project(tmp_path, CONTAINER_APP, prefix)
-    name = p.load().name
+    p, name = stage_project(tmp_path, prefix, monkeypatch)
     trust = {"Version": "2012-10-17", "Statement": []}
     clients["iam"].create_role(
         RoleName=f"cloudq-{name}-dev", Path="/other/", AssumeRolePolicyDocument=json.dumps(trust)

@@ -84,6 +84,33 @@ def test_bad_deploy_settings_name_the_setting(raw: dict[str, Any], message: str)
         parse_deploy_settings(raw)
 
 
+def test_lambda_target_and_log_retention_are_validated_with_what_is_allowed() -> None:
+    with pytest.raises(ConfigurationError) as bad_runtime:
+        parse_deploy_settings({"lambda_runtime": "python3.10"})
+    assert str(bad_runtime.value) == (
+        "invalid deploy setting 'lambda_runtime': 'python3.10' is not a Lambda runtime cloudq runs on; use one of "
+        "python3.11, python3.12, python3.13, python3.14 (in [tool.cloudq.deploy] or CLOUDQ_DEPLOY)"
+    )
+    with pytest.raises(ConfigurationError, match=r"'lambda_architecture': Input should be 'x86_64' or 'arm64'"):
+        parse_deploy_settings({"lambda_architecture": "aarch64"})
+    with pytest.raises(ConfigurationError) as bad_retention:
+        parse_deploy_settings({"log_retention_days": 10})
+    assert "invalid deploy setting 'log_retention_days': CloudWatch Logs keeps logs for one of 1, 3, 5, 7, 14, 30" in (
+        str(bad_retention.value)
+    )
+    assert "3653 days, not 10" in str(bad_retention.value)
+    defaults = parse_deploy_settings({})
+    assert (defaults.lambda_runtime, defaults.lambda_architecture, defaults.log_retention_days) == (
+        "python3.13",
+        "x86_64",
+        30,
+    )
+    chosen = parse_deploy_settings(
+        {"lambda_runtime": "python3.12", "lambda_architecture": "arm64", "log_retention_days": 7}
+    )
+    assert (chosen.lambda_runtime, chosen.lambda_architecture, chosen.log_retention_days) == ("python3.12", "arm64", 7)
+
+
 def test_deploy_settings_come_from_pyproject(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "pyproject.toml").write_text(
         '[tool.cloudq]\nbroker = "sqs://"\n[tool.cloudq.deploy]\nstage = "prod"\n'

@@ -54,6 +54,7 @@ def test_plan_output_for_a_first_deploy(tmp_path: Path, aws: MotoServer, monkeyp
     )
     p = Project.create(tmp_path, APP)
     check_snapshot("aws_first_deploy.txt", mask_archive(p.run("deploy", "--dry-run").stdout))
+    assert not (tmp_path / "build").exists()  # a dry run writes nothing into the project
 
 
 def test_plan_output_for_updates_deletes_and_destroy(
