@@ -140,12 +140,15 @@ def make_venv(where: Path, python: Path) -> Path:
     return where / "bin"
 
 
-def copy_step(root: Path, context: list[str], sources: list[str], dest: str, workdir: Path) -> None:
+def copy_step(
+    root: Path, context: list[str], sources: list[str], dest: str, workdir: Path, image_root: Path | None = None
+) -> None:
     """Do what ``COPY SOURCES DEST`` does in an image whose WORKDIR is ``workdir``, reading only the
     files in ``context`` (the build context): a folder's contents go into DEST; files go into DEST
-    when it is a folder (ends with /, exists, or several sources), else become DEST."""
+    when it is a folder (ends with /, exists, or several sources), else become DEST. An absolute DEST
+    is under ``image_root`` (default: ``workdir``), never on this machine's own file system."""
     workdir.mkdir(parents=True, exist_ok=True)  # WORKDIR creates it
-    target = workdir / dest
+    target = (image_root or workdir) / dest.lstrip("/") if dest.startswith("/") else workdir / dest
     for source in sources:
         prefix = "" if source.strip("./") == "" else source.rstrip("/") + "/"
         inside = [p for p in context if p == source or p.startswith(prefix)]
