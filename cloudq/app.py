@@ -64,12 +64,21 @@ class App:
         self._executor: Executor | None = None
         self._lock = threading.Lock()
         self._build_message = build
+        self._check_backends()
         _last_app = weakref.ref(self)
 
     def __repr__(self) -> str:
         return f"<App {self.name} broker={self.broker_url} results={self.results_url}>"
 
     # -- backends ---------------------------------------------------------------------------
+
+    def _check_backends(self) -> None:
+        """A wrong or uninstalled scheme fails here, at App(...), not at the first send or event
+        (the backends themselves are still built on first use)."""
+        from .registry import check_url
+
+        check_url("broker", self.broker_url)
+        check_url("result", self.results_url)
 
     @property
     def broker_url(self) -> str:
@@ -310,6 +319,13 @@ def load_app(path: str) -> App:
     module_name, _, attr = path.partition(":")
     if not module_name:
         raise ConfigurationError(f"app path {path!r} must be module:attribute (e.g. proj.tasks:app)")
+    if module_name.startswith(".") and "/" not in module_name and not module_name.endswith(".py"):
+        raise ConfigurationError(f"app path {path!r}: relative module names cannot be imported; give the full module")
+    if module_name.endswith(".py") or "/" in module_name or "\\" in module_name:
+        raise ConfigurationError(
+            f"app path {path!r} is a file path; -A takes module:attribute, importable from the working "
+            f"directory: {_module_of(module_name, attr or 'app')}"
+        )
     try:
         module = import_module(module_name)
     except ImportError as exc:
@@ -325,3 +341,14 @@ def load_app(path: str) -> App:
             f"{module_name!r} defines {len(apps)} cloudq Apps: name one as {module_name}:attribute"
         )
     return apps[0]
+
+
+def _module_of(file_path: str, attr: str) -> str:
+    """What to write instead of a file path (``./proj/tasks.py`` -> ``proj.tasks:app``)."""
+    from pathlib import PurePath
+
+    path = PurePath(file_path.replace("\\", "/")).with_suffix("")
+    parts = [part for part in path.parts if part != "."]
+    if path.is_absolute() or ".." in parts or not parts:
+        return f"run from the folder holding it and use -A {path.name}:{attr}"
+    return f"use -A {'.'.join(parts)}:{attr}"

@@ -6,17 +6,23 @@ Validated with pydantic so a bad value names the setting, where it came from and
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from .backends.urls import close_match
 from .errors import ConfigurationError
 
 ENV_PREFIX = "CLOUDQ_"
 DEFAULT_DB = "cloudq.db"
+# CLOUDQ_* variables that are not settings: the CLI's -A, and the Pub/Sub push entry point's OIDC checks
+OTHER_VARIABLES = frozenset({"CLOUDQ_APP", "CLOUDQ_PUSH_AUDIENCE", "CLOUDQ_PUSH_SERVICE_ACCOUNT"})
+_warned: set[str] = set()
 
 
 class Settings(BaseModel):
@@ -49,45 +55,63 @@ class Settings(BaseModel):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None
+
+
 def _find_file_config(start: Path) -> tuple[dict[str, Any], str]:
     """The nearest cloudq.toml or pyproject.toml with a [tool.cloudq] table."""
     for folder in (start, *start.parents):
         own = folder / "cloudq.toml"
         if own.is_file():
-            data = tomllib.loads(own.read_text())
+            data = _read_toml(own)
             return dict(data.get("tool", {}).get("cloudq", data)), str(own)
         project = folder / "pyproject.toml"
         if project.is_file():
-            try:
-                data = tomllib.loads(project.read_text())
-            except tomllib.TOMLDecodeError as exc:
-                raise ConfigurationError(f"{project}: not valid TOML ({exc})") from None
-            table = data.get("tool", {}).get("cloudq")
+            table = _read_toml(project).get("tool", {}).get("cloudq")
             if table is not None:
                 return dict(table), f"{project} [tool.cloudq]"
             return {}, ""
     return {}, ""
 
 
-def _env_config(environ: dict[str, str] | os._Environ[str]) -> dict[str, tuple[Any, str]]:
+def _env_config(environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    """Settings from ``CLOUDQ_<SETTING>`` variables; an empty variable counts as unset."""
     found: dict[str, tuple[Any, str]] = {}
     for name in Settings.model_fields:
         var = ENV_PREFIX + name.upper()
-        if var in environ:
-            raw = environ[var]
-            value: Any = raw
-            if isinstance(Settings.model_fields[name].default_factory, type) or raw[:1] in "[{":
-                try:
-                    value = json.loads(raw)
-                except json.JSONDecodeError:
-                    raise ConfigurationError(f"{var} must be JSON, got {raw!r}") from None
-            found[name] = (value, var)
+        raw = environ.get(var, "")
+        if not raw.strip():
+            continue
+        value: Any = raw
+        if isinstance(Settings.model_fields[name].default_factory, type) or raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                raise ConfigurationError(f"{var} must be JSON, got {raw!r}") from None
+        found[name] = (value, var)
+    _warn_unknown_variables(environ)
     return found
+
+
+def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
+    """Log a warning, once per variable, for a ``CLOUDQ_*`` variable that cloudq does not read."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | OTHER_VARIABLES
+    for var in sorted(environ):
+        if var.startswith(ENV_PREFIX) and var not in known and var not in _warned:
+            _warned.add(var)
+            hint = close_match(var, known) or (
+                f"; the settings' variables are CLOUDQ_<SETTING> for {', '.join(sorted(Settings.model_fields))}"
+            )
+            logging.getLogger("cloudq.config").warning("ignoring unknown environment variable %s%s", var, hint)
 
 
 def load_settings(
     overrides: dict[str, Any] | None = None,
-    environ: dict[str, str] | os._Environ[str] | None = None,
+    environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Settings:
     """Merge every source; raise ConfigurationError naming the setting and its source."""
@@ -116,7 +140,8 @@ def _describe(exc: ValidationError, sources: dict[str, str]) -> str:
         key = str(err["loc"][0]) if err["loc"] else "?"
         if err["type"] == "extra_forbidden":
             allowed = ", ".join(sorted(Settings.model_fields))
-            parts.append(f"unknown setting {key!r} (from {sources.get(key, '?')}); known settings: {allowed}")
+            hint = close_match(key, Settings.model_fields)
+            parts.append(f"unknown setting {key!r} (from {sources.get(key, '?')}){hint}; known settings: {allowed}")
         else:
             where = sources.get(key, "default")
             parts.append(f"invalid setting {key!r} (from {where}): {err['msg']}")

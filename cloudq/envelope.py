@@ -25,7 +25,7 @@ _SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", "retrie
 class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the plugin's __init__(**kwargs)
     """Version 1 of the cloudq message envelope."""
 
-    model_config = ConfigDict(extra="allow", title="cloudq task envelope v1")
+    model_config = ConfigDict(extra="allow", strict=True, title="cloudq task envelope v1")
 
     v: int = Field(VERSION, strict=True, description="envelope version")
     id: str = Field(min_length=1, max_length=256, description="task id")
@@ -90,7 +90,7 @@ def decode(body: bytes | str, key: bytes | None = None) -> Envelope:
         except ValidationError:
             pass
         else:
-            if env.v == VERSION:
+            if env.v == VERSION and "v" in env.model_fields_set:
                 return env
     try:
         data = json.loads(body)
@@ -99,7 +99,7 @@ def decode(body: bytes | str, key: bytes | None = None) -> Envelope:
     if not isinstance(data, dict):
         raise MalformedMessage(f"body is JSON {type(data).__name__}, not an envelope object")
     version = data.get("v")
-    if version != VERSION:
+    if type(version) is not int or version != VERSION:  # True == 1, but is no version
         raise UnsupportedVersion(f"envelope version {version!r} is not supported; this cloudq reads version {VERSION}")
     if key is not None:
         sent = data.get("sig")
@@ -125,7 +125,11 @@ def peek_id(body: bytes | str) -> str | None:
 
 
 def json_schema() -> dict[str, Any]:
+    """The published JSON Schema: exactly what ``decode`` accepts (``v`` is required and must be
+    this version, though the model fills it in for envelopes built in Python)."""
     schema = Envelope.model_json_schema()
+    schema["properties"]["v"] = {"const": VERSION, "description": "envelope version", "type": "integer"}
+    schema["required"] = ["v", *(name for name in schema["required"] if name != "v")]
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://cloudq.dev/schemas/envelope-v1.json"
     return schema

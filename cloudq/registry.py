@@ -7,6 +7,7 @@ from the ``cloudq.brokers`` / ``cloudq.results`` entry points that the extras re
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -26,8 +27,22 @@ _BUILTIN_RESULTS = {
 }
 # schemes whose adapters live in an extra: what to install when the entry point is missing
 _EXTRAS = {"sqs": "aws", "dynamodb": "aws", "pubsub": "gcp", "firestore": "gcp"}
+_BROKER_SCHEMES = {"memory", "sqlite", "sqs", "pubsub"}
+_RESULT_SCHEMES = {"memory", "sqlite", "dynamodb", "firestore"}
 # serverless runtimes (entry point group cloudq.runtimes) and their extras
 _RUNTIME_EXTRAS = {"lambda": "aws", "push_wsgi": "gcp", "push_asgi": "gcp", "cloud_event": "gcp"}
+# the SDK modules each plugin (by entry point name, in any group) imports when first used: the
+# adapters import them lazily, so their entry points load fine without them and are checked here
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "sqs": ("boto3",),
+    "dynamodb": ("boto3",),
+    "lambda": ("boto3",),
+    "pubsub": ("google.cloud.pubsub_v1",),
+    "firestore": ("google.cloud.firestore",),
+    "push_wsgi": ("google.auth", "google.cloud.pubsub_v1"),
+    "push_asgi": ("google.auth", "google.cloud.pubsub_v1"),
+    "cloud_event": ("google.auth", "google.cloud.pubsub_v1"),
+}
 
 
 def _load(target: str) -> Any:
@@ -38,13 +53,32 @@ def _load(target: str) -> Any:
     return obj
 
 
+def _missing_module(modules: tuple[str, ...]) -> str | None:
+    """The first of ``modules`` that cannot be imported (found without importing it)."""
+    for module in modules:
+        try:
+            if find_spec(module) is None:
+                return module
+        except ImportError:  # a parent package is missing
+            return module
+    return None
+
+
+def require_extra(name: str, what: str, extra: str) -> None:
+    """Raise MissingExtra (one line with the pip command) when plugin ``name``'s SDK is missing."""
+    missing = _missing_module(_NEEDS.get(name, ()))
+    if missing is not None:
+        raise MissingExtra(f"{what} needs {missing}, which is not installed: pip install 'cloudq[{extra}]'")
+
+
 def load_plugin(group: str, name: str, what: str, extra: str) -> Any | None:
-    """Entry point ``name`` of ``group``, or None when none is registered. An entry point whose
-    import fails raises MissingExtra naming the pip extra that provides what it needs."""
+    """Entry point ``name`` of ``group``, or None when none is registered. A plugin whose SDK is
+    missing, or whose import fails, raises MissingExtra naming the pip extra that provides it."""
     from importlib.metadata import entry_points
 
     for ep in entry_points(group=group):
         if ep.name == name:
+            require_extra(name, what, extra)
             try:
                 return ep.load()
             except ImportError as exc:
@@ -54,10 +88,26 @@ def load_plugin(group: str, name: str, what: str, extra: str) -> Any | None:
     return None
 
 
-def _factory(kind: str, url: str, builtin: dict[str, str]) -> Any:
+def check_url(kind: str, url: str) -> None:
+    """Fail early, without importing any adapter, on a URL that cannot work as a ``kind``
+    ("broker" or "result") URL: no scheme, the other kind's scheme, or a missing extra."""
     scheme = urlsplit(url).scheme
     if not scheme:
         raise ConfigurationError(f"{kind} URL {url!r} has no scheme; expected e.g. sqlite:///cloudq.db or sqs://")
+    own, other = (_BROKER_SCHEMES, _RESULT_SCHEMES) if kind == "broker" else (_RESULT_SCHEMES, _BROKER_SCHEMES)
+    if scheme not in own and scheme in other:
+        setting, other_setting = ("broker", "results") if kind == "broker" else ("results", "broker")
+        raise ConfigurationError(
+            f"{scheme}:// is a {other_setting.rstrip('s')} scheme, not a {kind} scheme: use it as {other_setting}=, "
+            f"and give {setting}= one of {', '.join(f'{name}://' for name in sorted(own))}"
+        )
+    if scheme in _EXTRAS:
+        require_extra(scheme, f"{kind} scheme {scheme!r}", _EXTRAS[scheme])
+
+
+def _factory(kind: str, url: str, builtin: dict[str, str]) -> Any:
+    check_url(kind, url)
+    scheme = urlsplit(url).scheme
     if scheme in builtin:
         return _load(builtin[scheme])
     extra = _EXTRAS.get(scheme, "all")
@@ -81,7 +131,8 @@ def open_results(url: str, settings: Settings) -> ResultStore:
 
 
 def load_runtime(name: str) -> Any:
-    """The factory of a serverless runtime (``factory(app, **options)``) from the extras."""
+    """The factory of a serverless runtime (``factory(app, **options)``) from the extras; a
+    missing SDK is a MissingExtra now, not on the first event."""
     extra = _RUNTIME_EXTRAS.get(name, "all")
     found = load_plugin("cloudq.runtimes", name, f"runtime {name!r}", extra)
     if found is None:

@@ -7,6 +7,7 @@ unreachable service. botocore is imported only when an error is being translated
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -62,6 +63,30 @@ class FifoDelayUnsupported(BrokerError, ValueError):
     """SQS FIFO queues cannot delay single messages."""
 
 
+def configured_endpoint(service: str, explicit: str | None = None) -> str | None:
+    """The endpoint a ``service`` client is configured to use, with where that came from (the
+    option, else botocore's ``AWS_ENDPOINT_URL_<SERVICE>`` / ``AWS_ENDPOINT_URL``), or None for
+    AWS's own endpoint. For messages about calls made before (or without) a client."""
+    if explicit:
+        return explicit
+    names = (f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_ENDPOINT_URL") if service else ("AWS_ENDPOINT_URL",)
+    for name in names:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return f"{value} ({name})"
+    return None
+
+
+def _where(endpoint: str | None, action: str) -> tuple[str, bool]:
+    """Where a call went (for messages), and whether that is a configured (non-AWS) endpoint."""
+    service = action.partition(":")[0] if ":" in action else ""
+    custom = configured_endpoint(service)
+    if endpoint is None or endpoint.startswith("the default"):
+        endpoint = custom or endpoint
+    local = bool(custom) or bool(endpoint and "amazonaws.com" not in endpoint)
+    return endpoint or f"the default {service or 'AWS'} endpoint", local
+
+
 def error_code(exc: BaseException) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
@@ -79,7 +104,7 @@ def translate(
         from botocore import exceptions as bx  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - the aws extra is installed whenever this runs
         return None
-    where = endpoint or "the default AWS endpoint"
+    where, local = _where(endpoint, action)
     if isinstance(exc, (bx.NoCredentialsError, bx.PartialCredentialsError, bx.CredentialRetrievalError)):
         return CredentialsMissing(f"no usable AWS credentials for {action} on {resource}: {CREDENTIALS_HINT}")
     if isinstance(exc, bx.NoRegionError):
@@ -87,7 +112,12 @@ def translate(
             f"no AWS region configured for {resource}: set AWS_DEFAULT_REGION (or AWS_REGION), or add ?region=... to the URL"
         )
     if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError)):
-        return BackendUnavailable(f"cannot reach {where} for {action} on {resource}: {exc}; check AWS_ENDPOINT_URL")
+        hint = (
+            "is the service running there? (endpoint_url option / AWS_ENDPOINT_URL)"
+            if local
+            else "check the network and the region, or set AWS_ENDPOINT_URL to use a local endpoint"
+        )
+        return BackendUnavailable(f"cannot reach {where} for {action} on {resource}: {exc}; {hint}")
     if not isinstance(exc, bx.ClientError):
         if isinstance(exc, bx.BotoCoreError):
             return kind(f"{action} on {resource} failed: {exc}")

@@ -94,7 +94,9 @@ class Clients:
         client = self._clients.get(service)
         if client is not None:
             return str(client.meta.endpoint_url)
-        return self.config.endpoint_url or f"the default {service} endpoint"
+        from .errors import configured_endpoint
+
+        return configured_endpoint(service, self.config.endpoint_url) or f"the default {service} endpoint"
 
     @property
     def region(self) -> str:

@@ -152,3 +152,37 @@ def test_worker_burst_from_the_cli_with_a_poll_wait(project):
 def test_poll_wait_out_of_range_is_a_usage_error():
     result = run("worker", "-A", "cliapp:app", "--poll-wait", "0")
     assert result.exit_code == 2 and "--poll-wait" in result.output
+
+
+def test_schema_prints_the_published_schema_file():
+    from pathlib import Path
+
+    import cloudq
+
+    result = run("schema")
+    assert result.exit_code == 0
+    assert json.loads(result.output) == json.loads((Path(cloudq.__file__).parent / "envelope.schema.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("app_path", "message"),
+    [
+        ("./cliapp.py", "Error: app path './cliapp.py' is a file path; -A takes module:attribute"),
+        ("cliapp.py", "use -A cliapp:app"),
+        ("sub/cliapp.py:app", "use -A sub.cliapp:app"),
+        (".cliapp", "relative module names cannot be imported"),
+    ],
+)
+def test_a_file_path_as_app_says_to_give_the_module(project, app_path, message):
+    result = run("inspect", "-A", app_path)
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_an_invalid_cloudq_toml_is_one_line_naming_file_and_position(project):
+    (project / "cloudq.toml").write_text("[routes\n")
+    result = run("inspect", "-A", "cliapp:app")
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.exception
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: {project / 'cloudq.toml'}: not valid TOML (") and "line 1" in line

@@ -76,3 +76,41 @@ def test_unknown_scheme_and_missing_extra_are_clear(tmp_path, monkeypatch):
         App("x", broker="amqp://localhost").broker
     with pytest.raises(ConfigurationError, match="no scheme"):
         App("x", broker="localhost").broker
+
+
+def test_invalid_cloudq_toml_names_the_file_and_position(tmp_path):
+    (tmp_path / "cloudq.toml").write_text('broker = "memory://"\nroutes = {a = \n')
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(environ={}, cwd=tmp_path)
+    assert str(caught.value).startswith(f"{tmp_path / 'cloudq.toml'}: not valid TOML")
+    assert "line 2" in str(caught.value)
+
+
+def test_unknown_setting_suggests_the_close_match(tmp_path):
+    (tmp_path / "cloudq.toml").write_text("brokr = 'memory://'\n")
+    with pytest.raises(ConfigurationError, match=r"unknown setting 'brokr' .*\(did you mean 'broker'\?\)"):
+        load_settings(environ={}, cwd=tmp_path)
+
+
+def test_an_empty_variable_counts_as_unset(tmp_path):
+    (tmp_path / "cloudq.toml").write_text("broker = 'memory://'\nroutes = {'a.*' = 'q'}\n")
+    settings = load_settings(
+        environ={"CLOUDQ_BROKER": "", "CLOUDQ_ROUTES": "", "CLOUDQ_MAX_RETRIES": " "}, cwd=tmp_path
+    )
+    assert (settings.broker, settings.routes, settings.max_retries) == ("memory://", {"a.*": "q"}, 3)
+
+
+def test_unknown_cloudq_variables_are_warned_about_with_the_close_match(tmp_path, caplog):
+    environ = {"CLOUDQ_BRKER": "sqs://", "CLOUDQ_APP": "tasks:app", "CLOUDQ_PUSH_AUDIENCE": "x", "CLOUDQ_BROKER": ""}
+    with caplog.at_level("WARNING", logger="cloudq.config"):
+        load_settings(environ=environ, cwd=tmp_path)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cloudq.config"]
+    assert warnings == ["ignoring unknown environment variable CLOUDQ_BRKER (did you mean 'CLOUDQ_BROKER'?)"]
+
+
+def test_an_unknown_variable_without_a_close_match_lists_the_settings(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="cloudq.config"):
+        load_settings(environ={"CLOUDQ_ZZZ_QQQ_XYZZY": "1"}, cwd=tmp_path)
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "cloudq.config"]
+    assert warning.startswith("ignoring unknown environment variable CLOUDQ_ZZZ_QQQ_XYZZY; ")
+    assert "broker" in warning and "visibility_timeout" in warning

@@ -5,7 +5,7 @@ import jsonschema
 import pytest
 
 import cloudq
-from cloudq.envelope import Envelope, decode, json_schema
+from cloudq.envelope import VERSION, Envelope, decode, json_schema
 from cloudq.errors import MalformedMessage, SignatureInvalid, UnsupportedVersion
 
 SCHEMA_FILE = Path(cloudq.__file__).parent / "envelope.schema.json"
@@ -39,7 +39,7 @@ def test_malformed_bodies_say_what_is_wrong(body, message):
         decode(body)
 
 
-@pytest.mark.parametrize("version", [2, "1", None])
+@pytest.mark.parametrize("version", [VERSION - 1, VERSION + 1, str(VERSION), None, True])
 def test_other_versions_are_refused(version):
     with pytest.raises(UnsupportedVersion, match="version"):
         decode(json.dumps({"v": version, "id": "t", "task": "x"}))
@@ -70,3 +70,52 @@ def test_schema_accepts_what_decode_accepts_and_rejects_bad_types():
         jsonschema.validate({**good, "args": "nope"}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"v": 1, "task": "x"}, schema)
+
+
+_MISSING = object()
+# for each field, values around what the model allows (integral floats such as 1.0 are left out:
+# JSON Schema cannot tell them from integers)
+_VARIANTS: dict[str, list[object]] = {
+    "v": [VERSION, VERSION - 1, VERSION + 1, str(VERSION), True, None, 1.5, _MISSING],
+    "id": ["x", "", 7, None, "a" * 256, "a" * 257, _MISSING],
+    "task": ["m.t", "", 7, None, "t" * 257, _MISSING],
+    "args": [[], [1, "x", None], {}, "x", None],
+    "kwargs": [{}, {"a": [1]}, [], "x", None],
+    "eta": [None, 1.5, 2, "1.5", True],
+    "expires": [None, 1.5, "x", False],
+    "retries": [0, 3, -1, 1.5, "2", None, True],
+    "sent_at": [None, 1, "x"],
+    "headers": [{}, {"a": "b"}, {"a": 1}, [], None],
+    "sig": [None, "ab", 5],
+    "trace": [_MISSING, {"span": 1}],  # an unknown field from a newer producer
+}
+
+
+def _cases() -> list[tuple[str, object]]:
+    assert set(Envelope.model_fields) <= set(_VARIANTS), "a new envelope field needs variants here"
+    return [(name, value) for name, values in _VARIANTS.items() for value in values]
+
+
+@pytest.mark.parametrize(("field", "value"), _cases())
+def test_the_schema_accepts_exactly_what_decode_reads(field, value):
+    body = {"v": VERSION, "id": "t1", "task": "m.add"}
+    if value is _MISSING:
+        body.pop(field, None)
+    else:
+        body[field] = value
+    schema_ok = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text())).is_valid(body)
+    try:
+        decode(json.dumps(body))
+        decoded = True
+    except MalformedMessage:
+        decoded = False
+    assert schema_ok == decoded, f"schema says {schema_ok}, decode says {decoded} for {field}={value!r}"
+
+
+def test_decode_with_or_without_a_key_reads_the_same_versions():
+    key = b"k"
+    body = {"id": "t1", "task": "m.add"}
+    with pytest.raises(UnsupportedVersion):
+        decode(json.dumps(body))
+    with pytest.raises(UnsupportedVersion):
+        decode(json.dumps(body), key)
