@@ -106,8 +106,13 @@ def _module_files(module: str) -> Iterator[tuple[str, Path | bytes]]:
 
 def _requirement(text: str) -> str | None:
     """The distribution a requirement names, or None when its marker excludes it here."""
-    from packaging.requirements import Requirement
-
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # pragma: no cover - packaging is not a dependency of cloudq
+        if ";" in text and "extra" in text.split(";", 1)[1]:
+            return None
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", text)
+        return match.group(1) if match else None
     req = Requirement(text)
     if req.marker is not None and not req.marker.evaluate({"extra": ""}):
         return None
