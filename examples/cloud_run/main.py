@@ -3,8 +3,8 @@ subscription posts each message to (``gunicorn main:application``; ``asgi`` for 
 
 Producers import this module and call ``.delay()``. Broker and results come from CLOUDQ_BROKER /
 CLOUDQ_RESULTS when set, else the example's prefix and collection in GOOGLE_CLOUD_PROJECT. With
-PUSH_AUDIENCE set, a request must carry a Google-signed OIDC token for that audience (and, with
-PUSH_SERVICE_ACCOUNT, issued to that account), else it gets 401/403 and nothing runs.
+CLOUDQ_PUSH_AUDIENCE set, a request must carry a Google-signed OIDC token for that audience (and, with
+CLOUDQ_PUSH_SERVICE_ACCOUNT, issued to that account), else it gets 401/403 and nothing runs.
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ def notify(user_id: int, message: str) -> str:
     return f"notified user {user_id}: {message}"
 
 
-_auth = {"audience": os.environ.get("PUSH_AUDIENCE"), "service_account": os.environ.get("PUSH_SERVICE_ACCOUNT")}
+# the same variables `cloudq deploy` sets on push services (and cloudq_gcp.push_entry reads)
+_auth = {
+    "audience": os.environ.get("CLOUDQ_PUSH_AUDIENCE") or None,
+    "service_account": os.environ.get("CLOUDQ_PUSH_SERVICE_ACCOUNT") or None,
+}
 application = make_wsgi_app(app, **_auth)
 asgi = make_asgi_app(app, **_auth)
