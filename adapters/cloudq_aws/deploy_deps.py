@@ -88,7 +88,7 @@ def _failure(stderr: str, target: Target) -> DependencyError:
             "lambda_runtime / lambda_architecture, or leave the package out of the function"
         )
     errors = [line.strip() for line in stderr.splitlines() if line.startswith("ERROR:")]
-    detail = errors[-1] if errors else (stderr.strip().splitlines() or ["pip failed"])[-1]
+    detail = errors[0] if errors else (stderr.strip().splitlines() or ["pip failed"])[-1]
     return DependencyError(f"cannot install the function's dependencies for {target}: {detail}")
 
 
