@@ -27,7 +27,6 @@ QUEUE_ACTIONS = (
 )
 RESULT_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
 PAYLOAD_ACTIONS = ("s3:DeleteObject", "s3:GetObject", "s3:PutObject")
-LOG_GROUP_ACTIONS = ("logs:CreateLogGroup",)
 LOG_STREAM_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 LAMBDA_PRINCIPAL = "lambda.amazonaws.com"
 CONTAINER_PRINCIPAL = "ecs-tasks.amazonaws.com"
@@ -80,16 +79,15 @@ def access_policy(
     queue_arns: Sequence[Any],
     table_arn: Any | None,
     object_arns: Sequence[Any],
-    log_group_arns: Sequence[Any],
     log_stream_arns: Sequence[Any],
 ) -> dict[str, Any]:
-    """The inline policy; ARNs may be strings or CloudFormation intrinsics."""
+    """The inline policy; ARNs may be strings or CloudFormation intrinsics. Deploy creates each
+    function's log group (with its retention), so the role only writes streams into it."""
     statements = [_statement("CloudqQueues", QUEUE_ACTIONS, queue_arns)]
     if table_arn is not None:
         statements.append(_statement("CloudqResults", RESULT_ACTIONS, [table_arn]))
     if object_arns:
         statements.append(_statement("CloudqPayloads", PAYLOAD_ACTIONS, object_arns))
-    if log_group_arns:
-        statements.append(_statement("CloudqLogGroups", LOG_GROUP_ACTIONS, log_group_arns))
+    if log_stream_arns:
         statements.append(_statement("CloudqLogStreams", LOG_STREAM_ACTIONS, log_stream_arns))
     return {"Version": POLICY_VERSION, "Statement": statements}

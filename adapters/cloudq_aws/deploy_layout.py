@@ -148,7 +148,6 @@ class AWSLayout:
             queue_arns,
             arns.table(self.table) if self.table else None,
             [arns.objects(self.bucket, p) for p in self.object_prefixes] if self.bucket else [],
-            groups,
             [f"{g}:log-stream:*" for g in groups],
         )
 
