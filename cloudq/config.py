@@ -20,8 +20,11 @@ from .errors import ConfigurationError
 
 ENV_PREFIX = "CLOUDQ_"
 DEFAULT_DB = "cloudq.db"
-# CLOUDQ_* variables that are not settings: the CLI's -A, and the Pub/Sub push entry point's OIDC checks
-OTHER_VARIABLES = frozenset({"CLOUDQ_APP", "CLOUDQ_PUSH_AUDIENCE", "CLOUDQ_PUSH_SERVICE_ACCOUNT"})
+# CLOUDQ_* variables that are not settings: the CLI's -A, the Pub/Sub push entry point's OIDC checks,
+# the Lambda entry point's per-invocation concurrency
+OTHER_VARIABLES = frozenset(
+    {"CLOUDQ_APP", "CLOUDQ_PUSH_AUDIENCE", "CLOUDQ_PUSH_SERVICE_ACCOUNT", "CLOUDQ_LAMBDA_CONCURRENCY"}
+)
 _warned: set[str] = set()
 
 

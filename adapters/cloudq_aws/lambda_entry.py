@@ -10,19 +10,22 @@ from __future__ import annotations
 import os
 
 from cloudq.app import load_app
+from cloudq.backends.urls import integer_in
 from cloudq.errors import ConfigurationError
 
 from .lambda_handler import LambdaHandler, make_handler
 
 APP_ENV = "CLOUDQ_APP"
-CONCURRENCY_ENV = "CLOUDQ_LAMBDA_CONCURRENCY"
+CONCURRENCY_ENV = "CLOUDQ_LAMBDA_CONCURRENCY"  # records run at once in one invocation
+MAX_CONCURRENCY = 1024
 
 
 def _handler() -> LambdaHandler:
     path = os.environ.get(APP_ENV)
     if not path:
         raise ConfigurationError(f"set {APP_ENV}=module:attribute on the function (cloudq deploy does)")
-    return make_handler(load_app(path), concurrency=int(os.environ.get(CONCURRENCY_ENV, "1")))
+    concurrency = integer_in(1, MAX_CONCURRENCY)(CONCURRENCY_ENV, os.environ.get(CONCURRENCY_ENV) or "1")
+    return make_handler(load_app(path), concurrency=concurrency)
 
 
 handler = _handler()

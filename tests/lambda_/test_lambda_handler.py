@@ -8,10 +8,12 @@ batch response and what is left on the queues afterwards.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -390,3 +392,17 @@ def test_handler_refuses_a_broker_that_is_not_sqs() -> None:
         make_handler(App("x", broker="memory://", results="memory://"))
     with pytest.raises(ConfigurationError, match="concurrency"):
         LambdaHandler(App("y", broker="sqs://", results="memory://"), concurrency=0)
+
+
+@pytest.mark.parametrize("value", ["many", "0", "2000"])
+def test_entry_point_refuses_a_bad_concurrency_variable_in_one_line(tmp_path: Path, value: str) -> None:
+    (tmp_path / "entry_app.py").write_text(
+        "from cloudq import App\napp = App('e', broker='sqs://', results='memory://')\n"
+    )
+    env = {**os.environ, "CLOUDQ_APP": "entry_app:app", "CLOUDQ_LAMBDA_CONCURRENCY": value, "PYTHONPATH": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", "import cloudq_aws.lambda_entry"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.returncode != 0
+    assert "ConfigurationError: option 'CLOUDQ_LAMBDA_CONCURRENCY' must be" in out.stderr
+    assert "ValueError" not in out.stderr
