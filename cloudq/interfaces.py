@@ -39,7 +39,12 @@ class OutgoingMessage:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One leased message. ``receipt`` is opaque to everyone but the broker that made it."""
+    """One leased message. ``receipt`` is opaque to everyone but the broker that made it.
+
+    ``malformed`` is set by a broker whose transport layer could not decode this message (forged
+    or corrupt transport attributes, an unreadable claim-check pointer, ...): it says why, and the
+    executor dead-letters the message with that reason without reading the body. A broker never
+    fails a whole receive because of one message."""
 
     body: bytes
     receipt: Any
@@ -48,6 +53,7 @@ class Delivery:
     message_id: str = ""
     attributes: Mapping[str, str] = field(default_factory=dict)
     ordering_key: str | None = None
+    malformed: str | None = None
 
 
 UNKNOWN = -1  # a count the service cannot tell (Pub/Sub's backlog lives in Cloud Monitoring)

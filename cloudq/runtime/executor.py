@@ -137,6 +137,8 @@ class Executor:
 
     def _execute(self, delivery: Delivery) -> Outcome:
         started = time.monotonic()
+        if delivery.malformed is not None:
+            return self._reject(delivery, None, f"MalformedMessage: {delivery.malformed}", record=False)
         try:
             env = decode(delivery.body, self.app.signing_key)
         except SignatureInvalid as exc:

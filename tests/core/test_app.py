@@ -279,6 +279,20 @@ def test_unknown_task_in_a_message_is_dead_lettered_and_recorded(app):
         AsyncResult("t-unknown", app=app).get(timeout=1)
 
 
+def test_a_message_its_transport_could_not_decode_is_dead_lettered_without_running(app):
+    ran = []
+
+    @app.task()
+    def act() -> None:
+        ran.append(1)
+
+    body = Envelope(id="t-forged", task=act.name).encode()
+    delivery = Delivery(body, None, 1, "default", malformed="attribute 'cloudq-encoding' is base64 but the body is not")
+    outcome = app.executor.execute(delivery)
+    assert outcome == DeadLetter("MalformedMessage: attribute 'cloudq-encoding' is base64 but the body is not")
+    assert ran == []
+
+
 def test_invalid_arguments_in_a_message_are_dead_lettered(app):
     @app.task()
     def add(a: int, b: int) -> int:
