@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -10,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
 from .results import AsyncResult
 from .routing import Router
@@ -43,6 +44,24 @@ def _epoch(value: datetime | float | None) -> float | None:
     if value is None or isinstance(value, (int, float)):
         return value
     return value.timestamp()
+
+
+def _send_times(options: dict[str, Any], now: float) -> tuple[float | None, float | None]:
+    """The envelope's eta and expires from ``eta``/``countdown``/``expires``; InvalidOptions for
+    values no worker could read (NaN, infinities, beyond year 9999)."""
+    from .envelope import check_epoch
+
+    eta, expires, countdown = _epoch(options.get("eta")), _epoch(options.get("expires")), options.get("countdown")
+    eta_name = "eta"
+    if countdown is not None:
+        if type(countdown) not in (int, float) or not math.isfinite(countdown):
+            raise InvalidOptions(f"countdown must be a finite number of seconds, got {countdown!r}")
+        if countdown:
+            eta, eta_name = max(eta or 0.0, now + countdown), "eta (now + countdown)"
+    return (
+        None if eta is None else check_epoch(eta_name, eta),
+        None if expires is None else check_epoch("expires", expires),
+    )
 
 
 class App:
@@ -262,10 +281,7 @@ class App:
         for sig in signatures:
             opts = sig.options
             args, kwargs = sig.task.validator.to_message(sig.args, sig.kwargs)
-            eta = _epoch(opts.get("eta"))
-            countdown = opts.get("countdown")
-            if countdown:
-                eta = max(eta or 0.0, now + countdown)
+            eta, expires = _send_times(opts, now)
             delay = max(0.0, eta - now) if eta else 0.0
             task_id = opts.get("task_id") or new_task_id()
             body = build(
@@ -275,7 +291,7 @@ class App:
                 kwargs,
                 sent_at=now,
                 eta=eta if delay > 0 else None,
-                expires=_epoch(opts.get("expires")),
+                expires=expires,
                 headers=opts.get("headers"),
                 key=self.signing_key,
             )

@@ -2,7 +2,12 @@
 
 JSON only, never pickle: a message is data, never code. Unknown fields from newer producers
 are kept (and forwarded on re-enqueue). With a signing key, an HMAC-SHA256 over the canonical
-form of the fields that decide what runs makes tampered or unsigned messages detectable.
+form of everything the task can see makes tampered or unsigned messages detectable.
+
+Every failure to read a body is a MalformedMessage, whatever the body holds (invalid UTF-8,
+100,000 nested brackets, ``1e999``): one bad message is dead-lettered, never retried forever.
+Times are epoch seconds up to the end of year 9999 and counts fit a signed 32-bit integer, so
+every result store and every date library can hold what the envelope says.
 """
 
 from __future__ import annotations
@@ -14,12 +19,23 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import MalformedMessage, SignatureInvalid, UnsupportedVersion
+from .errors import InvalidOptions, MalformedMessage, SignatureInvalid, UnsupportedVersion
 
 VERSION = 1
 CONTENT_TYPE = "application/vnd.cloudq.v1+json"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-_SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", "retries")
+MAX_EPOCH_S = 253402300799.0  # 9999-12-31T23:59:59Z: the last second datetime can represent
+MAX_RETRIES = 2**31 - 1  # fits every result store's integers
+# signature schemes: "v2:<hex>" covers everything the task sees (headers included); a bare hex
+# (the first scheme, without headers) is still verified, so messages signed before an upgrade
+# stay readable while producers and workers roll over
+SIG_PREFIX = "v2:"
+_LEGACY_SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", "retries")
+_SIGNED_FIELDS = (*_LEGACY_SIGNED_FIELDS, "headers")
+
+
+def _epoch_field(description: str) -> Any:
+    return Field(None, ge=0, le=MAX_EPOCH_S, allow_inf_nan=False, description=description)
 
 
 class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the plugin's __init__(**kwargs)
@@ -32,12 +48,16 @@ class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the pl
     task: str = Field(min_length=1, max_length=256, description="registered task name")
     args: list[Any] = Field(default_factory=list)
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    eta: float | None = Field(None, description="epoch seconds before which the task must not run")
-    expires: float | None = Field(None, description="epoch seconds after which the task is not run")
-    retries: int = Field(0, ge=0, description="attempts already spent before this message was sent")
-    sent_at: float | None = Field(None, description="epoch seconds when first sent")
+    eta: float | None = _epoch_field("epoch seconds before which the task must not run")
+    expires: float | None = _epoch_field("epoch seconds after which the task is not run")
+    retries: int = Field(0, ge=0, le=MAX_RETRIES, description="attempts already spent before this message was sent")
+    sent_at: float | None = _epoch_field("epoch seconds when first sent")
     headers: dict[str, str] = Field(default_factory=dict)
-    sig: str | None = Field(None, description="hex HMAC-SHA256 of the signed fields, when signing is on")
+    sig: str | None = Field(
+        None,
+        description="HMAC-SHA256 when signing is on: 'v2:<hex>' over every field the task sees; "
+        "a bare hex (the first scheme, without headers) is still read",
+    )
 
     def encode(self, key: bytes | None = None) -> bytes:
         return _dumps(self.model_dump(exclude_none=True), key)
@@ -57,12 +77,13 @@ def build(
 ) -> bytes:
     """Encode a new task message without building a model: the producer's hot path.
 
-    ``args``/``kwargs`` must already be JSON-compatible (the validator's output)."""
+    ``args``/``kwargs`` must already be JSON-compatible (the validator's output). A time no worker
+    could read (not finite, negative, past year 9999) raises InvalidOptions before anything is sent."""
     data: dict[str, Any] = {"v": VERSION, "id": task_id, "task": task, "args": args, "kwargs": kwargs}
     if eta is not None:
-        data["eta"] = eta
+        data["eta"] = check_epoch("eta", eta)
     if expires is not None:
-        data["expires"] = expires
+        data["expires"] = check_epoch("expires", expires)
     data["sent_at"] = sent_at
     if headers:
         data["headers"] = headers
@@ -76,10 +97,34 @@ def _dumps(data: dict[str, Any], key: bytes | None) -> bytes:
     return _ENCODER.encode(data).encode()
 
 
+def check_epoch(name: str, value: float) -> float:
+    """``value`` if a worker can read it as the envelope's ``name``, else InvalidOptions."""
+    if type(value) not in (int, float) or not 0 <= value <= MAX_EPOCH_S:  # NaN fails both
+        raise InvalidOptions(f"{name} must be epoch seconds between 0 and {MAX_EPOCH_S:.0f} (year 9999), got {value!r}")
+    return value
+
+
 def signature(data: dict[str, Any], key: bytes) -> str:
-    signed = {name: data.get(name) for name in _SIGNED_FIELDS}
+    """The current scheme's signature of ``data``: every field the task sees, headers included."""
+    return SIG_PREFIX + _hmac(data, key, _SIGNED_FIELDS)
+
+
+def _hmac(data: dict[str, Any], key: bytes, fields: tuple[str, ...]) -> str:
+    signed = {name: data.get(name) for name in fields}
     canonical = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+
+
+def _verify(data: dict[str, Any], key: bytes) -> None:
+    sent = data.get("sig")
+    if not isinstance(sent, str):
+        raise SignatureInvalid("message is unsigned but a signing key is configured")
+    if sent.startswith(SIG_PREFIX):
+        expected = signature(data, key)
+    else:  # signed by the first scheme (before headers were covered): read during a rollout
+        expected = _hmac(data, key, _LEGACY_SIGNED_FIELDS)
+    if not hmac.compare_digest(sent, expected):
+        raise SignatureInvalid("message signature does not match: it was altered or signed with another key")
 
 
 def decode(body: bytes | str, key: bytes | None = None) -> Envelope:
@@ -93,20 +138,22 @@ def decode(body: bytes | str, key: bytes | None = None) -> Envelope:
             if env.v == VERSION and "v" in env.model_fields_set:
                 return env
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedMessage(f"body is not JSON: {exc}") from None
+        return _decode(body, key)
+    except RecursionError:  # e.g. signing or validating a body nested just under the parser's limit
+        raise MalformedMessage("body is nested too deeply to decode") from None
+
+
+def _decode(body: bytes | str, key: bytes | None) -> Envelope:
+    data = loads(body)
     if not isinstance(data, dict):
         raise MalformedMessage(f"body is JSON {type(data).__name__}, not an envelope object")
-    version = data.get("v")
+    if "v" not in data:
+        raise UnsupportedVersion(f'envelope has no "v" (version) field; this cloudq reads version {VERSION}')
+    version = data["v"]
     if type(version) is not int or version != VERSION:  # True == 1, but is no version
         raise UnsupportedVersion(f"envelope version {version!r} is not supported; this cloudq reads version {VERSION}")
     if key is not None:
-        sent = data.get("sig")
-        if not isinstance(sent, str):
-            raise SignatureInvalid("message is unsigned but a signing key is configured")
-        if not hmac.compare_digest(sent, signature(data, key)):
-            raise SignatureInvalid("message signature does not match: it was altered or signed with another key")
+        _verify(data, key)
     try:
         return Envelope.model_validate(data)
     except ValidationError as exc:
@@ -114,13 +161,30 @@ def decode(body: bytes | str, key: bytes | None = None) -> Envelope:
         raise MalformedMessage(f"invalid envelope: {problems}") from None
 
 
+def loads(body: bytes | str) -> Any:
+    """``json.loads`` whose every failure is a MalformedMessage: invalid UTF-8 or JSON, and
+    nesting deeper than the parser's recursion limit (a RecursionError otherwise)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise MalformedMessage("body is nested too deeply to decode") from None
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
+        raise MalformedMessage(f"body is not JSON: {exc}") from None
+
+
+def peek(body: bytes | str) -> dict[str, Any]:
+    """The top-level object of a body, validating nothing, or {} when there is none; never
+    raises. For log lines and for recording a failure against the body's task id."""
+    try:
+        data = loads(body)
+    except MalformedMessage:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def peek_id(body: bytes | str) -> str | None:
     """Best-effort task id of a body that failed to decode, to record the failure against it."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    value = data.get("id") if isinstance(data, dict) else None
+    value = peek(body).get("id")
     return value if isinstance(value, str) and value else None
 
 

@@ -65,6 +65,15 @@ class InvalidArguments(CloudqError, ValueError):
     """Task arguments do not bind to the signature or fail validation."""
 
 
+class InvalidOptions(CloudqError, ValueError):
+    """Send options (``eta``, ``countdown``, ``expires``, ...) that no worker could read."""
+
+
+class InternalError(CloudqError):
+    """cloudq's own machinery kept failing on a message (not the task): it is dead-lettered with
+    the exception and its traceback once its deliveries are spent."""
+
+
 class UnknownTask(CloudqError):
     """A message names a task this app does not define."""
 

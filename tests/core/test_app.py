@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from cloudq import App, AsyncResult, InvalidArguments, ResultTimeout, TaskFailed, states
 from cloudq.envelope import Envelope
-from cloudq.errors import ConfigurationError, NotSerializable, UnknownTask, WorkerLost
+from cloudq.errors import ConfigurationError, InvalidOptions, NotSerializable, UnknownTask, WorkerLost
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Ack, DeadLetter, Requeue, RetryIn
 
@@ -448,3 +448,27 @@ def test_delay_async_and_get_async_on_a_backend_without_native_async(app):
     assert asyncio.run(result.get_async(timeout=1)) == 5
     with pytest.raises(ResultTimeout):
         asyncio.run(add.delay_async(1, 1)).get(timeout=0.01)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"eta": 1e999},
+        {"eta": float("nan")},
+        {"countdown": float("nan")},
+        {"countdown": float("inf")},
+        {"countdown": 1e300},
+        {"expires": float("inf")},
+        {"expires": 253402300800.0},
+    ],
+)
+def test_send_refuses_times_no_worker_could_read(options):
+    app = App("t", broker="memory://", results="memory://")
+
+    @app.task()
+    def noop() -> None:
+        pass
+
+    with pytest.raises(InvalidOptions, match=next(iter(options))):
+        noop.apply_async(**options)
+    assert app.broker.stats(app.queues()[0]).ready == 0  # nothing was sent

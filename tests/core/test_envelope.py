@@ -5,8 +5,8 @@ import jsonschema
 import pytest
 
 import cloudq
-from cloudq.envelope import VERSION, Envelope, decode, json_schema
-from cloudq.errors import MalformedMessage, SignatureInvalid, UnsupportedVersion
+from cloudq.envelope import VERSION, Envelope, build, decode, json_schema, peek, peek_id, signature
+from cloudq.errors import InvalidOptions, MalformedMessage, SignatureInvalid, UnsupportedVersion
 
 SCHEMA_FILE = Path(cloudq.__file__).parent / "envelope.schema.json"
 
@@ -81,10 +81,10 @@ _VARIANTS: dict[str, list[object]] = {
     "task": ["m.t", "", 7, None, "t" * 257, _MISSING],
     "args": [[], [1, "x", None], {}, "x", None],
     "kwargs": [{}, {"a": [1]}, [], "x", None],
-    "eta": [None, 1.5, 2, "1.5", True],
-    "expires": [None, 1.5, "x", False],
-    "retries": [0, 3, -1, 1.5, "2", None, True],
-    "sent_at": [None, 1, "x"],
+    "eta": [None, 1.5, 2, "1.5", True, -1, 253402300799, 253402300800, float("inf")],
+    "expires": [None, 1.5, "x", False, -0.5, 1e300],
+    "retries": [0, 3, -1, 1.5, "2", None, True, 2**31 - 1, 2**31, 10**40],
+    "sent_at": [None, 1, "x", 1e999],
     "headers": [{}, {"a": "b"}, {"a": 1}, [], None],
     "sig": [None, "ab", 5],
     "trace": [_MISSING, {"span": 1}],  # an unknown field from a newer producer
@@ -115,7 +115,80 @@ def test_the_schema_accepts_exactly_what_decode_reads(field, value):
 def test_decode_with_or_without_a_key_reads_the_same_versions():
     key = b"k"
     body = {"id": "t1", "task": "m.add"}
-    with pytest.raises(UnsupportedVersion):
+    with pytest.raises(UnsupportedVersion, match='no "v"'):
         decode(json.dumps(body))
-    with pytest.raises(UnsupportedVersion):
+    with pytest.raises(UnsupportedVersion, match='no "v"'):
         decode(json.dumps(body), key)
+
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("key", [None, b"k"])
+@pytest.mark.parametrize(
+    "body",
+    [DEEP, b'{"v": 1, "id": "t", "task": "m.add", "args": ' + DEEP + b"}"],
+    ids=["bare", "in-args"],
+)
+def test_nesting_beyond_the_parser_limit_is_malformed_not_a_recursion_error(body, key):
+    with pytest.raises(MalformedMessage, match="nested too deeply"):
+        decode(body, key)
+    assert peek(body) == {} and peek_id(body) is None  # log lines and failure records never raise
+
+
+@pytest.mark.parametrize(
+    ("field", "raw"),
+    [
+        ("eta", b"1e999"),
+        ("eta", b"-1e999"),
+        ("eta", b"NaN"),
+        ("eta", b"Infinity"),
+        ("eta", b"253402300800"),  # 10000-01-01: past what datetime and the stores can hold
+        ("expires", b"NaN"),
+        ("expires", b"1e999"),
+        ("sent_at", b"-Infinity"),
+        ("retries", b"10000000000000000000000000000000000000000"),
+        ("retries", b"2147483648"),
+    ],
+)
+@pytest.mark.parametrize("key", [None, b"k"])
+def test_non_finite_and_out_of_range_numbers_are_malformed(field, raw, key):
+    head = b'{"v": 1, "id": "t", "task": "m.add", "' + field.encode() + b'": ' + raw
+    data = {"v": 1, "id": "t", "task": "m.add", field: json.loads(raw)}
+    sig = b', "sig": "' + signature(data, key).encode() + b'"' if key else b""
+    with pytest.raises(MalformedMessage, match=field):
+        decode(head + sig + b"}", key)
+
+
+@pytest.mark.parametrize(
+    "times", [{"eta": float("inf")}, {"eta": float("nan")}, {"expires": 1e300}, {"expires": -1.0}, {"eta": "soon"}]
+)
+def test_build_refuses_times_no_worker_could_read(times):
+    with pytest.raises(InvalidOptions, match=next(iter(times))):
+        build("t", "m.add", [], {}, sent_at=1.0, **times)
+
+
+def test_the_signature_covers_headers():
+    key = b"k"
+    body = json.loads(build("t", "m.add", [1], {}, sent_at=1.0, headers={"tenant": "a"}, key=key))
+    assert body["sig"].startswith("v2:")
+    assert decode(json.dumps(body), key).headers == {"tenant": "a"}
+    for forged in ({"tenant": "b"}, {}, {"tenant": "a", "role": "admin"}):
+        with pytest.raises(SignatureInvalid, match="altered"):
+            decode(json.dumps({**body, "headers": forged}), key)
+
+
+def test_messages_signed_by_the_first_scheme_stay_readable_during_a_rollout():
+    """The first scheme signed a bare hex over the fields without headers: a worker that was
+    upgraded still runs what producers signed before the upgrade (and still detects tampering)."""
+    import hashlib
+    import hmac
+
+    key = b"k"
+    body = {"v": 1, "id": "t", "task": "m.add", "args": [1, 2], "kwargs": {}, "headers": {"h": "1"}}
+    signed = {n: body.get(n) for n in ("v", "id", "task", "args", "kwargs", "eta", "expires", "retries")}
+    canonical = json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    body["sig"] = hmac.new(key, canonical.encode(), hashlib.sha256).hexdigest()
+    assert decode(json.dumps(body), key).args == [1, 2]
+    with pytest.raises(SignatureInvalid, match="altered"):
+        decode(json.dumps({**body, "args": [1, 3]}), key)
