@@ -12,6 +12,10 @@ raises ``delivery_attempt``; two rules keep that from costing the task anything:
 
 Republishing (forward, refresh, release, nack beyond 600 s) keeps the deliveries already spent in
 ``cloudq-prior``, so ``delivery_count = delivery_attempt + prior`` stays exact across copies.
+
+Anyone who can publish to the topic can set these attributes, so they are read strictly: a value
+cloudq never writes raises ``BadAttribute`` with the reason, and the broker hands that one message
+out as malformed (dead-lettered with the reason) instead of failing the pull for its batch.
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ from .options import MAX_ACK_DEADLINE_S
 NOT_BEFORE = "cloudq-not-before"
 PRIOR = "cloudq-prior"
 REFRESH_AGE_S = 24 * 3600.0  # well inside the default 7-day message retention
+LATEST_NOT_BEFORE = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time a datetime can hold
+MAX_PRIOR = 1_000_000  # far above any real count (every give-back is bounded), far below int64
+
+
+class BadAttribute(ValueError):
+    """A cloudq attribute holds a value no cloudq producer writes (forged or corrupt)."""
 
 
 class Early(Enum):
@@ -33,18 +43,40 @@ class Early(Enum):
 
 
 def not_before(attributes: Mapping[str, str]) -> float | None:
+    """The due time (epoch seconds), None without one; BadAttribute for anything but a finite time
+    between 1970 and 9999 (``inf``/``nan`` would break the hiding arithmetic for good)."""
     raw = attributes.get(NOT_BEFORE)
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
+    if raw is None:
         return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadAttribute(f"{NOT_BEFORE} {_shown(raw)} is not a number of epoch seconds") from None
+    if not 0.0 <= value <= LATEST_NOT_BEFORE:  # also false for nan
+        raise BadAttribute(f"{NOT_BEFORE} {_shown(raw)} is not a time between 1970 and 9999")
+    return value
 
 
 def prior(attributes: Mapping[str, str]) -> int:
-    try:
-        return max(0, int(attributes.get(PRIOR, 0)))
-    except ValueError:
+    """Deliveries spent by earlier copies; BadAttribute unless a whole number 0..MAX_PRIOR."""
+    raw = attributes.get(PRIOR)
+    if raw is None:
         return 0
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_PRIOR)) or int(raw) > MAX_PRIOR:
+        raise BadAttribute(f"{PRIOR} {_shown(raw)} is not a whole number of deliveries 0-{MAX_PRIOR}")
+    return int(raw)
+
+
+def timing(attributes: Mapping[str, str]) -> tuple[float | None, int] | str:
+    """(not-before, prior) of a message, or why its attributes are malformed."""
+    try:
+        return not_before(attributes), prior(attributes)
+    except BadAttribute as exc:
+        return str(exc)
+
+
+def _shown(raw: str, limit: int = 40) -> str:
+    return repr(raw if len(raw) <= limit else f"{raw[:limit]}...")
 
 
 def hide_for(remaining_s: float) -> int:

@@ -45,7 +45,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cloudq.errors import BackendUnavailable, ConfigurationError, MessageTooLarge
+from cloudq.errors import BackendUnavailable, CloudqError, ConfigurationError, MessageTooLarge
 from cloudq.interfaces import UNKNOWN, BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
 
 from . import deferral
@@ -85,6 +85,7 @@ MAX_WAIT_S = 20.0  # longest receive(wait_s)
 MIN_PULL_WAIT_S = 1.0  # shortest deadline of a pull that may wait
 HIDDEN_GRACE_S = 30.0  # how long past its due time a hidden message still counts as delayed here
 HIDDEN_PRUNE_AT = 10_000  # entries before _hide prunes (a long-running worker never calls stats)
+UNREADABLE_RETRY_S = 10  # ack deadline for a message whose claim-check Cloud Storage failed to serve
 PUBLISH_LATENCY_S = 0.005  # the publisher's batching window for publishes from other threads
 
 
@@ -308,26 +309,28 @@ class PubSubBroker:
     def _sort(
         self, queue: str, paths: QueuePaths, received: Sequence[ReceivedMessage], leased_until: float
     ) -> list[Delivery]:
-        """Turn pulled messages into deliveries; hide, forward or refresh the delayed ones."""
+        """Turn pulled messages into deliveries; hide, forward or refresh the delayed ones. One
+        message's trouble stays its own: bad cloudq attributes make a malformed delivery, an
+        unreadable claim-check gives that message back for later, and a failed hop leaves the
+        delayed messages with Pub/Sub (they return when their deadline runs out)."""
         now = time.time()
         deliveries: list[Delivery] = []
         hide: dict[int, list[str]] = defaultdict(list)  # ack deadline -> ack ids
         again: list[Outgoing] = []  # republished, then ``settled`` acked
         settled: list[str] = []
-        lost: list[tuple[Outgoing, str, str]] = []  # (message, ack id, reason)
         for item in received:
             message = item.message
             attributes = dict(message.attributes)
-            due = deferral.not_before(attributes)
-            if due is None:
-                delivery = self._delivery(queue, paths, item, attributes, leased_until)
-                if isinstance(delivery, Delivery):
-                    deliveries.append(delivery)
-                else:
-                    lost.append((Outgoing(bytes(message.data), attributes), item.ack_id, delivery))
+            timing = deferral.timing(attributes)
+            due, spent = (None, 0) if isinstance(timing, str) else timing
+            if due is None:  # not delayed, or malformed (the delivery says why)
+                try:
+                    deliveries.append(self._delivery(queue, paths, item, attributes, leased_until))
+                except CloudqError as exc:  # e.g. Cloud Storage unreachable: this one comes back later
+                    log.warning("giving back a message of %s for %ds: %s", queue, UNREADABLE_RETRY_S, exc)
+                    hide[UNREADABLE_RETRY_S].append(item.ack_id)
                 continue
             attributes.setdefault(MESSAGE_ID, message.message_id)
-            spent = deferral.prior(attributes)
             if due <= now:  # forward: the copy that runs starts from Pub/Sub's first attempt
                 again.append(Outgoing(bytes(message.data), copy_attributes(attributes, spent), message.ordering_key))
                 settled.append(item.ack_id)
@@ -341,42 +344,53 @@ class PubSubBroker:
                     Outgoing(bytes(message.data), copy_attributes(attributes, spent, due), message.ordering_key)
                 )
                 settled.append(item.ack_id)
-        for seconds, ack_ids in hide.items():
-            self._modack(paths.subscription, ack_ids, seconds)
-        if again:
-            self._publish(paths.topic, again, f"republishing delayed messages of queue {queue!r}")
-            self._ack_ids(paths.subscription, settled)
-        for out, ack_id, reason in lost:
-            log.warning("dead-lettering a message of %s: %s", queue, reason)
-            self._to_dead(paths, queue, [out], reason)
-            self._ack_ids(paths.subscription, [ack_id])
+        try:
+            for seconds, ack_ids in hide.items():
+                self._modack(paths.subscription, ack_ids, seconds)
+            if again:
+                self._publish(paths.topic, again, f"republishing delayed messages of queue {queue!r}")
+                self._ack_ids(paths.subscription, settled)
+        except CloudqError as exc:  # the deliveries still go out; the delayed ones come back
+            log.warning("could not hide or forward delayed messages of %s (they come back later): %s", queue, exc)
         return deliveries
 
     def _delivery(
         self, queue: str, paths: QueuePaths, item: ReceivedMessage, attributes: dict[str, str], leased_until: float
-    ) -> Delivery | str:
-        """The delivery, or why it cannot be delivered."""
+    ) -> Delivery:
+        """The delivery; ``malformed`` says why when its cloudq attributes cannot be read. Raises
+        only when Cloud Storage fails (the message may be fine)."""
         message = item.message
         internal = {k: v for k, v in attributes.items() if k.startswith(INTERNAL_PREFIX)}
         internal.setdefault(MESSAGE_ID, message.message_id)  # published by something other than cloudq
         body = bytes(message.data)
-        if CLAIM in internal:
-            try:
-                body = self._offload().get(internal[CLAIM])
-            except ClaimCheckMissing as exc:
-                return f"ClaimCheckMissing: {exc}"
+        timing = deferral.timing(attributes)
+        malformed, spent = (timing, 0) if isinstance(timing, str) else (None, timing[1])
+        if malformed is None and CLAIM in internal:
+            body, malformed = self._claimed(internal[CLAIM], body)
+            if malformed:  # copies keep the message's own data; the reason names the pointer
+                del internal[CLAIM]
         attempt = item.delivery_attempt if item.delivery_attempt > 0 else 1
         with self._lock:
             self._hidden.pop((paths.subscription, internal[MESSAGE_ID]), None)
         return Delivery(
             body=body,
             receipt=PubSubReceipt(paths.subscription, item.ack_id, leased_until, internal),
-            delivery_count=attempt + deferral.prior(attributes),
+            delivery_count=attempt + spent,
             queue=queue,
             message_id=internal[MESSAGE_ID],
             attributes=public(attributes),
             ordering_key=message.ordering_key or None,
+            malformed=malformed,
         )
+
+    def _claimed(self, ref: str, data: bytes) -> tuple[bytes, str | None]:
+        """The body a claim-check points at, or the message's own data and why it cannot be read."""
+        if self.offload is None:
+            return data, f"{CLAIM} {ref[:200]!r} points to Cloud Storage, but this broker has no ?bucket= to read it"
+        try:
+            return self.offload.get(ref), None
+        except ClaimCheckMissing as exc:
+            return data, f"ClaimCheckMissing: {exc}"
 
     def _hide(self, subscription: str, message_id: str, for_s: float) -> None:
         with self._lock:
@@ -389,13 +403,6 @@ class PubSubBroker:
         now = time.monotonic()
         for key in [k for k, due in self._hidden.items() if due + HIDDEN_GRACE_S <= now]:
             del self._hidden[key]
-
-    def _offload(self) -> GCSOffload:
-        if self.offload is None:
-            raise ConfigurationError(
-                "a message was offloaded to Cloud Storage, but this broker has no ?bucket= to read it"
-            )
-        return self.offload
 
     # -- settling ---------------------------------------------------------------------------------
 
@@ -435,8 +442,10 @@ class PubSubBroker:
                     self._drop_claim(delivery.receipt.claim)
 
     def _drop_claim(self, ref: str) -> None:
+        if self.offload is None:
+            return  # a forged pointer: nothing of ours to delete
         try:
-            self._offload().delete(ref)
+            self.offload.delete(ref)
         except Exception as exc:  # the message is settled; a leftover object only costs storage
             log.warning("could not delete claim-check object %s (a bucket lifecycle rule will): %s", ref, exc)
 
@@ -522,10 +531,9 @@ class PubSubBroker:
             body = bytes(item.message.data)
             reason = dead_reason(attributes, paths.subscription)
             if CLAIM in attributes:
-                try:
-                    body = self._offload().get(attributes[CLAIM])
-                except ClaimCheckMissing as exc:
-                    reason = f"{reason}; body lost: {exc}"
+                body, unreadable = self._claimed(attributes[CLAIM], body)
+                if unreadable:
+                    reason = f"{reason}; body lost: {unreadable}"
             letters.append(DeadLetter(body, reason, queue, attributes.get(MESSAGE_ID, item.message.message_id)))
         return letters
 

@@ -161,15 +161,11 @@ class PushHandler:
             broker = self._broker()
             paths = broker._paths(queue)
             attributes = dict(pushed.message.attributes)
-            due = deferral.not_before(attributes)
-            if due is not None:
-                return self._delayed(broker, paths, pushed, attributes, due)
+            timing = deferral.timing(attributes)  # malformed: the delivery says why, the executor dead-letters it
+            if not isinstance(timing, str) and timing[0] is not None:
+                return self._delayed(broker, paths, pushed, attributes, timing[0])
             leased_until = time.monotonic() + broker.options.ack_deadline
             delivery = broker._delivery(queue, paths, pushed, attributes, leased_until)  # type: ignore[arg-type]
-            if isinstance(delivery, str):  # its Cloud Storage body is gone
-                log.warning("dead-lettering message %s of %s: %s", message_id, queue, delivery)
-                broker._to_dead(paths, queue, [Outgoing(pushed.message.data, attributes)], delivery)
-                return PushResponse(HTTPStatus.OK, {"outcome": "dead-lettered", "reason": delivery})
             outcome = self.executor.execute(delivery)
             return self._answer(broker, paths, delivery, outcome)
         except Exception as exc:  # the message stays with Pub/Sub: a duplicate later, never a loss
