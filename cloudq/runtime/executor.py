@@ -127,24 +127,80 @@ class Executor:
 
     def execute(self, delivery: Delivery) -> Outcome:
         """Run one delivery. Never raises (but KeyboardInterrupt): when cloudq's own machinery
-        fails, e.g. the result store is unreachable, the message is given back after a backoff."""
+        fails, e.g. the result store is unreachable, see ``internal_error``."""
+        env: Envelope | None = None
         try:
-            return self._execute(delivery)
+            started = time.monotonic()
+            decoded = self._decode(delivery)
+            if not isinstance(decoded, Envelope):
+                return decoded
+            env = decoded
+            return self._execute(delivery, env, started)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
-            return give_back(delivery, f"{type(exc).__name__}: {exc}")
+            return self.internal_error(delivery, exc, env)
 
-    def _execute(self, delivery: Delivery) -> Outcome:
-        started = time.monotonic()
+    def internal_error(self, delivery: Delivery, exc: BaseException, env: Envelope | None = None) -> Outcome:
+        """cloudq itself failed on ``delivery`` (not the task): give it back with a backoff while it
+        has deliveries left (the task's ``max_retries + 1``, the app's default for an unknown task),
+        then dead-letter it as InternalError with the traceback. Every give-back counts a delivery,
+        so no message loops forever."""
+        if env is None:
+            env = self._peek_envelope(delivery)
+        task = self.app.tasks.get(env.task) if env is not None else None
+        allowed = (task.retry_policy.max_retries if task else self.app.settings.max_retries) + 1
+        attempt = (env.retries if env is not None else 0) + max(1, delivery.delivery_count)
+        error = f"{type(exc).__name__}: {exc}"
+        if attempt < allowed:
+            return self._give_back(delivery, env, attempt, error)
+        trace = "".join(tb.format_exception(exc))
+        message = f"{error} (cloudq failed on delivery {attempt} of {allowed})"
+        if env is not None:
+            failure = ResultRecord(
+                env.id,
+                states.FAILURE,
+                task.name if task else env.task,
+                error_type="cloudq.errors.InternalError",
+                error_message=message,
+                traceback=trace,
+                attempts=attempt,
+                finished_at=time.time(),
+            )
+            self._record_anyway(failure)
+        log.error("dead-lettered message %s from %s: InternalError: %s", delivery.message_id, delivery.queue, message)
+        return DeadLetter(f"InternalError: {message}\n{trace}")
+
+    def _give_back(self, delivery: Delivery, env: Envelope | None, attempt: int, error: str) -> Outcome:
+        """A broker that counts deliveries counts this one; on one that does not, the attempt is
+        carried in a re-sent envelope (when it can be built)."""
+        outcome = give_back(delivery, error)
+        if env is None or (self.app.broker.limits.counts_deliveries and delivery.delivery_count > 0):
+            return outcome
+        try:
+            again = env.model_copy(update={"retries": attempt, "eta": time.time() + outcome.delay_s})
+            return Requeue(self._message(again, outcome.delay_s, delivery), event="retried")
+        except Exception:
+            return outcome
+
+    def _peek_envelope(self, delivery: Delivery) -> Envelope | None:
+        try:
+            return decode(delivery.body, self.app.signing_key) if delivery.malformed is None else None
+        except Exception:
+            return None
+
+    def _decode(self, delivery: Delivery) -> Envelope | Outcome:
+        """The delivery's envelope, or the dead letter of a message that has none."""
         if delivery.malformed is not None:
             return self._reject(delivery, None, f"MalformedMessage: {delivery.malformed}", record=False)
         try:
-            env = decode(delivery.body, self.app.signing_key)
+            return decode(delivery.body, self.app.signing_key)
         except SignatureInvalid as exc:
             return self._reject(delivery, None, f"SignatureInvalid: {exc}", record=False)
         except MalformedMessage as exc:
             return self._reject(delivery, peek_id(delivery.body), f"{type(exc).__name__}: {exc}", exc=exc)
+
+    def _execute(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
         task = self.app.tasks.get(env.task)
         if task is None:
             unknown = UnknownTask(f"unknown task {env.task!r}")
@@ -326,8 +382,8 @@ class Executor:
         exc: BaseException | None = None,
         record: bool = True,
     ) -> Outcome:
-        if record and task_id and exc is not None:
-            self._write(
+        if record and task_id and exc is not None:  # bad input: retrying cannot fix it, the record is a courtesy
+            self._record_anyway(
                 ResultRecord(
                     task_id,
                     states.FAILURE,
@@ -341,6 +397,19 @@ class Executor:
             )
         log.warning("dead-lettered message %s from %s: %s", delivery.message_id or task_id, delivery.queue, reason)
         return DeadLetter(reason)
+
+    def _record_anyway(self, record: ResultRecord) -> None:
+        """Write the FAILURE of a message being dead-lettered; if the store refuses it (unreachable,
+        or a value it cannot hold), log that and go on: the dead letter keeps the reason."""
+        try:
+            self._write(record)
+        except Exception as exc:
+            logging.getLogger("cloudq.worker").error(
+                "could not record the failure of task %s, dead-lettering it anyway: %s: %s",
+                record.task_id,
+                type(exc).__name__,
+                exc,
+            )
 
     def _dead(self, delivery: Delivery, env: Envelope, attempt: int, reason: str, started: float) -> Outcome:
         self._log("dead-lettered", env, delivery, attempt, started, error=reason)

@@ -127,9 +127,11 @@ class ProcessRunner:
         try:
             return decode_outcome(data)
         except ChildError as exc:
-            return give_back(delivery, str(exc))
+            return self.app.executor.internal_error(delivery, exc)
         except (ValueError, KeyError, TypeError) as exc:
-            return give_back(delivery, f"unreadable answer from the pool process: {describe(exc)}")
+            return self.app.executor.internal_error(
+                delivery, ValueError(f"unreadable answer from the pool process: {describe(exc)}")
+            )
 
     def _send(self, data: bytes) -> Connection:
         """Hand a delivery to the child, first replacing one that died while idle (the delivery
@@ -168,7 +170,7 @@ class ProcessRunner:
         try:
             return self.app.executor.lost(delivery, reason, timed_out=timed_out)
         except Exception as exc:
-            return give_back(delivery, describe(exc))
+            return self.app.executor.internal_error(delivery, exc)
 
     def _reap(self, kill: bool = False) -> int | None:
         """Forget the child (a new one starts on the next run); return its exit code."""
