@@ -121,12 +121,13 @@ class Emulator:
             pass
 
 
-def start(kind: str, log_dir: Path, sdk: Path | None = None) -> Emulator:
-    """Start an emulator and wait until ``http://HOST:PORT/`` answers (the SDK's emulators say "Ok")."""
-    port = free_port()
+def start(kind: str, log_dir: Path, sdk: Path | None = None, port: int | None = None) -> Emulator:
+    """Start an emulator and wait until ``http://HOST:PORT/`` answers (the SDK's emulators say "Ok").
+    ``port``: a given one (to restart an emulator where its clients look), else a free one."""
+    port = port or free_port()
     argv = command(kind, port, sdk)
-    log = log_dir / f"{kind}-emulator.log"
-    with log.open("wb") as out:
+    log = log_dir / f"{kind}-emulator-{port}.log"
+    with log.open("ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     emulator = Emulator(kind, f"127.0.0.1:{port}", process, log)
     deadline = time.monotonic() + READY_TIMEOUT_S

@@ -19,6 +19,7 @@ from cloudq.errors import (
     CloudqError,
     ConfigurationError,
     CredentialsMissing,
+    QueueNotFound,
     ResultStoreError,
 )
 
@@ -71,6 +72,8 @@ def translate(exc: BaseException, service: Service, action: str) -> CloudqError:
             f"GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default login` "
             f"(or set {service.emulator_env} to use the emulator)"
         )
+    if isinstance(exc, gexc.NotFound) and service is PUBSUB:  # the broker recreates it where allowed
+        return QueueNotFound(f"{where} has no such topic or subscription while {action}: {_detail(exc)}")
     if isinstance(exc, gexc.InvalidArgument):
         return ConfigurationError(f"{where} rejected a request while {action}: {_detail(exc)}")
     return service.error(f"{where} failed while {action}: {_detail(exc)}")

@@ -43,9 +43,9 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from cloudq.errors import BackendUnavailable, CloudqError, ConfigurationError, MessageTooLarge
+from cloudq.errors import BackendUnavailable, CloudqError, ConfigurationError, MessageTooLarge, QueueNotFound
 from cloudq.interfaces import UNKNOWN, BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
 
 from . import deferral
@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     from cloudq.config import Settings
 
 log = logging.getLogger("cloudq.pubsub")
+T = TypeVar("T")
 
 MAX_BATCH = 1000  # messages per publish request / pull / acknowledge
 MAX_WAIT_S = 20.0  # longest receive(wait_s)
@@ -196,6 +197,19 @@ class PubSubBroker:
             self._queues[queue] = paths
         return paths
 
+    def _on_queue(self, queue: str, call: Callable[[QueuePaths], T]) -> T:
+        """``call`` with the queue's paths. When Pub/Sub no longer knows a cached topic or
+        subscription (deleted, or an emulator restarted), forget the paths, ensure them again
+        (``create_missing`` recreates them with their dead-letter policy, else QueueNotFound names
+        ``cloudq deploy``) and call once more."""
+        try:
+            return call(self._paths(queue))
+        except QueueNotFound as exc:
+            if self._queues.pop(queue, None) is None:
+                raise  # not from a stale cache: ensure() itself found nothing
+            log.warning("queue %r lost its Pub/Sub resources (%s); preparing it again", queue, exc)
+            return call(self._paths(queue))
+
     def _call(self, method: str, action: str, **request: Any) -> Any:
         _, subscriber, retry = self._clients()
         with translated(PUBSUB, action):
@@ -206,13 +220,12 @@ class PubSubBroker:
     def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
         if not messages:
             return []
-        paths = self._paths(queue)
         outs = [self._outgoing(queue, m) for m in messages]  # checks every size before anything is sent
         for i, out in enumerate(outs):
             if self.offload is not None and out.too_big():
                 ref = self.offload.put(out.data, self._labels[CONTENT_TYPE])
                 outs[i] = Outgoing(b"", {**out.attributes, CLAIM: ref}, out.ordering_key)
-        self._publish(paths.topic, outs, f"publishing to queue {queue!r}")
+        self._on_queue(queue, lambda paths: self._publish(paths.topic, outs, f"publishing to queue {queue!r}"))
         return [out.attributes[MESSAGE_ID] for out in outs]
 
     def _outgoing(self, queue: str, message: OutgoingMessage) -> Outgoing:
@@ -274,7 +287,11 @@ class PubSubBroker:
     # -- receiving ------------------------------------------------------------------------------
 
     def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]:
-        paths = self._paths(queue)
+        return self._on_queue(queue, lambda paths: self._receive(queue, paths, max_messages, lease_s, wait_s))
+
+    def _receive(
+        self, queue: str, paths: QueuePaths, max_messages: int, lease_s: float, wait_s: float
+    ) -> list[Delivery]:
         want = max(1, min(int(max_messages), MAX_BATCH))
         lease = _seconds(lease_s, 1)
         deadline = time.monotonic() + max(0.0, min(wait_s, MAX_WAIT_S))
@@ -499,9 +516,9 @@ class PubSubBroker:
         self._give_back([d for d in deliveries if not d.receipt.current()], 0)
         for _, group in self._by_subscription(d for d in deliveries if d.receipt.current()).items():
             queue = group[0].queue
-            paths = self._paths(queue)
-            self._to_dead(paths, queue, [self._copy(d, d.delivery_count) for d in group], reason)
-            self._ack_ids(paths.subscription, [d.receipt.ack_id for d in group])
+            copies = [self._copy(d, d.delivery_count) for d in group]
+            self._on_queue(queue, lambda paths: self._to_dead(paths, queue, copies, reason))  # noqa: B023
+            self._ack_ids(group[0].receipt.subscription, [d.receipt.ack_id for d in group])
 
     def _to_dead(self, paths: QueuePaths, queue: str, outs: Sequence[Outgoing], reason: str) -> None:
         marked = [Outgoing(o.data, {**o.attributes, DEAD_REASON: clip(reason), DEAD_QUEUE: queue}) for o in outs]
