@@ -79,8 +79,7 @@ class AsyncClients:
 
 async def send_async(broker: SQSBroker, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
     """``broker.send`` without blocking the loop: one SendMessage, or SendMessageBatch by 10 and size."""
-    from . import resources as res
-    from .sqs import batches
+    from .sqs_messages import entry_batches
 
     if not messages:
         return []
@@ -98,7 +97,7 @@ async def send_async(broker: SQSBroker, queue: str, messages: Sequence[OutgoingM
             response = await sqs.send_message(QueueUrl=q.url, **entries[0].request())
         return [str(response["MessageId"])]
     ids: list[str] = []
-    for chunk in batches(entries, res.SQS_MAX_BATCH_ENTRIES, res.SQS_MAX_BATCH_BYTES):
+    for chunk in entry_batches(entries, q.max_bytes):
         request = [{"Id": str(i), **e.request()} for i, e in enumerate(chunk)]
         with translated("sqs:SendMessageBatch", q.sqs_name, endpoint):
             response = await sqs.send_message_batch(QueueUrl=q.url, Entries=request)

@@ -15,6 +15,8 @@ from typing import Any
 
 from cloudq.errors import CloudqError
 
+from .sqs_messages import UNREADABLE
+
 EVENT_SOURCE = "aws:sqs"
 
 
@@ -48,8 +50,10 @@ def queue_name(arn: str) -> str | None:
 
 
 def received_message(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record as ReceiveMessage would have returned it; InvalidRecord says what is wrong with
-    it. (Checked in the same pass: this runs for every record.)"""
+    """The record as ReceiveMessage would have returned it. A record that cannot even be settled
+    (no receipt handle, no body, not from SQS) raises InvalidRecord; one whose message attributes
+    are unreadable carries why under ``UNREADABLE``, so the broker hands it over as malformed and
+    it is dead-lettered with that reason. (Checked in the same pass: this runs for every record.)"""
     handle, body = record.get("receiptHandle"), record.get("body")
     if type(handle) is not str or type(body) is not str:
         name = "receiptHandle" if type(handle) is not str else "body"
@@ -59,17 +63,22 @@ def received_message(record: Mapping[str, Any]) -> dict[str, Any]:
         raise InvalidRecord(f"eventSource is {source!r}, not {EVENT_SOURCE!r}")
     system = record.get("attributes") or {}
     attributes = record.get("messageAttributes") or {}
+    message: dict[str, Any] = {"MessageId": record["messageId"], "ReceiptHandle": handle, "Body": body}
     if not isinstance(system, dict) or not isinstance(attributes, dict):
-        raise InvalidRecord("attributes / messageAttributes must be objects")
-    return {
-        "MessageId": record["messageId"],
-        "ReceiptHandle": handle,
-        "Body": body,
-        "Attributes": system,
-        "MessageAttributes": {name: _attribute(name, value) for name, value in attributes.items()}
-        if attributes
-        else {},
-    }
+        name = "attributes" if not isinstance(system, dict) else "messageAttributes"
+        return {
+            **message,
+            "Attributes": {},
+            "MessageAttributes": {},
+            UNREADABLE: f"record field {name!r} is not an object",
+        }
+    message["Attributes"] = system
+    try:
+        message["MessageAttributes"] = {name: _attribute(name, value) for name, value in attributes.items()}
+    except InvalidRecord as exc:
+        message["MessageAttributes"] = {}
+        message[UNREADABLE] = str(exc)
+    return message
 
 
 def _attribute(name: str, value: Any) -> dict[str, Any]:

@@ -96,8 +96,11 @@ class ClaimCheckStore:
             try:
                 response = self._s3().get_object(Bucket=ref.bucket, Key=ref.key)
             except Exception as exc:
-                if error_code(exc) in _MISSING_KEY:
+                code = error_code(exc)
+                if code in _MISSING_KEY:
                     raise ClaimCheckMissing(f"payload object {ref} does not exist") from None
+                if code == "NoSuchBucket":  # so neither can the object: nobody could have written it
+                    raise ClaimCheckMissing(f"payload object {ref} does not exist (no bucket {ref.bucket!r})") from None
                 raise
             body: bytes = response["Body"].read()
             return body

@@ -41,6 +41,7 @@ log = logging.getLogger("cloudq.sqs")
 
 S3_MAX_OBJECT_BYTES = 5 * 1024**3  # one PutObject
 VISIBILITY_MARGIN_S = 5  # keep lease changes this far inside SQS's 12-hour window
+CLAIM_RETRY_S = 5  # a message whose S3 payload cannot be read now is visible again after this
 DEAD_LETTER_SCAN_LEASE_S = 30  # hide dead letters this long while listing them, then show them again
 # batch entry failures meaning "this lease is over" (the message was deleted or leased again): skipped, not raised
 _GONE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
@@ -113,7 +114,7 @@ class SQSBroker(AWSBackend):
             ordering=fifo,
         )
         self._queues: dict[str, SQSQueue] = {}
-        self._dead_letter_urls: dict[str, str] = {}
+        self._dead_letters: dict[str, tuple[str, int]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -226,10 +227,18 @@ class SQSBroker(AWSBackend):
         return url
 
     def _dead_letter_url(self, queue: SQSQueue) -> str:
-        url = self._dead_letter_urls.get(queue.dead_letter_name)
-        if url is None:
-            url = self._dead_letter_urls[queue.dead_letter_name] = self._find_or_create_dead_letter(queue)
-        return url
+        return self._dead_letter_target(queue)[0]
+
+    def _dead_letter_target(self, queue: SQSQueue) -> tuple[str, int]:
+        """URL and MaximumMessageSize of the queue's dead-letter queue, looked up once."""
+        found = self._dead_letters.get(queue.dead_letter_name)
+        if found is None:
+            url = self._find_or_create_dead_letter(queue)
+            with self._call("GetQueueAttributes", queue.dead_letter_name):
+                attrs = self._sqs().get_queue_attributes(QueueUrl=url, AttributeNames=["MaximumMessageSize"])
+            size = int(attrs["Attributes"].get("MaximumMessageSize", res.SQS_MAX_MESSAGE_BYTES))
+            found = self._dead_letters[queue.dead_letter_name] = (url, size)
+        return found
 
     def _find_or_create_dead_letter(self, queue: SQSQueue) -> str:
         url = self._queue_url(queue.dead_letter_name)
@@ -298,7 +307,7 @@ class SQSBroker(AWSBackend):
 
     def _send_batches(self, queue: SQSQueue, entries: Sequence[msg.Entry]) -> list[str]:
         ids: list[str] = []
-        for chunk in batches(entries, res.SQS_MAX_BATCH_ENTRIES, res.SQS_MAX_BATCH_BYTES):
+        for chunk in msg.entry_batches(entries, queue.max_bytes):
             request = [{"Id": str(i), **e.request()} for i, e in enumerate(chunk)]
             results = self._batch_call("SendMessageBatch", queue.sqs_name, queue.url, request, retry=True)
             ids.extend(str(results[str(i)]["MessageId"]) for i in range(len(chunk)))
@@ -373,43 +382,92 @@ class SQSBroker(AWSBackend):
         return messages
 
     def _deliveries(self, queue: SQSQueue, raw: list[dict[str, Any]]) -> list[Delivery]:
+        """One Delivery per message; a message whose S3 payload cannot be read right now (S3
+        unreachable, access denied) is given back on its own, never failing the batch."""
         now = time.monotonic()
         out: list[Delivery] = []
-        lost: list[tuple[Delivery, str]] = []
+        waiting: list[Delivery] = []
         for m in raw:
             try:
                 out.append(self.delivery(queue, m, now))
-            except ClaimCheckMissing as exc:
-                lost.append((self.delivery(queue, m, now, fetch=False), str(exc)))
-        for delivery, why in lost:
-            log.warning("message %s on %s lost its S3 payload: dead-lettering it", delivery.message_id, queue.sqs_name)
-            self.dead_letter(
-                [delivery], f"ClaimCheckMissing: {why} (already processed, or removed by a lifecycle rule)"
-            )
+            except Exception as exc:
+                log.error(
+                    "message %s on %s: its S3 payload cannot be read now, giving it back in %ss: %s",
+                    m.get("MessageId"),
+                    queue.sqs_name,
+                    CLAIM_RETRY_S,
+                    exc,
+                )
+                waiting.append(self.delivery(queue, m, now, fetch=False))
+        if waiting:
+            try:
+                self.nack(waiting, CLAIM_RETRY_S)
+            except Exception as exc:  # their leases expire instead
+                log.error("could not give back %d messages on %s: %s", len(waiting), queue.sqs_name, exc)
         return out
 
     def delivery(self, queue: SQSQueue, m: dict[str, Any], received_at: float, fetch: bool = True) -> Delivery:
         """The Delivery of one message in ReceiveMessage's shape (also used by the Lambda handler).
 
-        Raises ClaimCheckMissing when its S3 payload is gone. ``fetch=False`` leaves a claim-check
+        What a message carries never makes this raise: forged or corrupt cloudq attributes, a
+        claim-check pointer that is unreadable, outside this broker's bucket or whose object is
+        gone give a Delivery with ``malformed`` set (raw body, no claim), which is dead-lettered
+        unrun. Only an S3 failure while fetching raises. ``fetch=False`` leaves a claim-check
         pointer as the body, for deliveries that are only given back or dead-lettered, never run."""
         raw_attributes = msg.forwardable(m.get("MessageAttributes", {}))
         user, internal = msg.split_attributes(raw_attributes)
         system = m.get("Attributes", {})
-        count = int(system.get("ApproximateReceiveCount", 1)) + int(internal.get(msg.PRIOR_DELIVERIES, 0) or 0)
         group = system.get("MessageGroupId")
-        claim = S3Ref.from_pointer(m["Body"]) if internal.get(msg.CLAIM_CHECK) else None
-        receipt = SQSReceipt(queue, m["ReceiptHandle"], received_at, m["Body"], raw_attributes, group, claim)
-        if claim is None:
-            body = msg.decode_body(m["Body"], internal.get(msg.ENCODING))
-        else:
-            body = self.claims_get(claim) if fetch else m["Body"].encode()
-        message_id = internal.get(msg.MESSAGE_ID) or m["MessageId"]
+        text = m["Body"]
+        try:
+            if m.get(msg.UNREADABLE):
+                raise msg.Malformed(m[msg.UNREADABLE])
+            count = msg.delivery_count(system, internal)
+            message_id = msg.message_id(internal, m["MessageId"])
+            claim = self._claim(text, internal)
+            if claim is None:
+                body = msg.decode_body(text, internal.get(msg.ENCODING))
+            else:
+                body = self._fetch(claim) if fetch else text.encode()
+        except msg.Malformed as exc:
+            receipt = SQSReceipt(queue, m["ReceiptHandle"], received_at, text, raw_attributes, group, None)
+            count, ordering = msg.receive_count(system), group if queue.fifo else None
+            return Delivery(text.encode(), receipt, count, queue.name, m["MessageId"], user, ordering, str(exc))
+        receipt = SQSReceipt(queue, m["ReceiptHandle"], received_at, text, raw_attributes, group, claim)
         return Delivery(body, receipt, count, queue.name, message_id, user, group if queue.fifo else None)
 
+    def _claim(self, text: str, internal: dict[str, str]) -> S3Ref | None:
+        """The S3 object a claim-check message points to; only this broker's own objects are
+        read (and deleted on ack), so a forged pointer cannot reach anything else."""
+        flag = internal.get(msg.CLAIM_CHECK)
+        if flag is None:
+            return None
+        if flag != "s3":
+            raise msg.Malformed(f"attribute {msg.CLAIM_CHECK!r} is {flag[:60]!r}, not 's3'")
+        try:
+            ref = S3Ref.from_pointer(text)
+        except BrokerError as exc:
+            raise msg.Malformed(str(exc)) from None
+        if self.claims is None:
+            raise msg.Malformed(f"claim-check pointer to {ref}, but this broker has no S3 bucket (sqs://?bucket=NAME)")
+        if ref.bucket != self.claims.bucket or not ref.key.startswith(self.claims.prefix):
+            raise msg.Malformed(
+                f"claim-check pointer to {ref}, outside this broker's s3://{self.claims.bucket}/{self.claims.prefix}"
+            )
+        return ref
+
+    def _fetch(self, ref: S3Ref) -> bytes:
+        try:
+            return self.claims_get(ref)
+        except ClaimCheckMissing as exc:
+            raise msg.Malformed(
+                f"ClaimCheckMissing: {exc} (already processed, or removed by a lifecycle rule)"
+            ) from None
+
     def claims_get(self, ref: S3Ref) -> bytes:
-        if self.claims is None:  # a pointer sent by a producer configured with a bucket: read it anyway
-            self.claims = ClaimCheckStore(self.clients, ref.bucket, f"{self.prefix}cloudq/", False)
+        """The payload of a claim checked by this broker (raises ClaimCheckMissing when it is gone)."""
+        if self.claims is None:
+            raise ClaimCheckMissing(f"payload object {ref} cannot be read: this broker has no S3 bucket")
         return self.claims.get(ref)
 
     # -- settling -------------------------------------------------------------------------------
@@ -479,32 +537,31 @@ class SQSBroker(AWSBackend):
 
     def dead_letter(self, deliveries: Sequence[Delivery], reason: str) -> None:
         """Send each body to the queue's dead-letter queue with ``reason`` as a message attribute,
-        then delete the originals that were moved (an original whose copy failed stays put)."""
+        then delete the originals that were moved (an original whose copy failed stays put).
+        Requests are split by count and bytes, and each entry is fitted to the dead-letter queue's
+        MaximumMessageSize (the reason shortened first), so a large body never fails the batch."""
         for queue, group in _by_queue(deliveries):
-            dead_url = self._dead_letter_url(queue)
+            dead_url, dead_max = self._dead_letter_target(queue)
             dead_fifo = res.is_fifo(queue.dead_letter_name)
-            entries = []
+            pairs: list[tuple[msg.Entry, SQSReceipt]] = []
             for d in group:
                 r = d.receipt
                 attributes = {k: v for k, v in r.raw_attributes.items() if k != msg.DEAD_LETTER_REASON}
-                attributes[msg.DEAD_LETTER_REASON] = msg.attribute(reason[: msg.MAX_REASON_CHARS])
                 attributes[msg.SOURCE_QUEUE] = msg.attribute(queue.name)
                 attributes[msg.MESSAGE_ID] = msg.attribute(d.message_id)
-                entry = msg.Entry(r.raw_body, _fit_attributes(attributes))
+                entry = _fit_size(msg.Entry(r.raw_body, _fit_attributes(attributes)), reason, dead_max)
                 if dead_fifo:
                     entry.dedup_id = msg.safe_token(d.message_id or r.handle)
                     entry.group_id = r.group_id or entry.dedup_id
-                entries.append(entry)
+                pairs.append((entry, r))
             moved: list[SQSReceipt] = []
-            for chunk, receipts in zip(
-                _chunks(entries, res.SQS_MAX_BATCH_ENTRIES),
-                _chunks([d.receipt for d in group], res.SQS_MAX_BATCH_ENTRIES),
-                strict=True,
-            ):
-                request = [{"Id": str(i), **e.request()} for i, e in enumerate(chunk)]
-                done = self._batch_call("SendMessageBatch", queue.dead_letter_name, dead_url, request, retry=True)
-                moved.extend(r for i, r in enumerate(receipts) if str(i) in done)
-            self._delete(queue, moved)
+            try:
+                for chunk in msg.batches(pairs, msg.batch_bytes(dead_max), _pair_size):
+                    request = [{"Id": str(i), **e.request()} for i, (e, _) in enumerate(chunk)]
+                    done = self._batch_call("SendMessageBatch", queue.dead_letter_name, dead_url, request, retry=True)
+                    moved.extend(r for i, (_, r) in enumerate(chunk) if str(i) in done)
+            finally:  # what was copied is deleted even when a later request fails
+                self._delete(queue, moved)
 
     # -- inspection -----------------------------------------------------------------------------
 
@@ -538,13 +595,16 @@ class SQSBroker(AWSBackend):
             f"MaxReceiveCount: received more than the redrive policy allows (ApproximateReceiveCount "
             f"{m.get('Attributes', {}).get('ApproximateReceiveCount', '?')}) without an ack"
         )
-        body = msg.decode_body(m["Body"], internal.get(msg.ENCODING))
-        if internal.get(msg.CLAIM_CHECK):
-            try:
-                body = self.claims_get(S3Ref.from_pointer(m["Body"]))
-            except ClaimCheckMissing:
-                pass  # show the pointer
-        return DeadLetter(body, reason, queue.name, internal.get(msg.MESSAGE_ID) or m["MessageId"])
+        try:
+            message_id = msg.message_id(internal, m["MessageId"])
+        except msg.Malformed:
+            message_id = m["MessageId"]
+        try:
+            claim = self._claim(m["Body"], internal)
+            body = msg.decode_body(m["Body"], internal.get(msg.ENCODING)) if claim is None else self._fetch(claim)
+        except msg.Malformed:  # dead-lettered because of it: show it as it came
+            body = m["Body"].encode()
+        return DeadLetter(body, reason, queue.name, message_id)
 
     def stats(self, queue: str) -> QueueStats:
         q = self.queue(queue)
@@ -596,21 +656,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield items[start : start + size]
 
 
-def batches(entries: Sequence[msg.Entry], max_entries: int, max_bytes: int) -> Iterable[list[msg.Entry]]:
-    """Consecutive groups of at most ``max_entries`` whose sizes add up to at most ``max_bytes``."""
-    chunk: list[msg.Entry] = []
-    total = 0
-    for entry in entries:
-        size = entry.size
-        if chunk and (len(chunk) == max_entries or total + size > max_bytes):
-            yield chunk
-            chunk, total = [], 0
-        chunk.append(entry)
-        total += size
-    if chunk:
-        yield chunk
-
-
 def _by_queue(deliveries: Sequence[Delivery]) -> list[tuple[SQSQueue, list[Delivery]]]:
     groups: dict[str, tuple[SQSQueue, list[Delivery]]] = {}
     for d in deliveries:
@@ -625,6 +670,22 @@ def _visibility(seconds: float, receipt: SQSReceipt, now: float) -> int:
     """Seconds of visibility to ask for: rounded up, and inside the 12 hours SQS allows from receipt."""
     left = res.SQS_MAX_VISIBILITY_S - (now - receipt.received_at) - VISIBILITY_MARGIN_S
     return int(max(0, min(math.ceil(max(seconds, 0.0)), left)))
+
+
+def _pair_size(pair: tuple[msg.Entry, SQSReceipt]) -> int:
+    return pair[0].size
+
+
+def _fit_size(entry: msg.Entry, reason: str, max_bytes: int) -> msg.Entry:
+    """``entry`` with the dead-letter reason attached, shortened (then user attributes dropped)
+    so that it fits ``max_bytes``: a body that was sent near the limit can still be moved."""
+    room = max_bytes - entry.size - len(msg.DEAD_LETTER_REASON) - len("String")
+    if room < 64:  # not even a useful reason fits: drop the user's attributes first
+        entry.attributes = {k: v for k, v in entry.attributes.items() if k in msg.INTERNAL_ATTRIBUTES}
+        room = max_bytes - entry.size - len(msg.DEAD_LETTER_REASON) - len("String")
+    text = reason[: msg.MAX_REASON_CHARS].encode()[: max(room, 1)].decode("utf-8", "ignore")
+    entry.attributes[msg.DEAD_LETTER_REASON] = msg.attribute(text or "-")
+    return entry
 
 
 def _fit_attributes(attributes: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -12,14 +12,14 @@ import base64
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cloudq.errors import BrokerError
 from cloudq.interfaces import OutgoingMessage
 
-from .resources import SQS_MAX_DELAY_S, SQS_MAX_MESSAGE_ATTRIBUTES
+from .resources import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY_S, SQS_MAX_MESSAGE_ATTRIBUTES
 
 ENCODING = "cloudq-encoding"  # "base64" or "empty"
 CLAIM_CHECK = "cloudq-claim-check"  # "s3": the body is a pointer to an S3 object
@@ -29,10 +29,20 @@ SOURCE_QUEUE = "cloudq-source-queue"
 MESSAGE_ID = "cloudq-message-id"  # the id of the first send, kept when a message is sent again (release, dead letter)
 INTERNAL_ATTRIBUTES = frozenset({ENCODING, CLAIM_CHECK, PRIOR_DELIVERIES, DEAD_LETTER_REASON, SOURCE_QUEUE, MESSAGE_ID})
 MAX_REASON_CHARS = 1000
+MAX_DELIVERY_COUNT = 1_000_000  # far above any redrive's maxReceiveCount (1000): larger is forged
+LEGACY_BATCH_BYTES = 262_144  # SendMessageBatch's total on queues from before the 1 MiB limit
+UNREADABLE = "cloudq:unreadable"  # key a converted Lambda record carries when part of it is unreadable
 EMPTY_VALUE_TYPE = "String.cloudq-empty"  # SQS refuses empty attribute values: this type stands for ""
 
 _NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TOKEN = re.compile(r"^[!-~]{1,128}$")  # MessageGroupId / MessageDeduplicationId alphabet
+_COUNT = re.compile(r"^[0-9]{1,7}$")
+
+T = TypeVar("T")
+
+
+class Malformed(ValueError):
+    """One message's transport layer cannot be decoded; the text says precisely why."""
 
 
 def safe_token(value: str) -> str:
@@ -106,11 +116,87 @@ def encode_body(body: bytes) -> tuple[str, str | None]:
 
 
 def decode_body(text: str, encoding: str | None) -> bytes:
+    """The bytes ``text`` stands for under ``encoding``; Malformed when they do not match."""
+    if encoding is None:
+        return text.encode("utf-8")
     if encoding == "base64":
-        return base64.b64decode(text)
+        try:
+            return base64.b64decode(text, validate=True)
+        except ValueError:  # binascii.Error, or non-ASCII text
+            raise Malformed(f"attribute {ENCODING!r} is base64 but the body is not ({len(text)} chars)") from None
     if encoding == "empty":
+        if text != "-":
+            raise Malformed(f"attribute {ENCODING!r} is empty but the body has {len(text)} chars")
         return b""
-    return text.encode("utf-8")
+    raise Malformed(f"attribute {ENCODING!r} is {_shown(encoding)}, not base64 or empty")
+
+
+def delivery_count(system: Mapping[str, Any], internal: Mapping[str, str]) -> int:
+    """SQS's receive count plus the receives of the copies this message replaced; Malformed
+    when either is not a plausible count."""
+    received = _count("ApproximateReceiveCount", system.get("ApproximateReceiveCount", "1"), 1)
+    return received + _count(PRIOR_DELIVERIES, internal.get(PRIOR_DELIVERIES, "0"), 0)
+
+
+def receive_count(system: Mapping[str, Any]) -> int:
+    """SQS's receive count, or 1 when it is unreadable (for a message that will only be dead-lettered)."""
+    try:
+        return _count("ApproximateReceiveCount", system.get("ApproximateReceiveCount", "1"), 1)
+    except Malformed:
+        return 1
+
+
+def message_id(internal: Mapping[str, str], sqs_id: str) -> str:
+    """The id of the message's first send (kept across re-sends), else SQS's id for this copy."""
+    value = internal.get(MESSAGE_ID)
+    if value is None:
+        return sqs_id
+    if not _TOKEN.match(value):
+        raise Malformed(f"attribute {MESSAGE_ID!r} is {_shown(value)}, not 1-128 printable ASCII characters")
+    return value
+
+
+def _count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, str) and _COUNT.match(value) and minimum <= int(value) <= MAX_DELIVERY_COUNT:
+        return int(value)
+    raise Malformed(f"attribute {name!r} is {_shown(value)}, not a count from {minimum} to {MAX_DELIVERY_COUNT}")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def batch_bytes(max_message_bytes: int) -> int:
+    """SendMessageBatch's total size for a queue: 1 MiB, or 256 KiB on a queue still at the old limit."""
+    return SQS_MAX_BATCH_BYTES if max_message_bytes > LEGACY_BATCH_BYTES else LEGACY_BATCH_BYTES
+
+
+def entry_batches(entries: Sequence[Entry], max_message_bytes: int) -> Iterable[list[Entry]]:
+    """SendMessageBatch requests' entries for a queue whose MaximumMessageSize is ``max_message_bytes``."""
+    return batches(entries, batch_bytes(max_message_bytes), _entry_size)
+
+
+def _entry_size(entry: Entry) -> int:
+    return entry.size
+
+
+def batches(
+    items: Sequence[T], max_bytes: int, size: Callable[[T], int], max_entries: int = SQS_MAX_BATCH_ENTRIES
+) -> Iterable[list[T]]:
+    """Consecutive groups of at most ``max_entries`` whose sizes add up to at most ``max_bytes``
+    (an item larger than that goes alone): every *Batch send is split with this."""
+    chunk: list[T] = []
+    total = 0
+    for item in items:
+        n = size(item)
+        if chunk and (len(chunk) == max_entries or total + n > max_bytes):
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(item)
+        total += n
+    if chunk:
+        yield chunk
 
 
 def build_entry(message: OutgoingMessage, fifo: bool) -> Entry:
