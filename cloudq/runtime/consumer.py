@@ -1,13 +1,17 @@
-"""Receiving for the worker: batched, fair across queues, long-polling only when idle."""
+"""Receiving for the worker: batched, fair across queues, long-polling only when idle.
+
+What the broker leased is never dropped: a failure after a receive (a later call of the same
+fetch, another queue, a log line) is logged and the messages already leased are still handed on.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ..envelope import peek as peek_fields
 from ..interfaces import Broker, Delivery
 from .inbox import Held
 
@@ -15,6 +19,7 @@ if TYPE_CHECKING:
     from .burst import Burst
 
 task_log = logging.getLogger("cloudq.task")
+log = logging.getLogger("cloudq.worker")
 
 IDLE_PAUSE_MIN_S = 0.01
 
@@ -81,17 +86,27 @@ class Consumer:
         return self._nothing() if wait else got
 
     def _fair(self, queues: list[str], start: int, want: int, wait: bool) -> list[Held]:
+        """One failing queue neither loses what the others leased nor keeps them from being asked;
+        the error is raised only when nothing was leased at all (the inbox then backs off)."""
         count = len(queues)
         got: list[Held] = []
+        failure: Exception | None = None
         for i in range(count):
             left = want - len(got)
             if left <= 0:
                 break
             share = -(-left // (count - i))  # ceil: later queues get what earlier ones left
-            got += self._receive(queues[(start + i) % count], share, 0.0)
-        if not got and wait:
-            got = self._receive(queues[start], want, self.poll_wait_s)
-        return got
+            queue = queues[(start + i) % count]
+            try:
+                got += self._receive(queue, share, 0.0)
+            except Exception as exc:
+                failure = exc
+                log.error("receive from queue %s failed: %s: %s", queue, type(exc).__name__, exc)
+        if got:
+            return got
+        if failure is not None:
+            raise failure
+        return self._receive(queues[start], want, self.poll_wait_s) if wait else got
 
     def _nothing(self) -> list[Held]:
         """A broker without long polling answered at once: pause (growing, up to the poll wait)
@@ -111,21 +126,36 @@ class Consumer:
             if held and ask < self.max_batch:
                 break
             started = time.monotonic()  # the lease runs from before the call: err on the early side
-            batch = self.broker.receive(queue, ask, self.lease_s, wait_s)
+            try:
+                batch = self.broker.receive(queue, ask, self.lease_s, wait_s)
+            except Exception as exc:
+                if not held:
+                    raise
+                log.error("receive from queue %s failed: %s: %s", queue, type(exc).__name__, exc)
+                break  # what the earlier calls leased is handed on
             deadline = started + self.lease_s
             held += [Held(delivery, deadline) for delivery in batch]
-            if batch and self._burst is not None:
-                self._burst.received(batch)
-            if batch and task_log.isEnabledFor(logging.INFO):
-                log_received(batch)
+            if batch:
+                self._received(batch)
             if len(batch) < ask:
                 break
             want -= ask
             wait_s = 0.0
         return held
 
+    def _received(self, batch: list[Delivery]) -> None:
+        """Bookkeeping for leased messages; its failure must not lose them."""
+        try:
+            if self._burst is not None:
+                self._burst.received(batch)
+            if task_log.isEnabledFor(logging.INFO):
+                log_received(batch)
+        except Exception as exc:
+            log.error("after receiving %d message(s): %s: %s", len(batch), type(exc).__name__, exc)
+
 
 def log_received(batch: Sequence[Delivery]) -> None:
+    """One line per message; a body that cannot be read is logged with ``?`` fields."""
     for delivery in batch:
         task_id, name, retries = peek(delivery.body)
         task_log.info(
@@ -139,16 +169,12 @@ def log_received(batch: Sequence[Delivery]) -> None:
 
 
 def peek(body: bytes) -> tuple[str, str, int]:
-    """Task id, name and earlier attempts for log lines, validating nothing (the executor does)."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return "?", "?", 0
-    if not isinstance(data, dict):
-        return "?", "?", 0
+    """Task id, name and earlier attempts for log lines, validating nothing (the executor does);
+    never raises, whatever the body holds."""
+    data = peek_fields(body)
     retries = data.get("retries")
     return (
         str(data.get("id", "?"))[:256],
         str(data.get("task", "?"))[:256],
-        retries if isinstance(retries, int) else 0,
+        retries if type(retries) is int and 0 <= retries < 2**31 else 0,
     )

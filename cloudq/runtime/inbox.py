@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloudq.worker")
 
 RECEIVE_ERROR_BACKOFF_S = 0.5
-RECEIVE_ERROR_BACKOFF_MAX_S = 30.0
+# a failed receive costs nothing (no message, usually no request billed): probe often, so the
+# worker resumes within a couple of seconds of the backend answering again
+RECEIVE_ERROR_BACKOFF_MAX_S = 2.0
+
+
+def receive_backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` receives in a row failed: doubling, capped low."""
+    return min(RECEIVE_ERROR_BACKOFF_MAX_S, RECEIVE_ERROR_BACKOFF_S * 2.0 ** min(max(failures, 1) - 1, 16))
 
 
 class Held:
@@ -125,22 +132,30 @@ class Inbox:
                 self._cond.notify()
             raise
         late: list[Delivery] = []
-        with self._cond:
-            # one critical section: a batch is never invisible to the next receiver's capacity count
-            self._receiving = False
-            if batch and not self._stopping:
-                self._buffer.extend(batch)
-                # wake the slots that can run them, plus one to receive for whoever comes next
-                self._cond.notify(len(batch))
-                return
-            late = [held.delivery for held in batch]
-            self._cond.notify()  # a waiting slot takes over receiving, or sees that we stop
-        if late:
-            self._release(late)  # received as the worker was stopping: never started
+        try:
+            with self._cond:
+                # one critical section: a batch is never invisible to the next receiver's capacity count
+                self._receiving = False
+                if batch and not self._stopping:
+                    self._buffer.extend(batch)
+                    # wake the slots that can run them, plus one to receive for whoever comes next
+                    self._cond.notify(len(batch))
+                    return
+                late = [held.delivery for held in batch]
+                self._cond.notify()  # a waiting slot takes over receiving, or sees that we stop
+        except BaseException:
+            with self._cond:
+                buffered = {id(held) for held in self._buffer}
+            late = [held.delivery for held in batch if id(held) not in buffered]
+            log.error("could not buffer %d received message(s): releasing them", len(late), exc_info=True)
+            raise
+        finally:
+            if late:
+                self._release(late)  # never started: at once for another worker, not after the lease
 
     def _receive(self) -> list[Held]:
         """Receive until something arrives; empty when stopping (or drained, in burst mode)."""
-        backoff = RECEIVE_ERROR_BACKOFF_S
+        failures = 0
         failing_since: float | None = None
         while True:
             with self._cond:
@@ -154,13 +169,13 @@ class Inbox:
             except Exception as exc:
                 failing_since = started if failing_since is None else failing_since
                 failing_for = time.monotonic() - failing_since
-                wait = self._backoff(backoff, failing_for, f"{type(exc).__name__}: {exc}")
+                failures += 1
+                wait = self._backoff(receive_backoff(failures), failing_for, f"{type(exc).__name__}: {exc}")
                 with self._cond:
                     if not self._stopping:
                         self._cond.wait(wait)
-                backoff = min(backoff * 2, RECEIVE_ERROR_BACKOFF_MAX_S)
                 continue
-            failing_since, backoff = None, RECEIVE_ERROR_BACKOFF_S  # the broker answers again
+            failing_since, failures = None, 0  # the broker answers again
             if got is None:  # burst mode: nothing left anywhere
                 with self._cond:
                     self.drained = self._stopping = True
