@@ -108,6 +108,20 @@ def _receipts(deliveries: Sequence[Delivery]) -> str:
     return f"[{','.join(parts)}]"
 
 
+def _attributes(column: str | None) -> tuple[dict[str, str], str | None]:
+    """A row's attributes, or why they cannot be read: that one message is then malformed (any
+    process writing to the file can put anything there) instead of the receive failing."""
+    if not column:
+        return {}, None
+    try:
+        data = json.loads(column)
+    except (ValueError, TypeError, RecursionError):
+        return {}, f"attributes column is not JSON: {str(column)[:80]!r}"
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        return {}, f"attributes column is not a JSON object of strings: {str(column)[:80]!r}"
+    return data, None
+
+
 class SQLiteBroker:
     """Durable broker in a SQLite file; see the module docstring for the schema and locking."""
 
@@ -220,9 +234,8 @@ class SQLiteBroker:
             if limit and count > limit:
                 spent.append(Delivery(body, (id_, lease), count, queue))
             else:
-                out.append(
-                    Delivery(body, (id_, lease), count, queue, str(id_), json.loads(attrs) if attrs else {}, key)
-                )
+                attributes, malformed = _attributes(attrs)
+                out.append(Delivery(body, (id_, lease), count, queue, str(id_), attributes, key, malformed))
         if spent:
             self.dead_letter(spent, max_deliveries_reason(limit))
         return out, len(spent)

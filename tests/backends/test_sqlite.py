@@ -433,3 +433,26 @@ def test_the_wal_stays_bounded_while_readers_never_stop(db: str, monkeypatch: py
     assert biggest < 4 * limit, f"the WAL grew to {biggest} bytes"
     assert broker.stats("work").ready == 3000
     broker.close()
+
+
+@pytest.mark.parametrize(
+    ("column", "why"),
+    [
+        ("{not json", "attributes column is not JSON"),
+        ("[1, 2]", "not a JSON object of strings"),
+        ('{"task": 5}', "not a JSON object of strings"),
+        ("[" * 100_000, "attributes column is not JSON"),
+    ],
+)
+def test_an_unreadable_attributes_column_makes_that_message_malformed_not_the_receive_fail(
+    broker: SQLiteBroker, db: str, column: str, why: str
+) -> None:
+    broker.send("q", [OutgoingMessage(b"before", attributes={"task": "a"})])
+    [forged] = broker.send("q", [OutgoingMessage(b"forged")])
+    broker.send("q", [OutgoingMessage(b"after")])
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:  # another process writing the file
+        conn.execute("UPDATE cloudq_messages SET attributes = ? WHERE id = ?", (column, int(forged)))
+    got = broker.receive("q", 10, 30)
+    assert [d.body for d in got] == [b"before", b"forged", b"after"]
+    assert got[0].attributes == {"task": "a"} and got[0].malformed is None and got[2].malformed is None
+    assert got[1].malformed is not None and why in got[1].malformed and got[1].attributes == {}
