@@ -215,10 +215,8 @@ class LambdaHandler:
             return self.executor.execute(delivery)
         except _Lost as lost:
             return DeadLetter(str(lost))
-        except BaseException as exc:  # the executor could not run it (e.g. result store unreachable)
-            from cloudq.runtime.executor import give_back
-
-            return give_back(delivery, f"{_name(exc)}: {exc}")
+        except Exception as exc:  # e.g. its S3 payload cannot be fetched now: bounded like the executor's own
+            return self.executor.internal_error(delivery, exc)
 
     def _with_payload(self, delivery: Delivery) -> Delivery:
         broker = self._broker()

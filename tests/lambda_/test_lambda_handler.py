@@ -406,3 +406,27 @@ def test_entry_point_refuses_a_bad_concurrency_variable_in_one_line(tmp_path: Pa
     assert out.returncode != 0
     assert "ConfigurationError: option 'CLOUDQ_LAMBDA_CONCURRENCY' must be" in out.stderr
     assert "ValueError" not in out.stderr
+
+
+def test_poison_records_are_dead_lettered_and_the_rest_of_the_batch_runs(sqs: Any, prefix: str) -> None:
+    app = make_app(prefix)
+
+    @app.task()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    poller = poller_for(app, sqs)
+    first = add.delay(1, 1)
+    sqs.send_message(QueueUrl=poller.queue_url, MessageBody="[" * 100_000 + "]" * 100_000)
+    middle = add.delay(2, 2)
+    sqs.send_message(
+        QueueUrl=poller.queue_url, MessageBody=f'{{"v": 1, "id": "far", "task": "{add.name}", "eta": 1e999}}'
+    )
+    last = add.delay(3, 3)
+    invocation = poller.invoke(make_handler(app), poller.receive_all(5))
+    assert invocation.failed == []
+    assert poller.counts() == (0, 0)
+    assert [r.get(timeout=5) for r in (first, middle, last)] == [2, 4, 6]
+    reasons = sorted(letter.reason for letter in app.broker.dead_letters("default"))
+    assert reasons[0].startswith("MalformedMessage: body is nested too deeply")
+    assert reasons[1].startswith("MalformedMessage: invalid envelope: eta")
