@@ -382,3 +382,27 @@ def test_envelope_reader_takes_nanosecond_times_and_snake_case_fields() -> None:
     assert pushed.message.message_id == "42" and pushed.message.ordering_key == "k"
     assert pushed.message.publish_time.microsecond == 123456
     assert pushed.delivery_attempt == 3
+
+
+def test_poison_pushes_are_dead_lettered_and_the_pushes_around_them_run(
+    counted: tuple[App, list[int]], wsgi_server: Callable[[Any], str]
+) -> None:
+    app, runs = counted
+    paths = ensure_queue(app)
+    url = wsgi_server(make_wsgi_app(app))
+    poison = {
+        "nested": b"[" * 100_000 + b"]" * 100_000,
+        "eta": b'{"v": 1, "id": "far", "task": "count", "args": [0], "eta": 1e999}',
+        "retries": b'{"v": 1, "id": "many", "task": "count", "args": [0], "retries": ' + b"1" + b"0" * 40 + b"}",
+    }
+    reasons = {}
+    for n, (name, body) in enumerate(poison.items()):
+        status, answer, _ = post(url, push_body(task_body(app, "count", n), paths.subscription, attempt=1))
+        assert (status, answer["outcome"]) == (200, "succeeded")
+        status, answer, _ = post(url, push_body(body, paths.subscription, attempt=1, message_id=f"p{n}"))
+        assert (status, answer["outcome"]) == (200, "dead-lettered"), name
+        reasons[name] = answer["reason"]
+    assert reasons["nested"].startswith("MalformedMessage: body is nested too deeply")
+    assert reasons["eta"].startswith("MalformedMessage: invalid envelope: eta")
+    assert reasons["retries"].startswith("MalformedMessage: invalid envelope: retries")
+    assert runs == [0, 1, 2]
