@@ -349,17 +349,21 @@ class PubSubBroker:
                 continue
             attributes.setdefault(MESSAGE_ID, message.message_id)
             if due <= now:  # forward: the copy that runs starts from Pub/Sub's first attempt
-                again.append(Outgoing(bytes(message.data), copy_attributes(attributes, spent), message.ordering_key))
-                settled.append(item.ack_id)
+                forward = Outgoing(bytes(message.data), copy_attributes(attributes, spent), message.ordering_key)
+                if forward.fits():
+                    again.append(forward)
+                    settled.append(item.ack_id)
+                else:  # filled to the limit by another producer: runs as it is
+                    deliveries.append(self._delivery(queue, paths, item, attributes, leased_until))
                 continue
             age = now - message.publish_time.timestamp()
-            if deferral.early(item.delivery_attempt, age, self.options.max_delivery_attempts) is deferral.Early.HIDE:
+            refresh = Outgoing(bytes(message.data), copy_attributes(attributes, spent, due), message.ordering_key)
+            early = deferral.early(item.delivery_attempt, age, self.options.max_delivery_attempts)
+            if early is deferral.Early.HIDE or not refresh.fits():
                 hide[deferral.hide_for(due - now)].append(item.ack_id)
                 self._hide(paths.subscription, attributes[MESSAGE_ID], due - now)
             else:  # refresh: a fresh copy, so hops never reach the dead-letter policy or retention
-                again.append(
-                    Outgoing(bytes(message.data), copy_attributes(attributes, spent, due), message.ordering_key)
-                )
+                again.append(refresh)
                 settled.append(item.ack_id)
         try:
             for seconds, ack_ids in hide.items():
@@ -494,11 +498,15 @@ class PubSubBroker:
         self, deliveries: Sequence[Delivery], copy: Callable[[Delivery], Outgoing], fallback_s: int, action: str
     ) -> None:
         """Publish a copy of each delivery whose lease surely holds, then ack it. The others may have
-        been handed out again: they get ``fallback_s`` as their deadline (ignored if stale)."""
-        self._give_back([d for d in deliveries if not d.receipt.current()], fallback_s)
-        for _, group in self._by_subscription(d for d in deliveries if d.receipt.current()).items():
+        been handed out again, or their copy would not fit: they get ``fallback_s`` as their
+        deadline (ignored if stale)."""
+        copies = {id(d): copy(d) for d in deliveries if d.receipt.current()}
+        ready = [d for d in deliveries if id(d) in copies and copies[id(d)].fits()]  # too big: given back
+        self._give_back([d for d in deliveries if all(d is not r for r in ready)], fallback_s)
+        for _, group in self._by_subscription(ready).items():
             paths = self._paths(group[0].queue)
-            self._publish(paths.topic, [copy(d) for d in group], f"{action} messages of queue {group[0].queue!r}")
+            outs = [copies[id(d)] for d in group]
+            self._publish(paths.topic, outs, f"{action} messages of queue {group[0].queue!r}")
             self._ack_ids(paths.subscription, [d.receipt.ack_id for d in group])
 
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> None:
@@ -521,8 +529,22 @@ class PubSubBroker:
             self._ack_ids(group[0].receipt.subscription, [d.receipt.ack_id for d in group])
 
     def _to_dead(self, paths: QueuePaths, queue: str, outs: Sequence[Outgoing], reason: str) -> None:
-        marked = [Outgoing(o.data, {**o.attributes, DEAD_REASON: clip(reason), DEAD_QUEUE: queue}) for o in outs]
+        """Publish with the reason; the client packs them into requests by bytes and count. A body
+        that no longer fits with the reason goes to Cloud Storage, or without a bucket is left out
+        (the reason says so) rather than failing the dead-lettering of the whole batch."""
+        marked = [self._dead_copy(o, queue, reason) for o in outs]
         self._publish(paths.dead_topic, marked, f"dead-lettering to {paths.dead_topic}")
+
+    def _dead_copy(self, out: Outgoing, queue: str, reason: str) -> Outgoing:
+        marked = Outgoing(out.data, {**out.attributes, DEAD_REASON: clip(reason), DEAD_QUEUE: queue})
+        if marked.fits():
+            return marked
+        if self.offload is not None:
+            ref = self.offload.put(out.data, self._labels[CONTENT_TYPE])
+            return Outgoing(b"", {**marked.attributes, CLAIM: ref})
+        note = f"; body of {len(out.data)} bytes not kept: too large for Pub/Sub with the reason (set ?bucket=)"
+        log.warning("dead-lettering a message of %s without its body: %s%s", queue, reason, note)
+        return Outgoing(b"", {**marked.attributes, DEAD_REASON: clip(f"{clip(reason, 700)}{note}")})
 
     # -- inspection -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ PUBSUB_MAX_REQUEST_BYTES = 10_000_000  # a publish request: data + attributes + 
 ATTRIBUTE_RESERVE_BYTES = 64 * 1024  # room kept for attributes next to the largest body
 PUBSUB_MAX_BODY_BYTES = PUBSUB_MAX_REQUEST_BYTES - ATTRIBUTE_RESERVE_BYTES
 PUBSUB_MAX_ATTRIBUTE_VALUE_BYTES = 1024
+TOPIC_RESERVE_BYTES = 512  # the request's topic name (<= 255 characters after the project) and framing
 
 MESSAGE_ID = "cloudq-id"  # cloudq's id for a message: kept by every copy, and by dead letters
 CONTENT_TYPE = "cloudq-content-type"
@@ -55,10 +56,18 @@ class Outgoing:
     attributes: dict[str, str]
     ordering_key: str = ""
 
+    def size(self) -> int:
+        """Bytes in a publish request, with a few bytes of framing per attribute."""
+        size = len(self.data) + len(self.ordering_key.encode())
+        return size + sum(len(k.encode()) + len(v.encode()) + 8 for k, v in self.attributes.items())
+
     def too_big(self) -> bool:
-        size = len(self.data) + len(self.ordering_key)
-        size += sum(len(k) + len(v.encode()) for k, v in self.attributes.items())
-        return len(self.data) > PUBSUB_MAX_BODY_BYTES or size > PUBSUB_MAX_REQUEST_BYTES - 1024
+        """Beyond what cloudq sends (room kept for the attributes a copy adds)."""
+        return len(self.data) > PUBSUB_MAX_BODY_BYTES or self.size() > PUBSUB_MAX_REQUEST_BYTES - 1024
+
+    def fits(self) -> bool:
+        """Publishable at all: a copy of a message another producer filled to the limit may not be."""
+        return self.size() <= PUBSUB_MAX_REQUEST_BYTES - TOPIC_RESERVE_BYTES
 
 
 def public(attributes: dict[str, str]) -> dict[str, str]:

@@ -64,7 +64,7 @@ def pull_dead(subscription: str, expect: int) -> list[Any]:
     deadline = time.monotonic() + 20
     try:
         while len(got) < expect and time.monotonic() < deadline:
-            response = subscriber.pull(subscription=subscription, max_messages=100, timeout=5)
+            response = subscriber.pull(subscription=subscription, max_messages=1, timeout=5)  # 4 MiB gRPC default
             got += [m.message for m in response.received_messages]
             if response.received_messages:
                 subscriber.acknowledge(
@@ -137,3 +137,34 @@ def test_a_forged_push_is_dead_lettered_with_its_reason_and_answered_200(app: Ap
     letters = {letter.message_id: letter.reason for letter in broker.dead_letters(queue)}
     assert sorted(letters) == sorted(f"m-{i}" for i in range(len(FORGED)))
     assert all(app.AsyncResult(name).status == states.PENDING for name in FORGED)
+
+
+def test_large_bad_bodies_are_dead_lettered_without_failing_their_batch(app: App) -> None:
+    """Three bad bodies of 4 MB share a reason (12 MB of dead letters: more than one request), and
+    one filled to Pub/Sub's limit by another producer no longer fits with a reason at all."""
+
+    @app.task()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    queue = app.queues()[0]
+    broker = app.broker
+    assert isinstance(broker, PubSubBroker)
+    broker.stats(queue)
+    paths = queue_paths(broker.options, queue)
+    large = [(bytes([65 + i]) * 4_000_000, {}) for i in range(3)]
+    full = (b"{" * 9_999_800, {})  # about the largest request Pub/Sub takes: no room left for a reason
+    canaries = [(Envelope(id=f"big-canary-{i}", task=add.name, args=[i, 7]).encode(), {}) for i in range(2)]
+    publish_raw(paths.topic, [canaries[0], *large, full, canaries[1]])
+
+    worker = run_burst(app, timeout=60, unreachable_timeout_s=10)
+
+    assert [app.AsyncResult(f"big-canary-{i}").get(timeout=10) for i in range(2)] == [7, 8]
+    dead = pull_dead(paths.dead_subscription, 4)
+    assert sorted(len(m.data) for m in dead) == [0, 4_000_000, 4_000_000, 4_000_000]
+    for m in dead:
+        assert m.attributes[DEAD_REASON].startswith("MalformedMessage: body is not JSON")
+        assert m.attributes[deferral.PRIOR] == "1"  # dead-lettered on the first delivery, nothing looped
+    [kept_out] = [m for m in dead if not m.data]
+    assert "body of 9999800 bytes not kept: too large for Pub/Sub with the reason" in kept_out.attributes[DEAD_REASON]
+    assert worker.counts["dead_letter"] == 4
