@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from cloudq_gcp import deferral
 from cloudq_gcp.pubsub import PubSubBroker
-from cloudq_gcp.pubsub_admin import queue_paths
+from cloudq_gcp.pubsub_admin import QueuePaths, queue_paths
 from cloudq_gcp.pubsub_messages import CLAIM, DEAD_REASON
 from gcp_apps import gcp_app, run_burst
 
 from cloudq import App, states
 from cloudq.envelope import Envelope
+from cloudq.task import Task
 
 pytestmark = [pytest.mark.gcp, pytest.mark.timeout(120)]
 
@@ -75,6 +76,20 @@ def pull_dead(subscription: str, expect: int) -> list[Any]:
     return got
 
 
+def prepared(app: App) -> tuple[Task[..., int], PubSubBroker, QueuePaths]:
+    """An ``add`` task, the app's broker and its queue's paths, the topics and subscriptions made."""
+
+    @app.task()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    broker = app.broker
+    assert isinstance(broker, PubSubBroker)
+    queue = app.queues()[0]
+    broker.stats(queue)  # creates the queue's topics and subscriptions
+    return add, broker, queue_paths(broker.options, queue)
+
+
 def test_forged_attributes_are_dead_lettered_once_each_and_the_canaries_run(app: App) -> None:
     @app.task()
     def add(a: int, b: int) -> int:
@@ -116,15 +131,8 @@ def push_request(subscription: str, body: bytes, attributes: dict[str, str], mes
 def test_a_forged_push_is_dead_lettered_with_its_reason_and_answered_200(app: App) -> None:
     from cloudq_gcp.push_handler import PushHandler
 
-    @app.task()
-    def add(a: int, b: int) -> int:
-        return a + b
-
+    add, broker, paths = prepared(app)
     queue = app.queues()[0]
-    broker = app.broker
-    assert isinstance(broker, PubSubBroker)
-    broker.stats(queue)  # creates the queue's topics and subscriptions
-    paths = queue_paths(broker.options, queue)
     handler = PushHandler(app)
     for i, (name, (attributes, reason)) in enumerate(FORGED.items()):
         body = Envelope(id=name, task=add.name, args=[i, 0]).encode()
@@ -143,15 +151,7 @@ def test_large_bad_bodies_are_dead_lettered_without_failing_their_batch(app: App
     """Three bad bodies of 4 MB share a reason (12 MB of dead letters: more than one request), and
     one filled to Pub/Sub's limit by another producer no longer fits with a reason at all."""
 
-    @app.task()
-    def add(a: int, b: int) -> int:
-        return a + b
-
-    queue = app.queues()[0]
-    broker = app.broker
-    assert isinstance(broker, PubSubBroker)
-    broker.stats(queue)
-    paths = queue_paths(broker.options, queue)
+    add, _, paths = prepared(app)
     large = [(bytes([65 + i]) * 4_000_000, {}) for i in range(3)]
     full = (b"{" * 9_999_800, {})  # about the largest request Pub/Sub takes: no room left for a reason
     canaries = [(Envelope(id=f"big-canary-{i}", task=add.name, args=[i, 7]).encode(), {}) for i in range(2)]
