@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cloudq.errors import BrokerError
 
 from .errors import translated
-from .session import CONNECT_TIMEOUT_S, READ_TIMEOUT_S, AWSConfig
+from .session import AWSConfig, send_timeouts
 
 if TYPE_CHECKING:
     from cloudq.interfaces import OutgoingMessage, ResultRecord
@@ -58,11 +58,12 @@ class AsyncClients:
             from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
             from aiobotocore.session import get_session  # type: ignore[import-untyped]
 
+            connect, read, attempts = send_timeouts(self.config.send_timeout_s)  # only producers use these
             config = AioConfig(
-                retries={"mode": "standard"},
+                retries={"mode": "standard", "total_max_attempts": attempts},
                 max_pool_connections=self.config.max_connections,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                read_timeout=READ_TIMEOUT_S,
+                connect_timeout=connect,
+                read_timeout=read,
             )
             context = get_session().create_client(
                 service, region_name=self.config.region, endpoint_url=self.config.endpoint_url, config=config

@@ -153,7 +153,7 @@ class DynamoDBResultStore(AWSBackend):
             table,
             bucket=options.get("bucket"),
             create_missing=options["create_missing"],
-            config=AWSConfig.from_options(options),
+            config=AWSConfig.from_options(options, settings.concurrency),
         )
 
     def __repr__(self) -> str:
@@ -219,7 +219,7 @@ class DynamoDBResultStore(AWSBackend):
     def get(self, task_id: str) -> ResultRecord | None:
         response = self._run(
             "GetItem",
-            lambda: self._db().get_item(
+            lambda: self.clients.get("dynamodb", producer=True).get_item(  # AsyncResult.get waits on it
                 TableName=self.table, Key={res.RESULTS_KEY: {"S": task_id}}, ConsistentRead=True
             ),
         )

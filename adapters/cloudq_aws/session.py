@@ -8,19 +8,23 @@ an adapter stays cheap (Lambda cold starts).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloudq.backends.urls import Parser, as_bool, as_text, integer_in
+from cloudq.backends.urls import Parser, as_bool, as_text, integer_in, number_in
 
 if TYPE_CHECKING:
     from .async_client import AsyncClients
 
-DEFAULT_MAX_CONNECTIONS = 50
+DEFAULT_MAX_CONNECTIONS = 50  # botocore's pool is never made smaller than its default
 CONNECT_TIMEOUT_S = 5.0
 READ_TIMEOUT_S = 65.0  # above SQS's 20 s long poll with room for slow responses
+SEND_TIMEOUT_S = 10.0  # a producer's whole call (sends, result reads), retries included
+SEND_CONNECT_TIMEOUT_S = 2.0
+RETRY_PAUSE_S = 1.0  # the most botocore's standard mode sleeps before its first retry
 
 
 # options every AWS backend accepts
@@ -30,6 +34,7 @@ COMMON_PARSERS: dict[str, Parser] = {
     "bucket": as_text,
     "create_missing": as_bool,
     "max_connections": integer_in(1, 1000),
+    "send_timeout": number_in(1, 300),
 }
 
 
@@ -40,14 +45,32 @@ class AWSConfig:
     region: str | None = None
     endpoint_url: str | None = None
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    send_timeout_s: float = SEND_TIMEOUT_S
 
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> AWSConfig:
+    def from_options(cls, options: Mapping[str, Any], concurrency: int | None = None) -> AWSConfig:
+        """``concurrency`` (the worker's, from settings) sizes the connection pool: every task
+        thread and the receiving slot may hold a connection at once."""
         return cls(
             options.get("region"),
             options.get("endpoint_url"),
-            options.get("max_connections") or DEFAULT_MAX_CONNECTIONS,
+            options.get("max_connections") or pool_size(concurrency),
+            options.get("send_timeout") or SEND_TIMEOUT_S,
         )
+
+
+def pool_size(concurrency: int | None) -> int:
+    """Connections for ``concurrency`` task slots: one each, plus receives, acks and heartbeats."""
+    return max(DEFAULT_MAX_CONNECTIONS, (concurrency or os.cpu_count() or 1) + 10)
+
+
+def send_timeouts(total_s: float) -> tuple[float, float, int]:
+    """(connect, read, attempts) whose worst case, retry pause included, stays within ``total_s``:
+    a producer facing a partition gets BackendUnavailable inside its deadline."""
+    attempts = 2 if total_s >= 4 * SEND_CONNECT_TIMEOUT_S else 1
+    connect = min(SEND_CONNECT_TIMEOUT_S, total_s / 4)
+    read = (total_s - attempts * connect - (attempts - 1) * RETRY_PAUSE_S) / attempts
+    return connect, read, attempts
 
 
 class Clients:
@@ -63,16 +86,19 @@ class Clients:
         self._session: Any = None
         self._clients: dict[str, Any] = {}
 
-    def get(self, service: str) -> Any:
-        client = self._clients.get(service)
+    def get(self, service: str, *, producer: bool = False) -> Any:
+        """The client for ``service``; ``producer=True``: the one with short timeouts and a total
+        deadline (``send_timeout``) for calls a caller waits on, never for long polls."""
+        key = f"{service}:send" if producer else service
+        client = self._clients.get(key)
         if client is None:
             with self._lock:
-                client = self._clients.get(service)
+                client = self._clients.get(key)
                 if client is None:
-                    client = self._clients[service] = self._build(service)
+                    client = self._clients[key] = self._build(service, producer)
         return client
 
-    def _build(self, service: str) -> Any:
+    def _build(self, service: str, producer: bool = False) -> Any:
         from .errors import translated
 
         with translated(f"{service}:client", service, self.config.endpoint_url):
@@ -81,11 +107,16 @@ class Clients:
 
             if self._session is None:
                 self._session = boto3.session.Session(region_name=self.config.region)
+            if producer:
+                connect, read, attempts = send_timeouts(self.config.send_timeout_s)
+                retries = {"mode": "standard", "total_max_attempts": attempts}
+            else:
+                connect, read, retries = CONNECT_TIMEOUT_S, READ_TIMEOUT_S, {"mode": "standard"}
             config = Config(
-                retries={"mode": "standard"},
+                retries=retries,
                 max_pool_connections=self.config.max_connections,
-                connect_timeout=CONNECT_TIMEOUT_S,
-                read_timeout=READ_TIMEOUT_S,
+                connect_timeout=connect,
+                read_timeout=read,
             )
             return self._session.client(service, endpoint_url=self.config.endpoint_url, config=config)
 

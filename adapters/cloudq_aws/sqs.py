@@ -148,7 +148,7 @@ class SQSBroker(AWSBackend):
             create_missing=options["create_missing"],
             max_receive_count=options["max_receive_count"],
             fifo=options["fifo"],
-            config=AWSConfig.from_options(options),
+            config=AWSConfig.from_options(options, settings.concurrency),
         )
 
     def __repr__(self) -> str:
@@ -158,6 +158,11 @@ class SQSBroker(AWSBackend):
 
     def _sqs(self) -> Any:
         return self.clients.get("sqs")
+
+    def _sends(self) -> Any:
+        """The client for sends: short timeouts and the ``send_timeout`` deadline, so ``.delay()``
+        fails fast in a partition instead of waiting out the long-poll read timeout."""
+        return self.clients.get("sqs", producer=True)
 
     def _call(self, action: str, resource: str) -> Any:
         return translated(f"sqs:{action}", resource, self.clients.endpoint("sqs"))
@@ -303,7 +308,7 @@ class SQSBroker(AWSBackend):
 
     def _send_one(self, queue: SQSQueue, entry: msg.Entry) -> str:
         with self._call("SendMessage", queue.sqs_name):
-            return str(self._sqs().send_message(QueueUrl=queue.url, **entry.request())["MessageId"])
+            return str(self._sends().send_message(QueueUrl=queue.url, **entry.request())["MessageId"])
 
     def _send_batches(self, queue: SQSQueue, entries: Sequence[msg.Entry]) -> list[str]:
         ids: list[str] = []
@@ -325,7 +330,7 @@ class SQSBroker(AWSBackend):
     ) -> dict[str, dict[str, Any]]:
         """One *Batch call; entries that failed on the server side are tried once more.
         Returns the successful entries by Id; failures with a code in ``tolerate`` are logged."""
-        method = getattr(self._sqs(), _snake(action))
+        method = getattr(self._sends() if action == "SendMessageBatch" else self._sqs(), _snake(action))
         done: dict[str, dict[str, Any]] = {}
         pending = entries
         for attempt in (1, 2):
