@@ -105,7 +105,7 @@ def test_documented_command_line_parses(doc: str, line: str) -> None:
     words = shlex.split(line)[1:]
     try:
         with main.make_context("cloudq", list(words)) as group:
-            name, command, rest = main.resolve_command(group, group.protected_args + group.args)
+            name, command, rest = main.resolve_command(group, list(words))  # the group takes no options of its own
             assert command is not None
             command.make_context(name or "", rest, parent=group)
     except click.UsageError as exc:
