@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .. import states
 from ..envelope import Envelope, decode, peek_id
 from ..errors import (
+    BackendUnavailable,
     InvalidArguments,
     MalformedMessage,
     NotSerializable,
@@ -87,6 +88,9 @@ async def _with_request(coro: Any, request: Request) -> Any:
 
 GIVE_BACK_BASE_S = 1.0
 GIVE_BACK_MAX_S = 60.0
+# An unreachable broker or result store is an outage, not the message's fault: at least this many
+# deliveries (1 + 2 + 4 + ... capped at 60 s apart: about 6 minutes) before it is dead-lettered.
+OUTAGE_DELIVERIES = 12
 
 
 def give_back(delivery: Delivery, error: str) -> RetryIn:
@@ -145,11 +149,14 @@ class Executor:
         """cloudq itself failed on ``delivery`` (not the task): give it back with a backoff while it
         has deliveries left (the task's ``max_retries + 1``, the app's default for an unknown task),
         then dead-letter it as InternalError with the traceback. Every give-back counts a delivery,
-        so no message loops forever."""
+        so no message loops forever; an outage (BackendUnavailable) gets at least OUTAGE_DELIVERIES,
+        so a short one does not dead-letter healthy tasks."""
         if env is None:
             env = self._peek_envelope(delivery)
         task = self.app.tasks.get(env.task) if env is not None else None
         allowed = (task.retry_policy.max_retries if task else self.app.settings.max_retries) + 1
+        if isinstance(exc, BackendUnavailable):
+            allowed = max(allowed, OUTAGE_DELIVERIES)
         attempt = (env.retries if env is not None else 0) + max(1, delivery.delivery_count)
         error = f"{type(exc).__name__}: {exc}"
         if attempt < allowed:

@@ -10,9 +10,9 @@ import pytest
 
 from cloudq import App
 from cloudq.envelope import Envelope, decode
-from cloudq.errors import ResultStoreError
+from cloudq.errors import BackendUnavailable, ResultStoreError
 from cloudq.interfaces import Delivery, ResultRecord
-from cloudq.runtime.executor import DeadLetter, Requeue, RetryIn
+from cloudq.runtime.executor import OUTAGE_DELIVERIES, DeadLetter, Requeue, RetryIn
 
 
 class Refusing:
@@ -89,3 +89,23 @@ def test_without_delivery_counts_the_attempt_travels_in_the_envelope(app):
     due_now = json.dumps({**json.loads(first.message.body), "eta": None}).encode()
     last = app.executor.execute(Delivery(due_now, None, 0, "default"))
     assert isinstance(last, DeadLetter) and last.reason.startswith("InternalError: ResultStoreError")
+
+
+def test_an_outage_gets_more_deliveries_than_a_task_with_few_retries_before_it_is_dead_lettered():
+    """An unreachable store is not the message's fault: a max_retries=0 task is given back through
+    a short outage, and still dead-lettered (not looped) when the outage outlasts the budget."""
+    app = App("outage", broker="memory://", results="memory://")
+
+    @app.task(max_retries=0)
+    def once(x: int) -> int:
+        return x
+
+    body = _body(app, once.name)
+    down = BackendUnavailable("cannot reach dynamodb at http://127.0.0.1:1")
+    outcomes = [app.executor.internal_error(Delivery(body, None, n, "default"), down) for n in range(1, 13)]
+    assert all(isinstance(o, RetryIn) for o in outcomes[: OUTAGE_DELIVERIES - 1])
+    assert [o.delay_s for o in outcomes[:7]] == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]  # type: ignore[union-attr]
+    last = outcomes[OUTAGE_DELIVERIES - 1]
+    assert isinstance(last, DeadLetter) and last.reason.startswith("InternalError: BackendUnavailable")
+    # any other internal error on the same task is bounded by the task's own deliveries
+    assert isinstance(app.executor.internal_error(Delivery(body, None, 1, "default"), RuntimeError("x")), DeadLetter)
