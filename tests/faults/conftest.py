@@ -69,7 +69,9 @@ def pubsub_target(
     pubsub_emulator: object, firestore_emulator: object, project: str, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Target]:
     module = _bind(
-        monkeypatch, f"pubsub://{project}?prefix=t{unique}-&ack_deadline=10", f"firestore://results-{unique}?project={project}"
+        monkeypatch,
+        f"pubsub://{project}?prefix=t{unique}-&ack_deadline=10",
+        f"firestore://results-{unique}?project={project}",
     )
     app = module.app  # type: ignore[attr-defined]
     app.broker.stats("default")  # creates the topic and the subscription

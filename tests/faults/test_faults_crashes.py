@@ -83,7 +83,9 @@ def test_sigterm_hands_the_prefetch_buffer_to_another_worker_at_once(target: Tar
     quick_tokens = [t for t in runs if t.startswith("q")]
     latest = max(runs[t][0].at for t in quick_tokens) - signalled
     attempts = [h.get(timeout=5) for h in quick]
-    print(f"\n[faults] SIGTERM on {target.name}: prefetched tasks started on the other worker {latest:.2f}s after the signal")
+    print(
+        f"\n[faults] SIGTERM on {target.name}: prefetched tasks started on the other worker {latest:.2f}s after the signal"
+    )
     assert {runs[t][0].pid for t in quick_tokens} == {second.pid}
     assert attempts == [1, 1, 1], "handing back an unstarted message spent an attempt"
     assert latest < 3.0

@@ -1,0 +1,49 @@
+"""Load through two real worker processes: every task runs exactly once (lost and duplicates are
+counted from the tasks' own journal), no errors are logged, and the workers' peak RSS is printed.
+
+CI sizes: 10,000 tasks on sqlite, 2,000 on moto and on the Pub/Sub emulator
+(``CLOUDQ_FAULTS_LOAD_SQLITE`` / ``_SQS`` / ``_PUBSUB`` change them)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from fault_harness import Target, env_int, starts, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+SIZES = {"sqlite": 10_000, "sqs": 2_000, "pubsub": 2_000}
+
+
+def test_load_through_two_workers_runs_every_task_exactly_once(target: Target, workers, tmp_path: Path):
+    journal = tmp_path / "journal.txt"
+    count = env_int(f"CLOUDQ_FAULTS_LOAD_{target.name.upper()}", SIZES[target.name])
+    canary = target.module.canary
+    sent_at = time.monotonic()
+    handles = canary.map([(str(journal), f"t{i}") for i in range(count)])
+    send_s = time.monotonic() - sent_at
+    args = ("-c", "4", "--poll-wait", "0.5")
+    pair = [workers(*args, lease_s=60), workers(*args, lease_s=60)]
+    started = time.monotonic()
+    done = wait_until(lambda: len(starts(journal)) >= count, 200, interval=0.5)
+    run_s = time.monotonic() - started
+    wait_until(lambda: target.app.results.get(handles[-1].id) is not None, 10)
+    time.sleep(1.0)  # a duplicate delivery would show up in the journal by now
+    runs = starts(journal)
+    rss = [w.rss_peak_mb() for w in pair]
+    lost = count - len(runs)
+    duplicates = sum(len(r) - 1 for r in runs.values())
+    errors = [line for w in pair for line in w.output().splitlines() if " ERROR " in line or "Traceback" in line]
+    print(
+        f"\n[faults] load on {target.name}: {count} tasks, sent in {send_s:.1f}s, run in {run_s:.1f}s "
+        f"({count / max(run_s, 1e-9):.0f}/s), lost={lost} duplicates={duplicates} "
+        f"worker peak RSS={rss[0]:.0f} MB, {rss[1]:.0f} MB"
+    )
+    assert done and lost == 0, pair[0].output()[-3000:]
+    assert duplicates == 0
+    assert not errors, errors[:5]
+    assert all(w.alive for w in pair)
+    sample = [handles[0], handles[count // 2], handles[-1]]
+    assert [h.get(timeout=10) for h in sample] == ["t0", f"t{count // 2}", f"t{count - 1}"]

@@ -1,0 +1,86 @@
+"""Network faults between a worker and moto, through cloudq.testing.netfault.FaultProxy: refused
+connections and a stalled link. The worker survives and resumes within a few seconds of the
+restore, nothing is lost; a producer on the cut link gets BackendUnavailable within its deadline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fault_harness import env_int, starts, wait_until
+
+from cloudq import App
+from cloudq.errors import BackendUnavailable
+from cloudq.testing.netfault import FaultProxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.aws, pytest.mark.timeout(180)]
+
+OUTAGE_S = env_int("CLOUDQ_FAULTS_OUTAGE_S", 4)
+RECOVERY_BOUND_S = 5.0  # "within a few seconds of the restore"
+PRODUCER_DEADLINE_S = 15.0  # the producer's total deadline, well under the consumer's 65 s read timeout
+
+
+@pytest.fixture
+def proxy(sqs_target):
+    port = int(sqs_target.app.broker.queue("default").url.split(":")[2].split("/")[0])
+    with FaultProxy("127.0.0.1", port, lifetime=170) as running:
+        yield running
+
+
+@pytest.mark.parametrize("fault", ["refuse", "stall"])
+def test_a_worker_behind_a_cut_link_resumes_soon_after_the_restore(sqs_target, proxy, workers, tmp_path: Path, fault):
+    journal = tmp_path / "journal.txt"
+    canary = sqs_target.module.canary
+    through = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{proxy.port}"}
+    worker = workers("-c", "2", "--poll-wait", "0.5", lease_s=10, env=through)
+    before = [canary.delay(str(journal), f"before{i}") for i in range(5)]
+    assert wait_until(lambda: len(starts(journal)) == 5, 30), worker.output()[-3000:]
+    getattr(proxy, fault)()
+    during = [canary.delay(str(journal), f"during{i}") for i in range(5)]  # straight to moto
+    time.sleep(OUTAGE_S)
+    assert worker.alive, worker.output()[-3000:]
+    proxy.restore()
+    restored = time.monotonic()
+    assert wait_until(lambda: len(starts(journal)) == 10, 60, interval=0.1), worker.output()[-3000:]
+    recovery = time.monotonic() - restored
+    print(f"\n[faults] {fault} for {OUTAGE_S}s between worker and moto: resumed {recovery:.1f}s after the restore")
+    assert [h.get(timeout=10) for h in before + during] == [f"before{i}" for i in range(5)] + [
+        f"during{i}" for i in range(5)
+    ]
+    assert worker.alive
+    assert recovery < RECOVERY_BOUND_S, f"recovery took {recovery:.1f}s"
+
+
+@pytest.mark.parametrize("fault", ["refuse", "stall"])
+def test_a_producer_on_a_cut_link_gets_backend_unavailable_within_its_deadline(sqs_target, proxy, prefix, fault):
+    app = App(
+        "faults-producer",
+        broker=f"sqs://?prefix={prefix}&wait=1&endpoint_url=http://127.0.0.1:{proxy.port}",
+        results=f"dynamodb://{prefix}results?endpoint_url=http://127.0.0.1:{proxy.port}",
+    )
+    task = app.task(name="fault_app.canary")(lambda path, token: token)
+    task.delay("/dev/null", "warm")  # the queue is resolved while the link is up
+    getattr(proxy, fault)()
+    outcome: dict[str, object] = {}
+
+    def produce() -> None:
+        started = time.monotonic()
+        try:
+            task.delay("/dev/null", "cut")
+            outcome["result"] = "sent"
+        except Exception as exc:
+            outcome["result"] = exc
+        outcome["seconds"] = time.monotonic() - started
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    thread.join(PRODUCER_DEADLINE_S + 5)
+    proxy.restore()  # lets a producer still blocked finish, so no thread outlives the test for long
+    print(f"\n[faults] producer on a link that went {fault}: {outcome}")
+    assert not thread.is_alive(), f"the producer was still blocked after {PRODUCER_DEADLINE_S + 5}s"
+    assert isinstance(outcome["result"], BackendUnavailable), outcome
+    assert float(outcome["seconds"]) <= PRODUCER_DEADLINE_S  # type: ignore[arg-type]
+    thread.join(30)
+    app.close()
