@@ -17,6 +17,7 @@ import click
 
 from .app import App
 from .app import load_app as import_app
+from .config import ENV_PREFIX
 from .errors import CloudqError, ConfigurationError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -118,6 +119,9 @@ def worker(
     loglevel: str | None,
 ) -> None:
     """Run a worker that consumes the app's queues."""
+    if concurrency is not None:
+        # before the app is built, so its settings (and the clients they size, and pool children) see it
+        os.environ[f"{ENV_PREFIX}CONCURRENCY"] = str(concurrency)
     app = load_app(app_path)
     logging.basicConfig(
         level=(loglevel or app.settings.log_level).upper(),
