@@ -28,6 +28,11 @@ class ClaimCheckMissing(CloudqError):
     """The object a claim-check points at is gone (deleted, or removed by a lifecycle rule)."""
 
 
+class ForeignClaimCheck(ClaimCheckMissing):
+    """A pointer outside this offload's bucket and prefix: never read or deleted, since anyone who
+    can publish could otherwise name any object in the bucket (a stored result, another queue's body)."""
+
+
 def is_ref(value: object) -> bool:
     return isinstance(value, str) and value.startswith(SCHEME)
 
@@ -98,8 +103,10 @@ class GCSOffload:
 
     def _split(self, ref: str) -> tuple[str, str]:
         bucket, _, key = ref.removeprefix(SCHEME).partition("/")
-        if not is_ref(ref) or bucket != self.bucket_name or not key:
-            raise ClaimCheckMissing(f"claim-check {ref!r} does not point into gs://{self.bucket_name}/")
+        if not is_ref(ref) or bucket != self.bucket_name or not key.startswith(self.prefix) or key == self.prefix:
+            raise ForeignClaimCheck(
+                f"claim-check {ref[:200]!r} does not point into gs://{self.bucket_name}/{self.prefix}"
+            )
         return bucket, key
 
     def close(self) -> None:

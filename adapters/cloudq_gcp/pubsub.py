@@ -410,8 +410,8 @@ class PubSubBroker:
             return data, f"{CLAIM} {ref[:200]!r} points to Cloud Storage, but this broker has no ?bucket= to read it"
         try:
             return self.offload.get(ref), None
-        except ClaimCheckMissing as exc:
-            return data, f"ClaimCheckMissing: {exc}"
+        except ClaimCheckMissing as exc:  # gone, or outside this broker's bucket and prefix
+            return data, f"{type(exc).__name__}: {exc}"
 
     def _hide(self, subscription: str, message_id: str, for_s: float) -> None:
         with self._lock:
