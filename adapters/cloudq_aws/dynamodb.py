@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from cloudq import states
 from cloudq.backends.urls import read_options
-from cloudq.errors import ConfigurationError, ResultStoreError, ResultTooLarge
+from cloudq.errors import CloudqError, ConfigurationError, ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
 
 from . import resources as res
@@ -195,16 +195,34 @@ class DynamoDBResultStore(AWSBackend):
             log.info("created DynamoDB results table %s (on-demand, TTL on %s)", self.table, res.RESULTS_TTL_ATTRIBUTE)
 
     def _record(self, item: dict[str, Any]) -> ResultRecord:
+        """The record; an offloaded result is read only from this store's own bucket, prefix and
+        task folder, never from wherever an item says (anyone who can write the table could
+        otherwise have a reader fetch, and a later write delete, any object the role can reach)."""
         result = None
-        if RESULT_REF in item and self.offload_for(item) is not None:
-            ref = S3Ref.from_pointer(item[RESULT_REF]["S"])
-            result = json.loads(self.offload_for(item).get(ref))  # type: ignore[union-attr]
+        if RESULT_REF in item:
+            result = json.loads(self._offloaded(item).get(self._result_ref(item)))
         return from_item(item, result)
 
-    def offload_for(self, item: dict[str, Any]) -> ClaimCheckStore | None:
-        if self.offload is None and RESULT_REF in item:  # written by a store configured with a bucket
-            ref = S3Ref.from_pointer(item[RESULT_REF]["S"])
-            self.offload = ClaimCheckStore(self.clients, ref.bucket, "", False, ResultStoreError)
+    def _result_ref(self, item: dict[str, Any]) -> S3Ref:
+        return S3Ref.from_pointer(item[RESULT_REF]["S"])
+
+    def _offloaded(self, item: dict[str, Any]) -> ClaimCheckStore:
+        """This store's offload, when the item's result pointer lies inside it; else ResultStoreError."""
+        task_id = item[res.RESULTS_KEY]["S"]
+        try:
+            ref = self._result_ref(item)
+        except CloudqError as exc:
+            raise ResultStoreError(f"result record of task {task_id} in {self.table}: {exc}") from None
+        if self.offload is None:
+            raise ResultStoreError(
+                f"the result of task {task_id} was offloaded to {ref}, but this store has no bucket to read it "
+                f"from: configure the same one (dynamodb://{self.table}?bucket={ref.bucket})"
+            )
+        if not self.offload.owns(ref, task_id):
+            raise ResultStoreError(
+                f"result record of task {task_id} in {self.table} points to {ref}, outside this store's "
+                f"{self.offload.where(task_id)}: not read (a forged or foreign record)"
+            )
         return self.offload
 
     @staticmethod
@@ -289,8 +307,15 @@ class DynamoDBResultStore(AWSBackend):
         return item, ref
 
     def _drop_offloaded(self, old: dict[str, Any]) -> None:
-        if RESULT_REF in old and self.offload_for(old) is not None:
-            self.offload_for(old).delete([S3Ref.from_pointer(old[RESULT_REF]["S"])])  # type: ignore[union-attr]
+        """Delete the replaced record's offloaded result, if it is this store's own object."""
+        if RESULT_REF not in old:
+            return
+        try:
+            offload = self._offloaded(old)
+        except ResultStoreError as exc:  # never delete what the store did not write
+            log.warning("left an offloaded result in place: %s", exc)
+            return
+        offload.delete([self._result_ref(old)])
 
     def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
         """One conditional UpdateItem; on refusal DynamoDB returns the holder's record with it."""

@@ -70,6 +70,16 @@ class ClaimCheckStore:
     def _s3(self) -> Any:
         return self.clients.get("s3")
 
+    def owns(self, ref: S3Ref, folder: str = "") -> bool:
+        """Whether ``ref`` lies under this store's bucket, prefix and ``folder``: only such objects
+        are read or deleted, since a pointer can come from anyone who can write a message or item."""
+        inside = f"{self.prefix}{folder}/" if folder else self.prefix
+        return ref.bucket == self.bucket and ref.key.startswith(inside) and ref.key != inside
+
+    def where(self, folder: str = "") -> str:
+        """The ``s3://`` location ``owns`` accepts (for error messages)."""
+        return f"s3://{self.bucket}/{self.prefix}{folder}/" if folder else f"s3://{self.bucket}/{self.prefix}"
+
     def put(self, data: bytes, folder: str, name: str | None = None) -> S3Ref:
         ref = S3Ref(self.bucket, f"{self.prefix}{folder}/{name or uuid.uuid4().hex}")
         with translated("s3:PutObject", self.bucket, self.clients.endpoint("s3"), self.kind):
