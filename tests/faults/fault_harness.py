@@ -31,7 +31,7 @@ _RECEIVED = re.compile(r"event=received .*message_id=(\S+)")
 
 
 def env_int(name: str, default: int) -> int:
-    """A count the CI keeps small and a heavier local run raises (``CLOUDQ_FAULTS_*``)."""
+    """A count the CI keeps small and a heavier local run raises (``FAULTS_*``)."""
     value = os.environ.get(name, "")
     return int(value) if value.strip() else default
 

@@ -16,7 +16,7 @@ from cloudq import states
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
-SEED = env_int("CLOUDQ_FAULTS_SEED", 10)
+SEED = env_int("FAULTS_SEED", 10)
 
 
 def test_kill9_of_busy_workers_loses_nothing_and_duplicates_only_what_a_killed_worker_started(
@@ -27,7 +27,7 @@ def test_kill9_of_busy_workers_loses_nothing_and_duplicates_only_what_a_killed_w
     rng = random.Random(SEED)
     journal = tmp_path / "journal.txt"
     app = target.app
-    count, kills = env_int("CLOUDQ_FAULTS_KILL_TASKS", 60), env_int("CLOUDQ_FAULTS_KILLS", 3)
+    count, kills = env_int("FAULTS_KILL_TASKS", 60), env_int("FAULTS_KILLS", 3)
     plain = [target.module.work.delay(str(journal), f"w{i}", 0.1) for i in range(count)]
     ideal = [target.module.once.delay(str(journal), f"o{i}", 0.1) for i in range(count // 3)]
     handles = plain + ideal

@@ -17,7 +17,7 @@ from cloudq.testing.netfault import FaultProxy
 
 pytestmark = [pytest.mark.slow, pytest.mark.aws, pytest.mark.timeout(180)]
 
-OUTAGE_S = env_int("CLOUDQ_FAULTS_OUTAGE_S", 4)
+OUTAGE_S = env_int("FAULTS_OUTAGE_S", 4)
 RECOVERY_BOUND_S = 5.0  # "within a few seconds of the restore"
 PRODUCER_DEADLINE_S = 15.0  # the producer's total deadline, well under the consumer's 65 s read timeout
 

@@ -198,7 +198,7 @@ def test_property_based_bodies_are_each_settled_once_between_canaries(target: Ta
     dead letter with a reason; both canaries succeed; the worker never stops."""
     journal = tmp_path / "journal.txt"
     worker = start_worker(workers, target)
-    examples = env_int("CLOUDQ_FAULTS_EXAMPLES", {"sqlite": 12, "sqs": 6, "pubsub": 6}[target.name])
+    examples = env_int("FAULTS_EXAMPLES", {"sqlite": 12, "sqs": 6, "pubsub": 6}[target.name])
     seen: list[str] = []
 
     @settings(
