@@ -10,15 +10,19 @@ from .errors import (
     CloudqError,
     ConfigurationError,
     InvalidArguments,
+    MaxRetriesExceededError,
     MessageTooLarge,
     Reject,
     ResultTimeout,
     Retry,
+    SoftTimeLimitExceeded,
     TaskFailed,
+    TaskRevokedError,
     TimeLimitExceeded,
     UnknownTask,
+    WorkerLost,
 )
-from .results import AsyncResult
+from .results import AsyncResult, EagerResult
 from .retry import RetryPolicy
 from .task import Signature, Task
 
@@ -29,17 +33,22 @@ __all__ = [
     "AsyncResult",
     "CloudqError",
     "ConfigurationError",
+    "EagerResult",
     "InvalidArguments",
+    "MaxRetriesExceededError",
     "MessageTooLarge",
     "Reject",
     "ResultTimeout",
     "Retry",
     "RetryPolicy",
     "Signature",
+    "SoftTimeLimitExceeded",
     "Task",
     "TaskFailed",
+    "TaskRevokedError",
     "TimeLimitExceeded",
     "UnknownTask",
+    "WorkerLost",
     "current_app",
     "states",
 ]

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import builtins
 import math
 import os
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
-from .results import AsyncResult
+from .results import AsyncResult, EagerResult
 from .routing import Router
-from .task import Signature, Task
+from .task import Signature, Task, _check_headers
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -24,6 +26,48 @@ if TYPE_CHECKING:
     from .runtime.executor import Executor
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Unset:
+    """Marks an option that was not given (``max_retries=None`` means forever)."""
+
+
+_UNSET = _Unset()
+
+
+def _exception_types(value: Any) -> tuple[type[BaseException], ...]:
+    """Exception classes from a class, a sequence of them, or names: a builtin (``"OSError"``) or
+    ``"module.Class"`` / ``"module:Class"`` (imported: this is the app's own configuration)."""
+    from importlib import import_module
+
+    items = [value] if isinstance(value, (type, str)) else list(value)
+    found: list[type[BaseException]] = []
+    for item in items:
+        cls: Any = item
+        if isinstance(item, str):
+            module, sep, attr = item.replace(":", ".").rpartition(".")
+            try:
+                cls = getattr(import_module(module) if sep else builtins, attr)
+            except (ImportError, AttributeError, ValueError):
+                raise ConfigurationError(f"retry_on: cannot find the exception class {item!r}") from None
+        if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+            raise ConfigurationError(f"retry_on takes exception classes, got {item!r}")
+        found.append(cls)
+    return tuple(found)
+
+
+def _task_name(app: App, fn: Callable[..., Any]) -> str:
+    """``module.qualname``, as Celery names tasks. A task defined in the script being run
+    (``__main__``) is named after the module the worker will import: the script's importable
+    name when it was started with ``python -m``, else the app's name (Celery's ``app.main``)."""
+    module = getattr(fn, "__module__", None) or "__main__"
+    if module == "__main__":
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        spec_name = getattr(spec, "name", None)
+        module = spec_name if spec_name and spec_name != "__main__" else app.name
+    return f"{module}.{fn.__qualname__}"
+
+
 _last_app: weakref.ref[App] | None = None
 
 
@@ -40,10 +84,27 @@ def new_task_id() -> str:
     return os.urandom(16).hex()
 
 
-def _epoch(value: datetime | float | None) -> float | None:
+def to_epoch(value: datetime | timedelta | float | None, now: float | None = None) -> float | None:
+    """Epoch seconds of an ``eta``: a datetime (naive ones are UTC, as Celery's worker reads them),
+    a timedelta from now, or a number already in epoch seconds."""
     if value is None or isinstance(value, (int, float)):
         return value
+    if isinstance(value, timedelta):
+        return (time.time() if now is None else now) + value.total_seconds()
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     return value.timestamp()
+
+
+def _expires_epoch(value: datetime | timedelta | float | None, now: float) -> float | None:
+    """Celery's ``expires``: a number is seconds from now, a datetime is absolute (naive = UTC)."""
+    if value is None or isinstance(value, bool):
+        return value  # a bool is no time: check_epoch refuses it
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise InvalidOptions(f"expires must be a finite number of seconds from now, got {value!r}")
+        return now + value
+    return to_epoch(value, now)
 
 
 def _send_times(options: dict[str, Any], now: float) -> tuple[float | None, float | None]:
@@ -51,7 +112,8 @@ def _send_times(options: dict[str, Any], now: float) -> tuple[float | None, floa
     values no worker could read (NaN, infinities, beyond year 9999)."""
     from .envelope import check_epoch
 
-    eta, expires, countdown = _epoch(options.get("eta")), _epoch(options.get("expires")), options.get("countdown")
+    eta, countdown = to_epoch(options.get("eta"), now), options.get("countdown")
+    expires = _expires_epoch(options.get("expires"), now)
     eta_name = "eta"
     if countdown is not None:
         if type(countdown) not in (int, float) or not math.isfinite(countdown):
@@ -83,6 +145,8 @@ class App:
         self._executor: Executor | None = None
         self._lock = threading.Lock()
         self._build_message = build
+        retry_on = list(self.settings.retry_on) + list(self.settings.autoretry_for)
+        self._retry_on = _exception_types(retry_on)
         self._check_backends()
         _last_app = weakref.ref(self)
 
@@ -173,38 +237,58 @@ class App:
         *,
         name: str | None = None,
         queue: str | None = None,
-        max_retries: int | None = None,
+        max_retries: int | _Unset | None = _UNSET,
         retry_backoff: float | bool | None = None,
         retry_backoff_max: float | None = None,
         retry_jitter: bool | None = None,
         retry_on: Sequence[type[BaseException]] | type[BaseException] | None = None,
+        autoretry_for: Sequence[type[BaseException]] | type[BaseException] | None = None,
+        dont_autoretry_for: Sequence[type[BaseException]] | type[BaseException] | None = None,
+        retry_kwargs: dict[str, Any] | None = None,
+        default_retry_delay: float | None = None,
         time_limit: float | None = None,
+        soft_time_limit: float | None = None,
         idempotent: bool = False,
         ignore_result: bool = False,
         bind: bool = False,
     ) -> Task[Any, Any]:
+        """Celery's retry options: ``autoretry_for`` (= ``retry_on``; default: the app's
+        ``retry_on`` setting, empty unless set), ``dont_autoretry_for``, ``retry_kwargs``
+        (``max_retries``, ``countdown``), ``default_retry_delay``, ``retry_backoff``,
+        ``retry_backoff_max``, ``retry_jitter``; ``max_retries=None`` retries forever."""
         from .retry import RetryPolicy
 
         s = self.settings
-        task_name = name or f"{fn.__module__}.{fn.__qualname__}"
+        task_name = name or _task_name(self, fn)
         if task_name in self.tasks and self.tasks[task_name].fn is not fn:
             raise ConfigurationError(f"task name {task_name!r} is already registered by another function")
-        if max_retries is not None and max_retries < 0:
-            raise ConfigurationError(f"task {task_name}: max_retries must be >= 0, got {max_retries}")
-        if time_limit is not None and time_limit <= 0:
-            raise ConfigurationError(f"task {task_name}: time_limit must be > 0 seconds, got {time_limit}")
-        if retry_backoff is True or retry_backoff is None:
-            backoff = s.retry_backoff
+        extra = dict(retry_kwargs or {})
+        unknown = sorted(set(extra) - {"max_retries", "countdown"})
+        if unknown:
+            raise ConfigurationError(
+                f"task {task_name}: retry_kwargs takes max_retries and countdown, not {', '.join(unknown)}"
+            )
+        if not isinstance(max_retries, _Unset):
+            retries: int | None = max_retries
         else:
-            backoff = float(retry_backoff)  # False -> 0: retry at once
-        if isinstance(retry_on, type):
-            retry_on = (retry_on,)
+            retries = extra.get("max_retries", s.max_retries)
+        if retries is not None and (not isinstance(retries, int) or retries < 0):
+            raise ConfigurationError(f"task {task_name}: max_retries must be >= 0 or None (forever), got {retries}")
+        for label, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
+            if limit is not None and limit <= 0:
+                raise ConfigurationError(f"task {task_name}: {label} must be > 0 seconds, got {limit}")
+        if retry_on is not None and autoretry_for is not None:
+            raise ConfigurationError(f"task {task_name}: give retry_on or its alias autoretry_for, not both")
+        chosen = retry_on if retry_on is not None else autoretry_for
         policy = RetryPolicy(
-            max_retries=s.max_retries if max_retries is None else max_retries,
-            backoff=backoff,
+            max_retries=retries,
+            backoff=s.retry_backoff if retry_backoff is None else retry_backoff,
             backoff_max=s.retry_backoff_max if retry_backoff_max is None else retry_backoff_max,
             jitter=s.retry_jitter if retry_jitter is None else retry_jitter,
-            retry_on=tuple(retry_on) if retry_on is not None else (Exception,),
+            retry_on=_exception_types(chosen) if chosen is not None else self._retry_on,
+            dont_retry_on=_exception_types(dont_autoretry_for) if dont_autoretry_for is not None else (),
+            default_delay=s.default_retry_delay if default_retry_delay is None else default_retry_delay,
+            countdown=extra.get("countdown"),
         )
         task: Task[Any, Any] = Task(
             self,
@@ -213,6 +297,7 @@ class App:
             queue=queue,
             retry_policy=policy,
             time_limit=time_limit if time_limit is not None else s.time_limit,
+            soft_time_limit=soft_time_limit,
             idempotent=idempotent,
             ignore_result=ignore_result,
             bind=bind,
@@ -277,7 +362,7 @@ class App:
         max_delay = self.broker.limits.max_delay_s if not self.settings.eager else None
         by_queue: dict[str, list[OutgoingMessage]] = {}
         handles: list[ResultHandle] = []
-        eager: list[bytes] = []
+        eager: list[tuple[int, str, bytes]] = []
         for sig in signatures:
             opts = sig.options
             args, kwargs = sig.task.validator.to_message(sig.args, sig.kwargs)
@@ -292,11 +377,11 @@ class App:
                 sent_at=now,
                 eta=eta if delay > 0 else None,
                 expires=expires,
-                headers=opts.get("headers"),
+                headers=_check_headers(opts.get("headers")),
                 key=self.signing_key,
             )
             if self.settings.eager:
-                eager.append(body)
+                eager.append((len(handles), task_id, body))
             else:
                 queue = self.queue_for(sig.task, opts.get("queue"))
                 if max_delay is not None:
@@ -311,9 +396,23 @@ class App:
                     )
                 )
             handles.append(AsyncResult(task_id, app=self))
-        for body in eager:
-            self.executor.run_eagerly(body)
+        for index, task_id, body in eager:  # Celery's task_always_eager: apply() in place of the send
+            handles[index] = self.run_eagerly(task_id, body, store=True, throw=self.settings.eager_propagates)
         return by_queue, handles
+
+    def run_eagerly(self, task_id: str, body: bytes, *, store: bool, throw: bool) -> EagerResult:
+        """Run one encoded task in this thread now (retries included, at once) and return its
+        EagerResult; ``store`` also writes the records to the result store; ``throw`` raises the
+        task's exception here (Celery's ``task_eager_propagates`` / ``apply(throw=True)``)."""
+        from .runtime.executor import EagerWriter, Executor
+
+        writer = EagerWriter(self.results if store else None)
+        executor = Executor(self, writer=writer)
+        executor.run_eagerly(body)
+        result = EagerResult(task_id, self, writer.records.get(task_id), executor.eager_exception)
+        if throw and result.failed():
+            result.get()  # raises the task's exception
+        return result
 
     def send_task(
         self, name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from .backends.urls import close_match
 from .errors import ConfigurationError
@@ -29,7 +29,20 @@ _warned: set[str] = set()
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    @field_validator("retry_backoff", mode="before")
+    @classmethod
+    def _backoff(cls, value: Any) -> Any:
+        """``True``/``False`` as given (from TOML/env too); a number must be >= 0."""
+        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+            return value.strip().lower() == "true"
+        if isinstance(value, bool):
+            return value
+        number = float(value)
+        if number < 0:
+            raise ValueError("retry_backoff must be true, false or a number of seconds >= 0")
+        return number
 
     broker: str | None = None
     results: str | None = None
@@ -44,14 +57,35 @@ class Settings(BaseModel):
     poll_wait: float = Field(
         1.0, gt=0, le=20, description="seconds an idle worker long-polls; also bounds how long a stop waits for it"
     )
-    max_retries: int = Field(3, ge=0)
-    retry_backoff: float = Field(1.0, ge=0, description="base delay in seconds; 0 retries at once")
+    max_retries: int | None = Field(3, ge=0, description="retries a task may ask for; null: forever")
+    retry_on: list[Any] = Field(
+        default_factory=list,
+        description="exception classes (or names: 'OSError', 'module.Class') every task retries on, "
+        "as if each had autoretry_for=...; empty (Celery's default): tasks retry only when asked",
+    )
+    autoretry_for: list[Any] = Field(default_factory=list, description="alias of retry_on (Celery's name)")
+    default_retry_delay: float = Field(
+        180.0, ge=0, description="seconds before a retry that names no countdown/eta (Celery: 180)"
+    )
+    retry_backoff: bool | float = Field(
+        False,
+        description="false: autoretries wait default_retry_delay; true: exponential from 1 s; a number: "
+        "exponential from that many seconds (0 retries at once)",
+    )
     retry_backoff_max: float = Field(600.0, ge=0)
     retry_jitter: bool = True
     time_limit: float | None = Field(None, gt=0)
     signing_key: SecretStr | None = None
     create_missing: bool = True
     eager: bool = False
+    eager_propagates: bool = Field(
+        False, description="eager mode: .delay()/.apply() raise the task's exception at call time (Celery's)"
+    )
+    exception_modules: list[str] = Field(
+        default_factory=list,
+        description="modules whose exception classes .get() may rebuild even when not yet imported "
+        "(it imports them); classes of already-imported modules are rebuilt anyway",
+    )
     broker_options: dict[str, Any] = Field(default_factory=dict)
     results_options: dict[str, Any] = Field(default_factory=dict)
     deploy: dict[str, Any] = Field(default_factory=dict, description="options of `cloudq deploy` (deploy/settings.py)")

@@ -6,6 +6,8 @@ core only ever catch ``CloudqError`` subclasses.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class CloudqError(Exception):
     """Base of every error cloudq raises on purpose."""
@@ -94,8 +96,21 @@ class TimeLimitExceeded(CloudqError):
     """The task ran longer than its ``time_limit``."""
 
 
+class SoftTimeLimitExceeded(CloudqError):
+    """Raised inside a task when its ``soft_time_limit`` passes: the task may catch it, clean up
+    and return (its value is then the result); ``time_limit`` stays the hard limit."""
+
+
 class WorkerLost(CloudqError):
     """The process running the task died before reporting an outcome."""
+
+
+class MaxRetriesExceededError(CloudqError):
+    """``task.retry()`` was called without ``exc=`` after the task's ``max_retries`` were spent."""
+
+
+class TaskRevokedError(CloudqError):
+    """The task was revoked (e.g. its ``expires`` passed before it ran): ``.get()`` raises this."""
 
 
 class TaskExpired(CloudqError):
@@ -120,12 +135,31 @@ class TaskFailed(CloudqError):
 
 
 class Retry(CloudqError):
-    """Raise from a task to ask for another attempt, optionally after ``countdown`` seconds."""
+    """What ``task.retry(...)`` raises: run the task again after ``countdown`` seconds (or at
+    ``eta``, epoch seconds), optionally with new ``args``/``kwargs``, on another ``queue``, with
+    its own ``max_retries``. ``exc`` is the failure recorded for this attempt, and the one the task
+    fails with when no retries are left."""
 
-    def __init__(self, countdown: float | None = None, exc: BaseException | None = None) -> None:
+    def __init__(
+        self,
+        countdown: float | None = None,
+        exc: BaseException | None = None,
+        *,
+        eta: float | None = None,
+        max_retries: int | None = None,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        queue: str | None = None,
+    ) -> None:
         self.countdown = countdown
         self.exc = exc
-        super().__init__(f"retry requested{f' in {countdown}s' if countdown is not None else ''}")
+        self.eta = eta
+        self.max_retries = max_retries
+        self.args_override = None if args is None else list(args)
+        self.kwargs_override = kwargs
+        self.queue = queue
+        when = f" in {countdown}s" if countdown is not None else f" at {eta}" if eta is not None else ""
+        super().__init__(f"retry requested{when}" + (f": {type(exc).__name__}: {exc}" if exc is not None else ""))
 
 
 class Reject(CloudqError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,18 @@ _REBUILDABLE = {
         errors.NotSerializable,
         errors.ResultTooLarge,
         errors.MalformedMessage,
+        errors.SoftTimeLimitExceeded,
+        errors.MaxRetriesExceededError,
+        errors.TaskRevokedError,
+        errors.InternalError,
+        errors.Reject,
     )
 }
+SYNC_SUBTASK_ERROR = (
+    "Never call result.get() within a task! It waits for another task while holding this worker's slot, "
+    "which deadlocks once every slot waits; chain the tasks instead, or pass disable_sync_subtasks=False "
+    "to .get() if you know it cannot deadlock"
+)
 
 
 def exception_name(exc: BaseException) -> str:
@@ -36,11 +47,38 @@ def exception_name(exc: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def rebuild_exception(record: ResultRecord) -> BaseException:
-    """The task's own exception when it is a builtin (or a cloudq error), else TaskFailed."""
+def _find_class(name: str, allowed_modules: tuple[str, ...]) -> Any:
+    """The class named ``module.Qualname`` if its module is already imported (or is in the
+    ``exception_modules`` allow-list, which is imported): never imports a path a result names."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        module = sys.modules.get(module_name)
+        if module is None and module_name in allowed_modules:
+            from importlib import import_module
+
+            try:
+                module = import_module(module_name)
+            except ImportError:
+                module = None
+        if module is None:
+            continue
+        value: Any = module
+        for attr in parts[cut:]:
+            value = getattr(value, attr, None)
+        return value
+    return None
+
+
+def rebuild_exception(record: ResultRecord, allowed_modules: tuple[str, ...] = ()) -> BaseException:
+    """The task's own exception when its class can be found: a builtin, a cloudq error, or a
+    class of a module this process has already imported (or listed in ``exception_modules``);
+    else TaskFailed with the remote type, message and traceback."""
     name = record.error_type or "Exception"
     message = record.error_message or ""
     cls = _REBUILDABLE.get(name) or getattr(builtins, name, None)
+    if cls is None and "." in name:
+        cls = _find_class(name, allowed_modules)
     if isinstance(cls, type) and issubclass(cls, Exception):  # never SystemExit in the caller
         try:
             exc = cls(message)
@@ -66,6 +104,33 @@ class AsyncResult:
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id} {self.status}>"
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to another result with the same id, or to the id itself (as in Celery)."""
+        if isinstance(other, AsyncResult):
+            return other.id == self.id
+        if isinstance(other, str):
+            return other == self.id
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def _exception(self, record: ResultRecord) -> BaseException:
+        return rebuild_exception(record, tuple(self.app.settings.exception_modules))
+
+    def _assert_will_not_block(self) -> None:
+        """Celery's ``disable_sync_subtasks``: waiting on a task from inside a running task holds
+        a worker slot while it waits, and deadlocks once every slot does."""
+        from .task import _current_request
+
+        request = _current_request.get()
+        if request is not None and not request.is_eager:
+            raise RuntimeError(SYNC_SUBTASK_ERROR)
 
     def _fetch(self) -> ResultRecord | None:
         if self._record is not None and self._record.terminal:
@@ -101,7 +166,7 @@ class AsyncResult:
         if record.state == states.SUCCESS:
             return record.result
         if record.error_type:
-            return rebuild_exception(record)
+            return self._exception(record)
         return None
 
     @property
@@ -113,8 +178,17 @@ class AsyncResult:
     def record(self) -> ResultRecord | None:
         return self._fetch()
 
-    def get(self, timeout: float | None = None, interval: float = 0.1, propagate: bool = True) -> Any:
-        """Wait for the outcome. Raises the task's failure, or ResultTimeout after ``timeout`` s."""
+    def get(
+        self,
+        timeout: float | None = None,
+        interval: float = 0.1,
+        propagate: bool = True,
+        disable_sync_subtasks: bool = True,
+    ) -> Any:
+        """Wait for the outcome. Raises the task's failure, or ResultTimeout after ``timeout`` s.
+        Inside a running task it raises RuntimeError at once (Celery's ``disable_sync_subtasks``)."""
+        if disable_sync_subtasks:
+            self._assert_will_not_block()
         return self._outcome(self._wait(timeout, interval), propagate)
 
     async def get_async(self, timeout: float | None = None, interval: float = 0.1, propagate: bool = True) -> Any:
@@ -140,7 +214,7 @@ class AsyncResult:
     def _outcome(self, record: ResultRecord, propagate: bool) -> Any:
         if record.state == states.SUCCESS:
             return record.result
-        exc = rebuild_exception(record)
+        exc = self._exception(record)
         if propagate:
             raise exc
         return exc
@@ -171,4 +245,39 @@ class AsyncResult:
 
     def forget(self) -> None:
         self.app.results.forget(self.id)
+        self._record = None
+
+
+class EagerResult(AsyncResult):
+    """What ``task.apply()`` (and ``.delay()`` in eager mode) returns: the outcome of a run that
+    already happened in this thread, held in memory (Celery's EagerResult)."""
+
+    __slots__ = ("_exc",)
+
+    def __init__(self, id: str, app: App, record: ResultRecord | None, exc: BaseException | None = None) -> None:
+        super().__init__(id, app=app)
+        self._record = record
+        self._exc = exc
+
+    def __repr__(self) -> str:
+        return f"<EagerResult {self.id} {self.status}>"
+
+    def _fetch(self) -> ResultRecord | None:
+        return self._record
+
+    def _exception(self, record: ResultRecord) -> BaseException:
+        return self._exc if self._exc is not None else super()._exception(record)
+
+    def _assert_will_not_block(self) -> None:
+        """The run already happened: nothing to wait for."""
+
+    def _wait(self, timeout: float | None, interval: float) -> ResultRecord:
+        record = self._record
+        if record is None:  # ignore_result and it succeeded: nothing was kept
+            return ResultRecord(self.id, states.SUCCESS, "")
+        if not record.terminal:
+            raise self._timeout(record, timeout)
+        return record
+
+    def forget(self) -> None:
         self._record = None

@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .errors import InvalidArguments, NotSerializable
@@ -21,7 +21,18 @@ _KINDS = inspect.Parameter
 class ArgumentValidator:
     """Binds call arguments to a signature and validates them in one pydantic model."""
 
-    __slots__ = ("_layout", "_model", "_name", "_names", "_params", "_positional", "_required", "_signature", "_simple")
+    __slots__ = (
+        "_fields",
+        "_layout",
+        "_model",
+        "_name",
+        "_names",
+        "_params",
+        "_positional",
+        "_required",
+        "_signature",
+        "_simple",
+    )
 
     def __init__(self, fn: Callable[..., Any], task_name: str, skip_first: bool = False) -> None:
         self._name = task_name
@@ -42,16 +53,24 @@ class ArgumentValidator:
         except Exception:  # unresolvable forward references: validate what we can
             hints = {}
         fields: dict[str, Any] = {}
-        for param in params:
+        # pydantic takes names starting with "_" for private attributes and drops them: such
+        # parameters (``_``, ``*_args``, ``**_``) get a field name of their own, aliased to theirs
+        self._fields = tuple(
+            (p.name, p.name if not p.name.startswith("_") else f"arg{i}{p.name}") for i, p in enumerate(params)
+        )
+        for param, (_, field_name) in zip(params, self._fields, strict=True):
             annotation = hints.get(param.name, Any)
             if param.kind is _KINDS.VAR_POSITIONAL:
-                fields[param.name] = (tuple[annotation, ...], ())  # type: ignore[valid-type]
+                spec: tuple[Any, Any] = (tuple[annotation, ...], ())  # type: ignore[valid-type]
             elif param.kind is _KINDS.VAR_KEYWORD:
-                fields[param.name] = (dict[str, annotation], {})  # type: ignore[valid-type]
+                spec = (dict[str, annotation], {})  # type: ignore[valid-type]
             elif param.default is _KINDS.empty:
-                fields[param.name] = (annotation, ...)
+                spec = (annotation, ...)
             else:
-                fields[param.name] = (annotation, param.default)
+                spec = (annotation, param.default)
+            if field_name != param.name:
+                spec = (spec[0], Field(spec[1], alias=param.name))
+            fields[field_name] = spec
         self._model: type[BaseModel] = create_model(  # type: ignore[call-overload]
             f"{task_name}__args",
             __config__=ConfigDict(arbitrary_types_allowed=True, protected_namespaces=()),
@@ -90,7 +109,7 @@ class ArgumentValidator:
         """Validate on the producer side; return JSON-ready (args, kwargs) for the envelope."""
         model = self._bind(args, kwargs)
         try:
-            data = model.model_dump(mode="json")
+            data = model.model_dump(mode="json", by_alias=True)
         except PydanticSerializationError as exc:
             raise NotSerializable(f"{self._name}: arguments are not JSON-serialisable: {exc}") from None
         return self._split(data)
@@ -98,7 +117,7 @@ class ArgumentValidator:
     def to_call(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Validate on the worker side; return the Python values to call the function with."""
         model = self._bind(args, kwargs)
-        return self._split({name: getattr(model, name) for name in type(model).model_fields})
+        return self._split({name: getattr(model, field_name) for name, field_name in self._fields})
 
     def _split(self, values: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         call_args: list[Any] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..retry import deliveries_allowed
 from .settings import DeploySettings, PackageOptions, QueueOptions, check_stage, parse_deploy_settings
 
 if TYPE_CHECKING:
@@ -80,7 +81,9 @@ def build_model(app: App, app_path: str, stage: str | None = None) -> AppModel:
     queues: dict[str, list[TaskSpec]] = {name: [] for name in app.queues()}
     for task in app.tasks.values():
         policy = task.retry_policy
-        spec = TaskSpec(task.name, policy.max_retries, task.time_limit, policy.backoff, policy.backoff_max)
+        retries = deliveries_allowed(policy.max_retries) - 1  # max_retries=None: the lost-delivery bound
+        backoff = 1.0 if policy.backoff is True else float(policy.backoff)
+        spec = TaskSpec(task.name, retries, task.time_limit, backoff, policy.backoff_max)
         queues.setdefault(app.queue_for(task), []).append(spec)
     specs = []
     for name, tasks in queues.items():
@@ -92,7 +95,9 @@ def build_model(app: App, app_path: str, stage: str | None = None) -> AppModel:
                 tasks=tuple(tasks),
                 options=queue_options,
                 runtime=queue_options.runtime or "container",
-                max_retries=max((t.max_retries for t in tasks), default=app.settings.max_retries),
+                max_retries=max(
+                    (t.max_retries for t in tasks), default=deliveries_allowed(app.settings.max_retries) - 1
+                ),
                 time_limit=max(limits) if limits else None,
             )
         )

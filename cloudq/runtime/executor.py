@@ -8,6 +8,7 @@ Lambda handler, the push handler) only translate the Outcome into broker calls o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -22,20 +23,23 @@ from ..errors import (
     BackendUnavailable,
     InvalidArguments,
     MalformedMessage,
+    MaxRetriesExceededError,
     NotSerializable,
     Reject,
     ResultTooLarge,
     Retry,
     SignatureInvalid,
+    SoftTimeLimitExceeded,
     TimeLimitExceeded,
     UnknownTask,
     WorkerLost,
 )
 from ..interfaces import Delivery, OutgoingMessage, ResultRecord
 from ..results import exception_name
+from ..retry import deliveries_allowed
 from ..task import Request, Task, _current_request
 from ..validation import to_json_value
-from .timelimit import time_limit
+from .timelimit import soft_time_limit, time_limit
 
 if TYPE_CHECKING:
     from ..app import App
@@ -116,6 +120,10 @@ class ResultWriter(Protocol):
     def set(self, record: ResultRecord) -> bool: ...
 
 
+EAGER_QUEUE = "eager"
+_EAGER_RECEIPT = object()  # marks the deliveries run_eagerly makes: request.is_eager
+
+
 class Executor:
     def __init__(
         self, app: App, writer: ResultWriter | None = None, loop: asyncio.AbstractEventLoop | None = None
@@ -126,6 +134,7 @@ class Executor:
         self.writer = writer
         self.loop = loop
         self.owner = _worker_id()
+        self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -154,7 +163,7 @@ class Executor:
         if env is None:
             env = self._peek_envelope(delivery)
         task = self.app.tasks.get(env.task) if env is not None else None
-        allowed = (task.retry_policy.max_retries if task else self.app.settings.max_retries) + 1
+        allowed = deliveries_allowed(task.retry_policy.max_retries if task else self.app.settings.max_retries)
         if isinstance(exc, BackendUnavailable):
             allowed = max(allowed, OUTAGE_DELIVERIES)
         attempt = (env.retries if env is not None else 0) + max(1, delivery.delivery_count)
@@ -216,16 +225,29 @@ class Executor:
         if env.eta is not None and env.eta > now:
             return self._defer(delivery, env, env.eta - now)
         if env.expires is not None and env.expires < now:
-            self._write_failure(
-                env, task, "cloudq.errors.TaskExpired", f"expired at {env.expires:.3f} before it ran", None, 0
+            # Celery: an expired task is revoked, never run; .get() raises TaskRevokedError
+            self._write_error(
+                env,
+                task,
+                states.REVOKED,
+                "cloudq.errors.TaskRevokedError",
+                f"expired at {env.expires:.3f} before it ran",
+                None,
+                0,
             )
             self._log("expired", env, delivery, 0, started)
             return Ack("expired")
         attempt = env.retries + max(1, delivery.delivery_count)
         policy = task.retry_policy
-        if attempt > policy.max_retries + 1:
+        allowed = deliveries_allowed(policy.max_retries)
+        # max_retries=None: every retry is a new message, so only this message's deliveries count
+        runs = delivery.delivery_count if policy.max_retries is None else attempt
+        if runs > allowed:
             # delivered again after the last allowed attempt: the worker running it was lost
-            message = f"attempt {attempt} exceeds max_retries={policy.max_retries}; an earlier delivery was never acknowledged"
+            message = (
+                f"delivery {runs} exceeds the {allowed} allowed (max_retries={policy.max_retries}); "
+                "an earlier delivery was never acknowledged"
+            )
             self._write_failure(env, task, "cloudq.errors.WorkerLost", message, None, attempt - 1)
             return self._dead(delivery, env, attempt, f"WorkerLost: {message}", started)
         try:
@@ -240,9 +262,12 @@ class Executor:
         elif self.app.settings.track_started and not task.ignore_result:
             self._write(ResultRecord(env.id, states.STARTED, task.name, attempts=attempt, started_at=now))
         self._log("started", env, delivery, attempt, started)
-        request = Request(env.id, task.name, attempt, attempt - 1, delivery.queue, env.eta, env.headers)
+        eager = delivery.receipt is _EAGER_RECEIPT
+        request = Request(env.id, task.name, attempt, attempt - 1, delivery.queue, env.eta, env.headers, eager)
         try:
             value = self._call(task, call_args, call_kwargs, request)
+            if request.pending_retry:  # task.retry(throw=False): the retry stands, the value is dropped
+                raise request.pending_retry[-1]
             result = None if task.ignore_result else to_json_value(value, f"result of {task.name}")
         except Reject as exc:
             self._write_failure(env, task, "cloudq.errors.Reject", exc.reason, tb.format_exc(), attempt)
@@ -289,11 +314,13 @@ class Executor:
         return self._failed(delivery, env, task, attempt, error, time.monotonic())
 
     def run_eagerly(self, body: bytes) -> Outcome:
-        """Eager mode: run a just-sent task in this thread through the same path as a worker."""
+        """Eager mode: run a just-sent task in this thread through the same path as a worker; a
+        retry runs at once (as in Celery). ``eager_exception`` keeps the failure, as raised."""
         count = 0
+        self.eager_exception = None
         while True:
             count += 1
-            outcome = self.execute(Delivery(body, None, count, "eager"))
+            outcome = self.execute(Delivery(body, _EAGER_RECEIPT, count, EAGER_QUEUE))
             if isinstance(outcome, RetryIn):
                 continue
             if isinstance(outcome, Requeue):
@@ -306,7 +333,7 @@ class Executor:
     def _call(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
         token = _current_request.set(request)
         try:
-            if not (task.bind or task.is_async or task.time_limit):
+            if not (task.bind or task.is_async or task.time_limit or task.soft_time_limit):
                 return task.fn(*args, **kwargs)
             if task.bind:
                 args = [task, *args]
@@ -321,7 +348,7 @@ class Executor:
                     return asyncio.run_coroutine_threadsafe(_with_request(coro, request), self.loop).result()
                 except TimeoutError:
                     raise TimeLimitExceeded(f"task exceeded its time limit of {task.time_limit}s") from None
-            with time_limit(task.time_limit):
+            with time_limit(task.time_limit), soft_time_limit(task.soft_time_limit):
                 return task.fn(*args, **kwargs)
         finally:
             _current_request.reset(token)
@@ -329,26 +356,64 @@ class Executor:
     def _failed(
         self, delivery: Delivery, env: Envelope, task: Task[Any, Any], attempt: int, exc: BaseException, started: float
     ) -> Outcome:
+        """Celery's rules: retry a ``Retry`` or an ``autoretry_for`` exception while retries are
+        left; a lost worker's delivery runs again within the task's deliveries whatever
+        ``retry_on`` says; anything else fails at once."""
         if isinstance(exc, TimeLimitExceeded) and not str(exc):
             exc = TimeLimitExceeded(f"task exceeded its time limit of {task.time_limit}s")
-        cause = exc.exc if isinstance(exc, Retry) and exc.exc is not None else exc
+        if isinstance(exc, SoftTimeLimitExceeded) and not str(exc):
+            exc = SoftTimeLimitExceeded(f"task exceeded its soft time limit of {task.soft_time_limit}s")
+        policy = task.retry_policy
+        if isinstance(exc, WorkerLost):  # not a retry: run it again while it has deliveries left
+            delay: float | None = 0.0 if attempt < deliveries_allowed(policy.max_retries) else None
+        else:
+            delay = policy.next_delay(attempt, exc)
+        cause: BaseException = exc.exc if isinstance(exc, Retry) and exc.exc is not None else exc
+        if isinstance(exc, Retry) and exc.exc is None and delay is None:
+            limit = exc.max_retries if exc.max_retries is not None else policy.max_retries
+            cause = MaxRetriesExceededError(f"Can't retry {task.name}[{env.id}]: max_retries={limit} spent")
         error_type, message = exception_name(cause), str(cause)
         trace = "".join(tb.format_exception(cause))
-        delay = task.retry_policy.next_delay(attempt, exc)
         if delay is None:
+            if delivery.receipt is _EAGER_RECEIPT:
+                self.eager_exception = cause
             self._write_failure(env, task, error_type, message, trace, attempt)
-            why = "retries exhausted" if not task.retry_policy.retries_left(attempt) else "not retryable"
+            if isinstance(exc, WorkerLost):
+                why = "deliveries spent"
+            elif isinstance(exc, Retry) or policy.autoretries(exc):
+                why = "retries exhausted"
+            else:
+                why = "not retryable"
             return self._dead(
                 delivery, env, attempt, f"{error_type}: {message} ({why} after attempt {attempt})", started
             )
         self._write_error(env, task, states.RETRY, error_type, message, trace, attempt)
         self._log("retried", env, delivery, attempt, started, error=f"{error_type}: {message}", delay=round(delay, 3))
+        update: dict[str, Any] = {"retries": attempt, "eta": time.time() + delay if delay else None}
+        queue = delivery.queue
+        if isinstance(exc, Retry):
+            if exc.args_override is not None or exc.kwargs_override is not None:
+                new_args, new_kwargs = task.validator.to_message(
+                    env.args if exc.args_override is None else exc.args_override,
+                    env.kwargs if exc.kwargs_override is None else exc.kwargs_override,
+                )
+                update.update(args=new_args, kwargs=new_kwargs)
+            if exc.queue and delivery.receipt is not _EAGER_RECEIPT:
+                queue = exc.queue
         limits = self.app.broker.limits
+        same_message = "args" not in update and queue == delivery.queue and policy.max_retries is not None
         # delivery_count 0: this delivery was not counted (e.g. a push without deliveryAttempt)
-        if limits.counts_deliveries and delivery.delivery_count > 0 and delay <= limits.max_lease_s:
+        if same_message and limits.counts_deliveries and delivery.delivery_count > 0 and delay <= limits.max_lease_s:
             return RetryIn(delay)
-        again = env.model_copy(update={"retries": attempt, "eta": time.time() + delay if delay else None})
-        return Requeue(self._message(again, delay, delivery), event="retried")
+        again = env.model_copy(update=update)
+        message_out = self._message(again, delay, delivery)
+        if queue != delivery.queue:  # sent first, then acked: at-least-once holds
+            max_delay = limits.max_delay_s  # the envelope's eta defers the rest
+            if max_delay is not None and message_out.delay_s > max_delay:
+                message_out = dataclasses.replace(message_out, delay_s=max_delay)
+            self.app.broker.send(queue, [message_out])
+            return Ack("retried")
+        return Requeue(message_out, event="retried")
 
     def _defer(self, delivery: Delivery, env: Envelope, remaining: float) -> Outcome:
         """Not yet due: send it on again for the rest of its delay, without spending an attempt."""
@@ -438,7 +503,7 @@ class Executor:
         attempt: int,
     ) -> None:
         """A RETRY or FAILURE record; failures are written even for ignore_result tasks."""
-        final = state == states.FAILURE
+        final = state != states.RETRY
         record = ResultRecord(
             env.id,
             state,
@@ -476,3 +541,15 @@ class Executor:
             **extra,
         }
         log.info(" ".join(f"{k}={v}" for k, v in fields.items()))
+
+
+class EagerWriter:
+    """Keeps the records of eager runs (``task.apply()``), forwarding them to ``store`` if given."""
+
+    def __init__(self, store: ResultWriter | None = None) -> None:
+        self.store = store
+        self.records: dict[str, ResultRecord] = {}
+
+    def set(self, record: ResultRecord) -> bool:
+        self.records[record.task_id] = record
+        return self.store.set(record) if self.store is not None else True

@@ -45,7 +45,7 @@ from cloudq import App
 app = App("burst-contract")
 
 
-@app.task(bind=True, retry_backoff=2, retry_jitter=False, max_retries=3)
+@app.task(bind=True, retry_backoff=2, retry_jitter=False, max_retries=3, autoretry_for=(ConnectionError,))
 def flaky(self) -> int:
     if self.request.attempt < 2:
         raise ConnectionError("the first attempt fails")

@@ -1,5 +1,8 @@
 """The quickstart app: an adder, a task that fails once and retries, and a slow task.
 
+As in Celery, a task retries only when asked: ``autoretry_for`` names the exceptions that retry
+(``self.retry(exc=..., countdown=...)`` asks from inside the task).
+
 With nothing configured, broker and results live in ./cloudq.db (SQLite, the embedded default);
 set CLOUDQ_BROKER / CLOUDQ_RESULTS (e.g. sqs:// and dynamodb://cloudq-results) to move to the cloud.
 """
@@ -18,7 +21,7 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-@app.task(bind=True, max_retries=3, retry_backoff=0.2)
+@app.task(bind=True, autoretry_for=(ConnectionError,), retry_kwargs={"max_retries": 3}, retry_backoff=0.2)
 def flaky_fetch(self, url: str) -> str:
     """Fails on its first attempt, as a flaky network call would; the retry succeeds."""
     if self.request.attempt < 2:

@@ -69,7 +69,7 @@ def test_a_delayed_task_runs_once_not_early_and_spends_no_attempt(app: App) -> N
 
 
 def test_retries_with_backoff_count_attempts_from_pubsub(app: App) -> None:
-    @app.task(bind=True, max_retries=3, retry_backoff=1, retry_jitter=False)
+    @app.task(bind=True, max_retries=3, retry_backoff=1, retry_jitter=False, autoretry_for=(ConnectionError,))
     def flaky(self) -> int:
         if self.request.attempt < 3:
             raise ConnectionError("flaky network")

@@ -89,7 +89,7 @@ def test_successes_are_reported_done_and_results_stored(sqs: Any, prefix: str) -
 def test_retries_get_their_backoff_as_visibility_in_one_batch_call(aws: MotoServer, sqs: Any, prefix: str) -> None:
     app = make_app(prefix)
 
-    @app.task(max_retries=2, retry_backoff=3)
+    @app.task(max_retries=2, retry_backoff=3, autoretry_for=(ValueError,))
     def flaky(n: int) -> int:
         raise ValueError(f"boom {n}")
 

@@ -58,7 +58,7 @@ def test_retry_answers_non_2xx_and_the_redelivery_succeeds(
     app = make_app(project, unique)
     calls: list[int] = []
 
-    @app.task(max_retries=3, retry_backoff=0.1)
+    @app.task(max_retries=3, retry_backoff=0.1, autoretry_for=(ConnectionError,))
     def flaky(n: int) -> int:
         calls.append(n)
         if len(calls) == 1:

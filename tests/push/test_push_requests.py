@@ -41,7 +41,7 @@ def counted(project: str, unique: str) -> tuple[App, list[int]]:
         runs.append(n)
         return n
 
-    @app.task(name="fail", max_retries=1, retry_backoff=7)
+    @app.task(name="fail", max_retries=1, retry_backoff=7, autoretry_for=(Exception,))
     def fail(n: int) -> None:
         runs.append(n)
         raise ValueError(f"failed {n}")

@@ -39,7 +39,7 @@ def test_retry_with_backoff_then_success_in_burst_mode(make_app):
     app = make_app()
     calls: list[float] = []
 
-    @app.task(bind=True, max_retries=3, retry_backoff=0.1, retry_jitter=False)
+    @app.task(bind=True, max_retries=3, retry_backoff=0.1, retry_jitter=False, autoretry_for=(ConnectionError,))
     def flaky(self) -> int:
         calls.append(time.monotonic())
         if self.request.attempt < 3:
@@ -59,7 +59,7 @@ def test_retry_with_backoff_then_success_in_burst_mode(make_app):
 def test_dead_letter_after_max_retries(make_app):
     app = make_app()
 
-    @app.task(max_retries=2)
+    @app.task(max_retries=2, autoretry_for=(ValueError,))
     def always_fails() -> None:
         raise ValueError("broken for good")
 
