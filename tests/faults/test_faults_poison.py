@@ -8,6 +8,7 @@ attributes); the self-check proves the accounting notices a message that vanishe
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Callable
@@ -92,9 +93,10 @@ def send_table(ledger: Ledger, target: Target, forged_ids: list[str]) -> list[Se
     bad: list[Sent] = []
     ledger.canary("canary-first")
     for label, (body, reasons) in BODIES.items():
-        if target.name == "sqs" and label == "not-utf8":
-            body = sqs_text(body)
-        bad.append(ledger.bad(label, body, {}, reasons))
+        attributes: dict[str, str] = {}
+        if target.name == "sqs" and label == "not-utf8":  # SQS carries text: binary goes as cloudq sends it
+            body, attributes = base64.b64encode(body), {"cloudq-encoding": "base64"}
+        bad.append(ledger.bad(label, body, attributes, reasons))
         ledger.canary(f"canary-after-{label}")
     for label, (maybe_body, attributes) in FORGED[target.name].items():
         forged_ids.append(f"forged-{uuid.uuid4().hex[:8]}")
