@@ -33,6 +33,7 @@ from cloudq.interfaces import Claim, ResultRecord
 from cloudq.states import STARTED
 
 from . import firestore_records as fr
+from .deadline import Deadline
 from .errors import FIRESTORE, translated
 from .gcs_offload import GCSOffload
 from .options import FirestoreOptions
@@ -94,17 +95,27 @@ class FirestoreResultStore:
         return self._db().collection(self.options.collection).document(fr.document_id(task_id))
 
     def _run(
-        self, action: str, call: Callable[..., T], *args: Any, expected: tuple[type[Exception], ...] = (), **kwargs: Any
+        self,
+        action: str,
+        call: Callable[..., T],
+        *args: Any,
+        expected: tuple[type[Exception], ...] = (),
+        deadline: Deadline | None = None,
+        **kwargs: Any,
     ) -> T:
-        """Call with this store's retry and timeout; ``expected`` errors reach the caller untranslated."""
+        """Call with this store's retry and timeout, or within ``deadline``; ``expected`` errors
+        reach the caller untranslated."""
         self._db()
+        assert self._retry is not None
         with self._lock:
             self.requests[call.__name__] += 1
-        with translated(FIRESTORE, f"{action} in {self.options.collection}", keep=expected):
-            return call(*args, retry=self._retry, timeout=self.options.timeout, **kwargs)
+        action = f"{action} in {self.options.collection}"
+        with translated(FIRESTORE, action, keep=expected):
+            limits = {"retry": self._retry, "timeout": self.options.timeout}
+            return call(*args, **(deadline.request(self._retry, action) if deadline else limits), **kwargs)
 
-    def _read(self, ref: DocumentReference) -> DocumentSnapshot:
-        return self._run(f"reading {ref.id}", ref.get)
+    def _read(self, ref: DocumentReference, deadline: Deadline | None = None) -> DocumentSnapshot:
+        return self._run(f"reading {ref.id}", ref.get, deadline=deadline)
 
     def _record(self, fields: dict[str, Any]) -> ResultRecord:
         if fr.RESULT_REF in fields:
@@ -128,7 +139,8 @@ class FirestoreResultStore:
     # -- ResultStore ----------------------------------------------------------------------------
 
     def get(self, task_id: str) -> ResultRecord | None:
-        fields = self._live(self._read(self._doc(task_id)), time.time())
+        """One read within ``send_timeout``: callers (``.status``, ``.get()``) wait on it."""
+        fields = self._live(self._read(self._doc(task_id), Deadline(self.options.send_timeout, FIRESTORE)), time.time())
         return self._record(fields) if fields is not None else None
 
     def set(self, record: ResultRecord) -> bool:

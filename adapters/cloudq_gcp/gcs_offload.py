@@ -62,14 +62,17 @@ class GCSOffload:
                     self._bucket = self._client.bucket(self.bucket_name)
         return self._bucket
 
-    def put(self, data: bytes, content_type: str = "application/octet-stream") -> str:
-        """Store ``data`` under a new key; returns its ``gs://`` reference."""
+    def put(self, data: bytes, content_type: str = "application/octet-stream", timeout: float | None = None) -> str:
+        """Store ``data`` under a new key; returns its ``gs://`` reference. ``timeout``: what is
+        left of a producer's deadline, instead of this offload's own."""
         from google.api_core.exceptions import NotFound
 
         key = f"{self.prefix}{uuid.uuid4().hex}"
         with translated(STORAGE, f"uploading {len(data)} bytes to gs://{self.bucket_name}"):
             try:
-                self._get_bucket().blob(key).upload_from_string(data, content_type=content_type, timeout=self.timeout)
+                self._get_bucket().blob(key).upload_from_string(
+                    data, content_type=content_type, timeout=timeout or self.timeout
+                )
             except NotFound:
                 raise ConfigurationError(
                     f"Cloud Storage bucket {self.bucket_name!r} does not exist: create it (cloudq deploy does) "

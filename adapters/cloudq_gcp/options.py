@@ -13,7 +13,7 @@ from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cloudq.backends.urls import Parser, as_bool, as_number, as_text, read_options
+from cloudq.backends.urls import Parser, as_bool, as_number, as_text, number_in, read_options
 from cloudq.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ MAX_ACK_DEADLINE_S = 600  # also the most one modify_ack_deadline can set
 MIN_DELIVERY_ATTEMPTS = 5  # a dead-letter policy's max_delivery_attempts: 5-100
 MAX_DELIVERY_ATTEMPTS = 100
 DEFAULT_TIMEOUT_S = 30.0  # per request, retries included
+SEND_TIMEOUT_S = 10.0  # a producer's whole call (send, result read), retries and queue setup included
 DEFAULT_PREFIX = "cloudq-"
 
 PROJECT_ENV_VARS = ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
@@ -81,7 +82,12 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
-_COMMON: dict[str, Parser] = {"project": as_text, "bucket": as_text, "timeout": _timeout}
+_COMMON: dict[str, Parser] = {
+    "project": as_text,
+    "bucket": as_text,
+    "timeout": _timeout,
+    "send_timeout": number_in(1, 300),
+}
 PUBSUB_PARSERS: dict[str, Parser] = {
     **_COMMON,
     "prefix": lambda n, v: as_text(n, v) or "",
@@ -103,6 +109,7 @@ class PubSubOptions:
     create_missing: bool = True
     ordered: tuple[str, ...] = ()  # queue names or globs ("orders-*", "*") delivered in ordering-key order
     timeout: float = DEFAULT_TIMEOUT_S
+    send_timeout: float = SEND_TIMEOUT_S
 
     def is_ordered(self, queue: str) -> bool:
         return any(fnmatchcase(queue, pattern) for pattern in self.ordered)
@@ -116,6 +123,7 @@ class PubSubOptions:
             "create_missing": settings.create_missing,
             "ordered": (),
             "timeout": DEFAULT_TIMEOUT_S,
+            "send_timeout": SEND_TIMEOUT_S,
         }
         opts = read_options(url, settings.broker_options, PUBSUB_PARSERS, defaults, base_name="broker_options")
         return cls(
@@ -127,6 +135,7 @@ class PubSubOptions:
             create_missing=opts["create_missing"],
             ordered=opts["ordered"],
             timeout=opts["timeout"],
+            send_timeout=opts["send_timeout"],
         )
 
 
@@ -138,10 +147,11 @@ class FirestoreOptions:
     database: str = "(default)"
     timeout: float = DEFAULT_TIMEOUT_S
     listen: bool = True  # wait with a snapshot listener; False polls
+    send_timeout: float = SEND_TIMEOUT_S  # a result read's total deadline
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> FirestoreOptions:
-        defaults = {"timeout": DEFAULT_TIMEOUT_S, "listen": True}
+        defaults = {"timeout": DEFAULT_TIMEOUT_S, "listen": True, "send_timeout": SEND_TIMEOUT_S}
         opts = read_options(url, settings.results_options, FIRESTORE_PARSERS, defaults, base_name="results_options")
         parts = urlsplit(url)
         collection = (parts.netloc + parts.path).strip("/")
@@ -157,4 +167,5 @@ class FirestoreOptions:
             database=opts.get("database") or "(default)",
             timeout=opts["timeout"],
             listen=opts["listen"],
+            send_timeout=opts["send_timeout"],
         )

@@ -49,6 +49,7 @@ from cloudq.errors import BackendUnavailable, CloudqError, ConfigurationError, M
 from cloudq.interfaces import UNKNOWN, BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
 
 from . import deferral
+from .deadline import Deadline
 from .errors import PUBSUB, translated
 from .gcs_offload import GCS_MAX_OBJECT_BYTES, ClaimCheckMissing, GCSOffload
 from .options import MAX_ACK_DEADLINE_S, PubSubOptions
@@ -189,26 +190,26 @@ class PubSubBroker:
                     warnings.filterwarnings("ignore", "The return_immediately flag is deprecated", DeprecationWarning)
         return self._publisher, self._subscriber, self._retry
 
-    def _paths(self, queue: str) -> QueuePaths:
+    def _paths(self, queue: str, deadline: Deadline | None = None) -> QueuePaths:
         paths = self._queues.get(queue)
         if paths is None:
             publisher, subscriber, retry = self._clients()
-            paths = QueueAdmin(self.options, publisher, subscriber, retry).ensure(queue)
+            paths = QueueAdmin(self.options, publisher, subscriber, retry, deadline).ensure(queue)
             self._queues[queue] = paths
         return paths
 
-    def _on_queue(self, queue: str, call: Callable[[QueuePaths], T]) -> T:
+    def _on_queue(self, queue: str, call: Callable[[QueuePaths], T], deadline: Deadline | None = None) -> T:
         """``call`` with the queue's paths. When Pub/Sub no longer knows a cached topic or
         subscription (deleted, or an emulator restarted), forget the paths, ensure them again
         (``create_missing`` recreates them with their dead-letter policy, else QueueNotFound names
-        ``cloudq deploy``) and call once more."""
+        ``cloudq deploy``) and call once more. ``deadline`` bounds the queue setup too."""
         try:
-            return call(self._paths(queue))
+            return call(self._paths(queue, deadline))
         except QueueNotFound as exc:
             if self._queues.pop(queue, None) is None:
                 raise  # not from a stale cache: ensure() itself found nothing
             log.warning("queue %r lost its Pub/Sub resources (%s); preparing it again", queue, exc)
-            return call(self._paths(queue))
+            return call(self._paths(queue, deadline))
 
     def _call(self, method: str, action: str, **request: Any) -> Any:
         _, subscriber, retry = self._clients()
@@ -218,14 +219,18 @@ class PubSubBroker:
     # -- publishing -----------------------------------------------------------------------------
 
     def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Within one total deadline (``send_timeout``): offloads, the queue's setup on first use
+        and every publish; past it BackendUnavailable names the endpoint."""
         if not messages:
             return []
         outs = [self._outgoing(queue, m) for m in messages]  # checks every size before anything is sent
+        deadline = Deadline(self.options.send_timeout, PUBSUB)
+        action = f"publishing to queue {queue!r}"
         for i, out in enumerate(outs):
             if self.offload is not None and out.too_big():
-                ref = self.offload.put(out.data, self._labels[CONTENT_TYPE])
+                ref = self.offload.put(out.data, self._labels[CONTENT_TYPE], timeout=deadline.left(action))
                 outs[i] = Outgoing(b"", {**out.attributes, CLAIM: ref}, out.ordering_key)
-        self._on_queue(queue, lambda paths: self._publish(paths.topic, outs, f"publishing to queue {queue!r}"))
+        self._on_queue(queue, lambda paths: self._publish(paths.topic, outs, action, deadline), deadline)
         return [out.attributes[MESSAGE_ID] for out in outs]
 
     def _outgoing(self, queue: str, message: OutgoingMessage) -> Outgoing:
@@ -253,24 +258,32 @@ class PubSubBroker:
             )
         return out
 
-    def _publish(self, topic: str, outs: Sequence[Outgoing], action: str) -> None:
-        """Publish all, then wait for all: the client packs them into as few requests as it can."""
+    def _publish(self, topic: str, outs: Sequence[Outgoing], action: str, deadline: Deadline | None = None) -> None:
+        """Publish all, then wait for all: the client packs them into as few requests as it can.
+        With a ``deadline`` each publish request gets what is left of it as its timeout and retry
+        budget (the client keeps ordered publishes retrying until they succeed: the wait on their
+        futures still ends at the deadline)."""
         if not outs:
             return
-        publisher, _, _ = self._clients()
+        publisher, _, retry = self._clients()
         ordering = bool(self.options.ordered)  # the publisher only takes keys when ordering is on
-        wait = self.options.timeout + 10
+        fixed = self.options.timeout + 10
         with translated(PUBSUB, action):
+            request = deadline.request(retry, action) if deadline is not None else {}
             futures = [
-                publisher.publish(topic, o.data, ordering_key=o.ordering_key if ordering else "", **o.attributes)
+                publisher.publish(
+                    topic, o.data, ordering_key=o.ordering_key if ordering else "", **request, **o.attributes
+                )
                 for o in outs
             ]
             for out, future in zip(outs, futures, strict=True):
                 try:
-                    future.result(timeout=wait)
+                    future.result(timeout=fixed if deadline is None else deadline.left(action))
                 except TimeoutError:
+                    if deadline is not None:
+                        raise deadline.passed(action) from None
                     raise BackendUnavailable(
-                        f"{PUBSUB.where()} did not confirm a publish within {wait:.0f}s while {action}"
+                        f"{PUBSUB.where()} did not confirm a publish within {fixed:.0f}s while {action}"
                     ) from None
                 except Exception:
                     if out.ordering_key and ordering:  # a failed publish pauses its key until resumed

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from google.api_core.retry import Retry
     from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient  # type: ignore[import-untyped]
 
+    from .deadline import Deadline
+
 DEAD_SUFFIX = "-dead"
 
 
@@ -70,17 +72,26 @@ def subscription_requests(
 
 
 class QueueAdmin:
-    """Makes sure a queue's resources exist and match what the broker relies on."""
+    """Makes sure a queue's resources exist and match what the broker relies on. With a
+    ``deadline`` (a producer's first send) every request shares what is left of it."""
 
     def __init__(
-        self, options: PubSubOptions, publisher: PublisherClient, subscriber: SubscriberClient, retry: Retry
+        self,
+        options: PubSubOptions,
+        publisher: PublisherClient,
+        subscriber: SubscriberClient,
+        retry: Retry,
+        deadline: Deadline | None = None,
     ) -> None:
         self.options = options
         self.publisher = publisher
         self.subscriber = subscriber
         self.retry = retry
+        self.deadline = deadline
 
     def _call(self, method: Any, **request: Any) -> Any:
+        if self.deadline is not None:
+            return method(request=request, **self.deadline.request(self.retry, "preparing the queue"))
         return method(request=request, retry=self.retry, timeout=self.options.timeout)
 
     def ensure(self, queue: str) -> QueuePaths:

@@ -28,9 +28,9 @@ class CountingStore(FirestoreResultStore):
 
     reads = 0
 
-    def _read(self, ref: Any) -> Any:
+    def _read(self, ref: Any, deadline: Any = None) -> Any:
         self.reads += 1
-        return super()._read(ref)
+        return super()._read(ref, deadline)
 
 
 def make_store(project: str, unique: str, **overrides: object) -> CountingStore:
