@@ -26,6 +26,9 @@ class BrokerLimits:
     native_dead_letter: bool = True
     counts_deliveries: bool = True  # False: retries must re-enqueue with the count in the envelope
     ordering: bool = False  # honours ordering keys (one in flight per key)
+    # the fewest messages worth one receive call: a worker holds at least min(this, max_batch), so
+    # receives on request-billed services (SQS: 10 per ReceiveMessage) do not come back partly empty
+    min_receive_batch: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,36 +78,61 @@ class Broker(Protocol):
     """A queue service with SQS-like lease semantics.
 
     ``receive`` leases up to ``max_messages`` for ``lease_s`` seconds; a leased message not
-    acked within its lease is delivered again with ``delivery_count`` one higher.
+    acked within its lease is delivered again with ``delivery_count`` one higher. Every method
+    taking deliveries accepts an empty sequence (a no-op, no request) and deliveries from several
+    queues, and treats a stale receipt (its lease expired and the message was delivered again, or
+    it was already settled) as a no-op where the service can tell (``BrokerContract``'s
+    ``stale_receipts_ignored``). Delivery is at least once: a message may arrive twice.
     """
 
     limits: BrokerLimits
 
-    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]: ...
+    def send(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
+        """Enqueue ``messages`` (any number: split into ``limits.max_batch`` calls) and return one
+        distinct message id per message, in send order. A body above ``limits.max_body_bytes``
+        raises MessageTooLarge before anything is sent; ``delay_s`` above ``limits.max_delay_s``
+        is the caller's to split (the executor sends in hops)."""
 
-    def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]: ...
+    def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]:
+        """Lease up to ``max_messages`` ready messages for ``lease_s`` seconds. With none ready,
+        wait up to ``wait_s`` (at most ``limits.max_wait_s`` server-side) for one to arrive before
+        returning an empty list: a broker must not return at once while ``wait_s`` is left, or idle
+        workers spin. A message the transport cannot decode comes back with ``malformed`` set;
+        one bad message never fails the whole receive."""
 
-    def ack(self, deliveries: Sequence[Delivery]) -> None: ...
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Settle: the messages are done and never delivered again (their claim-check objects go
+        too). A stale receipt is a no-op."""
 
     def nack(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
-        """Give messages back; they become receivable after ``delay_s``."""
+        """Give messages back; they become receivable after ``delay_s`` (at most
+        ``limits.max_lease_s``) and their next delivery counts one higher."""
 
     def release(self, deliveries: Sequence[Delivery]) -> None:
-        """Give back messages that were never started, as if never received where possible."""
+        """Give back messages that were never started, at once and as if never received where
+        possible (the unstarted receive does not spend a delivery)."""
 
     def extend(self, deliveries: Sequence[Delivery], lease_s: float) -> None:
         """Reset the lease of messages still being worked on to ``lease_s`` from now."""
 
     def dead_letter(self, deliveries: Sequence[Delivery], reason: str) -> None:
-        """Move messages to the queue's dead-letter queue, recording ``reason``."""
+        """Move messages to the queue's dead-letter queue, keeping body and message id and
+        recording ``reason``; they leave the queue."""
 
-    def stats(self, queue: str) -> QueueStats: ...
+    def stats(self, queue: str) -> QueueStats:
+        """Message counts by state. Cloud services count approximately (SQS) or not at all:
+        a count the service cannot tell is ``UNKNOWN``, never a guess."""
 
-    def purge(self, queue: str) -> int: ...
+    def purge(self, queue: str) -> int:
+        """Drop every ready, delayed and in-flight message of ``queue``; returns how many, as
+        exactly as ``stats`` counts them. Acks and nacks of purged leases change nothing."""
 
-    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]: ...
+    def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
+        """Up to ``limit`` dead letters of ``queue``, oldest first where the service orders them;
+        reading them does not remove them."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release connections and threads. Idempotent; the broker is not used afterwards."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +184,9 @@ class Claim:
 
 @runtime_checkable
 class ResultStore(Protocol):
+    """One record per task id, with conditional writes so no read precedes a write and a terminal
+    record (SUCCESS/FAILURE) is never overwritten. Records past ``expires_at`` read as absent."""
+
     def get(self, task_id: str) -> ResultRecord | None:
         """The record, or None when absent or expired (strongly consistent)."""
 
@@ -166,6 +197,105 @@ class ResultStore(Protocol):
         """Claim a task for running: succeeds unless it is terminal or claimed by someone
         else until a time still in the future."""
 
-    def forget(self, task_id: str) -> None: ...
+    def forget(self, task_id: str) -> None:
+        """Delete the record (and any offloaded result); absent is not an error."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release connections and threads. Idempotent."""
+
+
+# Optional capabilities. The core checks them with isinstance and falls back when a backend
+# lacks one, so an adapter implements only what its service does natively.
+
+
+@runtime_checkable
+class AsyncSender(Protocol):
+    """A broker that sends from an event loop without blocking it (SQS via aiobotocore); others
+    are sent from a worker thread. Same contract as ``Broker.send``."""
+
+    async def send_async(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]: ...
+
+
+@runtime_checkable
+class AsyncResultReader(Protocol):
+    """A result store read natively from an event loop (DynamoDB via aiobotocore); others are
+    read from a worker thread. Same contract as ``ResultStore.get``."""
+
+    async def get_async(self, task_id: str) -> ResultRecord | None: ...
+
+
+@runtime_checkable
+class ResultWaiter(Protocol):
+    """A result store that is told when a record changes (Firestore listeners, the memory store's
+    condition), so ``AsyncResult.get`` waits without polling."""
+
+    def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
+        """Block until the record is terminal or ``timeout`` seconds pass (None: forever);
+        returns the record as it then is (None when absent)."""
+
+
+@runtime_checkable
+class ManyWriter(Protocol):
+    """A result store that writes many records in one transaction (SQLite): the worker then
+    batches its result writes (``runtime/result_batch.py``)."""
+
+    def set_many(self, records: Sequence[ResultRecord]) -> None:
+        """``set`` for each record, all or nothing: on failure none is written and it raises."""
+
+
+# Declared for what comes (canvas, periodic tasks, operations): nothing implements them yet; the
+# contracts are fixed here first so adapters grow them in one shape.
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    """One row of a task listing: enough to find a task, not its result."""
+
+    task_id: str
+    task_name: str
+    state: str
+    updated_at: float  # epoch seconds of the record's last write
+
+
+@runtime_checkable
+class TaskIndex(Protocol):
+    """A result store that lists recent tasks (``cloudq inspect``, dashboards)."""
+
+    def recent(self, states: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[TaskSummary]:
+        """Up to ``limit`` tasks whose state is one of ``states`` (all when empty) written at or
+        after ``since`` (epoch seconds), newest first. May lag writes by a few seconds (a
+        secondary index); expired records are not listed."""
+
+
+@runtime_checkable
+class AtomicCounter(Protocol):
+    """Counters for chords: the header's tasks each increment, the one that sees the total runs
+    the body, so the body runs exactly once without a coordinator."""
+
+    def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
+        """Add ``by`` atomically (creating the counter at 0) and return the new value: two
+        concurrent increments never return the same value. ``expires_at`` (epoch seconds) lets
+        the store drop an abandoned counter."""
+
+    def delete_counter(self, key: str) -> None:
+        """Remove the counter; absent is not an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """A worker's presence record."""
+
+    worker_id: str
+    seen_at: float  # epoch seconds
+    info: Mapping[str, str] = field(default_factory=dict)  # hostname, queues, concurrency, version
+
+
+@runtime_checkable
+class HeartbeatStore(Protocol):
+    """TTL'd worker presence records (``cloudq inspect`` lists live workers)."""
+
+    def beat(self, heartbeat: Heartbeat, ttl_s: float) -> None:
+        """Write or refresh the record; it reads as absent ``ttl_s`` seconds after its last beat."""
+
+    def alive(self) -> list[Heartbeat]:
+        """Workers whose last beat has not expired, in any order."""

@@ -14,23 +14,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-from ..interfaces import Broker, Delivery, OutgoingMessage
+from ..interfaces import Broker, Delivery
+from ..util.chunks import chunks
 from .batching import Batcher
-from .executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
+from .executor import Ack, Outcome
 from .givebacks import GiveBacks
+from .settle import settle
 
 log = logging.getLogger("cloudq.worker")
-T = TypeVar("T")
 
 ACK_INTERVAL_S = 0.5
 TIMED_INTERVAL_S = 0.005  # retries, requeues and dead letters: their clocks start at the flush
-
-
-def chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 class Acker:
@@ -79,20 +76,9 @@ class Acker:
     def _apply(self, batch: list[tuple[Delivery, Outcome]]) -> None:
         if self.before_apply is not None and not self._call("result write", len(batch), self.before_apply)[0]:
             return
-        acks: list[Delivery] = []
-        nacks: dict[float, list[Delivery]] = {}
-        dead: dict[str, list[Delivery]] = {}
-        sends: dict[str, list[tuple[Delivery, OutgoingMessage]]] = {}
-        for delivery, outcome in batch:
-            if isinstance(outcome, Ack):
-                acks.append(delivery)
-            elif isinstance(outcome, RetryIn):
-                nacks.setdefault(outcome.delay_s, []).append(delivery)
-            elif isinstance(outcome, Requeue):
-                sends.setdefault(delivery.queue, []).append((delivery, outcome.message))
-            elif isinstance(outcome, DeadLetter):
-                dead.setdefault(outcome.reason, []).append(delivery)
-        for queue, pairs in sends.items():
+        settled = settle(batch)
+        acks = settled.acks
+        for queue, pairs in settled.sends.items():
             for part in chunks(pairs, self.max_batch):
                 # the copy must exist before the original goes: if sending fails, keep the original
                 sent, ids = self._call("send", len(part), self.broker.send, queue, [message for _, message in part])
@@ -103,11 +89,11 @@ class Acker:
                         for message_id, (_, message) in zip(ids, part, strict=False):
                             self.givebacks.add([message_id], message.delay_s)
         self._each("ack", acks, self.broker.ack)
-        for delay, group in nacks.items():
+        for delay, group in settled.nacks.items():
             done = self._each("nack", group, self.broker.nack, delay)
             if self.givebacks is not None:
                 self.givebacks.add([d.message_id for d in done], delay)
-        for reason, group in dead.items():
+        for reason, group in settled.dead.items():
             self._each("dead_letter", group, self.broker.dead_letter, reason)
 
     def _each(

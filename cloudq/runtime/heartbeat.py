@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from ..interfaces import Broker
-from .acker import chunks
+from ..util.chunks import chunks
 from .inbox import Held
 
 log = logging.getLogger("cloudq.worker")

@@ -9,18 +9,11 @@ stay pending and the acker leaves the batch's messages to come back after their 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
-
-from ..interfaces import ResultRecord
+from ..interfaces import ManyWriter, ResultRecord
 from .batching import Batcher
 
 FLUSH_AFTER_S = 0.005
 MAX_BATCH = 500
-
-
-class ManyWriter(Protocol):
-    def set_many(self, records: Sequence[ResultRecord]) -> None: ...
 
 
 class BatchedResults:

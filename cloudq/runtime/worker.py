@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
-from ..interfaces import Broker, Delivery
-from .acker import ACK_INTERVAL_S, Acker, chunks
+from ..interfaces import Broker, Delivery, ManyWriter
+from ..util.chunks import chunks
+from .acker import ACK_INTERVAL_S, Acker
 from .burst import DEFAULT_MAX_WAIT_S, Burst
 from .consumer import Consumer
 from .executor import Executor
@@ -42,9 +43,8 @@ log = logging.getLogger("cloudq.worker")
 POOLS = ("threads", "process", "async")
 DEFAULT_KILL_GRACE_S = 2.0  # process pool: seconds past a task's time limit before its child is killed
 DEFAULT_UNREACHABLE_TIMEOUT_S = 60.0  # burst mode: give up after receives failed this long
-MIN_FULL_BATCH = 10  # SQS's ReceiveMessage maximum: below it, receives are billed for fewer messages
-RECEIVE_SETTLE_S = 1.0
-ACK_LEASE_FRACTION = 0.1  # the heartbeat keeps at least a sixth of a lease; acks go out well before  # shutdown waits this long past the poll wait for a receive in flight
+RECEIVE_SETTLE_S = 1.0  # shutdown waits this long past the poll wait for a receive in flight
+ACK_LEASE_FRACTION = 0.1  # the heartbeat keeps at least a sixth of a lease; acks go out well before
 
 
 class _Waker:
@@ -255,9 +255,10 @@ class Worker:
 
     def capacity(self, broker: Broker) -> int:
         """Messages held at most: prefetch x concurrency, but never less than one full receive
-        batch of a cloud broker (10 on SQS), or every receive would come back partly empty and
+        batch (``limits.min_receive_batch``), or every receive would come back partly empty and
         cost requests for nothing."""
-        return max(self.prefetch_multiplier * self.concurrency, min(broker.limits.max_batch, MIN_FULL_BATCH))
+        limits = broker.limits
+        return max(self.prefetch_multiplier * self.concurrency, min(limits.max_batch, limits.min_receive_batch))
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The async pool: one event loop in its own thread runs every slot's ``async def`` task,
@@ -279,9 +280,9 @@ class Worker:
         """Threads share one process: their result writes can share transactions when the store
         writes many at once (SQLite). Child processes write their own."""
         store = self.app.results
-        if self.pool == "process" or not callable(getattr(store, "set_many", None)):
+        if self.pool == "process" or not isinstance(store, ManyWriter):
             return None
-        return BatchedResults(store)  # type: ignore[arg-type]
+        return BatchedResults(store)
 
     def _runners(self) -> list[Runner]:
         if self.pool != "process":

@@ -1,0 +1,1 @@
+"""Small helpers with no cloudq dependencies, shared by the core and every adapter."""
