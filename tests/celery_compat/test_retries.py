@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cloudq import App, MaxRetriesExceededError, Retry, states
+from cloudq import App, MaxRetriesExceededError, states
 from cloudq.retry import FOREVER_LOST_DELIVERIES, RetryPolicy
 from cloudq.runtime.executor import Ack, DeadLetter, Requeue, RetryIn
 
@@ -67,6 +67,8 @@ def test_autoretry_without_countdown_waits_default_retry_delay(app: App) -> None
 
 
 def test_retry_backoff_is_exponential_capped_and_jittered() -> None:
+    assert RetryPolicy().next_delay(1, ValueError()) is None  # nothing retries unless listed
+    assert RetryPolicy(retry_on=(OSError,)).next_delay(1, OSError()) == 180.0  # backoff off: default delay
     policy = RetryPolicy(retry_on=(OSError,), backoff=True, backoff_max=600, jitter=False, max_retries=20)
     assert [policy.next_delay(n, OSError()) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
     assert policy.next_delay(15, OSError()) == 600.0  # retry_backoff_max
@@ -185,17 +187,19 @@ def test_retry_to_another_queue(app: App) -> None:
 def test_retry_throw_false_retries_after_the_task_returns(app: App) -> None:
     runs: list[int] = []
 
+    kinds: list[str] = []
+
     @app.task(bind=True, max_retries=1)
     def poll(self: Any) -> str:
         runs.append(self.request.retries)
         if self.request.retries == 0:
             returned = self.retry(countdown=0, throw=False)
-            assert isinstance(returned, Retry)
+            kinds.append(type(returned).__name__)
         return "done"
 
     result = poll.delay()
     drain(app, wait_delays=True)
-    assert runs == [0, 1]
+    assert runs == [0, 1] and kinds == ["Retry"]
     assert result.get(timeout=1) == "done"
 
 
@@ -236,7 +240,7 @@ def test_a_lost_worker_is_redelivered_within_max_retries_whatever_retry_on_says(
 
 
 def test_a_lost_process_runs_again_without_autoretry(app: App) -> None:
-    @app.task(max_retries=1)
+    @app.task(max_retries=1, retry_on=(ValueError,))
     def job() -> None:
         pass
 
@@ -255,10 +259,16 @@ def test_forever_tasks_are_still_bounded_when_their_worker_keeps_dying(app: App)
     def crashy() -> None:
         pass
 
-    crashy.delay()
-    for _ in range(FOREVER_LOST_DELIVERIES):
+    def delivered(times: int) -> Any:
+        crashy.delay()
+        for _ in range(times - 1):  # each delivery's worker died: the lease expires, no outcome
+            (delivery,) = app.broker.receive("default", 1, 30.0)
+            app.broker.nack([delivery], 0.0)
         (delivery,) = app.broker.receive("default", 1, 30.0)
-        app.broker.nack([delivery], 0.0)
-    (delivery,) = app.broker.receive("default", 1, 30.0)
-    outcome = app.executor.execute(delivery)
+        outcome = app.executor.execute(delivery)
+        app.broker.ack([delivery])
+        return outcome
+
+    assert delivered(5) == Ack()  # beyond the default 3 retries: max_retries=None is not 3
+    outcome = delivered(FOREVER_LOST_DELIVERIES + 1)
     assert isinstance(outcome, DeadLetter) and outcome.reason.startswith("WorkerLost")
