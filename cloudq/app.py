@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import inspect
 import math
 import os
 import sys
@@ -277,6 +278,11 @@ class App:
         for label, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
             if limit is not None and limit <= 0:
                 raise ConfigurationError(f"task {task_name}: {label} must be > 0 seconds, got {limit}")
+        if soft_time_limit is not None and inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(
+                f"task {task_name}: soft_time_limit is for sync tasks (raised in the task's thread); "
+                "an async def task can use asyncio.timeout() inside, and time_limit as the hard limit"
+            )
         if retry_on is not None and autoretry_for is not None:
             raise ConfigurationError(f"task {task_name}: give retry_on or its alias autoretry_for, not both")
         chosen = retry_on if retry_on is not None else autoretry_for

@@ -100,3 +100,13 @@ def test_exception_modules_setting_allows_importing_listed_modules(make_app: Any
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("shop_errors", None)
+
+
+def test_soft_time_limit_on_an_async_task_is_refused_not_ignored(app: App) -> None:
+    from cloudq import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="soft_time_limit is for sync tasks"):
+
+        @app.task(soft_time_limit=1)
+        async def fetch() -> None:
+            pass
