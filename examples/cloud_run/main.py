@@ -29,9 +29,10 @@ def slugify(title: str) -> str:
     return "-".join("".join(c if c.isalnum() else " " for c in text.lower()).split())
 
 
-@app.task(max_retries=3, retry_backoff=5, time_limit=60)
+@app.task(autoretry_for=(ConnectionError, TimeoutError), max_retries=3, retry_backoff=5, time_limit=60)
 def notify(user_id: int, message: str) -> str:
-    """A failure is retried: the push answer is 429 and Pub/Sub redelivers after its retry policy."""
+    """A connection failure is retried (as in Celery, only the exceptions named in ``autoretry_for``):
+    the push answer is 429 and Pub/Sub redelivers after its retry policy."""
     if user_id < 0:
         raise Reject(f"user {user_id} does not exist")  # final: dead-lettered with this reason
     return f"notified user {user_id}: {message}"
