@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cloudq_gcp.emulators import Emulator, EmulatorMissing
+from cloudq_gcp.emulators import start as start_emulator
 
 for _folder in ("aws", "gcp"):
     _path = str(Path(__file__).resolve().parents[1] / _folder)
@@ -78,6 +82,44 @@ def pubsub_target(
     base = f"projects/{project}/%s/t{unique}-default"
     yield Target("pubsub", module, PubSubQueue(base % "topics", base % "subscriptions"), lease_s=10.0)  # type: ignore[arg-type]
     app.close()
+
+
+@dataclass
+class OwnPubSub:
+    """A Pub/Sub emulator of one test's own, which the test may restart in place (same port,
+    nothing kept: Google's emulator holds topics and subscriptions in memory only)."""
+
+    emulator: Emulator
+    log_dir: Path
+    sdk: Path | None
+
+    def restart(self, down_s: float) -> None:
+        port = int(self.emulator.host.rsplit(":", 1)[1])
+        self.emulator.stop()
+        time.sleep(down_s)
+        self.emulator = start_emulator("pubsub", self.log_dir, self.sdk, port=port)
+
+
+@pytest.fixture
+def own_pubsub_target(
+    gcloud_sdk: Path | None, project: str, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Target, OwnPubSub]]:
+    """Pub/Sub on an emulator of this test's own (results in a SQLite file: only Pub/Sub restarts)."""
+    try:
+        own = OwnPubSub(start_emulator("pubsub", tmp_path, gcloud_sdk), tmp_path, gcloud_sdk)
+    except EmulatorMissing as exc:
+        pytest.skip(str(exc))
+    monkeypatch.setenv(own.emulator.env_var, own.emulator.env_value)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    module = _bind(monkeypatch, f"pubsub://{project}?prefix=r{unique}-&ack_deadline=10", f"sqlite:///{tmp_path}/r.db")
+    app = module.app  # type: ignore[attr-defined]
+    app.broker.stats("default")
+    base = f"projects/{project}/%s/r{unique}-default"
+    try:
+        yield Target("pubsub", module, PubSubQueue(base % "topics", base % "subscriptions"), lease_s=10.0), own  # type: ignore[arg-type]
+    finally:
+        app.close()
+        own.emulator.stop()
 
 
 @pytest.fixture(params=BACKENDS)
