@@ -1,6 +1,6 @@
 """What Pub/Sub + Firestore work costs: requests per task and tasks/s through Google's emulators.
 
-Starts the Pub/Sub and Firestore emulators (cloudq_gcp.emulators), then per case enqueues N no-op
+Starts the Pub/Sub and Firestore emulators (cloudq_gcp.testing), then per case enqueues N no-op
 tasks with ``task.map`` (batched publishes) and runs one in-process ``Worker(burst=True)`` with
 concurrency 2 until they are done:
 
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]
-from cloudq_gcp.emulators import running
 from cloudq_gcp.firestore import FirestoreResultStore
 from cloudq_gcp.options import PubSubOptions
 from cloudq_gcp.pubsub import PubSubBroker
+from cloudq_gcp.testing import running
 
 from cloudq import App
 from cloudq.runtime.worker import Worker

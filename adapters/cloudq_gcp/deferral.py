@@ -13,6 +13,8 @@ raises ``delivery_attempt``; two rules keep that from costing the task anything:
 Republishing (forward, refresh, release, nack beyond 600 s) keeps the deliveries already spent in
 ``cloudq-prior``, so ``delivery_count = delivery_attempt + prior`` stays exact across copies.
 
+``plan`` makes that decision for one message, for the pull broker and the push handler alike.
+
 Anyone who can publish to the topic can set these attributes, so they are read strictly: a value
 cloudq never writes raises ``BadAttribute`` with the reason, and the broker hands that one message
 out as malformed (dead-lettered with the reason) instead of failing the pull for its batch.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 
 from .options import MAX_ACK_DEADLINE_S
@@ -95,3 +98,38 @@ def early(attempt: int, age_s: float, max_attempts: int) -> Early:
     if age_s >= REFRESH_AGE_S:
         return Early.REFRESH
     return Early.HIDE
+
+
+class Step(Enum):
+    RUN = "run"  # not delayed, or its attributes are malformed (the delivery says why)
+    FORWARD = "forward"  # due: publish a copy without not-before (prior kept), settle this one
+    HIDE = "hide"  # early: keep it away for ``hide_s`` (pull: ack deadline; push: 429 Retry-After)
+    REFRESH = "refresh"  # early and near a limit: publish a copy with the same not-before, settle this one
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    step: Step
+    spent: int = 0  # deliveries earlier copies spent (what a copy carries on)
+    due: float | None = None  # epoch seconds
+    remaining_s: float = 0.0  # until due (HIDE, REFRESH)
+
+    @property
+    def hide_s(self) -> int:
+        return hide_for(self.remaining_s)
+
+
+def plan(attributes: Mapping[str, str], attempt: int, published_at: float, max_attempts: int, now: float) -> Plan:
+    """What to do with a message just received (``attempt``: Pub/Sub's delivery_attempt,
+    ``published_at``: its publish time, both epoch seconds like ``now``). A copy that would not
+    fit is the caller's to check: a forward that does not fit runs as it is, a refresh is hidden."""
+    found = timing(attributes)
+    if isinstance(found, str):
+        return Plan(Step.RUN)
+    due, spent = found
+    if due is None:
+        return Plan(Step.RUN)
+    if due <= now:
+        return Plan(Step.FORWARD, spent, due)
+    step = Step.HIDE if early(attempt, now - published_at, max_attempts) is Early.HIDE else Step.REFRESH
+    return Plan(step, spent, due, due - now)

@@ -35,7 +35,7 @@ from cloudq.states import STARTED
 from . import firestore_records as fr
 from .deadline import Deadline
 from .errors import FIRESTORE, translated
-from .gcs_offload import GCSOffload
+from .gcs import GCSOffload
 from .options import FirestoreOptions
 
 if TYPE_CHECKING:

@@ -42,16 +42,18 @@ import uuid
 import warnings
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudq.errors import BackendUnavailable, CloudqError, ConfigurationError, MessageTooLarge, QueueNotFound
 from cloudq.interfaces import UNKNOWN, BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
+from cloudq.util.chunks import chunks
 
 from . import deferral
 from .deadline import Deadline
 from .errors import PUBSUB, translated
-from .gcs_offload import GCS_MAX_OBJECT_BYTES, ClaimCheckMissing, GCSOffload
+from .gcs import GCS_MAX_OBJECT_BYTES, ClaimCheckMissing, GCSOffload
 from .options import MAX_ACK_DEADLINE_S, PubSubOptions
 from .pubsub_admin import QueueAdmin, QueuePaths
 from .pubsub_messages import (
@@ -79,6 +81,8 @@ if TYPE_CHECKING:
 
     from cloudq.config import Settings
 
+    from .push.envelope import PushedMessage
+
 log = logging.getLogger("cloudq.pubsub")
 T = TypeVar("T")
 
@@ -94,10 +98,6 @@ PUBLISH_LATENCY_S = 0.005  # the publisher's batching window for publishes from 
 def _seconds(value: float, low: int) -> int:
     """Whole seconds for an ack deadline: rounded up (never earlier than asked), within Pub/Sub's range."""
     return max(low, min(MAX_ACK_DEADLINE_S, int(-(-value // 1))))
-
-
-def _chunks(items: Sequence[str], size: int = MAX_BATCH) -> Iterable[Sequence[str]]:
-    return (items[i : i + size] for i in range(0, len(items), size))
 
 
 def _emulator_channel(interceptors: Sequence[Any]) -> Any:
@@ -349,35 +349,20 @@ class PubSubBroker:
         again: list[Outgoing] = []  # republished, then ``settled`` acked
         settled: list[str] = []
         for item in received:
-            message = item.message
-            attributes = dict(message.attributes)
-            timing = deferral.timing(attributes)
-            due, spent = (None, 0) if isinstance(timing, str) else timing
-            if due is None:  # not delayed, or malformed (the delivery says why)
+            attributes = dict(item.message.attributes)
+            plan, copy = self._deferral(item, attributes, now)
+            if plan.step is deferral.Step.RUN:
                 try:
                     deliveries.append(self._delivery(queue, paths, item, attributes, leased_until))
                 except CloudqError as exc:  # e.g. Cloud Storage unreachable: this one comes back later
                     log.warning("giving back a message of %s for %ds: %s", queue, UNREADABLE_RETRY_S, exc)
                     hide[UNREADABLE_RETRY_S].append(item.ack_id)
-                continue
-            attributes.setdefault(MESSAGE_ID, message.message_id)
-            if due <= now:  # forward: the copy that runs starts from Pub/Sub's first attempt
-                forward = Outgoing(bytes(message.data), copy_attributes(attributes, spent), message.ordering_key)
-                if forward.fits():
-                    again.append(forward)
-                    settled.append(item.ack_id)
-                else:  # filled to the limit by another producer: runs as it is
-                    deliveries.append(self._delivery(queue, paths, item, attributes, leased_until))
-                continue
-            age = now - message.publish_time.timestamp()
-            refresh = Outgoing(bytes(message.data), copy_attributes(attributes, spent, due), message.ordering_key)
-            early = deferral.early(item.delivery_attempt, age, self.options.max_delivery_attempts)
-            if early is deferral.Early.HIDE or not refresh.fits():
-                hide[deferral.hide_for(due - now)].append(item.ack_id)
-                self._hide(paths.subscription, attributes[MESSAGE_ID], due - now)
-            else:  # refresh: a fresh copy, so hops never reach the dead-letter policy or retention
-                again.append(refresh)
+            elif copy is not None:  # forward or refresh
+                again.append(copy)
                 settled.append(item.ack_id)
+            else:
+                hide[plan.hide_s].append(item.ack_id)
+                self._hide(paths.subscription, attributes[MESSAGE_ID], plan.remaining_s)
         try:
             for seconds, ack_ids in hide.items():
                 self._modack(paths.subscription, ack_ids, seconds)
@@ -388,8 +373,34 @@ class PubSubBroker:
             log.warning("could not hide or forward delayed messages of %s (they come back later): %s", queue, exc)
         return deliveries
 
+    def _deferral(
+        self, item: ReceivedMessage | PushedMessage, attributes: dict[str, str], now: float
+    ) -> tuple[deferral.Plan, Outgoing | None]:
+        """The deferral plan of a received message and, to forward or refresh it, the copy to
+        publish. A copy another producer filled to the limit cannot be made: a due message then
+        runs as it is, an early one is hidden."""
+        message = item.message
+        published = message.publish_time.timestamp()
+        plan = deferral.plan(attributes, item.delivery_attempt, published, self.options.max_delivery_attempts, now)
+        if plan.step is deferral.Step.RUN:
+            return plan, None
+        attributes.setdefault(MESSAGE_ID, message.message_id)
+        if plan.step is deferral.Step.HIDE:
+            return plan, None
+        due = plan.due if plan.step is deferral.Step.REFRESH else None  # forwarded copies run at once
+        copy = Outgoing(bytes(message.data), copy_attributes(attributes, plan.spent, due), message.ordering_key)
+        if copy.fits():
+            return plan, copy
+        step = deferral.Step.RUN if plan.step is deferral.Step.FORWARD else deferral.Step.HIDE
+        return replace(plan, step=step), None
+
     def _delivery(
-        self, queue: str, paths: QueuePaths, item: ReceivedMessage, attributes: dict[str, str], leased_until: float
+        self,
+        queue: str,
+        paths: QueuePaths,
+        item: ReceivedMessage | PushedMessage,
+        attributes: dict[str, str],
+        leased_until: float,
     ) -> Delivery:
         """The delivery; ``malformed`` says why when its cloudq attributes cannot be read. Raises
         only when Cloud Storage fails (the message may be fine)."""
@@ -448,14 +459,14 @@ class PubSubBroker:
         return groups
 
     def _ack_ids(self, subscription: str, ack_ids: Sequence[str]) -> None:
-        for chunk in _chunks(ack_ids):
+        for chunk in chunks(ack_ids, MAX_BATCH):
             self._call(
                 "acknowledge", f"acknowledging on {subscription}", subscription=subscription, ack_ids=list(chunk)
             )
         self._settled(subscription, ack_ids)
 
     def _modack(self, subscription: str, ack_ids: Sequence[str], seconds: int) -> None:
-        for chunk in _chunks(ack_ids):
+        for chunk in chunks(ack_ids, MAX_BATCH):
             self._call(
                 "modify_ack_deadline",
                 f"changing ack deadlines on {subscription}",
@@ -558,6 +569,39 @@ class PubSubBroker:
         note = f"; body of {len(out.data)} bytes not kept: too large for Pub/Sub with the reason (set ?bucket=)"
         log.warning("dead-lettering a message of %s without its body: %s%s", queue, reason, note)
         return Outgoing(b"", {**marked.attributes, DEAD_REASON: clip(f"{clip(reason, 700)}{note}")})
+
+    # -- push: the HTTP answer settles a pushed message (push/handler.py) ---------------------------
+
+    def delivery_from_push(self, queue: str, pushed: PushedMessage) -> Delivery | deferral.Plan:
+        """A pushed message of ``queue`` as a Delivery leased for the ack deadline, or, for a delayed
+        one, its deferral plan already carried out: FORWARD and REFRESH have published the copy (the
+        push can be answered 200), HIDE leaves it with Pub/Sub (answered 429 until due). Raises
+        when Pub/Sub or Cloud Storage fails (the push is answered 503 and comes back)."""
+        paths = self._paths(queue)
+        attributes = dict(pushed.message.attributes)
+        plan, copy = self._deferral(pushed, attributes, time.time())
+        if copy is not None:
+            what = "forwarding a due" if plan.step is deferral.Step.FORWARD else "refreshing a delayed"
+            self._publish(paths.topic, [copy], f"{what} message of {paths.topic}")
+        if plan.step is not deferral.Step.RUN:
+            return plan
+        return self._delivery(queue, paths, pushed, attributes, time.monotonic() + self.options.ack_deadline)
+
+    def finish_pushed(self, deliveries: Sequence[Delivery]) -> None:
+        """Pushed messages about to be answered 200 (Pub/Sub's ack): their claim-check objects go."""
+        for delivery in deliveries:
+            if delivery.receipt.claim:
+                self._drop_claim(delivery.receipt.claim)
+
+    def dead_letter_pushed(self, deliveries: Sequence[Delivery], reason: str) -> None:
+        """``dead_letter`` for pushed messages: published with the reason to their queue's dead-letter
+        topic; the 200 answer then acks them (a push has no lease to give back)."""
+        queues: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            queues[delivery.queue].append(delivery)
+        for queue, group in queues.items():
+            copies = [self._copy(d, d.delivery_count) for d in group]
+            self._on_queue(queue, lambda paths: self._to_dead(paths, queue, copies, reason))  # noqa: B023
 
     # -- inspection -----------------------------------------------------------------------------
 

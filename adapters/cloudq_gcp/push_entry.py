@@ -1,31 +1,6 @@
-"""The WSGI app of Cloud Run services ``cloudq deploy`` tells you to create for push queues:
-``gunicorn cloudq_gcp.push_entry:application``.
+"""``gunicorn cloudq_gcp.push_entry:application``: the name ``cloudq deploy`` prints and deployed
+Cloud Run services load, kept stable while the app itself lives in ``push/entry.py``."""
 
-The app comes from ``CLOUDQ_APP`` (``module:attribute``); OIDC verification is on when
-``CLOUDQ_PUSH_AUDIENCE`` is set (the push endpoint), for tokens of ``CLOUDQ_PUSH_SERVICE_ACCOUNT``.
-"""
+from .push.entry import application
 
-from __future__ import annotations
-
-import os
-
-from cloudq.app import load_app
-from cloudq.errors import ConfigurationError
-
-from .push_handler import PushWSGI, make_wsgi_app
-
-APP_ENV = "CLOUDQ_APP"
-
-
-def _application() -> PushWSGI:
-    path = os.environ.get(APP_ENV)
-    if not path:
-        raise ConfigurationError(f"set {APP_ENV}=module:attribute on the service")
-    return make_wsgi_app(
-        load_app(path),
-        audience=os.environ.get("CLOUDQ_PUSH_AUDIENCE") or None,
-        service_account=os.environ.get("CLOUDQ_PUSH_SERVICE_ACCOUNT") or None,
-    )
-
-
-application = _application()
+__all__ = ["application"]

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-from cloudq_gcp.emulators import EmulatorMissing, running
 from cloudq_gcp.pubsub_admin import queue_paths
+from cloudq_gcp.testing import EmulatorMissing, running
 
 # the Google client libraries of the gcp extra (README command 1 installs cloudq alone)
 GOOGLE_MODULES = ("google.cloud.pubsub_v1", "google.cloud.firestore", "google.auth")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import unicodedata
 
-from cloudq_gcp.push_handler import make_asgi_app, make_wsgi_app
+from cloudq_gcp.push import make_asgi_app, make_wsgi_app
 
 from cloudq import App, Reject
 

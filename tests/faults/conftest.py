@@ -12,16 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cloudq_gcp.emulators import Emulator, EmulatorMissing
-from cloudq_gcp.emulators import start as start_emulator
+from cloudq_gcp.testing import Emulator, EmulatorMissing
+from cloudq_gcp.testing import start as start_emulator
 
 for _folder in ("aws", "gcp"):
     _path = str(Path(__file__).resolve().parents[1] / _folder)
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-import aws_fixtures  # noqa: E402
-import gcp_fixtures  # noqa: E402
+from cloudq_aws.testing import fixtures as aws_fixtures  # noqa: E402
+from cloudq_gcp.testing import fixtures as gcp_fixtures  # noqa: E402
 from fault_harness import PubSubQueue, SQLiteQueue, SQSQueue, Target, WorkerProc  # noqa: E402
 
 BACKENDS = ("sqlite", "sqs", "pubsub")

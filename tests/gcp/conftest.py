@@ -1,8 +1,8 @@
 """Fixtures for the Google Cloud adapters: the session's emulators and per-test names
-(gcp_fixtures.py, shared with tests/push)."""
+(cloudq_gcp.testing.fixtures, shared with tests/push)."""
 
-import gcp_fixtures
 import pytest
+from cloudq_gcp.testing import fixtures as gcp_fixtures
 
 PROJECT = gcp_fixtures.PROJECT  # test modules import it from here
 

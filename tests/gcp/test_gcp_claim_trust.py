@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cloudq_gcp.gcs_offload import ForeignClaimCheck, GCSOffload
+from cloudq_gcp.gcs import ForeignClaimCheck, GCSOffload
 from cloudq_gcp.options import PubSubOptions
 from cloudq_gcp.pubsub import PubSubBroker
 from cloudq_gcp.pubsub_admin import queue_paths

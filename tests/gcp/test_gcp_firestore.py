@@ -141,7 +141,7 @@ def test_a_first_terminal_write_reads_nothing_and_a_later_one_reads_once(store: 
 def test_unreachable_emulator_is_backend_unavailable(
     monkeypatch: pytest.MonkeyPatch, project: str, unique: str
 ) -> None:
-    from cloudq_gcp.emulators import free_port
+    from cloudq_gcp.testing import free_port
 
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     store = make_store(project, unique, timeout=1.0)

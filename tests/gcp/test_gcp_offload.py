@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from cloudq_gcp.gcs_offload import ClaimCheckMissing, GCSOffload
+from cloudq_gcp.gcs import ClaimCheckMissing, GCSOffload
 from cloudq_gcp.options import PubSubOptions
 from cloudq_gcp.pubsub import CLAIM, PUBSUB_MAX_BODY_BYTES, PubSubBroker
 

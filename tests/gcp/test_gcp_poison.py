@@ -129,7 +129,7 @@ def push_request(subscription: str, body: bytes, attributes: dict[str, str], mes
 
 
 def test_a_forged_push_is_dead_lettered_with_its_reason_and_answered_200(app: App) -> None:
-    from cloudq_gcp.push_handler import PushHandler
+    from cloudq_gcp.push import PushHandler
 
     add, broker, paths = prepared(app)
     queue = app.queues()[0]

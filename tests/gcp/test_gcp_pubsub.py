@@ -227,7 +227,7 @@ def test_invalid_queue_name_is_a_clear_error(broker: PubSubBroker) -> None:
 def test_unreachable_emulator_is_backend_unavailable(
     monkeypatch: pytest.MonkeyPatch, project: str, unique: str
 ) -> None:
-    from cloudq_gcp.emulators import free_port
+    from cloudq_gcp.testing import free_port
 
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     broker = make_broker(project, unique, timeout=1.0)

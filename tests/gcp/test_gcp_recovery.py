@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cloudq_gcp.emulators import Emulator, EmulatorMissing, start
 from cloudq_gcp.pubsub import PubSubBroker
 from cloudq_gcp.pubsub_admin import queue_paths
+from cloudq_gcp.testing import Emulator, EmulatorMissing, start
 
 from cloudq import App
 from cloudq.runtime.worker import Worker

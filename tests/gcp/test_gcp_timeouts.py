@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from cloudq_gcp.emulators import Emulator
 from cloudq_gcp.options import SEND_TIMEOUT_S, FirestoreOptions, PubSubOptions
+from cloudq_gcp.testing import Emulator
 
 from cloudq import App
 from cloudq.config import Settings

@@ -1,23 +1,16 @@
-"""Fixtures for the push handler tests: the session's Pub/Sub emulator (tests/gcp/gcp_fixtures.py,
+"""Fixtures for the push handler tests: the session's Pub/Sub emulator (cloudq_gcp.testing.fixtures,
 shared with tests/gcp) and real HTTP servers on loopback ports for the apps under test."""
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
-
-_GCP_TESTS = str(Path(__file__).resolve().parents[1] / "gcp")
-if _GCP_TESTS not in sys.path:
-    sys.path.insert(0, _GCP_TESTS)
-
-import gcp_fixtures  # noqa: E402
+from cloudq_gcp.testing import fixtures as gcp_fixtures
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cloudq_gcp.push_handler import make_asgi_app, make_wsgi_app
+from cloudq_gcp.push import make_asgi_app, make_wsgi_app
 from push_helpers import make_app, push_to, wait_for
 
 from cloudq import Reject

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from cloudq_gcp.deferral import NOT_BEFORE
-from cloudq_gcp.push_envelope import MalformedPush
-from cloudq_gcp.push_handler import PushRetry, make_cloud_event_function, make_wsgi_app
+from cloudq_gcp.push import PushRetry, make_cloud_event_function, make_wsgi_app
+from cloudq_gcp.push.envelope import MalformedPush
 from push_helpers import ensure_queue, make_app, post, push_body
 
 from cloudq import App
@@ -365,7 +365,7 @@ def test_push_app_needs_a_pubsub_broker_and_an_audience_for_the_account() -> Non
 
 
 def test_envelope_reader_takes_nanosecond_times_and_snake_case_fields() -> None:
-    from cloudq_gcp.push_envelope import from_mapping
+    from cloudq_gcp.push.envelope import from_mapping
 
     pushed = from_mapping(
         {

@@ -1,6 +1,6 @@
 """Fixtures for the shipping tests: cloudq's wheel built the way the Cloud Run image builds it, and
 one venv per session holding that wheel with its gcp extra and gunicorn (pip's cache makes the
-installs quick); the Google emulators come from tests/gcp/gcp_fixtures.py."""
+installs quick); the Google emulators come from cloudq_gcp.testing.fixtures."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ for folder in (_HERE.parent / "gcp", _HERE.parent / "push"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-import gcp_fixtures  # noqa: E402
+from cloudq_gcp.testing import fixtures as gcp_fixtures  # noqa: E402
 from shipping_helpers import ROOT, base_python, build_context, copy_step, make_venv, run, stages  # noqa: E402
 
 

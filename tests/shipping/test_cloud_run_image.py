@@ -19,8 +19,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from cloudq_gcp.emulators import free_port
 from cloudq_gcp.pubsub_admin import queue_paths
+from cloudq_gcp.testing import free_port
 from push_helpers import post, push_body, wait_for
 from shipping_helpers import ROOT, build_context, clean_environment, copy_step, stages
 

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cloudq_gcp.emulators import EmulatorMissing, command
+from cloudq_gcp.testing import EmulatorMissing, command
 from shipping_helpers import ROOT, clean_environment, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -1,11 +1,13 @@
-"""Session fixtures: Google's Pub/Sub and Firestore emulators and a GCS emulator, each a real server
-process on a free 127.0.0.1 port, started on first use and stopped by process group at the end.
+"""A pytest plugin: session fixtures for Google's Pub/Sub and Firestore emulators and a GCS emulator,
+each a real server process on a free 127.0.0.1 port, started on first use and stopped by process
+group at the end (the only module of cloudq_gcp that imports pytest).
 
 Where a binary is missing the dependent tests are skipped with a reason naming it (``-ra`` prints it
 in the summary): they never pass as if they had run.
 
-A pytest plugin shared by every GCP test folder (tests/gcp, tests/push): each folder's conftest
-calls ``register(config)``, so one emulator of each kind serves the whole session.
+Shared by every test folder that talks to Google's emulators (tests/gcp, tests/push, tests/deploy,
+...): each folder's conftest calls ``register(config)``, so one emulator of each kind serves the
+whole session.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cloudq_gcp.emulators import Emulator, EmulatorMissing, sdk_root, start
+
+from .emulators import Emulator, EmulatorMissing, sdk_root, start
 
 PROJECT = "cloudq-test"
 
