@@ -68,6 +68,7 @@ from .pubsub_messages import (
     PUBSUB_MAX_REQUEST_BYTES,
     Outgoing,
     PubSubReceipt,
+    Received,
     clip,
     copy_attributes,
     dead_reason,
@@ -80,8 +81,6 @@ if TYPE_CHECKING:
     from google.pubsub_v1 import ReceivedMessage
 
     from cloudq.config import Settings
-
-    from .push.envelope import PushedMessage
 
 log = logging.getLogger("cloudq.pubsub")
 T = TypeVar("T")
@@ -374,7 +373,7 @@ class PubSubBroker:
         return deliveries
 
     def _deferral(
-        self, item: ReceivedMessage | PushedMessage, attributes: dict[str, str], now: float
+        self, item: ReceivedMessage | Received, attributes: dict[str, str], now: float
     ) -> tuple[deferral.Plan, Outgoing | None]:
         """The deferral plan of a received message and, to forward or refresh it, the copy to
         publish. A copy another producer filled to the limit cannot be made: a due message then
@@ -398,7 +397,7 @@ class PubSubBroker:
         self,
         queue: str,
         paths: QueuePaths,
-        item: ReceivedMessage | PushedMessage,
+        item: ReceivedMessage | Received,
         attributes: dict[str, str],
         leased_until: float,
     ) -> Delivery:
@@ -572,7 +571,7 @@ class PubSubBroker:
 
     # -- push: the HTTP answer settles a pushed message (push/handler.py) ---------------------------
 
-    def delivery_from_push(self, queue: str, pushed: PushedMessage) -> Delivery | deferral.Plan:
+    def delivery_from_push(self, queue: str, pushed: Received) -> Delivery | deferral.Plan:
         """A pushed message of ``queue`` as a Delivery leased for the ack deadline, or, for a delayed
         one, its deferral plan already carried out: FORWARD and REFRESH have published the copy (the
         push can be answered 200), HIDE leaves it with Pub/Sub (answered 429 until due). Raises

@@ -7,7 +7,10 @@ other attribute round-trips unchanged.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from . import deferral
 
@@ -26,6 +29,31 @@ DEAD_QUEUE = "cloudq-dead-queue"
 NATIVE_DEAD_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"  # set by Pub/Sub's dead-letter policy
 INTERNAL_PREFIX = "cloudq-"
 STALE_MARGIN_S = 0.5  # a lease closer than this to its end may already belong to someone else
+
+
+class Message(Protocol):
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def attributes(self) -> Mapping[str, str]: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def publish_time(self) -> datetime: ...
+    @property
+    def ordering_key(self) -> str: ...
+
+
+class Received(Protocol):
+    """What the broker reads of a message that arrived other than by its own pull: a push
+    request's ``PushedMessage`` (push/envelope.py) has these fields of ``ReceivedMessage``."""
+
+    @property
+    def ack_id(self) -> str: ...
+    @property
+    def delivery_attempt(self) -> int: ...
+    @property
+    def message(self) -> Message: ...
 
 
 @dataclass(slots=True)
