@@ -4,8 +4,8 @@
 App is created.
 """
 
-from . import states
-from .app import App, current_app
+from . import signals, states
+from .app import App, current_app, shared_task
 from .errors import (
     CloudqError,
     ConfigurationError,
@@ -50,5 +50,7 @@ __all__ = [
     "UnknownTask",
     "WorkerLost",
     "current_app",
+    "shared_task",
+    "signals",
     "states",
 ]

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -18,7 +18,7 @@ from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
 from .results import AsyncResult, EagerResult
 from .routing import Router
-from .task import Signature, Task, _check_headers
+from .task import Request, Signature, Task, _check_headers, _current_request
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -70,14 +70,79 @@ def _task_name(app: App, fn: Callable[..., Any]) -> str:
 
 
 _last_app: weakref.ref[App] | None = None
+_default_app: App | None = None
+# shared_task registrations: every App picks up the ones it has not seen (Celery's shared tasks)
+_shared: list[tuple[Callable[..., Any], dict[str, Any]]] = []
 
 
 def current_app() -> App:
-    """The most recently created App: the fallback for ``AsyncResult(id)`` without ``app=``."""
-    app = _last_app() if _last_app else None
+    """Celery's current app: the one set with ``app.set_default()``, else the most recently
+    created App (the fallback for ``AsyncResult(id)`` without ``app=`` and for ``shared_task``)."""
+    app = _default_app or (_last_app() if _last_app else None)
     if app is None:
-        raise ConfigurationError("no cloudq App exists yet: pass app= to AsyncResult")
+        raise ConfigurationError("no cloudq App exists yet: create one (App('proj')) before using a shared_task")
     return app
+
+
+class SharedTask:
+    """What ``shared_task`` returns: the task of the current app (``current_app()``), registered
+    there on first use; every App also registers every shared task it has not seen when its
+    tasks are looked up, so a worker finds them by name."""
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        self._fn = fn
+        self._options = options
+        self.__wrapped__ = fn
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", "task")
+
+    def _task(self) -> Task[Any, Any]:
+        return current_app()._shared_task(self._fn, self._options)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._task()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._task(), name)
+
+    def __repr__(self) -> str:
+        return f"<SharedTask {getattr(self._fn, '__qualname__', self._fn)!r}>"
+
+
+@overload
+def shared_task(fn: Callable[..., Any], /) -> Any: ...
+
+
+@overload
+def shared_task(fn: None = None, /, **options: Any) -> Callable[[Callable[..., Any]], Any]: ...
+
+
+def shared_task(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Celery's ``@shared_task``: a task for reusable modules that import no App; it belongs to
+    whichever App is current when it is used (``.delay()`` sends through that app)."""
+
+    def make(f: Callable[..., Any]) -> SharedTask:
+        _shared.append((f, options))
+        return SharedTask(f, options)
+
+    return make if fn is None else make(fn)
+
+
+def _import_related(package: str, related_name: str | None) -> None:
+    """Import ``package.related_name``; a package without that module is skipped (Celery's
+    autodiscovery), an error inside the module is raised."""
+    from importlib import import_module
+
+    name = f"{package}.{related_name}" if related_name else package
+    try:
+        import_module(name)
+    except ModuleNotFoundError as exc:
+        if not related_name or exc.name not in (name, package):
+            raise
+        if exc.name == package:
+            raise ConfigurationError(f"autodiscover_tasks: cannot import package {package!r}") from None
 
 
 def new_task_id() -> str:
@@ -130,26 +195,173 @@ def _send_times(options: dict[str, Any], now: float) -> tuple[float | None, floa
 class App:
     """A cloudq application: ``App("name", broker="sqs://", results="dynamodb://table")``."""
 
-    def __init__(self, name: str, broker: str | None = None, results: str | None = None, **config: Any) -> None:
-        from .config import load_settings
+    def __init__(
+        self,
+        name: str,
+        broker: str | None = None,
+        results: str | None = None,
+        *,
+        include: Sequence[str] = (),
+        **config: Any,
+    ) -> None:
+        """``include``: modules imported when the app's tasks are first looked up (a worker
+        receiving one, ``app.tasks``), as Celery's ``include=``. ``config``: settings by their
+        cloudq or Celery names (docs/coming-from-celery.md)."""
         from .envelope import build
 
         global _last_app
         self.name = name
-        self.settings: Settings = load_settings({"broker": broker, "results": results, **config})
-        self.tasks: dict[str, Task[Any, Any]] = {}
-        self.router = Router(self.settings.routes, self.settings.default_queue)
-        key = self.settings.signing_key
-        self.signing_key: bytes | None = key.get_secret_value().encode() if key else None
+        self._overrides: dict[str, Any] = {}
+        self._set_config({"broker": broker, "results": results, **config})
+        self._tasks: dict[str, Task[Any, Any]] = {}
+        self._imports: list[tuple[str, str | None]] = [(module, None) for module in include]
+        self._imported = 0
+        self._shared_seen = 0
+        self._used: str | None = None  # what first used the app: settings are fixed from then on
         self._broker: Broker | None = None
         self._results: ResultStore | None = None
         self._executor: Executor | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._build_message = build
+        self._configure()
+        _last_app = weakref.ref(self)
+
+    def _set_config(self, values: dict[str, Any]) -> None:
+        """Record settings (Celery names translated) without applying them."""
+        from .celery_names import translate
+
+        for key, value in values.items():
+            if value is None and key in ("broker", "results"):
+                continue
+            named = translate(key, value)
+            if named is not None:
+                self._overrides[named[0]] = value if named[0] == key else named[1]
+
+    def _configure(self) -> None:
+        """(Re)build the settings and everything derived from them, tasks' options included."""
+        from .config import load_settings
+
+        self.settings: Settings = load_settings(dict(self._overrides))
+        self.router = Router(self.settings.routes, self.settings.default_queue)
+        key = self.settings.signing_key
+        self.signing_key: bytes | None = key.get_secret_value().encode() if key else None
         retry_on = list(self.settings.retry_on) + list(self.settings.autoretry_for)
         self._retry_on = _exception_types(retry_on)
         self._check_backends()
-        _last_app = weakref.ref(self)
+        for task in getattr(self, "_tasks", {}).values():
+            task.configure(**self._task_attrs(task.fn, task.name, task.options))
+
+    def _mark_used(self, what: str) -> None:
+        if self._used is None:
+            self._used = what
+
+    def update_config(self, values: dict[str, Any]) -> None:
+        """Change settings (cloudq or Celery names) before the app is first used."""
+        if self._used is not None:
+            raise ConfigurationError(
+                f"app {self.name!r} is already in use ({self._used}): its settings are fixed; "
+                f"set {', '.join(sorted(values)) or 'them'} before the first send or backend use "
+                "(App(...) kwargs, app.conf, app.config_from_object)"
+            )
+        previous = dict(self._overrides)
+        try:
+            self._set_config(values)
+            self._configure()
+        except Exception:
+            self._overrides = previous
+            self._configure()
+            raise
+
+    @property
+    def conf(self) -> Conf:
+        """Celery's ``app.conf``: settings by attribute or key, cloudq or Celery names
+        (``app.conf.task_routes = {...}``, ``app.conf.update(...)``), until first use."""
+        return Conf(self)
+
+    def config_from_object(self, obj: Any, namespace: str | None = None) -> None:
+        """Celery's ``config_from_object``: settings from a module, ``"module"``/``"module:attr"``,
+        an object or a mapping. With ``namespace="CELERY"`` only ``CELERY_``-prefixed names are
+        read (``CELERY_BROKER_URL`` -> ``broker_url``); without, every public lowercase name."""
+        from importlib import import_module
+
+        if isinstance(obj, str):
+            module_name, _, attr = obj.partition(":")
+            try:
+                obj = import_module(module_name)
+            except ImportError as exc:
+                raise ConfigurationError(f"config_from_object: cannot import {module_name!r}: {exc}") from None
+            if attr:
+                obj = getattr(obj, attr)
+        items = obj.items() if isinstance(obj, dict) else ((k, getattr(obj, k)) for k in dir(obj))
+        prefix = f"{namespace}_" if namespace else ""
+        found: dict[str, Any] = {}
+        for key, value in items:
+            if prefix:
+                if not key.startswith(prefix):
+                    continue
+                key = key[len(prefix) :].lower()
+            elif key.startswith("_") or not key.islower():
+                continue
+            if inspect.ismodule(value) or inspect.isclass(value) or inspect.isroutine(value):
+                continue
+            found[key] = value
+        self.update_config(found)
+
+    def set_default(self) -> None:
+        """Make this the current app (for ``shared_task`` and ``AsyncResult(id)``), as in Celery."""
+        global _default_app
+        _default_app = self
+
+    def autodiscover_tasks(
+        self,
+        packages: Sequence[str] | Callable[[], Sequence[str]],
+        related_name: str | None = "tasks",
+        force: bool = False,
+    ) -> None:
+        """Import ``<package>.<related_name>`` of every package when the app's tasks are first looked
+        up (now with ``force=True``); packages without that module are skipped (Django: pass the
+        installed apps)."""
+        names = packages() if callable(packages) else packages
+        with self._lock:
+            self._imports.extend((package, related_name) for package in names)
+        if force:
+            self._import_pending()
+
+    def _import_pending(self) -> None:
+        with self._lock:
+            while self._imported < len(self._imports):
+                module, related = self._imports[self._imported]
+                self._imported += 1
+                if related is None:
+                    from importlib import import_module
+
+                    try:
+                        import_module(module)
+                    except ModuleNotFoundError as exc:
+                        raise ConfigurationError(f"App(include=...): cannot import {module!r}: {exc}") from None
+                else:
+                    _import_related(module, related)
+
+    @property
+    def tasks(self) -> dict[str, Task[Any, Any]]:
+        """The registered tasks by name; imports ``include``/``autodiscover_tasks`` modules and
+        registers shared tasks first."""
+        if self._imported < len(self._imports):
+            self._import_pending()
+        if self._shared_seen < len(_shared):
+            with self._lock:
+                while self._shared_seen < len(_shared):
+                    fn, options = _shared[self._shared_seen]
+                    self._shared_seen += 1
+                    self._shared_task(fn, options)
+        return self._tasks
+
+    def _shared_task(self, fn: Callable[..., Any], options: dict[str, Any]) -> Task[Any, Any]:
+        name = options.get("name") or _task_name(self, fn)
+        task = self._tasks.get(name)
+        if task is not None and task.fn is fn:
+            return task
+        return self._register(fn, **options)
 
     def __repr__(self) -> str:
         return f"<App {self.name} broker={self.broker_url} results={self.results_url}>"
@@ -191,6 +403,7 @@ class App:
                 if self._broker is None:
                     from .registry import open_broker
 
+                    self._mark_used("its broker was opened")
                     self._broker = open_broker(self.broker_url, self.settings)
         return self._broker
 
@@ -201,6 +414,7 @@ class App:
                 if self._results is None:
                     from .registry import open_results
 
+                    self._mark_used("its result store was opened")
                     self._results = open_results(self.results_url, self.settings)
         return self._results
 
@@ -233,10 +447,41 @@ class App:
         return lambda f: self._register(f, **options)
 
     def _register(
+        self, fn: Callable[..., Any], *, base: type[Task[Any, Any]] | None = None, **options: Any
+    ) -> Task[Any, Any]:
+        """Register ``fn`` as a task of class ``base`` (a Task subclass: Celery's ``base=``, for
+        ``on_success``/``on_failure``/``on_retry``/``after_return``/``before_start`` hooks)."""
+        task_name = options.get("name") or _task_name(self, fn)
+        if task_name in self._tasks and self._tasks[task_name].fn is not fn:
+            raise ConfigurationError(f"task name {task_name!r} is already registered by another function")
+        cls = base or Task
+        if not (isinstance(cls, type) and issubclass(cls, Task)):
+            raise ConfigurationError(f"task {task_name}: base= takes a subclass of cloudq.Task, got {base!r}")
+        attrs = self._task_attrs(fn, task_name, options)
+        task: Task[Any, Any] = cls(self, fn, name=task_name, **attrs)
+        task.options = dict(options)
+        self._tasks[task_name] = task
+        return task
+
+    def _task_attrs(self, fn: Callable[..., Any], task_name: str, options: dict[str, Any]) -> dict[str, Any]:
+        """The task's attributes from its options, the app's ``annotations`` (which win, as
+        Celery's ``task_annotations``) and settings; ConfigurationError for an unknown option."""
+        notes = self.settings.annotations
+        merged = {**options, **notes.get("*", {}), **notes.get(task_name, {})}
+        merged.pop("name", None)
+        try:
+            return self._task_options(fn, task_name, **merged)
+        except TypeError as exc:
+            if "unexpected keyword" not in str(exc):
+                raise
+            known = sorted(set(inspect.signature(self._task_options).parameters) - {"fn", "task_name", "name"})
+            raise ConfigurationError(f"task {task_name}: {exc}; task options: {', '.join(known)}") from None
+
+    def _task_options(
         self,
         fn: Callable[..., Any],
+        task_name: str,
         *,
-        name: str | None = None,
         queue: str | None = None,
         max_retries: int | _Unset | None = _UNSET,
         retry_backoff: float | bool | None = None,
@@ -252,17 +497,25 @@ class App:
         idempotent: bool = False,
         ignore_result: bool = False,
         bind: bool = False,
-    ) -> Task[Any, Any]:
+        acks_late: bool = True,
+        reject_on_worker_lost: bool = True,
+        track_started: bool | None = None,
+        serializer: str = "json",
+        typing: bool = True,
+        throws: Sequence[type[BaseException]] | type[BaseException] = (),
+        priority: int | None = None,
+    ) -> dict[str, Any]:
         """Celery's retry options: ``autoretry_for`` (= ``retry_on``; default: the app's
         ``retry_on`` setting, empty unless set), ``dont_autoretry_for``, ``retry_kwargs``
         (``max_retries``, ``countdown``), ``default_retry_delay``, ``retry_backoff``,
-        ``retry_backoff_max``, ``retry_jitter``; ``max_retries=None`` retries forever."""
+        ``retry_backoff_max``, ``retry_jitter``; ``max_retries=None`` retries forever.
+        ``acks_late``/``reject_on_worker_lost`` are accepted (cloudq always acks after the
+        outcome and runs a lost worker's delivery again); ``serializer`` is "json" only;
+        ``typing=False`` skips argument validation; ``throws``: expected exceptions, logged
+        without a traceback; ``priority`` is accepted and ignored (no cloudq broker orders by it)."""
         from .retry import RetryPolicy
 
         s = self.settings
-        task_name = name or _task_name(self, fn)
-        if task_name in self.tasks and self.tasks[task_name].fn is not fn:
-            raise ConfigurationError(f"task name {task_name!r} is already registered by another function")
         extra = dict(retry_kwargs or {})
         unknown = sorted(set(extra) - {"max_retries", "countdown"})
         if unknown:
@@ -275,16 +528,25 @@ class App:
             retries = extra.get("max_retries", s.max_retries)
         if retries is not None and (not isinstance(retries, int) or retries < 0):
             raise ConfigurationError(f"task {task_name}: max_retries must be >= 0 or None (forever), got {retries}")
-        for label, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
-            if limit is not None and limit <= 0:
-                raise ConfigurationError(f"task {task_name}: {label} must be > 0 seconds, got {limit}")
         if soft_time_limit is not None and inspect.iscoroutinefunction(fn):
             raise ConfigurationError(
                 f"task {task_name}: soft_time_limit is for sync tasks (raised in the task's thread); "
                 "an async def task can use asyncio.timeout() inside, and time_limit as the hard limit"
             )
+        if soft_time_limit is None and not inspect.iscoroutinefunction(fn):
+            soft_time_limit = s.soft_time_limit  # the app-wide soft limit applies to sync tasks
+        for label, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
+            if limit is not None and limit <= 0:
+                raise ConfigurationError(f"task {task_name}: {label} must be > 0 seconds, got {limit}")
         if retry_on is not None and autoretry_for is not None:
             raise ConfigurationError(f"task {task_name}: give retry_on or its alias autoretry_for, not both")
+        check_serializer(serializer, f"task {task_name}")
+        check_priority(priority, f"task {task_name}")
+        if not (acks_late and reject_on_worker_lost):
+            raise ConfigurationError(
+                f"task {task_name}: acks_late/reject_on_worker_lost=False are not available: cloudq acknowledges a "
+                "message only after its outcome is recorded, and runs a lost worker's delivery again (at-least-once)"
+            )
         chosen = retry_on if retry_on is not None else autoretry_for
         policy = RetryPolicy(
             max_retries=retries,
@@ -296,10 +558,7 @@ class App:
             default_delay=s.default_retry_delay if default_retry_delay is None else default_retry_delay,
             countdown=extra.get("countdown"),
         )
-        task: Task[Any, Any] = Task(
-            self,
-            fn,
-            name=task_name,
+        return dict(
             queue=queue,
             retry_policy=policy,
             time_limit=time_limit if time_limit is not None else s.time_limit,
@@ -307,9 +566,11 @@ class App:
             idempotent=idempotent,
             ignore_result=ignore_result,
             bind=bind,
+            track_started=s.track_started if track_started is None else track_started,
+            typing=typing,
+            throws=_exception_types(throws) if throws else (),
+            priority=priority,
         )
-        self.tasks[task_name] = task
-        return task
 
     # -- serverless runtimes (from the extras) --------------------------------------------------
 
@@ -345,6 +606,7 @@ class App:
         by_queue, handles = self._prepare(signatures)
         for queue, messages in by_queue.items():
             self.broker.send(queue, messages)
+            _published(queue, messages)
         return handles
 
     async def send_many_async(self, signatures: Iterable[Signature]) -> list[ResultHandle]:
@@ -359,6 +621,7 @@ class App:
                 await send_async(queue, messages)
             else:
                 await asyncio.to_thread(self.broker.send, queue, messages)
+            _published(queue, messages)
         return handles
 
     def _prepare(self, signatures: Iterable[Signature]) -> tuple[dict[str, list[OutgoingMessage]], list[ResultHandle]]:
@@ -369,12 +632,34 @@ class App:
         by_queue: dict[str, list[OutgoingMessage]] = {}
         handles: list[ResultHandle] = []
         eager: list[tuple[int, str, bytes]] = []
+        from .signals import before_task_publish
+
+        self._mark_used("a task was sent")
+        parent = _current_request.get()
         for sig in signatures:
             opts = sig.options
             args, kwargs = sig.task.validator.to_message(sig.args, sig.kwargs)
             eta, expires = _send_times(opts, now)
             delay = max(0.0, eta - now) if eta else 0.0
             task_id = opts.get("task_id") or new_task_id()
+            where = f"{sig.task.name}.apply_async"
+            check_serializer(opts.get("serializer"), where)
+            check_priority(opts.get("priority"), where)
+            extra = _lineage(parent, opts)
+            headers = _check_headers(opts.get("headers"))
+            if before_task_publish.receivers and not self.settings.eager:
+                headers = dict(headers or {})  # receivers may add headers (tracing): they are sent
+                before_task_publish.send(
+                    sig.task.name,
+                    body={"id": task_id, "task": sig.task.name, "args": args, "kwargs": kwargs, **extra},
+                    exchange="",
+                    routing_key=self.queue_for(sig.task, opts.get("queue")),
+                    headers=headers,
+                    properties={"correlation_id": task_id, "priority": opts.get("priority")},
+                    declare=[],
+                    retry_policy=None,
+                )
+                headers = _check_headers(headers)
             body = build(
                 task_id,
                 sig.task.name,
@@ -383,8 +668,9 @@ class App:
                 sent_at=now,
                 eta=eta if delay > 0 else None,
                 expires=expires,
-                headers=_check_headers(opts.get("headers")),
+                headers=headers,
                 key=self.signing_key,
+                extra=extra,
             )
             if self.settings.eager:
                 eager.append((len(handles), task_id, body))
@@ -430,6 +716,106 @@ class App:
         if task is None:
             raise UnknownTask(f"unknown task {name!r}; this app defines: {', '.join(sorted(self.tasks)) or 'none'}")
         return task.apply_async(args, kwargs, **options)
+
+
+def _lineage(parent: Request | None, options: dict[str, Any]) -> dict[str, Any]:
+    """The envelope's optional fields of a call: parent and root ids when sent from a running
+    task (Celery's ``parent_id``/``root_id``), ``group_id`` and a per-call ``ignore_result``."""
+    extra: dict[str, Any] = {}
+    if parent is not None and parent.id:
+        extra["parent_id"] = parent.id
+        extra["root_id"] = parent.root_id or parent.id
+    if options.get("group_id"):
+        extra["group"] = options["group_id"]
+    if options.get("ignore_result") is not None:
+        extra["ignore_result"] = bool(options["ignore_result"])
+    return extra
+
+
+def _published(queue: str, messages: list[OutgoingMessage]) -> None:
+    """Fire ``after_task_publish`` for messages just sent (only when someone listens)."""
+    from .envelope import peek
+    from .signals import after_task_publish
+
+    if after_task_publish.receivers:
+        for message in messages:
+            body = peek(message.body)
+            after_task_publish.send(body.get("task"), body=body, exchange="", routing_key=queue)
+
+
+class Conf:
+    """``app.conf``: the app's settings by attribute or key, under cloudq or Celery names.
+    Writes (``conf.x = v``, ``conf["x"] = v``, ``conf.update(...)``) apply until the app is first
+    used; then they raise ConfigurationError."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: App) -> None:
+        object.__setattr__(self, "_app", app)
+
+    def _name(self, key: str) -> str:
+        from .celery_names import SETTINGS
+
+        target = SETTINGS.get(key, (key, ""))[0]
+        if target is None or target not in type(self._app.settings).model_fields:
+            raise KeyError(key)
+        return target
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self._app.settings, self._name(key))
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"no setting {key!r}") from None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._app.update_config({key: value})
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self[key] = value
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self._name(str(key))
+        except KeyError:
+            return False
+        return True
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def update(self, values: dict[str, Any] | None = None, /, **more: Any) -> None:
+        self._app.update_config({**(values or {}), **more})
+
+    def keys(self) -> list[str]:
+        return list(type(self._app.settings).model_fields)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __repr__(self) -> str:
+        return f"<Conf of {self._app.name}>"
+
+
+def check_serializer(serializer: str | None, where: str) -> None:
+    if serializer not in (None, "json"):
+        raise ConfigurationError(
+            f"{where}: serializer={serializer!r} is not available: cloudq messages and results are JSON only "
+            "(never pickle: a message is data, never code)"
+        )
+
+
+def check_priority(priority: Any, where: str) -> None:
+    if priority is not None and (type(priority) is not int or not 0 <= priority <= 255):
+        raise InvalidOptions(f"{where}: priority must be an int from 0 to 255, got {priority!r}")
 
 
 def load_app(path: str) -> App:

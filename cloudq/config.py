@@ -75,6 +75,13 @@ class Settings(BaseModel):
     retry_backoff_max: float = Field(600.0, ge=0)
     retry_jitter: bool = True
     time_limit: float | None = Field(None, gt=0)
+    soft_time_limit: float | None = Field(
+        None, gt=0, description="seconds; the soft limit of every sync task that sets none (Celery's)"
+    )
+    annotations: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="task name or '*' -> task options applied at registration (Celery's task_annotations)",
+    )
     signing_key: SecretStr | None = None
     create_missing: bool = True
     eager: bool = False

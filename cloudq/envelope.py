@@ -32,6 +32,9 @@ MAX_RETRIES = 2**31 - 1  # fits every result store's integers
 SIG_PREFIX = "v2:"
 _LEGACY_SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", "retries")
 _SIGNED_FIELDS = (*_LEGACY_SIGNED_FIELDS, "headers")
+# optional fields a v2 signature covers when the message has them (so messages signed before
+# they existed still verify): a task's lineage and a per-call ignore_result
+_OPTIONAL_SIGNED_FIELDS = ("parent_id", "root_id", "group", "ignore_result")
 
 
 def _epoch_field(description: str) -> Any:
@@ -53,6 +56,10 @@ class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the pl
     retries: int = Field(0, ge=0, le=MAX_RETRIES, description="attempts already spent before this message was sent")
     sent_at: float | None = _epoch_field("epoch seconds when first sent")
     headers: dict[str, str] = Field(default_factory=dict)
+    parent_id: str | None = Field(None, max_length=256, description="id of the task that sent this one")
+    root_id: str | None = Field(None, max_length=256, description="id of the first task of the chain of senders")
+    group: str | None = Field(None, max_length=256, description="id of the group this task belongs to")
+    ignore_result: bool | None = Field(None, description="this call's ignore_result (else the task's)")
     sig: str | None = Field(
         None,
         description="HMAC-SHA256 when signing is on: 'v2:<hex>' over every field the task sees; "
@@ -74,6 +81,7 @@ def build(
     expires: float | None = None,
     headers: dict[str, str] | None = None,
     key: bytes | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
     """Encode a new task message without building a model: the producer's hot path.
 
@@ -87,6 +95,8 @@ def build(
     data["sent_at"] = sent_at
     if headers:
         data["headers"] = headers
+    if extra:
+        data.update((name, extra[name]) for name in _OPTIONAL_SIGNED_FIELDS if extra.get(name) is not None)
     return _dumps(data, key)
 
 
@@ -106,7 +116,8 @@ def check_epoch(name: str, value: float) -> float:
 
 def signature(data: dict[str, Any], key: bytes) -> str:
     """The current scheme's signature of ``data``: every field the task sees, headers included."""
-    return SIG_PREFIX + _hmac(data, key, _SIGNED_FIELDS)
+    present = tuple(name for name in _OPTIONAL_SIGNED_FIELDS if data.get(name) is not None)
+    return SIG_PREFIX + _hmac(data, key, _SIGNED_FIELDS + present)
 
 
 def _hmac(data: dict[str, Any], key: bytes, fields: tuple[str, ...]) -> str:

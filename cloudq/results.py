@@ -5,6 +5,8 @@ from __future__ import annotations
 import builtins
 import sys
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import errors, states
@@ -159,15 +161,91 @@ class AsyncResult:
 
     @property
     def result(self) -> Any:
-        """The return value on success, the exception on failure, else None (like Celery)."""
+        """The return value on success, the exception on failure or retry, the ``meta`` of a state
+        set with ``update_state`` (e.g. PROGRESS), else None (like Celery)."""
         record = self._fetch()
         if record is None:
             return None
-        if record.state == states.SUCCESS:
-            return record.result
-        if record.error_type:
+        if record.error_type and record.state != states.SUCCESS:
             return self._exception(record)
+        return record.result
+
+    info = result
+
+    # -- extended results: what cloudq's record carries ------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        record = self._fetch()
+        return record.task_name or None if record else None
+
+    @property
+    def date_done(self) -> datetime | None:
+        """When the task ended (UTC), None until then."""
+        record = self._fetch()
+        if record is None or record.finished_at is None or not record.terminal:
+            return None
+        return datetime.fromtimestamp(record.finished_at, UTC)
+
+    @property
+    def retries(self) -> int | None:
+        """Retries spent by the run the record describes (attempts - 1)."""
+        record = self._fetch()
+        return max(0, record.attempts - 1) if record and record.attempts else None
+
+    @property
+    def worker(self) -> str | None:
+        """The worker that claimed the task (``host:pid``): idempotent tasks' records carry it."""
+        record = self._fetch()
+        return record.claim_owner if record else None
+
+    @property
+    def args(self) -> list[Any] | None:
+        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
         return None
+
+    @property
+    def kwargs(self) -> dict[str, Any] | None:
+        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
+        return None
+
+    @property
+    def queue(self) -> str | None:
+        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
+        return None
+
+    def maybe_throw(self, propagate: bool = True, callback: Callable[[Any], Any] | None = None) -> None:
+        """Raise the task's exception if it failed (or was revoked); ``callback(result)`` otherwise
+        once it is ready. Does not wait."""
+        record = self._fetch()
+        if record is None or not record.terminal:
+            return
+        if record.state != states.SUCCESS and propagate:
+            raise self._exception(record)
+        if callback is not None:
+            callback(self.result)
+
+    def then(
+        self, callback: Callable[[AsyncResult], Any], on_error: Callable[[BaseException], Any] | None = None
+    ) -> AsyncResult:
+        """Call ``callback(self)`` when the task is ready: at once if it is, else from a daemon
+        thread that waits for it (polling as ``get`` does). ``on_error(exc)`` if waiting fails."""
+        import threading
+
+        def wait_then_call() -> None:
+            try:
+                self.get(propagate=False, disable_sync_subtasks=False)
+            except Exception as exc:
+                if on_error is not None:
+                    on_error(exc)
+                return
+            callback(self)
+
+        if self.ready():
+            callback(self)
+        else:
+            threading.Thread(target=wait_then_call, name=f"cloudq-then-{self.id}", daemon=True).start()
+        return self
 
     @property
     def traceback(self) -> str | None:
@@ -184,12 +262,20 @@ class AsyncResult:
         interval: float = 0.1,
         propagate: bool = True,
         disable_sync_subtasks: bool = True,
+        on_message: Callable[[dict[str, Any]], Any] | None = None,
     ) -> Any:
         """Wait for the outcome. Raises the task's failure, or ResultTimeout after ``timeout`` s.
-        Inside a running task it raises RuntimeError at once (Celery's ``disable_sync_subtasks``)."""
+        Inside a running task it raises RuntimeError at once (Celery's ``disable_sync_subtasks``).
+        ``on_message(meta)`` is called on every state change seen while waiting (progress from
+        ``update_state``), with Celery's ``{"task_id", "status", "result", "traceback", "date_done"}``;
+        the store is polled at ``get``'s usual rate (no faster)."""
         if disable_sync_subtasks:
             self._assert_will_not_block()
+        if on_message is not None:
+            return self._outcome(self._poll(timeout, interval, on_message), propagate)
         return self._outcome(self._wait(timeout, interval), propagate)
+
+    wait = get
 
     async def get_async(self, timeout: float | None = None, interval: float = 0.1, propagate: bool = True) -> Any:
         """``get`` for async code: stores with a ``get_async`` (DynamoDB via aiobotocore) are polled
@@ -220,7 +306,6 @@ class AsyncResult:
         return exc
 
     def _wait(self, timeout: float | None, interval: float) -> ResultRecord:
-        deadline = None if timeout is None else time.monotonic() + timeout
         waiter = getattr(self.app.results, "wait", None)
         if waiter is not None:  # stores that can push (listeners) wait without polling
             record: ResultRecord | None = waiter(self.id, timeout)
@@ -228,9 +313,22 @@ class AsyncResult:
                 self._record = record
                 return record
             raise self._timeout(record, timeout)
+        return self._poll(timeout, interval)
+
+    def _poll(
+        self, timeout: float | None, interval: float, on_message: Callable[[dict[str, Any]], Any] | None = None
+    ) -> ResultRecord:
+        """Poll the store (5 ms doubling up to ``interval``), reporting each state change."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         pause = min(0.005, interval)
+        seen: tuple[Any, ...] | None = None
         while True:
             record = self._fetch()
+            if on_message is not None and record is not None:
+                now = (record.state, record.result, record.error_type, record.attempts)
+                if now != seen:
+                    seen = now
+                    on_message(self._meta(record))
             if record is not None and record.terminal:
                 return record
             if deadline is not None and time.monotonic() >= deadline:
@@ -238,6 +336,19 @@ class AsyncResult:
             wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
             time.sleep(wait)
             pause = min(pause * 2, interval)
+
+    def _meta(self, record: ResultRecord) -> dict[str, Any]:
+        done = record.finished_at if record.terminal else None
+        result = record.result
+        if record.error_type and record.state != states.SUCCESS:
+            result = {"exc_type": record.error_type, "exc_message": record.error_message}
+        return {
+            "task_id": self.id,
+            "status": record.state,
+            "result": result,
+            "traceback": record.traceback,
+            "date_done": None if done is None else datetime.fromtimestamp(done, UTC).isoformat(),
+        }
 
     def _timeout(self, record: ResultRecord | None, timeout: float | None) -> ResultTimeout:
         state = record.state if record else states.PENDING
@@ -277,6 +388,14 @@ class EagerResult(AsyncResult):
             return ResultRecord(self.id, states.SUCCESS, "")
         if not record.terminal:
             raise self._timeout(record, timeout)
+        return record
+
+    def _poll(
+        self, timeout: float | None, interval: float, on_message: Callable[[dict[str, Any]], Any] | None = None
+    ) -> ResultRecord:
+        record = self._wait(timeout, interval)
+        if on_message is not None:
+            on_message(self._meta(record))
         return record
 
     def forget(self) -> None:

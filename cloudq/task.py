@@ -23,9 +23,13 @@ R = TypeVar("R")
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """What a running task can know about its own delivery (``task.request`` while it runs)."""
+    """What a running task can know about its own delivery (``self.request``), Celery's names.
 
-    id: str
+    ``eta``/``expires`` are epoch seconds; ``timelimit`` is ``(hard, soft)`` in seconds;
+    ``delivery_info`` has ``routing_key``/``queue`` (the queue it came from) and ``redelivered``.
+    Outside a run (the task called as a function) ``called_directly`` is True and ``id`` None."""
+
+    id: str | None
     task: str
     attempt: int
     retries: int
@@ -35,6 +39,40 @@ class Request:
     is_eager: bool = False
     # ``task.retry(throw=False)`` leaves its Retry here: the executor retries after the task returns
     pending_retry: list[Retry] = field(default_factory=list)
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    expires: float | None = None
+    hostname: str | None = None
+    redelivered: bool = False
+    called_directly: bool = False
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    timelimit: tuple[float | None, float | None] = (None, None)
+
+    @property
+    def correlation_id(self) -> str | None:
+        """Celery's message correlation id: the task id."""
+        return self.id
+
+    @property
+    def delivery_info(self) -> dict[str, Any]:
+        return {"routing_key": self.queue, "queue": self.queue, "redelivered": self.redelivered}
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionInfo:
+    """Celery's ``einfo`` as the hooks and signals get it: the exception and its traceback text."""
+
+    exception: BaseException
+    traceback: str
+
+    @property
+    def type(self) -> type[BaseException]:
+        return type(self.exception)
+
+    def __str__(self) -> str:
+        return self.traceback
 
 
 _current_request: ContextVar[Request | None] = ContextVar("cloudq_request", default=None)
@@ -87,10 +125,50 @@ class Task(Generic[P, R]):
         soft_time_limit: float | None = None,
         ignore_result: bool,
         bind: bool,
+        track_started: bool = False,
+        typing: bool = True,
+        throws: tuple[type[BaseException], ...] = (),
+        priority: int | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
         self.name = name
+        self.options: dict[str, Any] = {}  # as given to @app.task: re-applied when app.conf changes
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.configure(
+            queue=queue,
+            retry_policy=retry_policy,
+            time_limit=time_limit,
+            idempotent=idempotent,
+            soft_time_limit=soft_time_limit,
+            ignore_result=ignore_result,
+            bind=bind,
+            track_started=track_started,
+            typing=typing,
+            throws=throws,
+            priority=priority,
+        )
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__wrapped__ = fn
+
+    def configure(
+        self,
+        *,
+        queue: str | None,
+        retry_policy: RetryPolicy,
+        time_limit: float | None,
+        idempotent: bool,
+        soft_time_limit: float | None,
+        ignore_result: bool,
+        bind: bool,
+        track_started: bool,
+        typing: bool,
+        throws: tuple[type[BaseException], ...],
+        priority: int | None,
+    ) -> None:
+        """Set the options (at registration, and again when the app's settings change)."""
         self.queue = queue
         self.retry_policy = retry_policy
         self.max_retries = retry_policy.max_retries
@@ -101,12 +179,73 @@ class Task(Generic[P, R]):
         self.idempotent = idempotent
         self.ignore_result = ignore_result
         self.bind = bind
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.track_started = track_started
+        self.typing = typing
+        self.throws = throws
+        self.priority = priority
+        self.acks_late = True  # cloudq always acknowledges after the outcome is recorded
         self._validator: ArgumentValidator | None = None
-        self.__doc__ = fn.__doc__
-        self.__name__ = getattr(fn, "__name__", name)
-        self.__module__ = getattr(fn, "__module__", __name__)
-        self.__wrapped__ = fn
+
+    # -- hooks (Celery's Task handlers): override them in a base= class --------------------------
+
+    def before_start(self, task_id: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Called by the executor before the task runs."""
+
+    def on_success(self, retval: Any, task_id: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Called after the task succeeded and its result was recorded."""
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: list[Any], kwargs: dict[str, Any], einfo: ExceptionInfo
+    ) -> None:
+        """Called after the task failed for good and its failure was recorded."""
+
+    def on_retry(
+        self, exc: BaseException, task_id: str, args: list[Any], kwargs: dict[str, Any], einfo: ExceptionInfo
+    ) -> None:
+        """Called when the task will be retried."""
+
+    def after_return(
+        self,
+        status: str,
+        retval: Any,
+        task_id: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        einfo: ExceptionInfo | None,
+    ) -> None:
+        """Called after every run (success, failure or retry), after the other hooks."""
+
+    def update_state(self, task_id: str | None = None, state: str | None = None, meta: Any = None) -> None:
+        """Celery's ``update_state``: record a state (a custom one like ``"PROGRESS"``) and its
+        ``meta`` (JSON) for ``AsyncResult.state``/``.info``; one result-store write. Terminal
+        states are the executor's to write."""
+        from . import states as _states
+        from .errors import InvalidOptions
+        from .interfaces import ResultRecord
+        from .validation import to_json_value
+
+        request = _current_request.get()
+        task_id = task_id or (request.id if request else None)
+        if not task_id:
+            raise InvalidOptions(f"{self.name}.update_state: no task id (called outside a run: pass task_id=)")
+        state = state or _states.STARTED
+        if state in _states.TERMINAL_STATES:
+            raise InvalidOptions(
+                f"{self.name}.update_state: {state} is written by cloudq when the task ends; return or raise instead"
+            )
+        record = ResultRecord(
+            task_id,
+            state,
+            self.name,
+            result=to_json_value(meta, f"meta of {self.name}.update_state"),
+            attempts=request.attempt if request and request.id == task_id else 0,
+        )
+        keep = self.app.settings.result_expires
+        if keep:
+            import time
+
+            record.expires_at = time.time() + keep
+        self.app.results.set(record)
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
@@ -121,13 +260,17 @@ class Task(Generic[P, R]):
         if self._validator is None:  # built on first use: keeps module import cheap
             from .validation import ArgumentValidator
 
-            self._validator = ArgumentValidator(self.fn, self.name, skip_first=self.bind)
+            self._validator = ArgumentValidator(self.fn, self.name, skip_first=self.bind, typing=self.typing)
         return self._validator
 
     @property
-    def request(self) -> Request | None:
-        """The delivery being run in this thread/coroutine, or None outside a worker."""
-        return _current_request.get()
+    def request(self) -> Request:
+        """The delivery being run in this thread/coroutine; outside a run, a request that says
+        ``called_directly=True`` (never None, as in Celery)."""
+        request = _current_request.get()
+        if request is None:
+            return Request(None, self.name, 0, 0, "", called_directly=True)
+        return request
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
         return self.apply_async(args, kwargs)
@@ -144,8 +287,14 @@ class Task(Generic[P, R]):
         task_id: str | None = None,
         ordering_key: str | None = None,
         headers: dict[str, str] | None = None,
+        ignore_result: bool | None = None,
+        serializer: str | None = None,
+        priority: int | None = None,
+        group_id: str | None = None,
     ) -> AsyncResult:
-        """Validate and send; raises InvalidArguments or MessageTooLarge before anything is sent."""
+        """Validate and send; raises InvalidArguments or MessageTooLarge before anything is sent.
+        ``ignore_result`` overrides the task's for this call; ``serializer`` is "json" only;
+        ``priority`` is checked (0-255) and ignored: no cloudq broker orders by priority."""
         return self.app.send_many(
             [
                 Signature(
@@ -160,6 +309,10 @@ class Task(Generic[P, R]):
                         task_id=task_id,
                         ordering_key=ordering_key,
                         headers=headers,
+                        ignore_result=ignore_result,
+                        serializer=serializer,
+                        priority=priority,
+                        group_id=group_id,
                     ),
                 )
             ]
@@ -231,7 +384,7 @@ class Task(Generic[P, R]):
         the retry happens when it returns."""
         from .app import to_epoch
 
-        request = self.request
+        request = _current_request.get()
         retry = Retry(
             countdown,
             exc,

@@ -32,10 +32,13 @@ class ArgumentValidator:
         "_required",
         "_signature",
         "_simple",
+        "_typing",
     )
 
-    def __init__(self, fn: Callable[..., Any], task_name: str, skip_first: bool = False) -> None:
+    def __init__(self, fn: Callable[..., Any], task_name: str, skip_first: bool = False, typing: bool = True) -> None:
+        """``typing=False`` (Celery's task option) checks nothing: arguments go as given (JSON)."""
         self._name = task_name
+        self._typing = typing
         signature = inspect.signature(fn)
         params = list(signature.parameters.values())
         if skip_first and params:
@@ -107,6 +110,11 @@ class ArgumentValidator:
 
     def to_message(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Validate on the producer side; return JSON-ready (args, kwargs) for the envelope."""
+        if not self._typing:
+            return (
+                to_json_value(list(args), f"arguments of {self._name}"),
+                to_json_value(dict(kwargs), f"arguments of {self._name}"),
+            )
         model = self._bind(args, kwargs)
         try:
             data = model.model_dump(mode="json", by_alias=True)
@@ -116,6 +124,8 @@ class ArgumentValidator:
 
     def to_call(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Validate on the worker side; return the Python values to call the function with."""
+        if not self._typing:
+            return list(args), dict(kwargs)
         model = self._bind(args, kwargs)
         return self._split({name: getattr(model, field_name) for name, field_name in self._fields})
 

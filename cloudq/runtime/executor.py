@@ -17,7 +17,7 @@ import traceback as tb
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .. import states
+from .. import signals, states
 from ..envelope import Envelope, decode, peek_id
 from ..errors import (
     BackendUnavailable,
@@ -37,7 +37,7 @@ from ..errors import (
 from ..interfaces import Delivery, OutgoingMessage, ResultRecord
 from ..results import exception_name
 from ..retry import deliveries_allowed
-from ..task import Request, Task, _current_request
+from ..task import ExceptionInfo, Request, Task, _current_request
 from ..validation import to_json_value
 from .timelimit import soft_time_limit, time_limit
 
@@ -116,6 +116,28 @@ def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def unknown_task_message(app: App, name: str) -> str:
+    """Why a task name is unknown here and how to fix it: the module defining it was not imported
+    by this app (Celery's "Received unregistered task")."""
+    module = name.rpartition(".")[0] or name
+    known = ", ".join(sorted(app.tasks)[:10]) or "none"
+    return (
+        f"unknown task {name!r}: the module defining it (probably {module!r}) was not imported by app "
+        f"{app.name!r}. Import it where the app is defined: App({app.name!r}, include=[{module!r}]), "
+        f"app.autodiscover_tasks([...]), or point -A at that module (known tasks: {known})"
+    )
+
+
+def _ignores(env: Envelope, task: Task[Any, Any]) -> bool:
+    """This call's ``ignore_result`` (apply_async), else the task's."""
+    return task.ignore_result if env.ignore_result is None else env.ignore_result
+
+
+def _overrides(task: Task[Any, Any], hook: str) -> bool:
+    """Whether the task's class defines ``hook`` (the base Task's do nothing: skip the call)."""
+    return getattr(type(task), hook) is not getattr(Task, hook)
+
+
 class ResultWriter(Protocol):
     def set(self, record: ResultRecord) -> bool: ...
 
@@ -134,6 +156,7 @@ class Executor:
         self.writer = writer
         self.loop = loop
         self.owner = _worker_id()
+        self.hostname = f"cloudq@{socket.gethostname()}"  # self.request.hostname (Celery's node name)
         self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
 
     # -- entry points -------------------------------------------------------------------------
@@ -219,7 +242,7 @@ class Executor:
     def _execute(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
         task = self.app.tasks.get(env.task)
         if task is None:
-            unknown = UnknownTask(f"unknown task {env.task!r}")
+            unknown = UnknownTask(unknown_task_message(self.app, env.task))
             return self._reject(delivery, env.id, f"UnknownTask: {unknown}", env=env, exc=unknown)
         now = time.time()
         if env.eta is not None and env.eta > now:
@@ -236,6 +259,8 @@ class Executor:
                 0,
             )
             self._log("expired", env, delivery, 0, started)
+            revoked = self._request(env, task, delivery, env.retries + max(1, delivery.delivery_count))
+            signals.task_revoked.send(task, request=revoked, terminated=False, signum=None, expired=True)
             return Ack("expired")
         attempt = env.retries + max(1, delivery.delivery_count)
         policy = task.retry_policy
@@ -259,27 +284,31 @@ class Executor:
             claimed = self._claim(env, task)
             if claimed is not None:
                 return claimed
-        elif self.app.settings.track_started and not task.ignore_result:
+        elif task.track_started and not _ignores(env, task):
             self._write(ResultRecord(env.id, states.STARTED, task.name, attempts=attempt, started_at=now))
         self._log("started", env, delivery, attempt, started)
-        eager = delivery.receipt is _EAGER_RECEIPT
-        request = Request(env.id, task.name, attempt, attempt - 1, delivery.queue, env.eta, env.headers, eager)
+        request = self._request(env, task, delivery, attempt)
+        signals.task_prerun.send(task, task_id=env.id, task=task, args=env.args, kwargs=env.kwargs)
+        if _overrides(task, "before_start"):
+            self._hook(request, task.before_start, env.id, env.args, env.kwargs)
         try:
             value = self._call(task, call_args, call_kwargs, request)
             if request.pending_retry:  # task.retry(throw=False): the retry stands, the value is dropped
                 raise request.pending_retry[-1]
-            result = None if task.ignore_result else to_json_value(value, f"result of {task.name}")
+            result = None if _ignores(env, task) else to_json_value(value, f"result of {task.name}")
         except Reject as exc:
             self._write_failure(env, task, "cloudq.errors.Reject", exc.reason, tb.format_exc(), attempt)
+            self._after_failure(task, request, exc, tb.format_exc())
             return self._dead(delivery, env, attempt, f"Reject: {exc.reason}", started)
         except NotSerializable as exc:
             self._write_failure(env, task, "cloudq.errors.NotSerializable", str(exc), tb.format_exc(), attempt)
+            self._after_failure(task, request, exc, tb.format_exc())
             return self._dead(delivery, env, attempt, f"NotSerializable: {exc}", started)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
-            return self._failed(delivery, env, task, attempt, exc, started)
-        if not task.ignore_result:
+            return self._failed(delivery, env, task, attempt, exc, started, request)
+        if not _ignores(env, task):
             try:
                 self._write(
                     ResultRecord(
@@ -295,8 +324,13 @@ class Executor:
                 )
             except ResultTooLarge as exc:  # retrying cannot shrink it: record why, keep the message
                 self._write_failure(env, task, "cloudq.errors.ResultTooLarge", str(exc), None, attempt)
+                self._after_failure(task, request, exc, "".join(tb.format_exception(exc)))
                 return self._dead(delivery, env, attempt, f"ResultTooLarge: {exc}", started)
         self._log("succeeded", env, delivery, attempt, started)
+        if _overrides(task, "on_success"):
+            self._hook(request, task.on_success, value, env.id, env.args, env.kwargs)
+        signals.task_success.send(task, result=value)
+        self._after_return(task, request, states.SUCCESS, value, None)
         return Ack()
 
     def lost(self, delivery: Delivery, reason: str, timed_out: bool = False) -> Outcome:
@@ -308,7 +342,7 @@ class Executor:
             return DeadLetter(f"{type(bad).__name__}: {bad}")
         task = self.app.tasks.get(env.task)
         if task is None:
-            return DeadLetter(f"UnknownTask: unknown task {env.task!r}")
+            return DeadLetter(f"UnknownTask: {unknown_task_message(self.app, env.task)}")
         attempt = env.retries + max(1, delivery.delivery_count)
         error: BaseException = TimeLimitExceeded(reason) if timed_out else WorkerLost(reason)
         return self._failed(delivery, env, task, attempt, error, time.monotonic())
@@ -353,8 +387,94 @@ class Executor:
         finally:
             _current_request.reset(token)
 
+    # -- hooks and signals -----------------------------------------------------------------------
+
+    def _request(self, env: Envelope, task: Task[Any, Any], delivery: Delivery, attempt: int) -> Request:
+        """``self.request`` of this delivery, Celery's fields."""
+        return Request(
+            env.id,
+            task.name,
+            attempt,
+            attempt - 1,
+            delivery.queue,
+            env.eta,
+            env.headers,
+            delivery.receipt is _EAGER_RECEIPT,
+            args=env.args,
+            kwargs=env.kwargs,
+            expires=env.expires,
+            hostname=self.hostname,
+            redelivered=delivery.delivery_count > 1,
+            root_id=env.root_id or env.id,
+            parent_id=env.parent_id,
+            group=env.group,
+            timelimit=(task.time_limit, task.soft_time_limit),
+        )
+
+    def _hook(self, request: Request, hook: Any, *args: Any) -> None:
+        """Run one of the task's handlers with ``self.request`` set; one that raises is logged and
+        the task's outcome stands."""
+        token = _current_request.set(request)
+        try:
+            hook(*args)
+        except Exception as exc:
+            log.exception(
+                "task %s[%s]: %s raised %s: %s (the task's outcome stands)",
+                request.task,
+                request.id,
+                getattr(hook, "__name__", hook),
+                type(exc).__name__,
+                exc,
+            )
+        finally:
+            _current_request.reset(token)
+
+    def _after_return(
+        self, task: Task[Any, Any], request: Request, state: str, retval: Any, einfo: ExceptionInfo | None
+    ) -> None:
+        if _overrides(task, "after_return"):
+            self._hook(request, task.after_return, state, retval, request.id, request.args, request.kwargs, einfo)
+        signals.task_postrun.send(
+            task,
+            task_id=request.id,
+            task=task,
+            args=request.args,
+            kwargs=request.kwargs,
+            retval=retval,
+            state=state,
+        )
+
+    def _after_failure(self, task: Task[Any, Any], request: Request, exc: BaseException, trace: str) -> None:
+        einfo = ExceptionInfo(exc, trace)
+        if _overrides(task, "on_failure"):
+            self._hook(request, task.on_failure, exc, request.id, request.args, request.kwargs, einfo)
+        signals.task_failure.send(
+            task,
+            task_id=request.id,
+            exception=exc,
+            args=request.args,
+            kwargs=request.kwargs,
+            traceback=exc.__traceback__,
+            einfo=einfo,
+        )
+        self._after_return(task, request, states.FAILURE, exc, einfo)
+
+    def _after_retry(self, task: Task[Any, Any], request: Request, exc: BaseException, trace: str) -> None:
+        einfo = ExceptionInfo(exc, trace)
+        if _overrides(task, "on_retry"):
+            self._hook(request, task.on_retry, exc, request.id, request.args, request.kwargs, einfo)
+        signals.task_retry.send(task, request=request, reason=exc, einfo=einfo)
+        self._after_return(task, request, states.RETRY, exc, einfo)
+
     def _failed(
-        self, delivery: Delivery, env: Envelope, task: Task[Any, Any], attempt: int, exc: BaseException, started: float
+        self,
+        delivery: Delivery,
+        env: Envelope,
+        task: Task[Any, Any],
+        attempt: int,
+        exc: BaseException,
+        started: float,
+        request: Request | None = None,
     ) -> Outcome:
         """Celery's rules: retry a ``Retry`` or an ``autoretry_for`` exception while retries are
         left; a lost worker's delivery runs again within the task's deliveries whatever
@@ -378,6 +498,12 @@ class Executor:
             if delivery.receipt is _EAGER_RECEIPT:
                 self.eager_exception = cause
             self._write_failure(env, task, error_type, message, trace, attempt)
+            if isinstance(cause, task.throws):  # Celery's throws: expected, logged without a traceback
+                log.info("task %s[%s] raised expected: %s: %s", task.name, env.id, error_type, message)
+            elif request is not None:
+                log.error("task %s[%s] raised unexpected: %s: %s\n%s", task.name, env.id, error_type, message, trace)
+            if request is not None:
+                self._after_failure(task, request, cause, trace)
             if isinstance(exc, WorkerLost):
                 why = "deliveries spent"
             elif isinstance(exc, Retry) or policy.autoretries(exc):
@@ -388,6 +514,8 @@ class Executor:
                 delivery, env, attempt, f"{error_type}: {message} ({why} after attempt {attempt})", started
             )
         self._write_error(env, task, states.RETRY, error_type, message, trace, attempt)
+        if request is not None:
+            self._after_retry(task, request, cause, trace)
         self._log("retried", env, delivery, attempt, started, error=f"{error_type}: {message}", delay=round(delay, 3))
         update: dict[str, Any] = {"retries": attempt, "eta": time.time() + delay if delay else None}
         queue = delivery.queue
@@ -515,7 +643,7 @@ class Executor:
             finished_at=time.time() if final else None,
             expires_at=self._expiry(),
         )
-        if final or not task.ignore_result:
+        if final or not _ignores(env, task):
             self._write(record)
 
     def _write(self, record: ResultRecord) -> None:

@@ -58,6 +58,22 @@ def test_signed_envelopes_verify_and_tampering_is_detected():
         decode(body, b"other key")
 
 
+def test_lineage_and_ignore_result_are_signed_when_present_and_old_signatures_still_verify():
+    key = b"k"
+    body = build("t1", "m.add", [1], {}, sent_at=1.0, key=key, extra={"parent_id": "p", "ignore_result": True})
+    env = decode(body, key)
+    assert (env.parent_id, env.ignore_result, env.root_id) == ("p", True, None)
+    tampered = json.loads(body)
+    tampered["parent_id"] = "other"
+    with pytest.raises(SignatureInvalid):
+        decode(json.dumps(tampered), key)
+    added = json.loads(build("t1", "m.add", [1], {}, sent_at=1.0, key=key))
+    added["ignore_result"] = True  # a field the signer did not send cannot be slipped in
+    with pytest.raises(SignatureInvalid):
+        decode(json.dumps(added), key)
+    assert decode(build("t1", "m.add", [1], {}, sent_at=1.0, key=key), key).parent_id is None
+
+
 def test_published_schema_file_matches_the_model():
     assert json.loads(SCHEMA_FILE.read_text()) == json_schema()
 
@@ -87,6 +103,10 @@ _VARIANTS: dict[str, list[object]] = {
     "sent_at": [None, 1, "x", 1e999],
     "headers": [{}, {"a": "b"}, {"a": 1}, [], None],
     "sig": [None, "ab", 5],
+    "parent_id": [None, "p1", 7, "p" * 257],
+    "root_id": [None, "r1", [], "r" * 257],
+    "group": [None, "g1", 1.5],
+    "ignore_result": [None, True, False, "true", 1],
     "trace": [_MISSING, {"span": 1}],  # an unknown field from a newer producer
 }
 
