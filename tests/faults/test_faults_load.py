@@ -14,7 +14,8 @@ from fault_harness import Target, env_int, starts, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-# moto ran ~6 tasks/s on the shared 2-core machine: 2,000 (the figure) took > 4 min there
+# measured on the shared 2-core machine: sqlite ~2,900 tasks/s, moto ~22/s, the Pub/Sub emulator ~38/s;
+# these sizes keep the whole folder near 4 minutes (the 2,000: FAULTS_LOAD_SQS / _PUBSUB=2000)
 SIZES = {"sqlite": 10_000, "sqs": 500, "pubsub": 500}
 
 
@@ -28,12 +29,14 @@ def test_load_through_two_workers_runs_every_task_exactly_once(target: Target, w
     args = ("-c", "4", "--poll-wait", "0.5")
     pair = [workers(*args, lease_s=60), workers(*args, lease_s=60)]
     started = time.monotonic()
-    done = wait_until(lambda: len(starts(journal)) >= count, 200, interval=0.5)
+    # a worker that died (say, at import) ends the wait at once instead of after the whole bound
+    done = wait_until(lambda: len(starts(journal)) >= count or not all(w.alive for w in pair), 200, interval=0.5)
+    done = done and len(starts(journal)) >= count
     run_s = time.monotonic() - started
     wait_until(lambda: target.app.results.get(handles[-1].id) is not None, 10)
     time.sleep(1.0)  # a duplicate delivery would show up in the journal by now
     runs = starts(journal)
-    rss = [w.rss_peak_mb() for w in pair]
+    rss = [w.rss_peak_mb() if w.alive else float("nan") for w in pair]
     lost = count - len(runs)
     duplicates = sum(len(r) - 1 for r in runs.values())
     errors = [line for w in pair for line in w.output().splitlines() if " ERROR " in line or "Traceback" in line]
@@ -42,7 +45,7 @@ def test_load_through_two_workers_runs_every_task_exactly_once(target: Target, w
         f"({count / max(run_s, 1e-9):.0f}/s), lost={lost} duplicates={duplicates} "
         f"worker peak RSS={rss[0]:.0f} MB, {rss[1]:.0f} MB"
     )
-    assert done and lost == 0, pair[0].output()[-3000:]
+    assert done and lost == 0, pair[0].output()[-3000:] + pair[1].output()[-3000:]
     assert duplicates == 0
     assert not errors, errors[:5]
     assert all(w.alive for w in pair)
