@@ -6,6 +6,7 @@ from the ``cloudq.brokers`` / ``cloudq.results`` entry points that the extras re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import import_module
 from importlib.util import find_spec
 from typing import TYPE_CHECKING, Any
@@ -25,24 +26,42 @@ _BUILTIN_RESULTS = {
     "memory": "cloudq.backends.memory:MemoryResultStore.from_url",
     "sqlite": "cloudq.backends.sqlite:SQLiteResultStore.from_url",
 }
-# schemes whose adapters live in an extra: what to install when the entry point is missing
-_EXTRAS = {"sqs": "aws", "dynamodb": "aws", "pubsub": "gcp", "firestore": "gcp"}
-_BROKER_SCHEMES = {"memory", "sqlite", "sqs", "pubsub"}
-_RESULT_SCHEMES = {"memory", "sqlite", "dynamodb", "firestore"}
-# serverless runtimes (entry point group cloudq.runtimes) and their extras
-_RUNTIME_EXTRAS = {"lambda": "aws", "push_wsgi": "gcp", "push_asgi": "gcp", "cloud_event": "gcp"}
-# the SDK modules each plugin (by entry point name, in any group) imports when first used: the
-# adapters import them lazily, so their entry points load fine without them and are checked here
-_NEEDS: dict[str, tuple[str, ...]] = {
-    "sqs": ("boto3",),
-    "dynamodb": ("boto3",),
-    "lambda": ("boto3",),
-    "pubsub": ("google.cloud.pubsub_v1",),
-    "firestore": ("google.cloud.firestore",),
-    "push_wsgi": ("google.auth", "google.cloud.pubsub_v1"),
-    "push_asgi": ("google.auth", "google.cloud.pubsub_v1"),
-    "cloud_event": ("google.auth", "google.cloud.pubsub_v1"),
+
+
+@dataclass(frozen=True, slots=True)
+class Extra:
+    """A plugin shipped as an extra of this wheel: what the core must know before importing it."""
+
+    kind: str  # "broker", "result" (URL schemes), "runtime"
+    extra: str  # pip install 'cloudq[EXTRA]'
+    needs: tuple[str, ...]  # SDK modules the adapter imports lazily on first use (checked with find_spec)
+
+
+# The one table of provider plugins (entry point names, any group: a broker scheme is also its
+# deployer's name). Adapters import their SDKs lazily, so their entry points load fine without
+# them; this says, without importing anything, which pip extra brings what is missing.
+EXTRAS: dict[str, Extra] = {
+    "sqs": Extra("broker", "aws", ("boto3",)),
+    "dynamodb": Extra("result", "aws", ("boto3",)),
+    "lambda": Extra("runtime", "aws", ("boto3",)),
+    "pubsub": Extra("broker", "gcp", ("google.cloud.pubsub_v1",)),
+    "firestore": Extra("result", "gcp", ("google.cloud.firestore",)),
+    "push_wsgi": Extra("runtime", "gcp", ("google.auth", "google.cloud.pubsub_v1")),
+    "push_asgi": Extra("runtime", "gcp", ("google.auth", "google.cloud.pubsub_v1")),
+    "cloud_event": Extra("runtime", "gcp", ("google.auth", "google.cloud.pubsub_v1")),
 }
+_EMBEDDED = {"memory", "sqlite"}  # both kinds
+
+
+def extra_for(name: str) -> str:
+    """The pip extra that provides plugin ``name`` ("all" when it is not one of ours)."""
+    found = EXTRAS.get(name)
+    return found.extra if found is not None else "all"
+
+
+def schemes(kind: str) -> set[str]:
+    """The URL schemes of ``kind`` ("broker" or "result") cloudq knows."""
+    return _EMBEDDED | {name for name, plugin in EXTRAS.items() if plugin.kind == kind}
 
 
 def _load(target: str) -> Any:
@@ -66,7 +85,8 @@ def _missing_module(modules: tuple[str, ...]) -> str | None:
 
 def require_extra(name: str, what: str, extra: str) -> None:
     """Raise MissingExtra (one line with the pip command) when plugin ``name``'s SDK is missing."""
-    missing = _missing_module(_NEEDS.get(name, ()))
+    plugin = EXTRAS.get(name)
+    missing = _missing_module(plugin.needs if plugin is not None else ())
     if missing is not None:
         raise MissingExtra(f"{what} needs {missing}, which is not installed: pip install 'cloudq[{extra}]'")
 
@@ -94,15 +114,15 @@ def check_url(kind: str, url: str) -> None:
     scheme = urlsplit(url).scheme
     if not scheme:
         raise ConfigurationError(f"{kind} URL {url!r} has no scheme; expected e.g. sqlite:///cloudq.db or sqs://")
-    own, other = (_BROKER_SCHEMES, _RESULT_SCHEMES) if kind == "broker" else (_RESULT_SCHEMES, _BROKER_SCHEMES)
+    own, other = (schemes("broker"), schemes("result")) if kind == "broker" else (schemes("result"), schemes("broker"))
     if scheme not in own and scheme in other:
         setting, other_setting = ("broker", "results") if kind == "broker" else ("results", "broker")
         raise ConfigurationError(
             f"{scheme}:// is a {other_setting.rstrip('s')} scheme, not a {kind} scheme: use it as {other_setting}=, "
             f"and give {setting}= one of {', '.join(f'{name}://' for name in sorted(own))}"
         )
-    if scheme in _EXTRAS:
-        require_extra(scheme, f"{kind} scheme {scheme!r}", _EXTRAS[scheme])
+    if scheme in EXTRAS:
+        require_extra(scheme, f"{kind} scheme {scheme!r}", extra_for(scheme))
 
 
 def _factory(kind: str, url: str, builtin: dict[str, str]) -> Any:
@@ -110,13 +130,13 @@ def _factory(kind: str, url: str, builtin: dict[str, str]) -> Any:
     scheme = urlsplit(url).scheme
     if scheme in builtin:
         return _load(builtin[scheme])
-    extra = _EXTRAS.get(scheme, "all")
+    extra = extra_for(scheme)
     found = load_plugin(f"cloudq.{kind}s", scheme, f"{kind} scheme {scheme!r}", extra)
     if found is not None:
         return found
-    if scheme in _EXTRAS:
+    if scheme in EXTRAS:
         raise MissingExtra(f"{kind} scheme {scheme!r} needs the {extra} extra: pip install 'cloudq[{extra}]'")
-    known = sorted({*builtin, *_EXTRAS})
+    known = sorted(schemes(kind) | set(builtin))
     raise ConfigurationError(f"unknown {kind} scheme {scheme!r} in {url!r}; known schemes: {', '.join(known)}")
 
 
@@ -133,7 +153,7 @@ def open_results(url: str, settings: Settings) -> ResultStore:
 def load_runtime(name: str) -> Any:
     """The factory of a serverless runtime (``factory(app, **options)``) from the extras; a
     missing SDK is a MissingExtra now, not on the first event."""
-    extra = _RUNTIME_EXTRAS.get(name, "all")
+    extra = extra_for(name)
     found = load_plugin("cloudq.runtimes", name, f"runtime {name!r}", extra)
     if found is None:
         raise MissingExtra(f"runtime {name!r} is not installed: pip install 'cloudq[{extra}]'")

@@ -6,23 +6,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError, MissingExtra
-from ..registry import load_plugin
+from ..registry import extra_for, load_plugin, schemes
 from .base import Deployer
 from .model import AppModel
 
 ENTRY_POINT_GROUP = "cloudq.deployers"
-_EXTRAS = {"sqs": "aws", "pubsub": "gcp"}
 _EMBEDDED = {"memory", "sqlite"}
 
 
 def deployer_factory(scheme: str) -> Any:
     what = f"deploying a {scheme}:// broker"
-    found = load_plugin(ENTRY_POINT_GROUP, scheme, what, _EXTRAS.get(scheme, "all"))
+    extra = extra_for(scheme)
+    found = load_plugin(ENTRY_POINT_GROUP, scheme, what, extra)
     if found is not None:
         return found
-    if scheme in _EXTRAS:
-        raise MissingExtra(f"{what} needs the {_EXTRAS[scheme]} extra: pip install 'cloudq[{_EXTRAS[scheme]}]'")
-    known = ", ".join(sorted(_EXTRAS))
+    deployable = schemes("broker") - _EMBEDDED
+    if scheme in deployable:
+        raise MissingExtra(f"{what} needs the {extra} extra: pip install 'cloudq[{extra}]'")
+    known = ", ".join(sorted(deployable))
     raise ConfigurationError(f"cloudq deploy does not know broker scheme {scheme!r}; it deploys: {known}")
 
 
