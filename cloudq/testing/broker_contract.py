@@ -25,13 +25,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar
 
 import pytest
 
 from ..errors import MessageTooLarge
 from ..interfaces import Broker, Delivery, OutgoingMessage, QueueStats
+from .waiting import eventually
 
 T = TypeVar("T")
 
@@ -82,16 +83,6 @@ def assert_nothing_arrives(broker: Broker, queue: str, seconds: float, lease_s: 
             time.sleep(min(0.05, remaining))
 
 
-def eventually(probe: Callable[[], T], accept: Callable[[T], bool], timeout: float, pause: float = 0.05) -> T:
-    """Call ``probe`` until ``accept`` likes its value or ``timeout`` passes; return the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if accept(value) or time.monotonic() >= deadline:
-            return value
-        time.sleep(pause)
-
-
 def bodies(deliveries: Sequence[Delivery]) -> list[bytes]:
     return [d.body for d in deliveries]
 
@@ -117,6 +108,8 @@ class BrokerContract:
     release_keeps_delivery_count: ClassVar[bool] = True
     #: ``stats`` and ``purge``'s count are exact (approximate on SQS, absent on Pub/Sub)
     exact_stats: ClassVar[bool] = True
+    #: the least part of ``wait_s`` an empty receive must wait (services may end a long poll early)
+    long_poll_min_fraction: ClassVar[float] = 0.5
 
     # -- fixtures subclasses provide or override --------------------------------------------
 
@@ -444,13 +437,29 @@ class BrokerContract:
         sender = threading.Timer(0.3, lambda: broker.send(queue, [OutgoingMessage(b"awaited")]))
         sender.start()
         try:
+            started = time.monotonic()
             got = broker.receive(queue, 10, LONG_LEASE_S, wait_s=min(10.0, broker.limits.max_wait_s))
+            took = time.monotonic() - started
+            # empty before the message was even sent: the broker ignored wait_s (idle workers would spin)
+            assert got or took >= 0.25, f"an empty receive with wait_s returned after {took:.3f}s"
             if not got:  # the service may end a long poll early; it must not miss the message
                 got = receive_until(broker, queue, 1, lease_s=LONG_LEASE_S, timeout=self.timeout_s)
         finally:
             sender.join()
         assert bodies(got) == [b"awaited"]
         broker.ack(got)
+
+    def test_an_empty_long_poll_waits(self, broker: Broker, queue: str) -> None:
+        if broker.limits.max_wait_s <= 0:
+            pytest.skip("this broker does not long-poll")
+        wait = min(1.0, broker.limits.max_wait_s)
+        started = time.monotonic()
+        got = broker.receive(queue, 10, LONG_LEASE_S, wait_s=wait)
+        took = time.monotonic() - started
+        assert got == []
+        assert took >= wait * self.long_poll_min_fraction, (
+            f"receive(wait_s={wait:g}) on an empty queue took {took:.3f}s"
+        )
 
     # -- operations --------------------------------------------------------------------------
 
