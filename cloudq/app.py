@@ -235,7 +235,7 @@ class App:
                 continue
             named = translate(key, value)
             if named is not None:
-                self._overrides[named[0]] = value if named[0] == key else named[1]
+                self._overrides[named[0]] = named[1]
 
     def _configure(self) -> None:
         """(Re)build the settings and everything derived from them, tasks' options included."""
@@ -361,7 +361,11 @@ class App:
         task = self._tasks.get(name)
         if task is not None and task.fn is fn:
             return task
-        return self._register(fn, **options)
+        if task is not None and task.shared:  # the module was imported again: its newest definition wins
+            del self._tasks[name]
+        task = self._register(fn, **options)
+        task.shared = True
+        return task
 
     def __repr__(self) -> str:
         return f"<App {self.name} broker={self.broker_url} results={self.results_url}>"
@@ -628,13 +632,13 @@ class App:
         """Validate and encode every call (eager mode runs them here instead)."""
         build = self._build_message
         now = time.time()
+        self._mark_used("a task was sent")
         max_delay = self.broker.limits.max_delay_s if not self.settings.eager else None
         by_queue: dict[str, list[OutgoingMessage]] = {}
         handles: list[ResultHandle] = []
         eager: list[tuple[int, str, bytes]] = []
         from .signals import before_task_publish
 
-        self._mark_used("a task was sent")
         parent = _current_request.get()
         for sig in signatures:
             opts = sig.options

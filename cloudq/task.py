@@ -134,6 +134,7 @@ class Task(Generic[P, R]):
         self.fn = fn
         self.name = name
         self.options: dict[str, Any] = {}  # as given to @app.task: re-applied when app.conf changes
+        self.shared = False  # registered by shared_task
         self.is_async = inspect.iscoroutinefunction(fn)
         self.configure(
             queue=queue,
