@@ -42,7 +42,7 @@ BOTO3 = "import boto3"
 HANDLER_MODULE = "handler module: App + task + make_handler"
 APP_MODULE = (
     "from cloudq import App\n"
-    "from cloudq_aws.lambda_handler import make_handler\n"
+    "from cloudq_aws.lambda_.handler import make_handler\n"
     "app = App('bench', broker='sqs://', results='dynamodb://bench-results')\n"
     "@app.task()\n"
     "def noop(n: int) -> None:\n"
@@ -52,7 +52,7 @@ APP_MODULE = (
 IMPORT_CASES = {
     BASELINE: "pass",
     BOTO3: "import boto3",
-    "import cloudq, cloudq_aws.lambda_handler": "import cloudq, cloudq_aws.lambda_handler",
+    "import cloudq, cloudq_aws.lambda_.handler": "import cloudq, cloudq_aws.lambda_.handler",
     HANDLER_MODULE: APP_MODULE,
     "powertools batch (BatchProcessor)": (
         "from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response"
@@ -129,7 +129,7 @@ def per_record(records: int, rounds: int) -> dict[str, float]:
     """Median µs per record of each way of handling the same event."""
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
-    from cloudq_aws.lambda_handler import make_handler
+    from cloudq_aws.lambda_.handler import make_handler
     from cloudq_aws.testing import MotoServer
 
     from cloudq import App

@@ -31,7 +31,7 @@ from cloudq.interfaces import Claim, ResultRecord
 
 from . import resources as res
 from .errors import error_code, translated
-from .s3_offload import ClaimCheckStore, S3Ref
+from .s3 import ClaimCheckStore, S3Ref
 from .session import COMMON_PARSERS, AWSBackend, AWSConfig
 
 if TYPE_CHECKING:

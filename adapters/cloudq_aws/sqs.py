@@ -31,7 +31,7 @@ from cloudq.interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessag
 from . import resources as res
 from . import sqs_messages as msg
 from .errors import DEPLOY_HINT, FifoDelayUnsupported, error_code, translated
-from .s3_offload import ClaimCheckMissing, ClaimCheckStore, S3Ref
+from .s3 import ClaimCheckMissing, ClaimCheckStore, S3Ref
 from .session import COMMON_PARSERS, AWSBackend, AWSConfig
 
 if TYPE_CHECKING:

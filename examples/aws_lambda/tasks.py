@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from cloudq_aws.lambda_handler import make_handler
+from cloudq_aws.lambda_.handler import make_handler
 
 from cloudq import App
 

@@ -1,9 +1,9 @@
-"""Fixtures for the AWS adapters: the session's moto server and per-test names (aws_fixtures.py,
-shared with tests/lambda_)."""
+"""Fixtures for the AWS adapters: the session's moto server and per-test names
+(cloudq_aws.testing.fixtures, shared with tests/lambda_, tests/deploy and tests/faults)."""
 
-import aws_fixtures
 import pytest
+from cloudq_aws.testing import fixtures
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    aws_fixtures.register(config)
+    fixtures.register(config)

@@ -1,20 +1,11 @@
-"""Fixtures for the deploy tests: the session's moto server (tests/aws/aws_fixtures.py) and
-Google's emulators (tests/gcp/gcp_fixtures.py), plus a throwaway project folder per test."""
+"""Fixtures for the deploy tests: the session's moto server (cloudq_aws.testing.fixtures) and
+Google's emulators (cloudq_gcp.testing.fixtures), plus a throwaway project folder per test."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-_TESTS = Path(__file__).resolve().parents[1]
-for folder in ("aws", "gcp"):
-    if str(_TESTS / folder) not in sys.path:
-        sys.path.insert(0, str(_TESTS / folder))
-
-import aws_fixtures  # noqa: E402
-import gcp_fixtures  # noqa: E402
+from cloudq_aws.testing import fixtures as aws_fixtures
+from cloudq_gcp.testing import fixtures as gcp_fixtures
 
 
 def pytest_configure(config: pytest.Config) -> None:

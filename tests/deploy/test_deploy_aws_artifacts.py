@@ -18,9 +18,9 @@ import boto3
 import pytest
 import yaml
 from click.testing import CliRunner
-from cloudq_aws.deploy import AWSDeployer
-from cloudq_aws.deploy_deps import Target
-from cloudq_aws.packaging import package_app
+from cloudq_aws.deploy.deployer import AWSDeployer
+from cloudq_aws.deploy.deps import Target
+from cloudq_aws.deploy.packaging import package_app
 from cloudq_aws.testing import MotoServer
 from deploy_helpers import Project
 from test_deploy_aws import APP, project
@@ -55,7 +55,7 @@ def test_lambda_archive_is_reproducible_and_holds_the_handler(tmp_path: Path, pr
     names = [i.filename for i in infos]
     assert names == sorted(names)
     assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
-    assert {"cloudq_aws/lambda_entry.py", "cloudq_aws/lambda_handler.py", "cloudq/app.py", f"{p.module}.py"} <= set(
+    assert {"cloudq_aws/lambda_entry.py", "cloudq_aws/lambda_/handler.py", "cloudq/app.py", f"{p.module}.py"} <= set(
         names
     )
     assert any(n.startswith("pydantic_core/") for n in names)

@@ -12,8 +12,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from cloudq_aws.deploy_deps import Target
-from cloudq_aws.packaging import package_app
+from cloudq_aws.deploy.deps import Target
+from cloudq_aws.deploy.packaging import package_app
 from cloudq_aws.testing import MotoServer
 from deploy_helpers import Project
 
@@ -64,7 +64,7 @@ def test_archive_carries_cloudq_dist_info_so_entry_points_find_the_aws_adapters(
     found = {(ep.group, ep.name): ep.value for ep in dist.entry_points}
     assert found[("cloudq.brokers", "sqs")] == "cloudq_aws.sqs:SQSBroker.from_url"
     assert found[("cloudq.results", "dynamodb")] == "cloudq_aws.dynamodb:DynamoDBResultStore.from_url"
-    assert found[("cloudq.runtimes", "lambda")] == "cloudq_aws.lambda_handler:make_handler"
+    assert found[("cloudq.runtimes", "lambda")] == "cloudq_aws.lambda_.handler:make_handler"
     # only entry points whose code ships: no cloudq_gcp in a Lambda archive
     assert not [value for value in found.values() if value.startswith("cloudq_gcp")]
 

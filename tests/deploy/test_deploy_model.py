@@ -170,7 +170,7 @@ def test_yaml_writer_round_trips_through_a_yaml_parser() -> None:
 
 
 def test_deployer_lookup_by_broker_scheme(app: App) -> None:
-    from cloudq_aws.deploy import AWSDeployer
+    from cloudq_aws.deploy.deployer import AWSDeployer
 
     assert isinstance(deployer_for(build_model(app, "shop:app")), AWSDeployer)
 

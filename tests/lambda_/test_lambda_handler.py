@@ -18,8 +18,8 @@ from typing import Any
 
 import boto3
 import pytest
-from cloudq_aws.lambda_handler import LambdaHandler, make_handler
-from cloudq_aws.lambda_records import InvalidEvent
+from cloudq_aws.lambda_.handler import LambdaHandler, make_handler
+from cloudq_aws.lambda_.records import InvalidEvent
 from cloudq_aws.testing import MotoServer
 from sqs_lambda_events import FakeLambdaContext, SQSPoller
 
@@ -378,7 +378,7 @@ def test_importing_and_building_the_handler_makes_no_client() -> None:
     code = (
         "import sys\n"
         "from cloudq import App\n"
-        "from cloudq_aws.lambda_handler import make_handler\n"
+        "from cloudq_aws.lambda_.handler import make_handler\n"
         "app = App('cold', broker='sqs://', results='dynamodb://cold-results')\n"
         "handler = make_handler(app)\n"
         "print(sorted(m for m in ('boto3', 'botocore', 'aiobotocore') if m in sys.modules))\n"

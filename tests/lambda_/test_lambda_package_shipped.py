@@ -27,9 +27,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from cloudq_aws.deploy_deps import Target
-from cloudq_aws.deploy_layout import build_layout
-from cloudq_aws.packaging import package_app
+from cloudq_aws.deploy.deps import Target
+from cloudq_aws.deploy.layout import build_layout
+from cloudq_aws.deploy.packaging import package_app
 from cloudq_aws.testing import MotoServer
 from sqs_lambda_events import SQSPoller
 

@@ -20,11 +20,11 @@ from cloudq.deploy.base import ownership_marks
 from cloudq.deploy.checks import time_limit_problems
 from cloudq.deploy.settings import queue_table
 
-from . import deploy_iam as iam
-from . import resources as res
-from .deploy_deps import Target
-from .dynamodb import DynamoDBResultStore
-from .sqs import SQSBroker
+from .. import resources as res
+from ..dynamodb import DynamoDBResultStore
+from ..sqs import SQSBroker
+from . import iam
+from .deps import Target
 
 # Lambda + SQS service limits
 LAMBDA_MAX_TIMEOUT_S = 900

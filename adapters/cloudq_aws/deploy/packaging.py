@@ -5,7 +5,7 @@ Dependencies are installed the way SAM and Chalice do it: ``pip install --platfo
 manylinux2014_<arch> --implementation cp --python-version X.Y --only-binary=:all: --target DIR``,
 pinned to the versions installed here (what ships is what was tested), so compiled packages such
 as pydantic-core fit the function, whatever machine deploys. The installed tree is cached, keyed
-by the requirements and the target (deploy_deps.py). boto3 and its closure are left out because the
+by the requirements and the target (deps.py). boto3 and its closure are left out because the
 Lambda Python runtime provides them. cloudq's own dist-info goes in too, because its entry points
 are how ``sqs://`` and ``dynamodb://`` find their adapters. The archive is reproducible: entries
 sorted, fixed timestamps and permissions, fixed compression level -- the same code gives the same
@@ -30,7 +30,7 @@ from pathlib import Path
 import cloudq
 from cloudq.deploy.settings import DEFAULT_LAMBDA_ARCHITECTURE, DEFAULT_LAMBDA_RUNTIME
 
-from .deploy_deps import Target, installed_tree
+from .deps import Target, installed_tree
 
 LAMBDA_MAX_ZIP_BYTES = 50 * 1024**2  # direct upload (ZipFile); larger archives go through S3
 LAMBDA_MAX_UNZIPPED_BYTES = 250 * 1024**2
@@ -218,7 +218,7 @@ def collect(
             if path.is_file():
                 entries.setdefault(path.relative_to(project).as_posix(), path)
     entries.update(_tree(Path(cloudq.__file__).parent, "cloudq"))
-    entries.update(_tree(Path(__file__).parent, "cloudq_aws"))
+    entries.update(_tree(Path(__file__).parents[1], "cloudq_aws"))
     entries.update(cloudq_dist_info())
     skip = list(exclude)
     return {name: path for name, path in entries.items() if not any(fnmatch.fnmatch(name, p) for p in skip)}

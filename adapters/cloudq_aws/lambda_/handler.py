@@ -31,15 +31,15 @@ from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
 
-from .lambda_records import InvalidRecord, queue_name, received_message, records
-from .s3_offload import ClaimCheckMissing
+from ..s3 import ClaimCheckMissing
+from .records import InvalidRecord, queue_name, received_message, records
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from cloudq.app import App
 
-    from .sqs import SQSBroker, SQSQueue
+    from ..sqs import SQSBroker, SQSQueue
 
 log = logging.getLogger("cloudq.lambda")
 
@@ -128,7 +128,7 @@ class LambdaHandler:
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failed]}
 
     def _broker(self) -> SQSBroker:
-        from .sqs import SQSBroker
+        from ..sqs import SQSBroker
 
         broker = self.app.broker
         if not isinstance(broker, SQSBroker):

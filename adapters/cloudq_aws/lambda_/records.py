@@ -15,7 +15,7 @@ from typing import Any
 
 from cloudq.errors import CloudqError
 
-from .sqs_messages import UNREADABLE
+from ..sqs_messages import UNREADABLE
 
 EVENT_SOURCE = "aws:sqs"
 

@@ -1,6 +1,6 @@
 """The app's IAM role: who may assume it, and the least privilege cloudq's runtimes need.
 
-Only the actions the adapters call (sqs.py, dynamodb.py, s3_offload.py, the Lambda service's
+Only the actions the adapters call (sqs.py, dynamodb.py, s3.py, the Lambda service's
 own polling), only on this app's ARNs: its queues and dead-letter queues, its results table, the
 object prefixes its payloads use, the log groups of its functions. No statement names ``*``.
 Creation on first use is off for deployed runtimes, so no Create* action is granted.

@@ -14,10 +14,9 @@ from typing import Any
 
 from cloudq.deploy import yaml_text
 
-from . import deploy_iam as iam
-from . import packaging
-from . import resources as res
-from .deploy_layout import BUILD_DIR, AWSLayout, QueueLayout
+from .. import resources as res
+from . import iam, packaging
+from .layout import BUILD_DIR, AWSLayout, QueueLayout
 
 TEMPLATE_VERSION = "2010-09-09"
 _INTEGER_ATTRIBUTES = {

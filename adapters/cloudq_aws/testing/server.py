@@ -5,7 +5,7 @@ process on a free 127.0.0.1 port, and ``environment()`` gives the AWS variables 
 at it. Request counts are kept by the server process itself, one per HTTP request received, so
 they show what AWS would bill whichever client made the calls.
 
-The process is moto's own WSGI app (``python -m cloudq_aws.testing HOST PORT``) behind a thin
+The process is moto's own WSGI app (``python -m cloudq_aws.testing.server HOST PORT``) behind a thin
 layer that makes two operations atomic, as they are on AWS, because moto's threaded server runs
 them without a lock:
 
@@ -105,7 +105,7 @@ class MotoServer:
     def start(self, timeout: float = 30.0) -> MotoServer:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "cloudq_aws.testing", self.host, str(self.port)],
+                [sys.executable, "-m", "cloudq_aws.testing.server", self.host, str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

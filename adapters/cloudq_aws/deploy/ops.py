@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 from cloudq.deploy import Resource
 from cloudq.deploy.base import owner_of
 
-from . import deploy_iam as iam
-from . import resources as res
-from .deploy_layout import TAG_SEPARATOR
-from .errors import error_code
-from .session import Clients
+from .. import resources as res
+from ..errors import error_code
+from ..session import Clients
+from . import iam
+from .layout import TAG_SEPARATOR
 
 log = logging.getLogger("cloudq.deploy")
 T = TypeVar("T")

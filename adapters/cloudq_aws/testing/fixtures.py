@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cloudq_aws.testing import MotoServer
+
+from .server import MotoServer
 
 _ids = itertools.count(1)
 _SESSION_PREFIX = uuid.uuid4().hex[:6]

@@ -2,8 +2,8 @@
 S3 payload bucket, one IAM role, and a Lambda function + SQS event source mapping per queue that
 runs on Lambda.
 
-The desired state is data (deploy_layout.py names and checks it, resources.py gives attributes);
-deploy_ops.py reads and changes one resource at a time; cloudformation.py writes the same
+The desired state is data (layout.py names and checks it, resources.py gives attributes);
+ops.py reads and changes one resource at a time; cloudformation.py writes the same
 resources as a template.
 """
 
@@ -17,13 +17,12 @@ from typing import Any
 from cloudq.deploy import AppModel, Resource, Step, refuse_if
 from cloudq.errors import ConfigurationError
 
-from . import deploy_iam as iam
-from . import packaging
-from . import resources as res
-from .deploy_layout import BUILD_DIR, AWSLayout, build_layout, tag_value
-from .deploy_ops import BUCKET, FUNCTION, KIND_ORDER, LOG_GROUP, MAPPING, QUEUE, ROLE, TABLE, Ops, mapping_name
-from .errors import translated
-from .session import Clients
+from .. import resources as res
+from ..errors import translated
+from ..session import Clients
+from . import iam, packaging
+from .layout import BUILD_DIR, AWSLayout, build_layout, tag_value
+from .ops import BUCKET, FUNCTION, KIND_ORDER, LOG_GROUP, MAPPING, QUEUE, ROLE, TABLE, Ops, mapping_name
 
 log = logging.getLogger("cloudq.deploy")
 PROVIDER = "aws"
