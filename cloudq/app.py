@@ -18,7 +18,7 @@ from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
 from .results import AsyncResult, EagerResult
 from .routing import Router
-from .task import Request, Signature, Task, _check_headers, _current_request
+from .task import Request, Signature, Task, check_headers, current_request
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -578,20 +578,23 @@ class App:
 
     # -- serverless runtimes (from the extras) --------------------------------------------------
 
-    def lambda_handler(self, **options: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-        """An AWS Lambda handler for SQS batches: ``handler = app.lambda_handler()``."""
+    def runtime(self, name: str, **options: Any) -> Any:
+        """A serverless runtime of this app by its registered name (``lambda``, ``push_wsgi``,
+        ``push_asgi``, ``cloud_event``, or a plugin's): the core names no provider."""
         from .registry import load_runtime
 
-        handler: Callable[[dict[str, Any], Any], dict[str, Any]] = load_runtime("lambda")(self, **options)
+        return load_runtime(name)(self, **options)
+
+    def lambda_handler(self, **options: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+        """An AWS Lambda handler for SQS batches: ``handler = app.lambda_handler()``."""
+        handler: Callable[[dict[str, Any], Any], dict[str, Any]] = self.runtime("lambda", **options)
         return handler
 
     def push_app(self, kind: str = "wsgi", **options: Any) -> Any:
         """A Pub/Sub push endpoint: ``kind`` is "wsgi", "asgi" or "cloud_event" (Cloud Functions)."""
-        from .registry import load_runtime
-
         if kind not in ("wsgi", "asgi", "cloud_event"):
             raise ConfigurationError(f"push_app kind must be wsgi, asgi or cloud_event, not {kind!r}")
-        return load_runtime(kind if kind == "cloud_event" else f"push_{kind}")(self, **options)
+        return self.runtime(kind if kind == "cloud_event" else f"push_{kind}", **options)
 
     def queues(self) -> list[str]:
         return self.router.queues([t.queue for t in self.tasks.values()])
@@ -618,11 +621,13 @@ class App:
         aiobotocore) send natively, others in a worker thread."""
         import asyncio
 
+        from .interfaces import AsyncSender
+
         by_queue, handles = self._prepare(signatures)
-        send_async = getattr(self.broker, "send_async", None)
+        broker = self.broker
         for queue, messages in by_queue.items():
-            if send_async is not None:
-                await send_async(queue, messages)
+            if isinstance(broker, AsyncSender):
+                await broker.send_async(queue, messages)
             else:
                 await asyncio.to_thread(self.broker.send, queue, messages)
             _published(queue, messages)
@@ -639,7 +644,7 @@ class App:
         eager: list[tuple[int, str, bytes]] = []
         from .signals import before_task_publish
 
-        parent = _current_request.get()
+        parent = current_request.get()
         for sig in signatures:
             opts = sig.options
             args, kwargs = sig.task.validator.to_message(sig.args, sig.kwargs)
@@ -650,7 +655,7 @@ class App:
             check_serializer(opts.get("serializer"), where)
             check_priority(opts.get("priority"), where)
             extra = _lineage(parent, opts)
-            headers = _check_headers(opts.get("headers"))
+            headers = check_headers(opts.get("headers"))
             if before_task_publish.receivers and not self.settings.eager:
                 headers = dict(headers or {})  # receivers may add headers (tracing): they are sent
                 before_task_publish.send(
@@ -663,7 +668,7 @@ class App:
                     declare=[],
                     retry_policy=None,
                 )
-                headers = _check_headers(headers)
+                headers = check_headers(headers)
             body = build(
                 task_id,
                 sig.task.name,

@@ -123,11 +123,10 @@ def worker(
         # before the app is built, so its settings (and the clients they size, and pool children) see it
         os.environ[f"{ENV_PREFIX}CONCURRENCY"] = str(concurrency)
     app = load_app(app_path)
-    logging.basicConfig(
-        level=(loglevel or app.settings.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from .runtime.pools import LOG_FORMAT
     from .runtime.worker import Worker
+
+    logging.basicConfig(level=(loglevel or app.settings.log_level).upper(), format=LOG_FORMAT)
 
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     code = Worker(

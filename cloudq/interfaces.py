@@ -234,6 +234,13 @@ class ResultWaiter(Protocol):
         returns the record as it then is (None when absent)."""
 
 
+class ResultWriter(Protocol):
+    """What the executor writes results through: a ResultStore, or the worker's batch of writes
+    (``runtime/result_batch.py``). Same contract as ``ResultStore.set``."""
+
+    def set(self, record: ResultRecord) -> bool: ...
+
+
 @runtime_checkable
 class ManyWriter(Protocol):
     """A result store that writes many records in one transaction (SQLite): the worker then

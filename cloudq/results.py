@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors, states
 from .errors import ResultTimeout, TaskFailed
-from .interfaces import ResultRecord
+from .interfaces import AsyncResultReader, ResultRecord, ResultWaiter
+from .util.polling import PollSchedule
 
 if TYPE_CHECKING:
     from .app import App
@@ -128,9 +129,9 @@ class AsyncResult:
     def _assert_will_not_block(self) -> None:
         """Celery's ``disable_sync_subtasks``: waiting on a task from inside a running task holds
         a worker slot while it waits, and deadlocks once every slot does."""
-        from .task import _current_request
+        from .task import current_request
 
-        request = _current_request.get()
+        request = current_request.get()
         if request is not None and not request.is_eager:
             raise RuntimeError(SYNC_SUBTASK_ERROR)
 
@@ -282,20 +283,18 @@ class AsyncResult:
         natively, others from a worker thread, so the event loop never blocks."""
         import asyncio
 
-        reader = getattr(self.app.results, "get_async", None)
-        if reader is None:
+        store = self.app.results
+        if not isinstance(store, AsyncResultReader):
             return await asyncio.to_thread(self.get, timeout, interval, propagate)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = min(0.005, interval)
+        schedule = PollSchedule(timeout, interval)
         while True:
-            record: ResultRecord | None = await reader(self.id)
+            record: ResultRecord | None = await store.get_async(self.id)
             if record is not None and record.terminal:
                 self._record = record
                 return self._outcome(record, propagate)
-            if deadline is not None and time.monotonic() >= deadline:
+            if schedule.expired():
                 raise self._timeout(record, timeout)
-            await asyncio.sleep(pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic())))
-            pause = min(pause * 2, interval)
+            await asyncio.sleep(schedule.next_pause())
 
     def _outcome(self, record: ResultRecord, propagate: bool) -> Any:
         if record.state == states.SUCCESS:
@@ -306,9 +305,9 @@ class AsyncResult:
         return exc
 
     def _wait(self, timeout: float | None, interval: float) -> ResultRecord:
-        waiter = getattr(self.app.results, "wait", None)
-        if waiter is not None:  # stores that can push (listeners) wait without polling
-            record: ResultRecord | None = waiter(self.id, timeout)
+        store = self.app.results
+        if isinstance(store, ResultWaiter):  # stores that can push (listeners) wait without polling
+            record: ResultRecord | None = store.wait(self.id, timeout)
             if record is not None and record.terminal:
                 self._record = record
                 return record
@@ -319,8 +318,7 @@ class AsyncResult:
         self, timeout: float | None, interval: float, on_message: Callable[[dict[str, Any]], Any] | None = None
     ) -> ResultRecord:
         """Poll the store (5 ms doubling up to ``interval``), reporting each state change."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = min(0.005, interval)
+        schedule = PollSchedule(timeout, interval)
         seen: tuple[Any, ...] | None = None
         while True:
             record = self._fetch()
@@ -331,11 +329,9 @@ class AsyncResult:
                     on_message(self._meta(record))
             if record is not None and record.terminal:
                 return record
-            if deadline is not None and time.monotonic() >= deadline:
+            if schedule.expired():
                 raise self._timeout(record, timeout)
-            wait = pause if deadline is None else min(pause, max(0.0, deadline - time.monotonic()))
-            time.sleep(wait)
-            pause = min(pause * 2, interval)
+            time.sleep(schedule.next_pause())
 
     def _meta(self, record: ResultRecord) -> dict[str, Any]:
         done = record.finished_at if record.terminal else None

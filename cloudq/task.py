@@ -75,7 +75,7 @@ class ExceptionInfo:
         return self.traceback
 
 
-_current_request: ContextVar[Request | None] = ContextVar("cloudq_request", default=None)
+current_request: ContextVar[Request | None] = ContextVar("cloudq_request", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +91,7 @@ class Signature:
         return self.task.apply_async(self.args, self.kwargs, **self.options)
 
 
-def _check_headers(headers: Any) -> dict[str, str] | None:
+def check_headers(headers: Any) -> dict[str, str] | None:
     """Headers are strings to strings (every broker carries them as such): anything else is
     refused at send, naming the header, rather than dead-lettered at the worker."""
     from .errors import InvalidOptions
@@ -225,7 +225,7 @@ class Task(Generic[P, R]):
         from .interfaces import ResultRecord
         from .validation import to_json_value
 
-        request = _current_request.get()
+        request = current_request.get()
         task_id = task_id or (request.id if request else None)
         if not task_id:
             raise InvalidOptions(f"{self.name}.update_state: no task id (called outside a run: pass task_id=)")
@@ -268,7 +268,7 @@ class Task(Generic[P, R]):
     def request(self) -> Request:
         """The delivery being run in this thread/coroutine; outside a run, a request that says
         ``called_directly=True`` (never None, as in Celery)."""
-        request = _current_request.get()
+        request = current_request.get()
         if request is None:
             return Request(None, self.name, 0, 0, "", called_directly=True)
         return request
@@ -336,16 +336,17 @@ class Task(Generic[P, R]):
         import time
 
         from .app import new_task_id
+        from .envelope import build
 
         call_args, call_kwargs = self.validator.to_message(tuple(args), kwargs or {})
         task_id = task_id or new_task_id()
-        body = self.app._build_message(
+        body = build(
             task_id,
             self.name,
             call_args,
             call_kwargs,
             sent_at=time.time(),
-            headers=_check_headers(headers),
+            headers=check_headers(headers),
             key=self.app.signing_key,
         )
         propagate = self.app.settings.eager_propagates if throw is None else throw
@@ -385,7 +386,7 @@ class Task(Generic[P, R]):
         the retry happens when it returns."""
         from .app import to_epoch
 
-        request = _current_request.get()
+        request = current_request.get()
         retry = Retry(
             countdown,
             exc,

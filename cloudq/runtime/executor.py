@@ -15,7 +15,7 @@ import socket
 import time
 import traceback as tb
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
 from ..envelope import Envelope, decode, peek_id
@@ -34,10 +34,10 @@ from ..errors import (
     UnknownTask,
     WorkerLost,
 )
-from ..interfaces import Delivery, OutgoingMessage, ResultRecord
+from ..interfaces import Delivery, OutgoingMessage, ResultRecord, ResultWriter
 from ..results import exception_name
 from ..retry import deliveries_allowed
-from ..task import ExceptionInfo, Request, Task, _current_request
+from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
 from .timelimit import soft_time_limit, time_limit
 
@@ -83,11 +83,11 @@ Outcome = Ack | RetryIn | Requeue | DeadLetter
 
 async def _with_request(coro: Any, request: Request) -> Any:
     """Run ``coro`` with ``task.request`` set: a coroutine on another thread's loop has its own context."""
-    token = _current_request.set(request)
+    token = current_request.set(request)
     try:
         return await coro
     finally:
-        _current_request.reset(token)
+        current_request.reset(token)
 
 
 GIVE_BACK_BASE_S = 1.0
@@ -136,10 +136,6 @@ def _ignores(env: Envelope, task: Task[Any, Any]) -> bool:
 def _overrides(task: Task[Any, Any], hook: str) -> bool:
     """Whether the task's class defines ``hook`` (the base Task's do nothing: skip the call)."""
     return getattr(type(task), hook) is not getattr(Task, hook)
-
-
-class ResultWriter(Protocol):
-    def set(self, record: ResultRecord) -> bool: ...
 
 
 EAGER_QUEUE = "eager"
@@ -365,7 +361,7 @@ class Executor:
     # -- helpers --------------------------------------------------------------------------------
 
     def _call(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
-        token = _current_request.set(request)
+        token = current_request.set(request)
         try:
             if not (task.bind or task.is_async or task.time_limit or task.soft_time_limit):
                 return task.fn(*args, **kwargs)
@@ -385,7 +381,7 @@ class Executor:
             with time_limit(task.time_limit), soft_time_limit(task.soft_time_limit):
                 return task.fn(*args, **kwargs)
         finally:
-            _current_request.reset(token)
+            current_request.reset(token)
 
     # -- hooks and signals -----------------------------------------------------------------------
 
@@ -414,7 +410,7 @@ class Executor:
     def _hook(self, request: Request, hook: Any, *args: Any) -> None:
         """Run one of the task's handlers with ``self.request`` set; one that raises is logged and
         the task's outcome stands."""
-        token = _current_request.set(request)
+        token = current_request.set(request)
         try:
             hook(*args)
         except Exception as exc:
@@ -427,7 +423,7 @@ class Executor:
                 exc,
             )
         finally:
-            _current_request.reset(token)
+            current_request.reset(token)
 
     def _after_return(
         self, task: Task[Any, Any], request: Request, state: str, retval: Any, einfo: ExceptionInfo | None

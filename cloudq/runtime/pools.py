@@ -207,15 +207,13 @@ class ProcessRunner:
         self._reap()
 
 
+# the worker's log line format: `cloudq worker` configures logging with it, and pool children use it
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
 def pool_log_config() -> tuple[int, str | None]:
-    """The parent's log level and format, so children's task lines look the same."""
-    root = logging.getLogger()
-    fmt = None
-    for handler in root.handlers:
-        if handler.formatter is not None and handler.formatter._fmt:
-            fmt = handler.formatter._fmt
-            break
-    return logging.getLogger("cloudq").getEffectiveLevel(), fmt
+    """The parent's log level and the worker's format, so children's task lines look the same."""
+    return logging.getLogger("cloudq").getEffectiveLevel(), LOG_FORMAT
 
 
 def start_all(runners: list[ProcessRunner]) -> None:
