@@ -26,12 +26,13 @@ from urllib.parse import urlsplit
 
 from cloudq import states
 from cloudq.backends.urls import read_options
+from cloudq.claimcheck import ClaimCheckStore, Pointer, parse_pointer
 from cloudq.errors import CloudqError, ConfigurationError, ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
 
 from . import resources as res
-from .errors import error_code, translated
-from .s3 import ClaimCheckStore, S3Ref
+from .errors import TableNotFound, error_code, translated
+from .s3 import claim_checks, pointer_text
 from .session import COMMON_PARSERS, AWSBackend, AWSConfig
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class DynamoDBResultStore(AWSBackend):
         self.create_missing = create_missing
         super().__init__(config)
         self.offload = (
-            ClaimCheckStore(self.clients, bucket, f"cloudq-results/{table}/", create_missing, ResultStoreError)
+            claim_checks(self.clients, bucket, f"cloudq-results/{table}/", create_missing, ResultStoreError)
             if bucket
             else None
         )
@@ -200,11 +201,11 @@ class DynamoDBResultStore(AWSBackend):
         otherwise have a reader fetch, and a later write delete, any object the role can reach)."""
         result = None
         if RESULT_REF in item:
-            result = json.loads(self._offloaded(item).get(self._result_ref(item)))
+            result = json.loads(self._offloaded(item).get(self._result_ref(item), item[res.RESULTS_KEY]["S"]))
         return from_item(item, result)
 
-    def _result_ref(self, item: dict[str, Any]) -> S3Ref:
-        return S3Ref.from_pointer(item[RESULT_REF]["S"])
+    def _result_ref(self, item: dict[str, Any]) -> Pointer:
+        return parse_pointer(item[RESULT_REF]["S"], "s3")
 
     def _offloaded(self, item: dict[str, Any]) -> ClaimCheckStore:
         """This store's offload, when the item's result pointer lies inside it; else ResultStoreError."""
@@ -234,12 +235,12 @@ class DynamoDBResultStore(AWSBackend):
 
     # -- ResultStore ------------------------------------------------------------------------------
 
+    def _get_request(self, task_id: str) -> dict[str, Any]:
+        return {"TableName": self.table, "Key": {res.RESULTS_KEY: {"S": task_id}}, "ConsistentRead": True}
+
     def get(self, task_id: str) -> ResultRecord | None:
-        response = self._run(
-            "GetItem",
-            lambda: self.clients.get("dynamodb", producer=True).get_item(  # AsyncResult.get waits on it
-                TableName=self.table, Key={res.RESULTS_KEY: {"S": task_id}}, ConsistentRead=True
-            ),
+        response = self._run(  # the producer client: AsyncResult.get waits on it
+            "GetItem", lambda: self.clients.get("dynamodb", producer=True).get_item(**self._get_request(task_id))
         )
         item = self._live(response.get("Item"), time.time())
         return self._record(item) if item else None
@@ -275,7 +276,7 @@ class DynamoDBResultStore(AWSBackend):
         self._drop_offloaded(old)
         return True
 
-    def _fit(self, record: ResultRecord) -> tuple[dict[str, dict[str, str]], S3Ref | None]:
+    def _fit(self, record: ResultRecord) -> tuple[dict[str, dict[str, str]], Pointer | None]:
         """The item for ``record``, with the result moved to S3 (or long texts shortened) when it
         would exceed DynamoDB's item size limit."""
         item = to_item(record)
@@ -292,7 +293,7 @@ class DynamoDBResultStore(AWSBackend):
                 )
             text = item.pop("result")["S"]
             ref = self.offload.put(text.encode(), record.task_id)
-            item[RESULT_REF] = {"S": ref.pointer(len(text))}
+            item[RESULT_REF] = {"S": pointer_text(ref, len(text))}
             return item, ref
         for name in ("traceback", "error_message"):  # keep a failure recordable: keep the ends of long texts
             if name in item and item_size(item) > limit:
@@ -403,7 +404,22 @@ class DynamoDBResultStore(AWSBackend):
         self._drop_offloaded(response.get("Attributes") or {})
 
     async def get_async(self, task_id: str) -> ResultRecord | None:
-        """``get`` on aiobotocore: for callers running in an event loop."""
-        from .async_client import get_async
+        """``get`` on aiobotocore, for callers in an event loop: one strongly consistent GetItem;
+        creating a missing table and reading an offloaded result run in a thread."""
+        import asyncio
 
-        return await get_async(self, task_id)
+        db = await self.async_clients.get("dynamodb")
+        try:
+            with translated("dynamodb:GetItem", self.table, self.clients.endpoint("dynamodb"), ResultStoreError):
+                response = await db.get_item(**self._get_request(task_id))
+        except TableNotFound:
+            if not self.create_missing:
+                raise
+            await asyncio.to_thread(self.get, task_id)  # creates the table
+            return None
+        item = self._live(response.get("Item"), time.time())
+        if not item:
+            return None
+        if RESULT_REF in item:
+            return await asyncio.to_thread(self._record, item)
+        return from_item(item)

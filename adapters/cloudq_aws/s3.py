@@ -1,99 +1,62 @@
-"""Claim-check storage in S3 for payloads above a service's size limit.
+"""S3 as cloudq's claim-check object store: the SDK shim ``cloudq.claimcheck`` builds on.
 
-The queue (or results table) holds a small JSON pointer; the payload lives in the bucket. The
-SQS broker deletes the object when the message is acknowledged, never on nack or dead-letter, so
-a message that is retried or inspected later still finds its payload.
+``claim_checks()`` gives the ClaimCheckStore the SQS broker and DynamoDB result store use (keys,
+pointers and the trust rule are the core's). Only what S3 itself does lives here: the calls, a
+missing bucket created on first use when allowed, missing objects as ClaimCheckMissing.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
+from cloudq.claimcheck import LEGACY_POINTER_KEY, ClaimCheckMissing, ClaimChecks, Pointer
 from cloudq.errors import BrokerError, CloudqError
+from cloudq.util.chunks import chunks
 
 from .errors import error_code, translated
 from .resources import bucket_definition
 from .session import Clients
 
-POINTER_KEY = "cloudq_claim_check"
 S3_MAX_DELETE = 1000  # keys per DeleteObjects call
 _MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 
 
-class ClaimCheckMissing(BrokerError):
-    """The object a pointer names is gone (already processed, or deleted by a lifecycle rule)."""
+def pointer_text(pointer: Pointer, size: int) -> str:
+    """The text an SQS body or DynamoDB item carries in place of the payload: the JSON form, which
+    consumers of every cloudq version read (the core also reads ``s3://`` pointers)."""
+    fields = {"bucket": pointer.bucket, "key": pointer.key, "size": size}
+    return json.dumps({LEGACY_POINTER_KEY: fields}, separators=(",", ":"))
 
 
-@dataclass(frozen=True, slots=True)
-class S3Ref:
-    bucket: str
-    key: str
+class S3Objects:
+    """The objects of one bucket (an ``ObjectStore``); errors become ``kind`` with what to fix."""
 
-    def pointer(self, size: int) -> str:
-        """The JSON text stored in place of the payload."""
-        return json.dumps({POINTER_KEY: {"bucket": self.bucket, "key": self.key, "size": size}}, separators=(",", ":"))
+    scheme = "s3"
 
-    @classmethod
-    def from_pointer(cls, text: str) -> S3Ref:
-        try:
-            data = json.loads(text)[POINTER_KEY]
-            return cls(str(data["bucket"]), str(data["key"]))
-        except (ValueError, KeyError, TypeError):
-            raise BrokerError(f"message marked as a claim check has no valid pointer: {text[:200]!r}") from None
-
-    def __str__(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-class ClaimCheckStore:
-    """Puts, gets and deletes payload objects under ``prefix`` in one bucket."""
-
-    def __init__(
-        self,
-        clients: Clients,
-        bucket: str,
-        prefix: str = "cloudq/",
-        create_missing: bool = True,
-        kind: type[CloudqError] = BrokerError,
-    ) -> None:
+    def __init__(self, clients: Clients, bucket: str, create_missing: bool, kind: type[CloudqError]) -> None:
         self.clients = clients
         self.bucket = bucket
-        self.prefix = prefix
         self.create_missing = create_missing
         self.kind = kind
         self._bucket_checked = False
 
-    def _s3(self) -> Any:
-        return self.clients.get("s3")
+    def _call(self, action: str, resource: str) -> Any:
+        return translated(f"s3:{action}", resource, self.clients.endpoint("s3"), self.kind)
 
-    def owns(self, ref: S3Ref, folder: str = "") -> bool:
-        """Whether ``ref`` lies under this store's bucket, prefix and ``folder``: only such objects
-        are read or deleted, since a pointer can come from anyone who can write a message or item."""
-        inside = f"{self.prefix}{folder}/" if folder else self.prefix
-        return ref.bucket == self.bucket and ref.key.startswith(inside) and ref.key != inside
-
-    def where(self, folder: str = "") -> str:
-        """The ``s3://`` location ``owns`` accepts (for error messages)."""
-        return f"s3://{self.bucket}/{self.prefix}{folder}/" if folder else f"s3://{self.bucket}/{self.prefix}"
-
-    def put(self, data: bytes, folder: str, name: str | None = None) -> S3Ref:
-        ref = S3Ref(self.bucket, f"{self.prefix}{folder}/{name or uuid.uuid4().hex}")
-        with translated("s3:PutObject", self.bucket, self.clients.endpoint("s3"), self.kind):
+    def put_object(self, key: str, data: bytes, content_type: str, timeout: float | None) -> None:
+        s3 = self.clients.get("s3")  # timeouts are the client's own
+        with self._call("PutObject", self.bucket):
             try:
-                self._s3().put_object(Bucket=ref.bucket, Key=ref.key, Body=data)
+                s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
             except Exception as exc:
                 if error_code(exc) != "NoSuchBucket" or not self.create_missing or self._bucket_checked:
                     raise
-                self._create_bucket()
-                self._s3().put_object(Bucket=ref.bucket, Key=ref.key, Body=data)
-        return ref
+                self._create_bucket(s3)
+                s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
-    def _create_bucket(self) -> None:
-        s3 = self._s3()
+    def _create_bucket(self, s3: Any) -> None:
         try:
             s3.create_bucket(**bucket_definition(self.bucket, s3.meta.region_name))
         except Exception as exc:
@@ -101,31 +64,40 @@ class ClaimCheckStore:
                 raise
         self._bucket_checked = True
 
-    def get(self, ref: S3Ref) -> bytes:
-        with translated("s3:GetObject", str(ref), self.clients.endpoint("s3"), self.kind):
+    def get_object(self, key: str) -> bytes:
+        where = f"s3://{self.bucket}/{key}"
+        with self._call("GetObject", where):
             try:
-                response = self._s3().get_object(Bucket=ref.bucket, Key=ref.key)
+                response = self.clients.get("s3").get_object(Bucket=self.bucket, Key=key)
             except Exception as exc:
                 code = error_code(exc)
                 if code in _MISSING_KEY:
-                    raise ClaimCheckMissing(f"payload object {ref} does not exist") from None
+                    raise ClaimCheckMissing(f"payload object {where} does not exist") from None
                 if code == "NoSuchBucket":  # so neither can the object: nobody could have written it
-                    raise ClaimCheckMissing(f"payload object {ref} does not exist (no bucket {ref.bucket!r})") from None
+                    raise ClaimCheckMissing(
+                        f"payload object {where} does not exist (no bucket {self.bucket!r})"
+                    ) from None
                 raise
             body: bytes = response["Body"].read()
             return body
 
-    def delete(self, refs: Iterable[S3Ref]) -> None:
-        by_bucket: dict[str, list[str]] = {}
-        for ref in refs:
-            by_bucket.setdefault(ref.bucket, []).append(ref.key)
-        for bucket, keys in by_bucket.items():
-            for start in range(0, len(keys), S3_MAX_DELETE):
-                chunk = keys[start : start + S3_MAX_DELETE]
-                with translated("s3:DeleteObject", bucket, self.clients.endpoint("s3"), self.kind):
-                    if len(chunk) == 1:
-                        self._s3().delete_object(Bucket=bucket, Key=chunk[0])
-                    else:
-                        self._s3().delete_objects(
-                            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-                        )
+    def delete_objects(self, keys: Sequence[str]) -> None:
+        s3 = self.clients.get("s3")
+        for chunk in chunks(keys, S3_MAX_DELETE):
+            with self._call("DeleteObject", self.bucket):
+                if len(chunk) == 1:
+                    s3.delete_object(Bucket=self.bucket, Key=chunk[0])
+                else:
+                    s3.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                    )
+
+    def close(self) -> None:
+        """The clients belong to the backend, which closes them."""
+
+
+def claim_checks(
+    clients: Clients, bucket: str, prefix: str, create_missing: bool = True, kind: type[CloudqError] = BrokerError
+) -> ClaimChecks:
+    """The claim checks of a backend: objects under ``prefix`` in ``bucket``."""
+    return ClaimChecks(S3Objects(clients, bucket, create_missing, kind), prefix)

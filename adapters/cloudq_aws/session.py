@@ -1,4 +1,5 @@
-"""AWS configuration and clients for one backend.
+"""AWS configuration and clients for one backend: boto3 clients for threads, aiobotocore clients
+per event loop for producers that run in one (``send_async``, ``get_async``).
 
 Region, credentials and endpoint come from the standard AWS environment (``AWS_ENDPOINT_URL``,
 ``AWS_PROFILE``, ...); cloudq's own options come from the URL query, ``*_options`` settings or
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from cloudq.backends.urls import Parser, as_bool, as_text, integer_in, number_in
 
 if TYPE_CHECKING:
-    from .async_client import AsyncClients
+    import asyncio  # imported by the first async call, not by the backends' import
 
 DEFAULT_MAX_CONNECTIONS = 50  # botocore's pool is never made smaller than its default
 CONNECT_TIMEOUT_S = 5.0
@@ -144,6 +146,59 @@ class Clients:
                 close()
 
 
+class AsyncClients:
+    """aiobotocore clients per event loop (an aiohttp session cannot cross loops)."""
+
+    def __init__(self, config: AWSConfig) -> None:
+        self.config = config
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[Any, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+    async def get(self, service: str) -> Any:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        clients = self._loops.setdefault(loop, {})
+        found = clients.get(service)
+        if found is not None:
+            return found[0]
+        async with self._locks.setdefault(loop, asyncio.Lock()):
+            found = clients.get(service)
+            if found is None:
+                found = clients[service] = await self._open(service)
+        return found[0]
+
+    async def _open(self, service: str) -> tuple[Any, Any]:
+        from .errors import translated
+
+        with translated(f"{service}:client", service, self.config.endpoint_url):
+            from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
+            from aiobotocore.session import get_session  # type: ignore[import-untyped]
+
+            connect, read, attempts = send_timeouts(self.config.send_timeout_s)  # only producers use these
+            config = AioConfig(
+                retries={"mode": "standard", "total_max_attempts": attempts},
+                max_pool_connections=self.config.max_connections,
+                connect_timeout=connect,
+                read_timeout=read,
+            )
+            context = get_session().create_client(
+                service, region_name=self.config.region, endpoint_url=self.config.endpoint_url, config=config
+            )
+            client = await context.__aenter__()
+            return client, context
+
+    async def aclose(self) -> None:
+        """Close this event loop's clients."""
+        import asyncio
+
+        clients = self._loops.pop(asyncio.get_running_loop(), {})
+        for _, context in clients.values():
+            await context.__aexit__(None, None, None)
+
+
 class AWSBackend:
     """What the AWS backends share: sync clients, async clients made on the first async call
     (aiobotocore is imported only then), and closing both."""
@@ -155,8 +210,6 @@ class AWSBackend:
     @property
     def async_clients(self) -> AsyncClients:
         if self._async_clients is None:
-            from .async_client import AsyncClients
-
             self._async_clients = AsyncClients(self.clients.config)
         return self._async_clients
 

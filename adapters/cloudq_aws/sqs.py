@@ -19,19 +19,21 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cloudq.backends.urls import Parser, as_bool, as_text, integer_in, number_in, read_options
+from cloudq.claimcheck import ClaimCheckMissing, ForeignClaimCheck, Pointer, parse_pointer
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge, QueueNotFound
 from cloudq.interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
+from cloudq.util.chunks import chunks, sized_chunks
 
 from . import resources as res
 from . import sqs_messages as msg
 from .errors import DEPLOY_HINT, FifoDelayUnsupported, error_code, translated
-from .s3 import ClaimCheckMissing, ClaimCheckStore, S3Ref
+from .s3 import claim_checks, pointer_text
 from .session import COMMON_PARSERS, AWSBackend, AWSConfig
 
 if TYPE_CHECKING:
@@ -43,6 +45,7 @@ S3_MAX_OBJECT_BYTES = 5 * 1024**3  # one PutObject
 VISIBILITY_MARGIN_S = 5  # keep lease changes this far inside SQS's 12-hour window
 CLAIM_RETRY_S = 5  # a message whose S3 payload cannot be read now is visible again after this
 DEAD_LETTER_SCAN_LEASE_S = 30  # hide dead letters this long while listing them, then show them again
+LARGE_BODY_MARGIN = 4096  # send_async prepares bodies this close to the limit in a thread (they may go to S3)
 # batch entry failures meaning "this lease is over" (the message was deleted or leased again): skipped, not raised
 _GONE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
 
@@ -76,7 +79,7 @@ class SQSReceipt:
     raw_body: str
     raw_attributes: dict[str, Any]
     group_id: str | None
-    claim: S3Ref | None
+    claim: Pointer | None
 
 
 class SQSBroker(AWSBackend):
@@ -101,7 +104,7 @@ class SQSBroker(AWSBackend):
         self.max_receive_count = max_receive_count
         self.fifo = fifo
         super().__init__(config)
-        self.claims = ClaimCheckStore(self.clients, bucket, f"{prefix}cloudq/", create_missing) if bucket else None
+        self.claims = claim_checks(self.clients, bucket, f"{prefix}cloudq/", create_missing) if bucket else None
         self.limits = BrokerLimits(
             max_body_bytes=res.SQS_MAX_MESSAGE_BYTES,
             max_delay_s=res.SQS_MAX_DELAY_S,
@@ -301,7 +304,7 @@ class SQSBroker(AWSBackend):
         ref = self.claims.put(message.body, queue.sqs_name)
         attributes = {k: v for k, v in entry.attributes.items() if k != msg.ENCODING}
         attributes[msg.CLAIM_CHECK] = msg.attribute("s3")
-        pointer = dataclasses.replace(entry, body=ref.pointer(len(message.body)), attributes=attributes)
+        pointer = dataclasses.replace(entry, body=pointer_text(ref, len(message.body)), attributes=attributes)
         if pointer.size > queue.max_bytes:
             raise MessageTooLarge(pointer.size, queue.max_bytes, "even the claim-check pointer is too large")
         return pointer
@@ -313,8 +316,9 @@ class SQSBroker(AWSBackend):
     def _send_batches(self, queue: SQSQueue, entries: Sequence[msg.Entry]) -> list[str]:
         ids: list[str] = []
         for chunk in msg.entry_batches(entries, queue.max_bytes):
-            request = [{"Id": str(i), **e.request()} for i, e in enumerate(chunk)]
-            results = self._batch_call("SendMessageBatch", queue.sqs_name, queue.url, request, retry=True)
+            results = self._batch_call(
+                "SendMessageBatch", queue.sqs_name, queue.url, msg.batch_request(chunk), retry=True
+            )
             ids.extend(str(results[str(i)]["MessageId"]) for i in range(len(chunk)))
         return ids
 
@@ -328,37 +332,13 @@ class SQSBroker(AWSBackend):
         retry: bool = False,
         tolerate: frozenset[str] | set[str] = frozenset(),
     ) -> dict[str, dict[str, Any]]:
-        """One *Batch call; entries that failed on the server side are tried once more.
-        Returns the successful entries by Id; failures with a code in ``tolerate`` are logged."""
+        """One *Batch call through ``msg.BatchCall``; returns the successful entries by Id."""
         method = getattr(self._sends() if action == "SendMessageBatch" else self._sqs(), _snake(action))
-        done: dict[str, dict[str, Any]] = {}
-        pending = entries
-        for attempt in (1, 2):
+        batch = msg.BatchCall(action, resource, entries, retry=retry, tolerate=tolerate)
+        while batch.pending:
             with self._call(action, resource):
-                response = method(QueueUrl=url, Entries=pending)
-            for item in response.get("Successful", []):
-                done[item["Id"]] = item
-            failed = response.get("Failed", [])
-            if not failed:
-                return done
-            server_side = [f for f in failed if not f.get("SenderFault")]
-            if retry and attempt == 1 and len(server_side) == len(failed):
-                again = {f["Id"] for f in failed}
-                pending = [e for e in pending if e["Id"] in again]
-                continue
-            ignored = [f for f in failed if f.get("Code") in tolerate]
-            for f in ignored:
-                log.info(
-                    "%s on %s: entry %s skipped: %s %s", action, resource, f["Id"], f.get("Code"), f.get("Message", "")
-                )
-            real = [f for f in failed if f.get("Code") not in tolerate]
-            if real:
-                problems = "; ".join(f"{f.get('Code')}: {f.get('Message', '')}" for f in real[:3])
-                raise BrokerError(
-                    f"sqs:{action} on {resource} failed for {len(real)} of {len(entries)} entries: {problems}"
-                )
-            return done
-        return done
+                batch.record(method(QueueUrl=url, Entries=batch.pending))
+        return batch.done
 
     # -- receiving ------------------------------------------------------------------------------
 
@@ -441,7 +421,7 @@ class SQSBroker(AWSBackend):
         receipt = SQSReceipt(queue, m["ReceiptHandle"], received_at, text, raw_attributes, group, claim)
         return Delivery(body, receipt, count, queue.name, message_id, user, group if queue.fifo else None)
 
-    def _claim(self, text: str, internal: dict[str, str]) -> S3Ref | None:
+    def _claim(self, text: str, internal: dict[str, str]) -> Pointer | None:
         """The S3 object a claim-check message points to; only this broker's own objects are
         read (and deleted on ack), so a forged pointer cannot reach anything else."""
         flag = internal.get(msg.CLAIM_CHECK)
@@ -450,18 +430,16 @@ class SQSBroker(AWSBackend):
         if flag != "s3":
             raise msg.Malformed(f"attribute {msg.CLAIM_CHECK!r} is {flag[:60]!r}, not 's3'")
         try:
-            ref = S3Ref.from_pointer(text)
-        except BrokerError as exc:
-            raise msg.Malformed(str(exc)) from None
+            ref = self.claims.parse(text) if self.claims is not None else parse_pointer(text, "s3")
+        except ForeignClaimCheck:
+            raise msg.Malformed(f"message marked as a claim check has no valid pointer: {text[:200]!r}") from None
         if self.claims is None:
             raise msg.Malformed(f"claim-check pointer to {ref}, but this broker has no S3 bucket (sqs://?bucket=NAME)")
-        if ref.bucket != self.claims.bucket or not ref.key.startswith(self.claims.prefix):
-            raise msg.Malformed(
-                f"claim-check pointer to {ref}, outside this broker's s3://{self.claims.bucket}/{self.claims.prefix}"
-            )
+        if not self.claims.owns(ref):
+            raise msg.Malformed(f"claim-check pointer to {ref}, outside this broker's {self.claims.where()}")
         return ref
 
-    def _fetch(self, ref: S3Ref) -> bytes:
+    def _fetch(self, ref: Pointer) -> bytes:
         try:
             return self.claims_get(ref)
         except ClaimCheckMissing as exc:
@@ -469,7 +447,7 @@ class SQSBroker(AWSBackend):
                 f"ClaimCheckMissing: {exc} (already processed, or removed by a lifecycle rule)"
             ) from None
 
-    def claims_get(self, ref: S3Ref) -> bytes:
+    def claims_get(self, ref: Pointer) -> bytes:
         """The payload of a claim checked by this broker (raises ClaimCheckMissing when it is gone)."""
         if self.claims is None:
             raise ClaimCheckMissing(f"payload object {ref} cannot be read: this broker has no S3 bucket")
@@ -489,7 +467,7 @@ class SQSBroker(AWSBackend):
     def _delete(self, queue: SQSQueue, receipts: Sequence[SQSReceipt]) -> list[SQSReceipt]:
         """Delete leased messages; returns the receipts SQS accepted (a stale one is skipped)."""
         deleted: list[SQSReceipt] = []
-        for chunk in _chunks(receipts, res.SQS_MAX_BATCH_ENTRIES):
+        for chunk in chunks(receipts, res.SQS_MAX_BATCH_ENTRIES):
             entries = [{"Id": str(i), "ReceiptHandle": r.handle} for i, r in enumerate(chunk)]
             done = self._batch_call("DeleteMessageBatch", queue.sqs_name, queue.url, entries, tolerate=_GONE)
             deleted.extend(r for i, r in enumerate(chunk) if str(i) in done)
@@ -504,7 +482,7 @@ class SQSBroker(AWSBackend):
         now = time.monotonic()
         seconds = {id(d): s for d, s in changes}
         for queue, group in _by_queue([d for d, _ in changes]):
-            for chunk in _chunks(group, res.SQS_MAX_BATCH_ENTRIES):
+            for chunk in chunks(group, res.SQS_MAX_BATCH_ENTRIES):
                 entries = [
                     {
                         "Id": str(i),
@@ -561,8 +539,8 @@ class SQSBroker(AWSBackend):
                 pairs.append((entry, r))
             moved: list[SQSReceipt] = []
             try:
-                for chunk in msg.batches(pairs, msg.batch_bytes(dead_max), _pair_size):
-                    request = [{"Id": str(i), **e.request()} for i, (e, _) in enumerate(chunk)]
+                for chunk in sized_chunks(pairs, res.SQS_MAX_BATCH_ENTRIES, msg.batch_bytes(dead_max), _pair_size):
+                    request = msg.batch_request(e for e, _ in chunk)
                     done = self._batch_call("SendMessageBatch", queue.dead_letter_name, dead_url, request, retry=True)
                     moved.extend(r for i, (_, r) in enumerate(chunk) if str(i) in done)
             finally:  # what was copied is deleted even when a later request fails
@@ -589,7 +567,7 @@ class SQSBroker(AWSBackend):
                     if m["MessageId"] not in found:
                         found[m["MessageId"]] = self._dead_letter_entry(q, m)
         finally:
-            for chunk in _chunks(handles, res.SQS_MAX_BATCH_ENTRIES):
+            for chunk in chunks(handles, res.SQS_MAX_BATCH_ENTRIES):
                 entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(chunk)]
                 self._batch_call("ChangeMessageVisibilityBatch", q.dead_letter_name, url, entries, tolerate=_GONE)
         return list(found.values())[:limit]
@@ -643,10 +621,31 @@ class SQSBroker(AWSBackend):
     # -- async ------------------------------------------------------------------------------------
 
     async def send_async(self, queue: str, messages: Sequence[OutgoingMessage]) -> list[str]:
-        """``send`` on aiobotocore: for producers running in an event loop."""
-        from .async_client import send_async
+        """``send`` on aiobotocore, for producers in an event loop: what is decided once or rarely
+        (queue resolution, S3 uploads) runs in a thread, the SendMessage(Batch) calls on the loop."""
+        import asyncio
 
-        return await send_async(self, queue, messages)
+        if not messages:
+            return []
+        found = self._queues.get(queue)
+        q = found if found is not None else await asyncio.to_thread(self.queue, queue)  # resolved once
+        if any(len(m.body) > q.max_bytes - LARGE_BODY_MARGIN for m in messages):
+            entries = await asyncio.to_thread(self.prepare, q, messages)
+        else:
+            entries = self.prepare(q, messages)
+        sqs = await self.async_clients.get("sqs")
+        if len(entries) == 1:
+            with self._call("SendMessage", q.sqs_name):
+                response = await sqs.send_message(QueueUrl=q.url, **entries[0].request())
+            return [str(response["MessageId"])]
+        ids: list[str] = []
+        for chunk in msg.entry_batches(entries, q.max_bytes):
+            batch = msg.BatchCall("SendMessageBatch", q.sqs_name, msg.batch_request(chunk), retry=True)
+            while batch.pending:
+                with self._call("SendMessageBatch", q.sqs_name):
+                    batch.record(await sqs.send_message_batch(QueueUrl=q.url, Entries=batch.pending))
+            ids.extend(str(batch.done[str(i)]["MessageId"]) for i in range(len(chunk)))
+        return ids
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -654,11 +653,6 @@ class SQSBroker(AWSBackend):
 
 def _snake(action: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in action).lstrip("_")
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _by_queue(deliveries: Sequence[Delivery]) -> list[tuple[SQSQueue, list[Delivery]]]:

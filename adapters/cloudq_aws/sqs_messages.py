@@ -3,21 +3,24 @@
 SQS bodies are Unicode text from a restricted character set and message attributes must be
 non-empty strings; brokers move arbitrary bytes. Bodies that are not valid SQS text travel
 base64-encoded, flagged by a ``cloudq-encoding`` attribute. Attribute and body sizes are counted
-the way SQS counts them, so size limits are enforced before a request is made.
+the way SQS counts them, so size limits are enforced before a request is made. ``BatchCall`` reads
+a *Batch response's partial failures the same way for the sync and the async sends.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from cloudq.errors import BrokerError
 from cloudq.interfaces import OutgoingMessage
+from cloudq.util.chunks import sized_chunks
 
 from .resources import SQS_MAX_BATCH_BYTES, SQS_MAX_BATCH_ENTRIES, SQS_MAX_DELAY_S, SQS_MAX_MESSAGE_ATTRIBUTES
 
@@ -38,7 +41,7 @@ _NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010fff
 _TOKEN = re.compile(r"^[!-~]{1,128}$")  # MessageGroupId / MessageDeduplicationId alphabet
 _COUNT = re.compile(r"^[0-9]{1,7}$")
 
-T = TypeVar("T")
+log = logging.getLogger("cloudq.sqs")
 
 
 class Malformed(ValueError):
@@ -174,29 +177,11 @@ def batch_bytes(max_message_bytes: int) -> int:
 
 def entry_batches(entries: Sequence[Entry], max_message_bytes: int) -> Iterable[list[Entry]]:
     """SendMessageBatch requests' entries for a queue whose MaximumMessageSize is ``max_message_bytes``."""
-    return batches(entries, batch_bytes(max_message_bytes), _entry_size)
+    return sized_chunks(entries, SQS_MAX_BATCH_ENTRIES, batch_bytes(max_message_bytes), _entry_size)
 
 
 def _entry_size(entry: Entry) -> int:
     return entry.size
-
-
-def batches(
-    items: Sequence[T], max_bytes: int, size: Callable[[T], int], max_entries: int = SQS_MAX_BATCH_ENTRIES
-) -> Iterable[list[T]]:
-    """Consecutive groups of at most ``max_entries`` whose sizes add up to at most ``max_bytes``
-    (an item larger than that goes alone): every *Batch send is split with this."""
-    chunk: list[T] = []
-    total = 0
-    for item in items:
-        n = size(item)
-        if chunk and (len(chunk) == max_entries or total + n > max_bytes):
-            yield chunk
-            chunk, total = [], 0
-        chunk.append(item)
-        total += n
-    if chunk:
-        yield chunk
 
 
 def build_entry(message: OutgoingMessage, fifo: bool) -> Entry:
@@ -236,3 +221,62 @@ def split_attributes(raw_attributes: Mapping[str, Mapping[str, Any]]) -> tuple[d
     for name, raw in raw_attributes.items():
         (internal if name in INTERNAL_ATTRIBUTES else user)[name] = attribute_value(raw)
     return user, internal
+
+
+class BatchCall:
+    """One *Batch request through SQS's partial failures, written once for the sync and the async
+    callers: feed each response to ``record`` while ``pending`` has entries to send. Entries that
+    failed on the server side (none a SenderFault) are sent once more when ``retry`` is set;
+    failures with a code in ``tolerate`` are logged and skipped; any other raises BrokerError."""
+
+    def __init__(
+        self,
+        action: str,
+        resource: str,
+        entries: list[dict[str, Any]],
+        *,
+        retry: bool = False,
+        tolerate: frozenset[str] | set[str] = frozenset(),
+    ) -> None:
+        self.action = action
+        self.resource = resource
+        self.entries = entries
+        self.retry = retry
+        self.tolerate = tolerate
+        self.pending = entries  # what the next request sends; empty once settled
+        self.done: dict[str, dict[str, Any]] = {}  # successful entries by Id
+        self._attempts = 0
+
+    def record(self, response: Mapping[str, Any]) -> None:
+        self._attempts += 1
+        for item in response.get("Successful", []):
+            self.done[item["Id"]] = item
+        failed = response.get("Failed", [])
+        sent, self.pending = self.pending, []
+        if not failed:
+            return
+        if self.retry and self._attempts == 1 and not any(f.get("SenderFault") for f in failed):
+            again = {f["Id"] for f in failed}
+            self.pending = [e for e in sent if e["Id"] in again]
+            return
+        for f in failed:
+            if f.get("Code") in self.tolerate:
+                log.info(
+                    "%s on %s: entry %s skipped: %s %s",
+                    self.action,
+                    self.resource,
+                    f["Id"],
+                    f.get("Code"),
+                    f.get("Message", ""),
+                )
+        real = [f for f in failed if f.get("Code") not in self.tolerate]
+        if real:
+            problems = "; ".join(f"{f.get('Code')}: {f.get('Message', '')}" for f in real[:3])
+            raise BrokerError(
+                f"sqs:{self.action} on {self.resource} failed for {len(real)} of {len(self.entries)} entries: {problems}"
+            )
+
+
+def batch_request(entries: Iterable[Entry]) -> list[dict[str, Any]]:
+    """SendMessageBatch's Entries for ``entries``, with their positions as Ids."""
+    return [{"Id": str(i), **e.request()} for i, e in enumerate(entries)]

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from cloudq_aws import resources as res
 from cloudq_aws.dynamodb import RESULT_REF, DynamoDBResultStore
-from cloudq_aws.s3_offload import S3Ref
+from cloudq_aws.s3 import pointer_text
 from cloudq_aws.testing import MotoServer
 from test_dynamodb_results import make_store
 
 from cloudq import states
+from cloudq.claimcheck import Pointer
 from cloudq.errors import ResultStoreError
 from cloudq.interfaces import ResultRecord
 from cloudq.testing.result_contract import new_task_id
@@ -24,14 +25,14 @@ pytestmark = [pytest.mark.aws]
 SECRET = b'"someone else\'s object"'
 
 
-def forge(store: DynamoDBResultStore, task_id: str, ref: S3Ref) -> None:
+def forge(store: DynamoDBResultStore, task_id: str, ref: Pointer) -> None:
     """A STARTED item (so a terminal write replaces it) whose result pointer names ``ref``."""
     item: dict[str, Any] = {
         res.RESULTS_KEY: {"S": task_id},
         "state": {"S": states.STARTED},
         "task_name": {"S": "t"},
         "attempts": {"N": "0"},
-        RESULT_REF: {"S": ref.pointer(len(SECRET))},
+        RESULT_REF: {"S": pointer_text(ref, len(SECRET))},
     }
     store.clients.get("dynamodb").put_item(TableName=store.table, Item=item)
 
@@ -59,10 +60,10 @@ def test_pointers_outside_the_stores_bucket_prefix_and_task_are_errors_and_never
     before = {victim: keys(s3, victim), bucket: keys(s3, bucket)}
 
     forged = {
-        "other bucket": S3Ref(victim, f"cloudq-results/{store.table}/a/secret"),
-        "another task's result": S3Ref(bucket, own_key),
-        "another table's result": S3Ref(bucket, other_key),
-        "outside the prefix": S3Ref(bucket, "elsewhere/secret"),
+        "other bucket": Pointer("s3", victim, f"cloudq-results/{store.table}/a/secret"),
+        "another task's result": Pointer("s3", bucket, own_key),
+        "another table's result": Pointer("s3", bucket, other_key),
+        "outside the prefix": Pointer("s3", bucket, "elsewhere/secret"),
     }
     for case, ref in forged.items():
         task_id = new_task_id()
@@ -91,7 +92,7 @@ def test_a_store_without_a_bucket_never_follows_a_pointer(aws: MotoServer, prefi
     s3.put_object(Bucket=bucket, Key="secret", Body=SECRET)
     task_id = new_task_id()
     store.get(task_id)  # creates the table
-    forge(store, task_id, S3Ref(bucket, "secret"))
+    forge(store, task_id, Pointer("s3", bucket, "secret"))
     with aws.count_requests() as counts, pytest.raises(ResultStoreError, match=r"has no bucket to read it from"):
         store.get(task_id)
     assert counts.service("s3") == 0

@@ -235,13 +235,13 @@ def build_layout(model: AppModel) -> AWSLayout:
         )
     table = None
     prefixes = [broker.claims.prefix] if broker.claims else []
-    bucket = broker.claims.bucket if broker.claims else None
+    bucket = broker.claims.objects.bucket if broker.claims else None
     if urlsplit(model.results_url).scheme == "dynamodb":
         store = DynamoDBResultStore.from_url(model.results_url, model.settings)
         table = store.table
         if store.offload is not None:
-            bucket = bucket or store.offload.bucket
-            if store.offload.bucket == bucket:
+            bucket = bucket or store.offload.objects.bucket
+            if store.offload.objects.bucket == bucket:
                 prefixes.append(store.offload.prefix)
     role = _ROLE_NAME.sub("-", f"cloudq-{model.app}-{model.stage}")
     return AWSLayout(model, broker, tuple(queues), table, bucket, tuple(prefixes), _fit(role, ROLE_NAME_MAX))

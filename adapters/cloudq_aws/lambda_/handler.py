@@ -27,11 +27,12 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
-from cloudq.runtime.executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
+from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
+from cloudq.runtime.settle import settle
 
-from ..s3 import ClaimCheckMissing
 from .records import InvalidRecord, queue_name, received_message, records
 
 if TYPE_CHECKING:
@@ -263,40 +264,34 @@ class LambdaHandler:
     # -- settling ---------------------------------------------------------------------------------
 
     def _settle(self, broker: SQSBroker, items: list[_Item]) -> list[str]:
-        """Apply the outcomes; returns the message ids to report as failed."""
+        """Apply the outcomes (the core's ``settle`` partition); returns the message ids to report
+        as failed: unread, not started and retried records in batch order, then those whose
+        re-send or dead-lettering failed."""
+        plan = settle((i.delivery, i.outcome) for i in items if i.delivery is not None and i.outcome is not None)
+        delays = {id(d): delay for delay, group in plan.nacks.items() for d in group}
+        ids = {id(i.delivery): i.message_id for i in items}
         failed: list[str] = []
         visibility: list[tuple[Delivery, float]] = []
-        sends: dict[str, list[_Item]] = {}
-        dead: dict[str, list[_Item]] = {}
-        paid: list[Delivery] = []  # done, with an S3 payload to delete
         for item in items:
-            delivery, outcome = item.delivery, item.outcome
+            delivery = item.delivery
             if delivery is None:
                 failed.append(item.message_id)
-            elif outcome is None:
+            elif item.outcome is None or id(delivery) in delays:
                 failed.append(item.message_id)
-                visibility.append((delivery, 0.0))
-                log.info("message %s not started: %s", delivery.message_id, item.why)
-            elif isinstance(outcome, Ack):
-                if delivery.receipt.claim is not None:
-                    paid.append(delivery)
-            elif isinstance(outcome, RetryIn):
-                failed.append(item.message_id)
-                visibility.append((delivery, outcome.delay_s))
-            elif isinstance(outcome, Requeue):
-                sends.setdefault(delivery.queue, []).append(item)
-            elif isinstance(outcome, DeadLetter):
-                dead.setdefault(outcome.reason, []).append(item)
-        for queue, group in sends.items():
-            messages = [i.outcome.message for i in group if isinstance(i.outcome, Requeue)]
-            if _applied("send", group, failed, broker.send, queue, messages):
-                paid += [i.delivery for i in group if i.delivery is not None and i.delivery.receipt.claim is not None]
-        for reason, group in dead.items():
-            _applied("dead_letter", group, failed, broker.dead_letter, [i.delivery for i in group], reason)
+                visibility.append((delivery, delays.get(id(delivery), 0.0)))
+                if item.outcome is None:
+                    log.info("message %s not started: %s", delivery.message_id, item.why)
+        paid = [d for d in plan.acks if d.receipt.claim is not None]  # done, with an S3 payload to delete
+        for queue, pairs in plan.sends.items():
+            originals = [d for d, _ in pairs]
+            if _applied("send", [ids[id(d)] for d in originals], failed, broker.send, queue, [m for _, m in pairs]):
+                paid += [d for d in originals if d.receipt.claim is not None]
+        for reason, group in plan.dead.items():
+            _applied("dead_letter", [ids[id(d)] for d in group], failed, broker.dead_letter, group, reason)
         if visibility:
-            _applied("change_visibility", visibility, [], broker.change_visibility, visibility)
+            _applied("change_visibility", len(visibility), failed, broker.change_visibility, visibility)
         if paid:  # delete them now, so their payloads can go (the Lambda service's own delete is a no-op)
-            _applied("ack", paid, [], broker.ack, paid)
+            _applied("ack", len(paid), failed, broker.ack, paid)
         return failed
 
 
@@ -304,15 +299,17 @@ class _Lost(Exception):
     """A record's body is gone for good: it is dead-lettered with this reason."""
 
 
-def _applied(what: str, group: list[Any], failed: list[str], call: Callable[..., object], *args: Any) -> bool:
-    """Make one broker call for the records of ``group``. When it fails, those that are ``_Item``s
-    are reported failed: they come back after the queue's visibility timeout (a duplicate, never a
-    loss)."""
+def _applied(what: str, records: list[str] | int, failed: list[str], call: Callable[..., object], *args: Any) -> bool:
+    """Make one broker call for some records. When it fails, ``records`` (message ids) are reported
+    failed: they come back after the queue's visibility timeout (a duplicate, never a loss); a
+    count instead means they are left to SQS as they are."""
     try:
         call(*args)
     except Exception as exc:
-        log.warning("%s failed for %d record(s), leaving them to SQS: %s: %s", what, len(group), _name(exc), exc)
-        failed.extend(i.message_id for i in group if isinstance(i, _Item))
+        count = records if isinstance(records, int) else len(records)
+        log.warning("%s failed for %d record(s), leaving them to SQS: %s: %s", what, count, _name(exc), exc)
+        if not isinstance(records, int):
+            failed.extend(records)
         return False
     return True
 
