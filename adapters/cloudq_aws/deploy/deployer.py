@@ -10,7 +10,7 @@ resources as a template.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from ..errors import translated
 from ..session import Clients
 from . import iam, packaging
 from .layout import BUILD_DIR, AWSLayout, build_layout, tag_value
-from .ops import BUCKET, FUNCTION, KIND_ORDER, LOG_GROUP, MAPPING, QUEUE, ROLE, TABLE, Ops, mapping_name
+from .ops import BUCKET, FUNCTION, KIND_ORDER, LOG_GROUP, MAPPING, QUEUE, ROLE, TABLE, mapping_name, resource_ops
 
 log = logging.getLogger("cloudq.deploy")
 PROVIDER = "aws"
@@ -62,7 +62,13 @@ class AWSDeployer:
         self.layout: AWSLayout = build_layout(model)
         self.project = project or Path.cwd()
         self.clients = Clients(self.layout.broker.clients.config)
-        self.ops = Ops(self.clients, self._code)
+        self.ops = resource_ops(
+            self.clients,
+            self._code,
+            queue_prefix=self.layout.broker.prefix,
+            buckets=[self.layout.bucket] if self.layout.bucket else [],
+            log_group_prefix=self.layout.log_group_prefix,
+        )
         self._arns: iam.Arns | None = None
         self._package: packaging.Package | None = None
         self._written: Path | None = None  # where --emit wrote the archive
@@ -169,42 +175,21 @@ class AWSDeployer:
             out.append(Resource(MAPPING, name, mapping, frozenset({"FunctionName", "EventSourceArn"})))
         return out
 
-    def _readers(self) -> dict[str, Callable[[Resource], Resource | None]]:
-        o = self.ops
-        return {
-            BUCKET: o.read_bucket,
-            QUEUE: o.read_queue,
-            TABLE: o.read_table,
-            ROLE: o.read_role,
-            LOG_GROUP: o.read_log_group,
-            FUNCTION: o.read_function,
-            MAPPING: o.read_mapping,
-        }
-
     def live(self, desired: Sequence[Resource]) -> dict[str, Resource]:
-        readers = self._readers()
         found: dict[str, Resource] = {}
         for r in desired:
             with translated(f"reading {r.kind}", r.name, self.clients.config.endpoint_url):
-                live = readers[r.kind](r)
+                live = self.ops[r.kind].read(r)
             if live is not None:
                 found[r.key] = live
         return found
 
     def managed(self) -> list[Resource]:
         app, stage = tag_value(self.model.app), self.model.stage
-        o = self.ops
+        found: list[Resource] = []
         with translated("listing cloudq's resources", f"app {app} stage {stage}", self.clients.config.endpoint_url):
-            functions = o.managed_functions(app, stage)
-            found = [
-                *o.managed_buckets(app, stage, [self.layout.bucket] if self.layout.bucket else []),
-                *o.managed_queues(app, stage, self.layout.broker.prefix),
-                *o.managed_tables(app, stage),
-                *o.managed_roles(app, stage),
-                *o.managed_log_groups(app, stage, self.layout.log_group_prefix),
-                *functions,
-                *o.managed_mappings(functions),
-            ]
+            for kind in KIND_ORDER:
+                found += self.ops[kind].managed(app, stage, found)
         return sorted(found, key=lambda r: KIND_ORDER.index(r.kind))  # stable: keeps each kind's own order
 
     def notes(self) -> list[str]:
@@ -233,24 +218,14 @@ class AWSDeployer:
         ]
 
     def apply(self, step: Step) -> None:
-        r, o = step.resource, self.ops
-        actions: dict[str, tuple[Callable[..., None], Callable[..., None], Callable[..., None]]] = {
-            BUCKET: (o.create_bucket, o.update_bucket, o.delete_bucket),
-            QUEUE: (o.create_queue, o.update_queue, o.delete_queue),
-            TABLE: (o.create_table, o.update_table, o.delete_table),
-            ROLE: (o.create_role, o.update_role, o.delete_role),
-            LOG_GROUP: (o.create_log_group, o.update_log_group, o.delete_log_group),
-            FUNCTION: (o.create_function, o.update_function, o.delete_function),
-            MAPPING: (o.create_mapping, o.update_mapping, o.delete_mapping),
-        }
-        create, update, delete = actions[r.kind]
+        r, ops = step.resource, self.ops[step.resource.kind]
         with translated(f"{step.action} {r.kind}", r.name, self.clients.config.endpoint_url):
             if step.action == "create":
-                create(r)
+                ops.create(r)
             elif step.action == "update":
-                update(r, step.changes)
+                ops.update(r, step.changes)
             elif step.action == "delete":
-                delete(r)
+                ops.delete(r)
 
     def emit(self, fmt: str) -> str:
         """The CloudFormation template, checked like a deploy first; the archive it refers to is
