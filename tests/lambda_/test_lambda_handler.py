@@ -136,7 +136,7 @@ def test_deadline_leaves_unstarted_records_visible_at_once(aws: MotoServer, sqs:
     context = FakeLambdaContext(remaining_ms=5_000)
     ran: list[int] = []
 
-    @app.task(time_limit=1, retry_backoff=30)
+    @app.task(time_limit=1, autoretry_for=(ValueError,), retry_backoff=30)
     def step(n: int) -> int:
         context.spend(1.5)  # each run takes 1.5 s of the invocation
         ran.append(n)
@@ -181,7 +181,7 @@ def test_fifo_group_after_a_failure_waits_while_other_groups_go_on(sqs: Any, pre
     app = make_app(prefix, default_queue="jobs.fifo")
     ran: list[str] = []
 
-    @app.task(retry_backoff=1)
+    @app.task(autoretry_for=(ValueError,), retry_backoff=1)
     def step(group: str, n: int) -> None:
         ran.append(f"{group}{n}")
         if ran.count("a0") == 1 and f"{group}{n}" == "a0":
