@@ -47,10 +47,11 @@ RESULT_REF = "result_ref"  # pointer to an offloaded result in S3
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _NUMBER_FIELDS = ("started_at", "finished_at", "claim_until")
 _TEXT_FIELDS = ("error_type", "error_message", "traceback", "claim_owner")
-_TERMINAL = {":success": {"S": states.SUCCESS}, ":failure": {"S": states.FAILURE}}
+# every terminal state (SUCCESS, FAILURE, REVOKED): a terminal record is never overwritten or claimed
+_TERMINAL = {f":terminal{i}": {"S": state} for i, state in enumerate(sorted(states.TERMINAL_STATES))}
 _UNCLAIMED = "(attribute_not_exists(claim_until) OR claim_until <= :now OR claim_owner = :owner)"
 _LIVE = f"(attribute_not_exists({EXACT_EXPIRY}) OR {EXACT_EXPIRY} > :now)"
-_NOT_TERMINAL = "NOT #state IN (:success, :failure)"
+_NOT_TERMINAL = f"NOT #state IN ({', '.join(_TERMINAL)})"
 
 
 def _number(value: float) -> dict[str, str]:

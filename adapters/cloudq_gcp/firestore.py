@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudq.errors import ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
-from cloudq.states import STARTED
+from cloudq.states import STARTED, TERMINAL_STATES
 
 from . import firestore_records as fr
 from .deadline import Deadline
@@ -151,7 +151,7 @@ class FirestoreResultStore:
         for _ in range(MAX_CONFLICTS):
             snapshot = self._read(ref)
             current = self._live(snapshot, time.time())
-            if current is not None and current["state"] in ("SUCCESS", "FAILURE"):
+            if current is not None and current["state"] in TERMINAL_STATES:
                 self._drop_result(fields)
                 return False
             if self._replace(ref, snapshot, fields):
@@ -266,7 +266,7 @@ class FirestoreResultStore:
         def on_snapshot(snapshots: list[DocumentSnapshot], changes: Any, read_time: Any) -> None:
             for snapshot in snapshots:
                 fields = self._live(snapshot, time.time())
-                if fields is not None and fields["state"] in ("SUCCESS", "FAILURE"):
+                if fields is not None and fields["state"] in TERMINAL_STATES:
                     found.append(fields)
                     landed.set()
 

@@ -104,6 +104,17 @@ class ResultStoreContract:
         got = store.get(task_id)
         assert got is not None and (got.state, got.result) == (states.SUCCESS, 1)
 
+    def test_every_terminal_state_is_final_and_cannot_be_claimed(self, store: ResultStore) -> None:
+        """REVOKED (an expired or revoked task) is as final as SUCCESS and FAILURE."""
+        for terminal in sorted(states.TERMINAL_STATES):
+            task_id = new_task_id()
+            assert store.set(ResultRecord(task_id, terminal, "t")) is True
+            for late in (states.STARTED, states.RETRY, states.SUCCESS, states.FAILURE, states.REVOKED):
+                assert store.set(ResultRecord(task_id, late, "t", result=2)) is False, (terminal, late)
+            assert store.claim(task_id, "worker-a", time.time() + 60).acquired is False, terminal
+            got = store.get(task_id)
+            assert got is not None and got.state == terminal
+
     def test_non_terminal_records_advance_to_terminal(self, store: ResultStore) -> None:
         task_id = new_task_id()
         for attempt, state in enumerate((states.PENDING, states.STARTED, states.RETRY, states.STARTED), 1):
