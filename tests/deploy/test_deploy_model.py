@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 import yaml
+from cloudq_aws.deploy.yaml_text import dump
 
 from cloudq import App
 from cloudq.deploy import ApplyFailed, DeployRefused, Resource, Step, apply_plan, build_model, diff
 from cloudq.deploy.registry import deployer_for
 from cloudq.deploy.render import leaf_changes
 from cloudq.deploy.settings import parse_deploy_settings
-from cloudq.deploy.yaml_text import dump
 from cloudq.errors import ConfigurationError
 
 

@@ -5,24 +5,17 @@ are the shared plugins of tests/aws and tests/gcp, registered here the way tests
 from __future__ import annotations
 
 import importlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cloudq_aws.testing import fixtures as aws_fixtures
 from cloudq_gcp.testing import Emulator, EmulatorMissing
+from cloudq_gcp.testing import fixtures as gcp_fixtures
 from cloudq_gcp.testing import start as start_emulator
-
-for _folder in ("aws", "gcp"):
-    _path = str(Path(__file__).resolve().parents[1] / _folder)
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from cloudq_aws.testing import fixtures as aws_fixtures  # noqa: E402
-from cloudq_gcp.testing import fixtures as gcp_fixtures  # noqa: E402
-from fault_harness import PubSubQueue, SQLiteQueue, SQSQueue, Target, WorkerProc  # noqa: E402
+from fault_harness import PubSubQueue, SQLiteQueue, SQSQueue, Target, WorkerProc
 
 BACKENDS = ("sqlite", "sqs", "pubsub")
 

@@ -7,12 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from install_helpers import ROOT, checked, clean_env, run  # noqa: E402
+from install_helpers import ROOT, checked, clean_env, run
 
 
 @pytest.fixture(scope="session")

@@ -8,14 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
-_HERE = Path(__file__).resolve().parent
-for folder in (_HERE.parent / "gcp", _HERE.parent / "push"):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
-
-from cloudq_gcp.testing import fixtures as gcp_fixtures  # noqa: E402
-from shipping_helpers import ROOT, base_python, build_context, copy_step, make_venv, run, stages  # noqa: E402
+from cloudq_gcp.testing import fixtures as gcp_fixtures
+from shipping_helpers import ROOT, base_python, build_context, copy_step, make_venv, run, stages
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from cloudq.deploy import yaml_text
-
 from .. import resources as res
-from . import iam, packaging
+from . import iam, packaging, yaml_text
 from .layout import BUILD_DIR, AWSLayout, QueueLayout
 
 TEMPLATE_VERSION = "2010-09-09"
