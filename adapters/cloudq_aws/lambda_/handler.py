@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
 
 from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
+from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.settle import settle
 
 from .records import InvalidRecord, queue_name, received_message, records
@@ -47,6 +47,7 @@ log = logging.getLogger("cloudq.lambda")
 DEFAULT_SAFETY_MARGIN_S = 1.0  # left at the end of an invocation to settle the batch with SQS
 DEFAULT_TASK_ESTIMATE_S = 1.0  # assumed run time of a task without time_limit until one runs longer
 TASK_ATTRIBUTE = "task"  # message attribute cloudq producers set to the task name
+NEEDS = BrokerRequirement("the Lambda handler", "reads SQS events", "sqs", "sqs://", "SQS")
 
 Response = dict[str, list[dict[str, str]]]
 
@@ -79,12 +80,7 @@ class LambdaHandler:
         safety_margin_s: float = DEFAULT_SAFETY_MARGIN_S,
         task_estimate_s: float = DEFAULT_TASK_ESTIMATE_S,
     ) -> None:
-        scheme = urlsplit(app.broker_url).scheme
-        if scheme != "sqs":
-            raise ConfigurationError(
-                f"the Lambda handler reads SQS events, but app {app.name!r} uses a {scheme}:// broker: "
-                "configure broker='sqs://' (or CLOUDQ_BROKER=sqs://)"
-            )
+        NEEDS.check_url(app)
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigurationError(f"concurrency must be a whole number >= 1, got {concurrency!r}")
         if safety_margin_s < 0 or task_estimate_s < 0:
@@ -131,10 +127,7 @@ class LambdaHandler:
     def _broker(self) -> SQSBroker:
         from ..sqs import SQSBroker
 
-        broker = self.app.broker
-        if not isinstance(broker, SQSBroker):
-            raise ConfigurationError(f"the Lambda handler needs the SQS broker, app {self.app.name!r} has {broker!r}")
-        return broker
+        return NEEDS.broker(self.app, SQSBroker)
 
     def _read(self, broker: SQSBroker, batch: list[dict[str, Any]]) -> list[_Item]:
         """Deliveries from the records, made by the SQS broker's own code (claim-check payloads

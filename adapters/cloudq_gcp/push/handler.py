@@ -26,11 +26,11 @@ import math
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Outcome
+from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.settle import settle
 
 from ..deferral import Plan, Step
@@ -48,6 +48,9 @@ log = logging.getLogger("cloudq.push")
 MAX_PUSH_DEADLINE_S = 600  # Pub/Sub waits at most this long for a push endpoint's answer
 RETRY_STATUS = 429  # a planned retry or a message not due yet: Pub/Sub redelivers it later
 UNAVAILABLE_STATUS = 503  # cloudq could not run it now (executor or Pub/Sub failed)
+NEEDS = BrokerRequirement(
+    "the push handler", "serves Pub/Sub push subscriptions", "pubsub", "pubsub://PROJECT", "Pub/Sub"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +100,7 @@ class PushHandler:
         certs_url: str = GOOGLE_CERTS_URL,
         queue: str | None = None,
     ) -> None:
-        scheme = urlsplit(app.broker_url).scheme
-        if scheme != "pubsub":
-            raise ConfigurationError(
-                f"the push handler serves Pub/Sub push subscriptions, but app {app.name!r} uses a {scheme}:// "
-                "broker: configure broker='pubsub://PROJECT' (or CLOUDQ_BROKER)"
-            )
+        NEEDS.check_url(app)
         if service_account and not audience:
             raise ConfigurationError("service_account needs audience too: the push subscription's OIDC audience")
         check_time_limits(app)
@@ -181,10 +179,7 @@ class PushHandler:
     def _broker(self) -> PubSubBroker:
         from ..pubsub import PubSubBroker
 
-        broker = self.app.broker
-        if not isinstance(broker, PubSubBroker):
-            raise ConfigurationError(f"the push handler needs the Pub/Sub broker, app {self.app.name!r} has {broker!r}")
-        return broker
+        return NEEDS.broker(self.app, PubSubBroker)
 
     def _queue_of(self, resource: str, kind: str) -> str | None:
         """The app's queue behind a subscription or topic path (``projects/P/{kind}/NAME``)."""
