@@ -63,52 +63,36 @@ IMPORT_CASES = {
 # -- per record ------------------------------------------------------------------------------------
 
 
-class Context:
-    """Lambda's context: plenty of time left."""
-
-    function_name = "bench"
-    aws_request_id = "bench"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    memory_limit_in_mb = 1024
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
 def noop(n: int) -> None:
     return None
 
 
 def sqs_event(n: int, task: str, arn: str) -> dict[str, Any]:
     """An SQS event as Lambda sends it: ``n`` cloudq envelopes for ``task``, fresh task ids."""
+    from cloudq_aws.testing import lambda_record
+
     from cloudq.envelope import build
 
     now = time.time()
+    stamp = str(int(now * 1000))
     records = []
     for i in range(n):
         body = build(uuid.uuid4().hex, task, [i], {}, sent_at=now).decode()
-        stamp = str(int(now * 1000))
-        records.append(
-            {
-                "messageId": str(uuid.uuid4()),
-                "receiptHandle": f"AQEB{uuid.uuid4().hex}{uuid.uuid4().hex}",
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": stamp,
-                    "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-                    "ApproximateFirstReceiveTimestamp": stamp,
-                },
-                "messageAttributes": {
-                    "task": {"stringValue": task, "stringListValues": [], "binaryListValues": [], "dataType": "String"}
-                },
-                "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
-                "md5OfMessageAttributes": "00000000000000000000000000000000",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": arn,
-                "awsRegion": "us-east-1",
-            }
-        )
+        received = {  # one ReceiveMessage message, all attributes asked
+            "MessageId": str(uuid.uuid4()),
+            "ReceiptHandle": f"AQEB{uuid.uuid4().hex}{uuid.uuid4().hex}",
+            "Body": body,
+            "Attributes": {
+                "ApproximateReceiveCount": "1",
+                "SentTimestamp": stamp,
+                "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+                "ApproximateFirstReceiveTimestamp": stamp,
+            },
+            "MessageAttributes": {"task": {"DataType": "String", "StringValue": task}},
+            "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),
+            "MD5OfMessageAttributes": "00000000000000000000000000000000",
+        }
+        records.append(lambda_record(received, arn, "us-east-1"))
     return {"Records": records}
 
 
@@ -130,7 +114,7 @@ def per_record(records: int, rounds: int) -> dict[str, float]:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
     from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
     from cloudq_aws.lambda_.handler import make_handler
-    from cloudq_aws.testing import MotoServer
+    from cloudq_aws.testing import FakeLambdaContext, MotoServer
 
     from cloudq import App
     from cloudq.interfaces import Delivery
@@ -156,7 +140,7 @@ def per_record(records: int, rounds: int) -> dict[str, float]:
 
         plain = BatchProcessor(event_type=EventType.SQS)
         modelled = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
-        context = Context()
+        context = FakeLambdaContext()
         samples: dict[str, list[float]] = {
             "direct call": [],
             "cloudq executor alone": [],

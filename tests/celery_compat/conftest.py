@@ -81,25 +81,11 @@ def drain(app: App, queue: str | None = None, limit: int = 50, wait_delays: bool
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """The session's moto server for the cases that also run on AWS (marked ``aws``), through
-    the shared AWS fixtures plugin; without the AWS extras those cases are skipped."""
-    import sys
-
-    lambda_tests = str(Path(__file__).resolve().parents[1] / "lambda_")
-    if lambda_tests not in sys.path:
-        sys.path.insert(0, lambda_tests)  # sqs_lambda_events: the Lambda service's poller
+    """The session's moto server and an SQS client on it (``sqs``, what the Lambda service uses) for
+    the cases that also run on AWS (marked ``aws``), through the shared AWS fixtures plugin; without
+    the AWS extras those cases are skipped."""
     try:
         from cloudq_aws.testing import fixtures
     except ImportError:
         return
     fixtures.register(config)
-
-
-@pytest.fixture
-def sqs(aws: Any) -> Iterator[Any]:
-    """A plain boto3 SQS client on the moto server (what the Lambda service itself uses)."""
-    import boto3
-
-    client = boto3.client("sqs")
-    yield client
-    client.close()

@@ -165,7 +165,7 @@ def test_worker_signals_are_declared() -> None:
 def test_task_signals_fire_in_the_lambda_handler_on_a_real_sqs_batch(
     sqs: Any, prefix: str, fired: list[tuple[str, dict[str, Any]]]
 ) -> None:
-    from sqs_lambda_events import SQSPoller
+    from cloudq_aws.testing import SQSPoller
 
     app = App("lambda-signals", broker=f"sqs://?prefix={prefix}&wait=0", results="memory://")
 

@@ -20,8 +20,7 @@ import boto3
 import pytest
 from cloudq_aws.lambda_.handler import LambdaHandler, make_handler
 from cloudq_aws.lambda_.records import InvalidEvent
-from cloudq_aws.testing import MotoServer
-from sqs_lambda_events import FakeLambdaContext, SQSPoller
+from cloudq_aws.testing import FakeLambdaContext, MotoServer, SQSPoller
 
 from cloudq import App, Reject
 from cloudq.envelope import build

@@ -30,8 +30,7 @@ from click.testing import CliRunner
 from cloudq_aws.deploy.deps import Target
 from cloudq_aws.deploy.layout import build_layout
 from cloudq_aws.deploy.packaging import package_app
-from cloudq_aws.testing import MotoServer
-from sqs_lambda_events import SQSPoller
+from cloudq_aws.testing import MotoServer, SQSPoller
 
 from cloudq import AsyncResult
 from cloudq.app import load_app

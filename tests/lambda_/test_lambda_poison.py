@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from cloudq_aws import sqs_messages as msg
 from cloudq_aws.lambda_.handler import make_handler
-from sqs_lambda_events import FakeLambdaContext, SQSPoller
+from cloudq_aws.testing import FakeLambdaContext, SQSPoller
 
 from cloudq import App
 from cloudq.envelope import Envelope

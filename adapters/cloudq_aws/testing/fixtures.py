@@ -4,7 +4,7 @@ The server runs on a free 127.0.0.1 port and is stopped by its pid at the end. T
 variables point every boto3 client at it for the session (restored afterwards); each test gets
 its own name prefix so queues, tables and objects never collide between tests.
 
-A pytest plugin shared by every AWS test folder (tests/aws, tests/lambda_): each folder's conftest
+A pytest plugin shared by every AWS test folder (tests/aws, tests/lambda_, tests/celery_compat): each folder's conftest
 calls ``register(config)``, so the session's single moto server serves them all.
 """
 
@@ -15,6 +15,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,16 @@ def prefix(aws: MotoServer) -> str:
 def bucket(aws: MotoServer) -> str:
     """A fresh S3 bucket name (created on first use by the adapters)."""
     return f"cloudq-test-{_SESSION_PREFIX}-{next(_ids)}"
+
+
+@pytest.fixture
+def sqs(aws: MotoServer) -> Iterator[Any]:
+    """A plain boto3 SQS client on the moto server (for what the Lambda service itself does: SQSPoller)."""
+    import boto3  # type: ignore[import-untyped]
+
+    client = boto3.client("sqs")
+    yield client
+    client.close()
 
 
 def register(config: pytest.Config) -> None:

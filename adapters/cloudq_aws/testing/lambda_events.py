@@ -1,9 +1,10 @@
 """What the Lambda service does for an SQS event source mapping, done by hand against moto.
 
 moto cannot invoke functions here (no Docker) and an event source mapping would make it try on
-every send, so tests play the poller: receive a batch from the real queue, format each message as
-Lambda does (every field, Lambda's own attribute shapes), invoke the handler with a context that
-reports the time left, then delete what the response did not report as failed.
+every send, so tests, the local example and the benchmarks play the poller: receive a batch from
+the real queue, format each message as Lambda does (every field, Lambda's own attribute shapes),
+invoke the handler with a context that reports the time left, then delete what the response did
+not report as failed. The caller passes the SQS client: this module imports no SDK.
 """
 
 from __future__ import annotations
