@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cloudq.errors import ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
 from cloudq.states import STARTED, TERMINAL_STATES
+from cloudq.util.polling import PollSchedule
 
 from . import firestore_records as fr
 from .deadline import Deadline
@@ -51,7 +52,7 @@ log = logging.getLogger("cloudq.firestore")
 T = TypeVar("T")
 
 MAX_CONFLICTS = 50  # compare-and-set rounds before giving up (each lost round means another writer won)
-POLL_MIN_S = 0.05
+POLL_MIN_S = 0.05  # the first pause of a polling waiter (each poll is a billed read)
 POLL_MAX_S = 1.0
 LISTENER_CHECK_S = 1.0  # how often a waiter checks that its listener is still alive
 
@@ -248,15 +249,15 @@ class FirestoreResultStore:
 
     def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
         """The terminal record as soon as it is written, or the latest record after ``timeout``."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        schedule = PollSchedule(timeout, POLL_MAX_S, first=POLL_MIN_S)  # one deadline for listening and polling
         record = self.get(task_id)
         if record is not None and record.terminal:
             return record
         if self.options.listen:
-            done = self._listen(task_id, deadline)
+            done = self._listen(task_id, schedule.deadline)
             if done is not None:
                 return done
-        return self._poll(task_id, deadline)
+        return self._poll(task_id, schedule)
 
     def _listen(self, task_id: str, deadline: float | None) -> ResultRecord | None:
         """Wait on a snapshot listener. None when it timed out (the caller re-reads) or failed."""
@@ -288,17 +289,13 @@ class FirestoreResultStore:
             watch.unsubscribe()  # type: ignore[no-untyped-call]
         return self._record(found[0])
 
-    def _poll(self, task_id: str, deadline: float | None) -> ResultRecord | None:
-        pause = POLL_MIN_S
+    def _poll(self, task_id: str, schedule: PollSchedule) -> ResultRecord | None:
+        """Read until the record is terminal or the schedule's deadline passed (the fallback of a listener)."""
         while True:
             record = self.get(task_id)
-            if record is not None and record.terminal:
+            if (record is not None and record.terminal) or schedule.expired():
                 return record
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return record
-            time.sleep(pause if left is None else min(pause, left))
-            pause = min(pause * 2, POLL_MAX_S)
+            time.sleep(schedule.next_pause())
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -8,13 +8,13 @@ FIRST_PAUSE_S = 0.005
 
 
 class PollSchedule:
-    """Pauses between polls: 5 ms doubling up to ``interval``, never past the deadline, so a quick
-    task is seen quickly and a slow one costs few store reads."""
+    """Pauses between polls: 5 ms (or ``first``) doubling up to ``interval``, never past the
+    deadline, so a quick task is seen quickly and a slow one costs few store reads."""
 
-    def __init__(self, timeout: float | None, interval: float) -> None:
+    def __init__(self, timeout: float | None, interval: float, first: float = FIRST_PAUSE_S) -> None:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.interval = interval
-        self._pause = min(FIRST_PAUSE_S, interval)
+        self._pause = min(first, interval)
 
     def expired(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
