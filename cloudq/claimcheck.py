@@ -9,6 +9,11 @@ The trust rule: a pointer can come from anyone who can send a message or write a
 store reads and deletes only objects under its own bucket and prefix (``owns``). Anything else
 raises ``ForeignClaimCheck`` and is never fetched, which would otherwise let a forged message read
 a stored result or delete another queue's bodies.
+
+The bucket rule, the same on every provider: a missing bucket is created on first use only under
+``create_missing`` (development and tests; deployed runtimes run with it off, and ``cloudq
+deploy`` creates the bucket). Otherwise the shim's ``BucketMissing`` reaches the caller and says
+what to fix.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from .errors import CloudqError
+from .errors import CloudqError, ConfigurationError
 
 LEGACY_POINTER_KEY = "cloudq_claim_check"  # the JSON pointer SQS and DynamoDB wrote before s3:// URLs
 
@@ -31,6 +36,10 @@ class ClaimCheckMissing(CloudqError):
 class ForeignClaimCheck(ClaimCheckMissing):
     """A pointer that is not a pointer, or lies outside this store's bucket and prefix: never read
     or deleted."""
+
+
+class BucketMissing(ConfigurationError):
+    """The claim-check bucket does not exist (raised by a shim's ``put_object``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +88,8 @@ class ObjectStore(Protocol):
     bucket: str
 
     def put_object(self, key: str, data: bytes, content_type: str, timeout: float | None) -> None:
-        """Write the object; ``timeout`` (None: the shim's own) is what is left of a deadline."""
+        """Write the object; ``timeout`` (None: the shim's own) is what is left of a deadline.
+        Raises BucketMissing (with what to fix) when the bucket does not exist."""
 
     def get_object(self, key: str) -> bytes:
         """The object's bytes; raises ClaimCheckMissing when it (or its bucket) does not exist."""
@@ -89,6 +99,14 @@ class ObjectStore(Protocol):
 
     def close(self) -> None:
         """Release the client. Idempotent."""
+
+
+@runtime_checkable
+class BucketCreator(Protocol):
+    """An ObjectStore that can create its bucket (used under ``create_missing`` only)."""
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket; one that exists already is fine."""
 
 
 @runtime_checkable
@@ -126,11 +144,15 @@ class ClaimCheckStore(Protocol):
 
 
 class ClaimChecks:
-    """The ClaimCheckStore of every adapter: keys ``PREFIX[FOLDER/]UUID`` in ``objects``' bucket."""
+    """The ClaimCheckStore of every adapter: keys ``PREFIX[FOLDER/]UUID`` in ``objects``' bucket.
+    With ``create_missing``, a missing bucket is created once (BucketCreator shims) and the put
+    retried; a bucket that goes missing again raises, as without it."""
 
-    def __init__(self, objects: ObjectStore, prefix: str) -> None:
+    def __init__(self, objects: ObjectStore, prefix: str, create_missing: bool = False) -> None:
         self.objects = objects
         self.prefix = prefix
+        self.create_missing = create_missing
+        self._created = False
 
     def _inside(self, folder: str) -> str:
         return f"{self.prefix}{folder}/" if folder else self.prefix
@@ -158,7 +180,14 @@ class ClaimChecks:
         timeout: float | None = None,
     ) -> Pointer:
         pointer = Pointer(self.objects.scheme, self.objects.bucket, f"{self._inside(folder)}{uuid.uuid4().hex}")
-        self.objects.put_object(pointer.key, data, content_type, timeout)
+        try:
+            self.objects.put_object(pointer.key, data, content_type, timeout)
+        except BucketMissing:
+            if not self.create_missing or self._created or not isinstance(self.objects, BucketCreator):
+                raise
+            self.objects.ensure_bucket()
+            self._created = True
+            self.objects.put_object(pointer.key, data, content_type, timeout)
         return pointer
 
     def get(self, pointer: Pointer, folder: str = "") -> bytes:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from cloudq.claimcheck import BucketMissing
 from cloudq.errors import (
     AccessDenied,
     BackendUnavailable,
@@ -55,8 +56,9 @@ class TableNotFound(ResultStoreError):
     """The DynamoDB results table does not exist and cloudq may not create it."""
 
 
-class BucketNotFound(ConfigurationError):
-    """The S3 bucket configured for large payloads does not exist and cloudq may not create it."""
+class BucketNotFound(BucketMissing):
+    """The S3 bucket configured for large payloads does not exist (the core's claim-check rule
+    creates it on first use under create_missing)."""
 
 
 class FifoDelayUnsupported(BrokerError, ValueError):

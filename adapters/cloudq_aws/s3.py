@@ -1,8 +1,9 @@
 """S3 as cloudq's claim-check object store: the SDK shim ``cloudq.claimcheck`` builds on.
 
 ``claim_checks()`` gives the ClaimCheckStore the SQS broker and DynamoDB result store use (keys,
-pointers and the trust rule are the core's). Only what S3 itself does lives here: the calls, a
-missing bucket created on first use when allowed, missing objects as ClaimCheckMissing.
+pointers, the trust rule and when a missing bucket is created are the core's). Only what S3
+itself does lives here: the calls, a missing bucket as BucketNotFound (a BucketMissing) and how
+to create one, missing objects as ClaimCheckMissing.
 """
 
 from __future__ import annotations
@@ -35,34 +36,27 @@ class S3Objects:
 
     scheme = "s3"
 
-    def __init__(self, clients: Clients, bucket: str, create_missing: bool, kind: type[CloudqError]) -> None:
+    def __init__(self, clients: Clients, bucket: str, kind: type[CloudqError]) -> None:
         self.clients = clients
         self.bucket = bucket
-        self.create_missing = create_missing
         self.kind = kind
-        self._bucket_checked = False
 
     def _call(self, action: str, resource: str) -> Any:
         return translated(f"s3:{action}", resource, self.clients.endpoint("s3"), self.kind)
 
     def put_object(self, key: str, data: bytes, content_type: str, timeout: float | None) -> None:
-        s3 = self.clients.get("s3")  # timeouts are the client's own
+        """Upload (timeouts are the client's own); NoSuchBucket becomes BucketNotFound."""
         with self._call("PutObject", self.bucket):
-            try:
-                s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
-            except Exception as exc:
-                if error_code(exc) != "NoSuchBucket" or not self.create_missing or self._bucket_checked:
-                    raise
-                self._create_bucket(s3)
-                s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+            self.clients.get("s3").put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
-    def _create_bucket(self, s3: Any) -> None:
-        try:
-            s3.create_bucket(**bucket_definition(self.bucket, s3.meta.region_name))
-        except Exception as exc:
-            if error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-                raise
-        self._bucket_checked = True
+    def ensure_bucket(self) -> None:
+        s3 = self.clients.get("s3")
+        with self._call("CreateBucket", self.bucket):
+            try:
+                s3.create_bucket(**bucket_definition(self.bucket, s3.meta.region_name))
+            except Exception as exc:
+                if error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                    raise
 
     def get_object(self, key: str) -> bytes:
         where = f"s3://{self.bucket}/{key}"
@@ -99,5 +93,6 @@ class S3Objects:
 def claim_checks(
     clients: Clients, bucket: str, prefix: str, create_missing: bool = True, kind: type[CloudqError] = BrokerError
 ) -> ClaimChecks:
-    """The claim checks of a backend: objects under ``prefix`` in ``bucket``."""
-    return ClaimChecks(S3Objects(clients, bucket, create_missing, kind), prefix)
+    """The claim checks of a backend: objects under ``prefix`` in ``bucket`` (created on first use
+    under ``create_missing``)."""
+    return ClaimChecks(S3Objects(clients, bucket, kind), prefix, create_missing)

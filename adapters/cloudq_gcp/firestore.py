@@ -61,7 +61,12 @@ class FirestoreResultStore:
     def __init__(self, options: FirestoreOptions) -> None:
         self.options = options
         self.offload = (
-            GCSOffload(options.bucket, f"{options.collection.replace('/', '-')}/results/", options.project)
+            GCSOffload(
+                options.bucket,
+                f"{options.collection.replace('/', '-')}/results/",
+                options.project,
+                create_missing=options.create_missing,
+            )
             if options.bucket
             else None
         )

@@ -2,7 +2,8 @@
 
 Bodies too large for Pub/Sub and results too large for Firestore live in a bucket and the message
 or document carries only ``gs://BUCKET/KEY``. Pointer format, key naming and the trust rule are
-the core's (``cloudq.claimcheck``); this module only speaks to the bucket. Objects are deleted
+the core's (``cloudq.claimcheck``), and so is the bucket rule: a missing bucket is created on first
+use only under ``create_missing``; this module only speaks to the bucket. Objects are deleted
 when their message is acked or their result forgotten; a bucket lifecycle rule catches the rest.
 With ``STORAGE_EMULATOR_HOST`` set the official client talks to that emulator anonymously.
 """
@@ -14,8 +15,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from cloudq.claimcheck import ClaimCheckMissing, ClaimChecks, ForeignClaimCheck, Pointer, is_pointer
-from cloudq.errors import ConfigurationError
+from cloudq.claimcheck import BucketMissing, ClaimCheckMissing, ClaimChecks, ForeignClaimCheck, Pointer, is_pointer
 
 from .errors import STORAGE, translated
 
@@ -57,7 +57,7 @@ class GCSObjects:
         return self._bucket
 
     def put_object(self, key: str, data: bytes, content_type: str, timeout: float | None) -> None:
-        """Upload; a missing bucket is a configuration error (cloudq deploy creates it, sends do not)."""
+        """Upload; a missing bucket raises BucketMissing."""
         from google.api_core.exceptions import NotFound
 
         with translated(STORAGE, f"uploading {len(data)} bytes to gs://{self.bucket}"):
@@ -66,10 +66,19 @@ class GCSObjects:
                     data, content_type=content_type, timeout=timeout or self.timeout
                 )
             except NotFound:
-                raise ConfigurationError(
-                    f"Cloud Storage bucket {self.bucket!r} does not exist: create it (cloudq deploy does) "
-                    "or change ?bucket="
+                raise BucketMissing(
+                    f"Cloud Storage bucket {self.bucket!r} does not exist: create it with `cloudq deploy`, "
+                    "allow creation on first use with create_missing=true, or change ?bucket="
                 ) from None
+
+    def ensure_bucket(self) -> None:
+        from google.api_core.exceptions import Conflict
+
+        with translated(STORAGE, f"creating bucket gs://{self.bucket}"):
+            try:
+                self._get_bucket().create(timeout=self.timeout)
+            except Conflict:  # it exists (made meanwhile by another producer)
+                pass
 
     def get_object(self, key: str) -> bytes:
         from google.api_core.exceptions import NotFound
@@ -105,8 +114,15 @@ class GCSOffload:
     """The claim-checks of one bucket and prefix, as the ``gs://`` text Pub/Sub attributes and
     Firestore fields carry. Only ``gs://`` pointers this store owns are read or deleted."""
 
-    def __init__(self, bucket: str, prefix: str, project: str | None = None, timeout: float = 60.0) -> None:
-        self.checks = ClaimChecks(GCSObjects(bucket, project, timeout), prefix)
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        project: str | None = None,
+        timeout: float = 60.0,
+        create_missing: bool = False,
+    ) -> None:
+        self.checks = ClaimChecks(GCSObjects(bucket, project, timeout), prefix, create_missing)
 
     @property
     def prefix(self) -> str:

@@ -96,7 +96,7 @@ PUBSUB_PARSERS: dict[str, Parser] = {
     "create_missing": as_bool,
     "ordered": _names,
 }
-FIRESTORE_PARSERS: dict[str, Parser] = {**_COMMON, "database": as_text, "listen": as_bool}
+FIRESTORE_PARSERS: dict[str, Parser] = {**_COMMON, "database": as_text, "listen": as_bool, "create_missing": as_bool}
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +148,16 @@ class FirestoreOptions:
     timeout: float = DEFAULT_TIMEOUT_S
     listen: bool = True  # wait with a snapshot listener; False polls
     send_timeout: float = SEND_TIMEOUT_S  # a result read's total deadline
+    create_missing: bool = True  # the claim-check bucket (the collection needs no creating)
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> FirestoreOptions:
-        defaults = {"timeout": DEFAULT_TIMEOUT_S, "listen": True, "send_timeout": SEND_TIMEOUT_S}
+        defaults = {
+            "timeout": DEFAULT_TIMEOUT_S,
+            "listen": True,
+            "send_timeout": SEND_TIMEOUT_S,
+            "create_missing": settings.create_missing,
+        }
         opts = read_options(url, settings.results_options, FIRESTORE_PARSERS, defaults, base_name="results_options")
         parts = urlsplit(url)
         collection = (parts.netloc + parts.path).strip("/")
@@ -168,4 +174,5 @@ class FirestoreOptions:
             timeout=opts["timeout"],
             listen=opts["listen"],
             send_timeout=opts["send_timeout"],
+            create_missing=opts["create_missing"],
         )

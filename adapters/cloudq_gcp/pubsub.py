@@ -125,7 +125,11 @@ class PubSubBroker:
         self.interceptors = tuple(interceptors)
         self._labels = {CONTENT_TYPE: ENVELOPE_CONTENT_TYPE, ENVELOPE_VERSION: str(VERSION)}
         self.offload = (
-            GCSOffload(options.bucket, f"{options.prefix}messages/", options.project) if options.bucket else None
+            GCSOffload(
+                options.bucket, f"{options.prefix}messages/", options.project, create_missing=options.create_missing
+            )
+            if options.bucket
+            else None
         )
         self.limits = BrokerLimits(
             max_body_bytes=GCS_MAX_OBJECT_BYTES if self.offload else PUBSUB_MAX_BODY_BYTES,
