@@ -15,6 +15,15 @@ from cloudq import App
 from cloudq.runtime.executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
 
 
+@pytest.fixture(autouse=True)
+def _shared_tasks_stay_in_their_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``shared_task`` registers with every App made afterwards (as in Celery): a fresh registry per
+    test keeps the cases' shared tasks out of other tests' apps."""
+    import cloudq.app
+
+    monkeypatch.setattr(cloudq.app, "_shared", [])
+
+
 def _app(kind: str, tmp_path: Path, **config: Any) -> App:
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'cloudq.db'}"

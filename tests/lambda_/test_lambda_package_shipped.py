@@ -53,7 +53,7 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-@app.task(bind=True, autoretry_for=(ValueError,), max_retries=3, retry_backoff=2)
+@app.task(bind=True, autoretry_for=(ValueError,), max_retries=3, retry_backoff=2, retry_jitter=False)
 def flaky(self, n: int) -> int:
     if self.request.retries == 0:
         raise ValueError("the first attempt fails")
