@@ -250,6 +250,17 @@ class ManyWriter(Protocol):
         """``set`` for each record, all or nothing: on failure none is written and it raises."""
 
 
+@runtime_checkable
+class ManyReader(Protocol):
+    """A result store that reads many records in one request (DynamoDB BatchGetItem, Firestore
+    ``get_all``, one SQL query): group results, revocation checks and chord bodies read through it.
+    Without it the core calls ``get`` once per id."""
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """The records of ``task_ids`` that exist and have not expired, keyed by id (absent ids are
+        left out); any number of ids (split into the service's batch size), strongly consistent."""
+
+
 # Declared for what comes (canvas, periodic tasks, operations): nothing implements them yet; the
 # contracts are fixed here first so adapters grow them in one shape.
 
