@@ -296,7 +296,9 @@ class AtomicCounter(Protocol):
         the store drop an abandoned counter: pass the same one to every increment of a counter
         (stores keep the one it was created with; Firestore the earliest given). Past it the
         counter is gone and the next increment starts again at 0. Counters never read as task
-        records (``get`` of their key is None)."""
+        records (``get`` of their key is None). At least once: an increment whose response is
+        lost and that the SDK retries (DynamoDB, Firestore) counts twice, so exactly-once callers
+        (chord bodies) must make each contribution idempotent themselves."""
 
     def delete_counter(self, key: str) -> None:
         """Remove the counter; absent is not an error."""
