@@ -639,6 +639,8 @@ class Executor:
         record = claim.record
         if record is not None and record.terminal:
             log.info("duplicate %s %s skipped: already %s", task.name, env.id, record.state)
+            if expects_followups(env):  # its follow-ups may not have gone out: send them if not
+                return self._succeeded_with_followups(env, None, written=False)
             return Ack("duplicate")
         wait = max(1.0, (record.claim_until or time.time()) - time.time()) if record else 1.0
         return RetryIn(min(wait, self.app.broker.limits.max_lease_s))
