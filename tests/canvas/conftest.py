@@ -32,3 +32,12 @@ def make_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callabl
 @pytest.fixture
 def app(make_app: Callable[..., App]) -> App:
     return make_app()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The moto server fixtures (cloudq_aws.testing) for the cloud runs of the same chains."""
+    try:
+        from cloudq_aws.testing import fixtures
+    except ImportError:  # the AWS extra is not installed: those tests skip
+        return
+    fixtures.register(config)
