@@ -81,3 +81,16 @@ def test_eager_mode_runs_the_whole_chain_in_place(make_app) -> None:
 def test_chain_apply_runs_locally(app: App) -> None:
     add = app.tasks["canvas.add"]
     assert (add.s(2, 2) | add.s(4)).apply().get() == 8
+
+
+def test_an_expired_step_revokes_the_rest_of_its_chain(app: App) -> None:
+    from cloudq import TaskRevokedError
+
+    add = app.tasks["canvas.add"]
+    from datetime import UTC, datetime
+
+    result = (add.s(1, 1).set(expires=datetime(2000, 1, 1, tzinfo=UTC)) | add.s(2)).apply_async()
+    run_burst(app, timeout=30)
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=5)
+    assert canvas_tasks.calls["add:1,1"] == 0
