@@ -8,6 +8,7 @@ the AWS CLI. A queue named like a subcommand is listed with ``cloudq dead-letter
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -219,9 +220,7 @@ def chosen(
 
 def with_progress(total: int, run: Callable[[Callable[[int], None]], int]) -> int:
     """``run(step)`` under a progress bar on stderr that ``step(n)`` advances."""
-    stream = click.get_text_stream("stderr")
-    bar: Any = click.progressbar(length=total, label="redriving", file=stream)  # click types it loosely
-    with bar:
+    with click.progressbar(length=total, label="redriving", file=sys.stderr) as bar:
         return run(bar.update)
 
 
