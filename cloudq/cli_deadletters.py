@@ -125,73 +125,63 @@ def register(
             click.echo("traceback:")
             click.echo(trace.rstrip())
 
-    @dead_letters.command("redrive")
-    @app_option
-    @click.argument("queue")
-    @click.argument("ids", nargs=-1)
-    @selection_options
-    @click.option(
-        "--all", "everything", is_flag=True, help="Every dead letter of QUEUE (when no id or filter is given)."
-    )
-    @click.option("--dry-run", is_flag=True, help="Show what would move; move nothing.")
-    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-    @user_errors
-    def redrive(
-        app_path: str,
-        queue: str,
-        ids: tuple[str, ...],
-        error_type: str | None,
-        task_name: str | None,
-        since: str | None,
-        everything: bool,
-        dry_run: bool,
-        yes: bool,
-    ) -> None:
-        """Put dead letters of QUEUE back on it (by message or task IDS, by filter, or --all) with
-        their attempts reset; a crash part-way leaves each one in the dead letters or on the queue."""
-        app = load_app(app_path)
-        letters = chosen(app, queue, ids, error_type, task_name, since, everything)
-        if dry_run or not letters:
-            table(letters)
-            click.echo(f"{'would redrive' if dry_run else 'redrove'} {len(letters)} message(s) to {queue}")
-            return
-        if not yes:
-            click.confirm(f"Redrive {len(letters)} dead letter(s) back to {queue!r}?", abort=True)
-        moved = with_progress(len(letters), lambda step: dl.redrive(app, queue, letters, step))
-        click.echo(f"redrove {moved} message(s) to {queue}")
+    def action(name: str, summary: str, verbs: tuple[str, str], ask: str, act: Act) -> None:
+        """A subcommand acting on a selection: ``summary`` is its one-line result (``{verb}``
+        ``{count}`` ``{queue}``), ``verbs`` (done, would do), ``ask`` the confirmation."""
 
-    @dead_letters.command("purge")
-    @app_option
-    @click.argument("queue")
-    @click.argument("ids", nargs=-1)
-    @selection_options
-    @click.option(
-        "--all", "everything", is_flag=True, help="Every dead letter of QUEUE (when no id or filter is given)."
+        @dead_letters.command(name, help=ACTION_HELP[name])
+        @app_option
+        @click.argument("queue")
+        @click.argument("ids", nargs=-1)
+        @selection_options
+        @click.option("--all", "everything", is_flag=True, help="Every dead letter of QUEUE (without ids or filters).")
+        @click.option("--dry-run", is_flag=True, help="Show what it would act on; change nothing.")
+        @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+        @user_errors
+        def command(
+            app_path: str,
+            queue: str,
+            ids: tuple[str, ...],
+            error_type: str | None,
+            task_name: str | None,
+            since: str | None,
+            everything: bool,
+            dry_run: bool,
+            yes: bool,
+        ) -> None:
+            app = load_app(app_path)
+            letters = chosen(app, queue, ids, error_type, task_name, since, everything)
+            if dry_run or not letters:
+                table(letters)
+                click.echo(summary.format(verb=verbs[1] if dry_run else verbs[0], count=len(letters), queue=queue))
+                return
+            if not yes:
+                click.confirm(ask.format(count=len(letters), queue=queue), abort=True)
+            count = act(app, queue, letters)
+            click.echo(summary.format(verb=verbs[0], count=count, queue=queue))
+
+    action(
+        "redrive",
+        "{verb} {count} message(s) to {queue}",
+        ("redrove", "would redrive"),
+        "Redrive {count} dead letter(s) back to {queue!r}?",
+        lambda app, queue, letters: with_progress(len(letters), lambda step: dl.redrive(app, queue, letters, step)),
     )
-    @click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
-    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-    @user_errors
-    def purge(
-        app_path: str,
-        queue: str,
-        ids: tuple[str, ...],
-        error_type: str | None,
-        task_name: str | None,
-        since: str | None,
-        everything: bool,
-        dry_run: bool,
-        yes: bool,
-    ) -> None:
-        """Delete dead letters of QUEUE for good (by message or task IDS, by filter, or --all)."""
-        app = load_app(app_path)
-        letters = chosen(app, queue, ids, error_type, task_name, since, everything)
-        if dry_run or not letters:
-            table(letters)
-            click.echo(f"{'would delete' if dry_run else 'deleted'} {len(letters)} dead letter(s) of {queue}")
-            return
-        if not yes:
-            click.confirm(f"Delete {len(letters)} dead letter(s) of {queue!r} for good?", abort=True)
-        click.echo(f"deleted {dl.delete(app, queue, letters)} dead letter(s) of {queue}")
+    action(
+        "purge",
+        "{verb} {count} dead letter(s) of {queue}",
+        ("deleted", "would delete"),
+        "Delete {count} dead letter(s) of {queue!r} for good?",
+        dl.delete,
+    )
+
+
+Act = Callable[[Any, str, list[DeadLetter]], int]
+ACTION_HELP = {
+    "redrive": "Put dead letters of QUEUE back on it (by message or task IDS, by filter, or --all) with their "
+    "attempts reset; a crash part-way leaves each one in the dead letters or on the queue (possibly both).",
+    "purge": "Delete dead letters of QUEUE for good (by message or task IDS, by filter, or --all).",
+}
 
 
 def chosen(
