@@ -72,3 +72,14 @@ def test_describe_redacts_credential_headers_and_shows_the_reason() -> None:
     assert shown["body"]["sig"].startswith("v2:")
     raw = dl.describe(DeadLetter(b"\xffgarbage", "MalformedMessage: body is not JSON", "q", "m-2"))
     assert raw["task_id"] is None and raw["body"] == "\ufffdgarbage"
+
+
+def test_a_broker_without_the_capability_is_named_in_one_error() -> None:
+    class PlainBroker:  # a Broker that cannot redrive: the core says so instead of failing later
+        pass
+
+    class StandIn:
+        broker = PlainBroker()
+
+    with pytest.raises(dl.DeadLettersUnsupported, match="PlainBroker cannot redrive or delete dead letters"):
+        dl.admin(StandIn())  # type: ignore[arg-type]
