@@ -49,6 +49,7 @@ DEAD_LETTER_SCAN_LEASE_S = 30  # hide dead letters this long while listing them,
 # hide dead letters this long while a redrive or delete goes through them: longer than the scan
 # takes, so none comes round twice (a crashed scan leaves them hidden this long, never lost)
 DEAD_LETTER_ACTION_LEASE_S = 300
+LONG_LISTING = 1000  # dead letters listed beyond this are hidden as long as for an action
 LARGE_BODY_MARGIN = 4096  # send_async prepares bodies this close to the limit in a thread (they may go to S3)
 # batch entry failures meaning "this lease is over" (the message was deleted or leased again): skipped, not raised
 _GONE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
@@ -564,7 +565,9 @@ class SQSBroker(AWSBackend):
                 found.setdefault(letter.message_id, letter)
             return [m["ReceiptHandle"] for m in batch]
 
-        self._scan_dead(q, keep, DEAD_LETTER_SCAN_LEASE_S, limit)
+        # a long listing (the command's selection for a redrive) hides them as long as an action does
+        lease = DEAD_LETTER_SCAN_LEASE_S if limit <= LONG_LISTING else DEAD_LETTER_ACTION_LEASE_S
+        self._scan_dead(q, keep, lease, limit)
         return list(found.values())[:limit]
 
     def _scan_dead(
@@ -682,7 +685,8 @@ class SQSBroker(AWSBackend):
         raw = msg.forwardable(m.get("MessageAttributes", {}))
         dropped = {msg.DEAD_LETTER_REASON, msg.SOURCE_QUEUE, msg.PRIOR_DELIVERIES}
         attributes = {k: v for k, v in raw.items() if k not in dropped}
-        attributes[msg.MESSAGE_ID] = msg.attribute(self._dead_letter_id(m))
+        if msg.MESSAGE_ID in attributes or len(attributes) < res.SQS_MAX_MESSAGE_ATTRIBUTES:
+            attributes[msg.MESSAGE_ID] = msg.attribute(self._dead_letter_id(m))  # else SQS's id for the copy
         text = m["Body"]
         if rewrite is not None and msg.CLAIM_CHECK not in attributes:
             _, internal = msg.split_attributes(raw)
