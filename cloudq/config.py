@@ -97,6 +97,12 @@ class Settings(BaseModel):
     results_options: dict[str, Any] = Field(default_factory=dict)
     deploy: dict[str, Any] = Field(default_factory=dict, description="options of `cloudq deploy` (deploy/settings.py)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    presence_interval: float = Field(
+        30.0,
+        ge=0,
+        description="seconds between a worker's presence records (cloudq status / inspect); "
+        "each lives 3 intervals; 0: off",
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

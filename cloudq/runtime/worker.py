@@ -33,6 +33,7 @@ from .givebacks import GiveBacks
 from .heartbeat import Heartbeat
 from .inbox import Held, Inbox
 from .pools import ProcessRunner, Runner, ThreadRunner, pool_log_config, start_all
+from .presence import Presence, Tracker, worker_presence
 from .result_batch import BatchedResults
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ class Worker:
         self._waker: _Waker | None = None
         self._acker: Acker | None = None
         self._heartbeat: Heartbeat | None = None
+        self.tracker = Tracker()  # what runs now, outcome counts: for the presence record
+        self.presence: Presence | None = None
         self._inbox: Inbox | None = None
         self._burst: Burst | None = None
         self._batched: BatchedResults | None = None
@@ -221,12 +224,15 @@ class Worker:
         give_up = self.unreachable_timeout_s if self.burst else None
         inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
+        self.presence = worker_presence(self, inbox)
         runners: list[Runner] = []
         previous = self._install_signals()
         try:
             runners = self.runners = self._runners()
             acker.start()
             heartbeat.start()
+            if self.presence is not None:
+                self.presence.start()
             self._slots = [
                 threading.Thread(target=self._slot, args=(runner,), name=f"cloudq-slot-{i}", daemon=True)
                 for i, runner in enumerate(runners)
@@ -310,7 +316,7 @@ class Worker:
                 held = inbox.take(held)
                 if held is None:
                     return
-                acker.put(held.delivery, runner.run(held.delivery))
+                acker.put(held.delivery, self.tracker.run(runner.run, held.delivery))
         except BaseException:
             log.exception("pool slot crashed; stopping the worker")
             self._crashed = True
@@ -378,6 +384,8 @@ class Worker:
             waker.wait(end - now)
         self._abandon(runners)
         heartbeat.stop()
+        if self.presence is not None:
+            self.presence.stop()
         acker.close()  # flushes the batched results first
         if self._batched is not None:
             self._batched.close()
