@@ -160,7 +160,7 @@ def register(
         def command(app_path: str, as_json: bool) -> None:
             beats, now = live_workers(load_app(app_path)), time.time()
             if as_json:
-                echo_json({name_of(b): b.info.get(key, []) for b in beats})
+                echo_json({b.worker_id: b.info.get(key, []) for b in beats})
                 return
             echo_per_worker(beats, task_lines(key, now))
 
@@ -189,7 +189,7 @@ def register(
         """Per worker: pid, pool, concurrency, uptime and counts since start."""
         beats, now = live_workers(load_app(app_path)), time.time()
         if as_json:
-            echo_json({name_of(b): stats_of(b, now) for b in beats})
+            echo_json({b.worker_id: stats_of(b, now) for b in beats})
             return
 
         def lines(beat: Heartbeat) -> list[str]:
