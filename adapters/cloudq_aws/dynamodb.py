@@ -640,7 +640,10 @@ class DynamoDBResultStore(AWSBackend):
             response: dict[str, Any] = db.query(**request)
             return response
         except Exception as exc:
-            if error_code(exc) != "ValidationException" or res.INDEX_NAME not in str(exc):
+            # DynamoDB says ValidationException ("does not have the specified index"); moto ResourceNotFound
+            if error_code(exc) not in ("ValidationException", "ResourceNotFoundException") or res.INDEX_NAME not in str(
+                exc
+            ):
                 raise
         if not self.create_missing:
             raise ResultStoreError(

@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from .consumer import peek
 from .executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
 
 if TYPE_CHECKING:
+    from ..app import App
     from .inbox import Inbox
     from .worker import Worker
 
@@ -119,7 +121,7 @@ class Presence:
         self._reserved = reserved
         self._clock = clock
         self._last: float | None = None
-        self._beat_lock = threading.Lock()
+        self._beat_lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -161,8 +163,11 @@ class Presence:
 
     def maybe_beat(self) -> bool:
         """From an invocation path (Lambda, push): write when an interval has passed since the
-        last write, else nothing; whether it wrote."""
-        return self.due() and self.beat()
+        last write, else nothing; whether it wrote. Concurrent callers write once."""
+        if not self.due():
+            return False
+        with self._beat_lock:
+            return self.due() and self.beat()
 
     # -- the container worker's thread -----------------------------------------------------------
 
@@ -216,3 +221,47 @@ def worker_presence(worker: Worker, inbox: Inbox) -> Presence | None:
         return [held.delivery for held in inbox.held()]
 
     return Presence(store, f"{node}.{os.getpid()}", info, interval, worker.tracker, reserved)
+
+
+class InstancePresence:
+    """The presence of one function instance (a Lambda execution environment, a push server
+    process): made on first use, written from the invocation path at most once per interval.
+    Listed while it handled something in the last ``PRESENCE_TTL_INTERVALS`` intervals."""
+
+    def __init__(self, app: App, runtime: str, node: str, concurrency: int, tracker: Tracker) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.node = node
+        self.concurrency = concurrency
+        self.tracker = tracker
+        self.presence: Presence | None = None
+        self._off = False
+        self._lock = threading.Lock()
+
+    def maybe_beat(self) -> None:
+        if self.presence is None and not self._off:
+            with self._lock:
+                if self.presence is None and not self._off:
+                    self.presence = self._make()
+                    self._off = self.presence is None
+        if self.presence is not None:
+            self.presence.maybe_beat()
+
+    def _make(self) -> Presence | None:
+        interval = self.app.settings.presence_interval
+        try:
+            store = presence_store(self.app.results, interval, self.runtime)
+        except Exception as exc:  # the executor reports a store it cannot open; presence stays off
+            log.warning("%s: no presence record: %s: %s", self.runtime, type(exc).__name__, exc)
+            return None
+        if store is None:
+            return None
+        info = {
+            "hostname": self.node,
+            "app": self.app.name,
+            "runtime": self.runtime,
+            "queues": self.app.queues(),
+            "pool": "threads",
+            "concurrency": self.concurrency,
+        }
+        return Presence(store, f"{self.node}.{uuid.uuid4().hex[:12]}", info, interval, self.tracker)

@@ -21,6 +21,8 @@ and keeps them for the container's later invocations.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -30,6 +32,7 @@ from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
+from cloudq.runtime.presence import InstancePresence, Tracker
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.settle import send_followups, settle
 
@@ -94,6 +97,9 @@ class LambdaHandler:
         self._estimates: dict[str, float] = {}  # task name -> seconds it may take
         self._learning: set[str] = set()  # tasks without time_limit: estimated from their runs
         self._pool: ThreadPoolExecutor | None = None
+        self.tracker = Tracker()  # running now and outcome counts, for this instance's presence record
+        node = f"lambda@{os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or socket.gethostname()}"
+        self.presence = InstancePresence(app, "lambda", node, concurrency, self.tracker)
 
     def __repr__(self) -> str:
         return f"<LambdaHandler app={self.app.name} concurrency={self.concurrency}>"
@@ -194,7 +200,8 @@ class LambdaHandler:
                     blocked.add(item.group)
                 return
         started = time.monotonic()
-        item.outcome = outcome = self._execute(delivery)
+        item.outcome = outcome = self.tracker.run(self._execute, delivery)
+        self.presence.maybe_beat()  # at most once per presence_interval, whatever the batch size
         if name in self._learning:  # no time_limit: expect as long as its longest run so far
             took = time.monotonic() - started
             if took > self._estimates[name]:

@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -30,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Outcome
+from cloudq.runtime.presence import InstancePresence, Tracker
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.settle import send_followups, settle
 
@@ -110,6 +113,9 @@ class PushHandler:
         self.verifier = OIDCVerifier(audience, service_account, certs_url) if audience else None
         self._checked_tasks = len(app.tasks)
         self._queues: dict[str, str | None] = {}  # subscription or topic -> queue
+        self.tracker = Tracker()  # running now and outcome counts, for this instance's presence record
+        node = f"push@{os.environ.get('K_SERVICE') or socket.gethostname()}"
+        self.presence = InstancePresence(app, "push", node, 1, self.tracker)
 
     def __repr__(self) -> str:
         return f"<PushHandler app={self.app.name} oidc={'on' if self.verifier else 'off'}>"
@@ -151,7 +157,9 @@ class PushHandler:
             delivery = broker.delivery_from_push(queue, pushed)  # malformed: it says why, the executor dead-letters it
             if isinstance(delivery, Plan):
                 return _deferred(delivery)
-            return _answer(self.app, broker, delivery, self.executor.execute(delivery))
+            outcome = self.tracker.run(self.executor.execute, delivery)
+            self.presence.maybe_beat()  # at most once per presence_interval per instance
+            return _answer(self.app, broker, delivery, outcome)
         except Exception as exc:  # the message stays with Pub/Sub: a duplicate later, never a loss
             log.warning("could not handle message %s of %s: %s: %s", message_id, queue, type(exc).__name__, exc)
             return PushResponse(UNAVAILABLE_STATUS, {"error": f"{type(exc).__name__}: {exc}"})
