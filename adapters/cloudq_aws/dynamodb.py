@@ -571,11 +571,8 @@ class DynamoDBResultStore(AWSBackend):
 
     def alive(self) -> list[Heartbeat]:
         """One Query of the index's WORKER_STATE partition (more only past 1 MB of records)."""
-        now = time.time()
         beats = []
         for item in self._query_index(WORKER_STATE, None, None):
-            if self._expired(item, now):
-                continue
             worker_id = item[res.RESULTS_KEY]["S"].removeprefix(WORKER_PREFIX)
             beats.append(Heartbeat(worker_id, float(item[res.INDEX_SORT]["N"]), json.loads(item["info"]["S"])))
         return beats
@@ -585,19 +582,17 @@ class DynamoDBResultStore(AWSBackend):
     def recent(self, states: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[TaskSummary]:
         """One Query per state (newest first, stopping at ``limit`` live records), merged. The
         index is eventually consistent: a write shows up within about a second."""
-        now = time.time()
         found: list[TaskSummary] = []
         for state in states or _ALL_STATES:
             for item in self._query_index(state, since, limit):
-                if not self._expired(item, now):
-                    found.append(
-                        TaskSummary(
-                            item[res.RESULTS_KEY]["S"],
-                            item.get("task_name", {}).get("S", ""),
-                            state,
-                            float(item[res.INDEX_SORT]["N"]),
-                        )
+                found.append(
+                    TaskSummary(
+                        item[res.RESULTS_KEY]["S"],
+                        item.get("task_name", {}).get("S", ""),
+                        state,
+                        float(item[res.INDEX_SORT]["N"]),
                     )
+                )
         found.sort(key=lambda summary: summary.updated_at, reverse=True)
         return found[:limit]
 
@@ -607,7 +602,8 @@ class DynamoDBResultStore(AWSBackend):
         return expiry is not None and expiry <= now
 
     def _query_index(self, partition: str, since: float | None, limit: int | None) -> list[dict[str, Any]]:
-        """Items of one index partition, newest first: pages until ``limit`` (None: all) are read."""
+        """Live items of one index partition, newest first: pages until ``limit`` (None: all) are
+        found (expired ones DynamoDB has not deleted yet are read, and skipped)."""
         condition = "#state = :state"
         values: dict[str, Any] = {":state": {"S": partition}}
         if since is not None:
@@ -626,7 +622,8 @@ class DynamoDBResultStore(AWSBackend):
         items: list[dict[str, Any]] = []
         while True:
             response = self._run("Query", functools.partial(self._query, request))
-            items.extend(response.get("Items", []))
+            now = time.time()
+            items.extend(item for item in response.get("Items", []) if not self._expired(item, now))
             start = response.get("LastEvaluatedKey")
             if not start or (limit is not None and len(items) >= limit):
                 return items

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloudq.presence")
 
 PRESENCE_TTL_INTERVALS = 3  # a record outlives two missed writes
-MAX_LISTED = 50  # tasks listed per record (active, reserved): a record stays a few KB
+MAX_LISTED = 20  # tasks listed per record (active, reserved; the counts are exact): about 2 KB at most
 COUNTED = ("succeeded", "failed", "retried")
 
 

@@ -131,3 +131,37 @@ def test_a_firestore_beat_is_one_write_and_listing_is_one_query(
     print(f"\nFirestore presence: {per_hour(1):.0f} writes per worker-hour; `cloudq status`: 1 query, "
           "billed one read per live worker")  # fmt: skip
     store.close()
+
+
+@pytest.mark.gcp
+def test_a_push_instance_writes_once_per_interval_however_many_requests(
+    pubsub_emulator: Any, project: str, unique: str
+) -> None:
+    import base64
+    import json
+
+    from cloudq_gcp.pubsub_admin import queue_paths
+    from cloudq_gcp.push.handler import PushHandler
+
+    from cloudq.envelope import build
+
+    broker = f"pubsub://{project}?prefix=t{unique}-&ack_deadline=10&timeout=10"
+    app = App("pres-push", broker=broker, results="memory://")
+
+    @app.task(name="add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    app.broker.stats("default")  # creates the queue's topic and subscription
+    subscription = queue_paths(app.broker.options, "default").subscription  # type: ignore[attr-defined]
+    handler = PushHandler(app)
+    written = []
+    for i in range(5):
+        data = build(f"t{i}", "add", [i, i], {}, sent_at=time.time())
+        message = {"data": base64.b64encode(data).decode(), "messageId": f"m{i}", "attributes": {}}
+        response = handler.handle(json.dumps({"message": message, "subscription": subscription}).encode(), None)
+        assert response.status == 200, response.payload()
+        written.append(handler.presence.presence.written if handler.presence.presence else 0)
+    assert written == [1, 1, 1, 1, 1]  # the first request wrote the record; the others were within the interval
+    [beat] = app.results.alive()  # type: ignore[attr-defined]
+    assert beat.info["runtime"] == "push" and beat.info["counts"]["succeeded"] == 1
