@@ -6,6 +6,9 @@ App is created.
 
 from . import signals, states
 from .app import App, current_app, shared_task
+from .canvas.chord import chord
+from .canvas.group import group
+from .canvas.results import GroupResult
 from .errors import (
     CloudqError,
     ConfigurationError,
@@ -34,6 +37,7 @@ __all__ = [
     "CloudqError",
     "ConfigurationError",
     "EagerResult",
+    "GroupResult",
     "InvalidArguments",
     "MaxRetriesExceededError",
     "MessageTooLarge",
@@ -49,7 +53,9 @@ __all__ = [
     "TimeLimitExceeded",
     "UnknownTask",
     "WorkerLost",
+    "chord",
     "current_app",
+    "group",
     "shared_task",
     "signals",
     "states",

@@ -738,6 +738,8 @@ def _lineage(parent: Request | None, options: dict[str, Any]) -> dict[str, Any]:
         extra["group"] = options["group_id"]
     if options.get("ignore_result") is not None:
         extra["ignore_result"] = bool(options["ignore_result"])
+    if options.get("chord"):
+        extra["chord"] = options["chord"]
     return extra
 
 

@@ -34,11 +34,26 @@ _LEGACY_SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", 
 _SIGNED_FIELDS = (*_LEGACY_SIGNED_FIELDS, "headers")
 # optional fields a v2 signature covers when the message has them (so messages signed before
 # they existed still verify): a task's lineage and a per-call ignore_result
-_OPTIONAL_SIGNED_FIELDS = ("parent_id", "root_id", "group", "ignore_result")
+_OPTIONAL_SIGNED_FIELDS: tuple[str, ...] = ("parent_id", "root_id", "group", "ignore_result")
+_OPTIONAL_SIGNED_FIELDS += ("chord",)  # canvas: a chord header task's part in its chord
 
 
 def _epoch_field(description: str) -> Any:
     return Field(None, ge=0, le=MAX_EPOCH_S, allow_inf_nan=False, description=description)
+
+
+class ChordPart(BaseModel):
+    """A chord header task's part: the chord's id (its header's group id), how many header tasks
+    it has and which one this is, the body to send when all have ended, and the result store
+    counter they count on (None: the store has no counter and a ``cloudq.chord_unlock`` task polls)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, title="chord part")
+
+    id: str = Field(min_length=1, max_length=256, description="chord id: the header's group id")
+    size: int = Field(ge=1, le=MAX_RETRIES, description="number of header tasks")
+    index: int = Field(ge=0, le=MAX_RETRIES, description="this task's place in the header")
+    body: dict[str, Any] = Field(description="the body's signature (its JSON form)")
+    counter: str | None = Field(None, max_length=512, description="the result store counter of the chord")
 
 
 class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the plugin's __init__(**kwargs)
@@ -60,6 +75,9 @@ class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the pl
     root_id: str | None = Field(None, max_length=256, description="id of the first task of the chain of senders")
     group: str | None = Field(None, max_length=256, description="id of the group this task belongs to")
     ignore_result: bool | None = Field(None, description="this call's ignore_result (else the task's)")
+    chord: ChordPart | None = Field(
+        None, description="on a chord header task: its part in the chord (the count that completes it sends the body)"
+    )
     sig: str | None = Field(
         None,
         description="HMAC-SHA256 when signing is on: 'v2:<hex>' over every field the task sees; "

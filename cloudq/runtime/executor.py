@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
+from ..canvas.builtins import builtin
+from ..canvas.chord import on_header_done
 from ..envelope import Envelope, decode, peek_id
 from ..errors import (
     BackendUnavailable,
@@ -202,7 +204,7 @@ class Executor:
                 attempts=attempt,
                 finished_at=time.time(),
             )
-            self._record_anyway(failure)
+            self._record_anyway(failure, env)
         log.error("dead-lettered message %s from %s: InternalError: %s", delivery.message_id, delivery.queue, message)
         return DeadLetter(f"InternalError: {message}\n{trace}")
 
@@ -236,7 +238,7 @@ class Executor:
             return self._reject(delivery, peek_id(delivery.body), f"{type(exc).__name__}: {exc}", exc=exc)
 
     def _execute(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
-        task = self.app.tasks.get(env.task)
+        task = self.app.tasks.get(env.task) or builtin(self.app, env.task)
         if task is None:
             unknown = UnknownTask(unknown_task_message(self.app, env.task))
             return self._reject(delivery, env.id, f"UnknownTask: {unknown}", env=env, exc=unknown)
@@ -316,7 +318,8 @@ class Executor:
                         started_at=now,
                         finished_at=time.time(),
                         expires_at=self._expiry(),
-                    )
+                    ),
+                    env,
                 )
             except ResultTooLarge as exc:  # retrying cannot shrink it: record why, keep the message
                 self._write_failure(env, task, "cloudq.errors.ResultTooLarge", str(exc), None, attempt)
@@ -336,7 +339,7 @@ class Executor:
             env = decode(delivery.body, self.app.signing_key)
         except MalformedMessage as bad:
             return DeadLetter(f"{type(bad).__name__}: {bad}")
-        task = self.app.tasks.get(env.task)
+        task = self.app.tasks.get(env.task) or builtin(self.app, env.task)
         if task is None:
             return DeadLetter(f"UnknownTask: {unknown_task_message(self.app, env.task)}")
         attempt = env.retries + max(1, delivery.delivery_count)
@@ -589,16 +592,17 @@ class Executor:
                     attempts=delivery.delivery_count,
                     finished_at=time.time(),
                     expires_at=self._expiry(),
-                )
+                ),
+                env,
             )
         log.warning("dead-lettered message %s from %s: %s", delivery.message_id or task_id, delivery.queue, reason)
         return DeadLetter(reason)
 
-    def _record_anyway(self, record: ResultRecord) -> None:
+    def _record_anyway(self, record: ResultRecord, env: Envelope | None = None) -> None:
         """Write the FAILURE of a message being dead-lettered; if the store refuses it (unreachable,
         or a value it cannot hold), log that and go on: the dead letter keeps the reason."""
         try:
-            self._write(record)
+            self._write(record, env)
         except Exception as exc:
             logging.getLogger("cloudq.worker").error(
                 "could not record the failure of task %s, dead-lettering it anyway: %s: %s",
@@ -640,13 +644,19 @@ class Executor:
             expires_at=self._expiry(),
         )
         if final or not _ignores(env, task):
-            self._write(record)
+            self._write(record, env)
 
-    def _write(self, record: ResultRecord) -> None:
-        """Callers decide whether to write (``ignore_result`` tasks still record failures)."""
+    def _write(self, record: ResultRecord, env: Envelope | None = None) -> None:
+        """Callers decide whether to write (``ignore_result`` tasks still record failures). A chord
+        header task's end is written straight to the store (never batched: the chord counts on it
+        being durable, and on knowing whether this delivery wrote it), then counted."""
         if record.expires_at is None:
             record.expires_at = self._expiry()
-        (self.writer or self.app.results).set(record)
+        if env is None or env.chord is None or not record.terminal:
+            (self.writer or self.app.results).set(record)
+            return
+        written = (self.writer if isinstance(self.writer, EagerWriter) else self.app.results).set(record)
+        on_header_done(self.app, env, written)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires

@@ -35,7 +35,7 @@ def test_batch_sent_tasks_run_with_batched_calls_and_one_write_each(app: App, aw
     app.broker.queue("default")  # create the queue before counting
     app.results.get("warm-up")  # and the table
     with aws.count_requests() as sent:
-        handles = add.map([(i, i) for i in range(25)])
+        handles = add.send_each([(i, i) for i in range(25)])
     assert sent.of("sqs") == {"SendMessageBatch": 3}
     with aws.count_requests() as worked:
         run_burst(app)

@@ -107,6 +107,15 @@ _VARIANTS: dict[str, list[object]] = {
     "root_id": [None, "r1", [], "r" * 257],
     "group": [None, "g1", 1.5],
     "ignore_result": [None, True, False, "true", 1],
+    "chord": [
+        None,
+        {"id": "c1", "size": 2, "index": 1, "body": {"task": "m.t"}, "counter": "chord:c1"},
+        {"id": "c1", "size": 0, "index": 0, "body": {}},
+        {"id": "c1", "size": 2, "index": -1, "body": {}},
+        {"id": "c1", "size": 2, "index": 0},
+        [],
+        "x",
+    ],
     "trace": [_MISSING, {"span": 1}],  # an unknown field from a newer producer
 }
 

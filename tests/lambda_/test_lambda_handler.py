@@ -77,7 +77,7 @@ def test_successes_are_reported_done_and_results_stored(sqs: Any, prefix: str) -
         return a + b
 
     handler = make_handler(app)
-    results = add.map([(1, 2), (3, 4), (5, 6)])
+    results = add.send_each([(1, 2), (3, 4), (5, 6)])
     poller = poller_for(app, sqs)
     invocation = poller.invoke(handler, poller.receive_all(3))
     assert invocation.response == {"batchItemFailures": []}
@@ -92,7 +92,7 @@ def test_retries_get_their_backoff_as_visibility_in_one_batch_call(aws: MotoServ
     def flaky(n: int) -> int:
         raise ValueError(f"boom {n}")
 
-    results = flaky.map(range(3))
+    results = flaky.send_each(range(3))
     handler = make_handler(app)
     poller = poller_for(app, sqs)
     messages = poller.receive_all(3)
@@ -143,7 +143,7 @@ def test_deadline_leaves_unstarted_records_visible_at_once(aws: MotoServer, sqs:
             raise ValueError("first one fails")
         return n
 
-    step.map(range(4))
+    step.send_each(range(4))
     poller = poller_for(app, sqs)
     messages = poller.receive_all(4)
     with aws.count_requests() as requests:
@@ -166,7 +166,7 @@ def test_tasks_without_time_limit_are_estimated_from_their_longest_run(sqs: Any,
         time.sleep(0.3)
         return n
 
-    slowish.map(range(2))
+    slowish.send_each(range(2))
     poller = poller_for(app, sqs)
     handler = make_handler(app, safety_margin_s=0.0, task_estimate_s=0.1)
     first = poller.invoke(handler, poller.receive_all(1), context)

@@ -1,0 +1,114 @@
+"""chord on memory and SQLite with a real worker: the body runs once, after every header task,
+with their results in header order — also when header tasks are delivered twice or a worker
+dies between a header's result write and its count."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from group_apps import make_app
+
+from cloudq import App, GroupResult, chord, states
+from cloudq.errors import ChordError
+from cloudq.interfaces import AtomicCounter
+from cloudq.testing.workers import run_burst
+
+BODY_RUNS: list[int] = []
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
+    app = make_app(request.param, tmp_path)
+
+    @app.task(name="t.body")
+    def body(numbers: list[int]) -> int:
+        BODY_RUNS.append(sum(numbers))
+        return sum(numbers)
+
+    BODY_RUNS.clear()
+    yield app
+    app.close()
+
+
+def test_celery_guide_chord(app: App) -> None:
+    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
+    result = chord(add.s(i, i) for i in range(10))(tsum.s())  # the canvas guide's example
+    run_burst(app)
+    assert result.get(timeout=10) == 90
+
+
+def test_the_body_gets_the_results_in_header_order(app: App) -> None:
+    add = app.tasks["t.add"]
+
+    @app.task(name="t.echo")
+    def echo(values: list[int], tag: str) -> list[int]:
+        return [*values, tag]
+
+    result = chord([add.s(i, 100) for i in range(12)], echo.s("end")).apply_async(group_id="hdr-1")
+    run_burst(app)
+    assert result.get(timeout=10) == [*(100 + i for i in range(12)), "end"]
+    header = GroupResult.restore("hdr-1", app=app)  # saved by the chord
+    assert header is not None and header.get(timeout=5) == [100 + i for i in range(12)]
+
+
+def test_an_empty_header_calls_the_body_at_once_with_an_empty_list(app: App) -> None:
+    result = chord([])(app.tasks["t.tsum"].s())
+    run_burst(app)
+    assert result.get(timeout=5) == 0
+
+
+def test_a_failed_header_task_fails_the_chord_and_the_body_never_runs(app: App) -> None:
+    add, boom = app.tasks["t.add"], app.tasks["t.boom"]
+    result = chord([add.s(1, 1), boom.s(7), add.s(2, 2)], app.tasks["t.body"].s()).apply_async()
+    run_burst(app)
+    with pytest.raises(ChordError, match=r"Dependency .* raised ValueError: boom 7"):
+        result.get(timeout=10)
+    assert result.state == states.FAILURE and BODY_RUNS == []
+
+
+def _run_each_twice(app: App, queue: str) -> int:
+    """Deliver every ready message of ``queue`` twice (as SQS may) before acking it; returns how many."""
+    count = 0
+    while deliveries := app.broker.receive(queue, 10, lease_s=30):
+        for delivery in deliveries:
+            app.executor.execute(delivery)
+            app.executor.execute(delivery)  # the duplicate delivery of the same message
+        app.broker.ack(deliveries)
+        count += len(deliveries)
+    return count
+
+
+def test_header_tasks_delivered_twice_send_the_body_once(app: App) -> None:
+    add = app.tasks["t.add"]
+    result = chord([add.s(i, i) for i in range(8)], app.tasks["t.body"].s()).apply_async()
+    assert _run_each_twice(app, app.queue_for(add)) >= 8
+    run_burst(app)  # the body (and any chord_unlock poller)
+    assert result.get(timeout=10) == 56
+    assert BODY_RUNS == [56]
+
+
+def test_a_worker_lost_between_a_header_result_and_its_count_still_sends_the_body_once(app: App) -> None:
+    store = app.results
+    if not isinstance(store, AtomicCounter):
+        pytest.skip("this store has no counter yet: its chords are polled by chord_unlock")
+    add = app.tasks["t.add"]
+    result = chord([add.s(i, i) for i in range(4)], app.tasks["t.body"].s()).apply_async()
+    increment = store.increment
+    crashed: list[str] = []
+
+    def crash_once(key: str, by: int = 1, expires_at: float | None = None) -> int:
+        if not crashed:  # the process dies after the result write, before the count
+            crashed.append(key)
+            raise ConnectionError("worker killed")
+        return increment(key, by, expires_at)
+
+    store.increment = crash_once  # type: ignore[method-assign]
+    try:
+        run_burst(app, timeout=60)
+    finally:
+        store.increment = increment  # type: ignore[method-assign]
+    assert crashed
+    assert result.get(timeout=30) == 12
+    assert BODY_RUNS == [12]
