@@ -6,9 +6,11 @@ App is created.
 
 from . import signals, states
 from .app import App, current_app, shared_task
+from .canvas.chain import chain
 from .canvas.chord import chord
 from .canvas.group import group
 from .canvas.results import GroupResult
+from .canvas.signature import Signature, signature
 from .errors import (
     CloudqError,
     ConfigurationError,
@@ -27,7 +29,7 @@ from .errors import (
 )
 from .results import AsyncResult, EagerResult
 from .retry import RetryPolicy
-from .task import Signature, Task
+from .task import Task
 
 __version__ = "0.1.0"
 
@@ -53,10 +55,12 @@ __all__ = [
     "TimeLimitExceeded",
     "UnknownTask",
     "WorkerLost",
+    "chain",
     "chord",
     "current_app",
     "group",
     "shared_task",
     "signals",
+    "signature",
     "states",
 ]

@@ -32,129 +32,181 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import states
-from ..errors import InvalidOptions
+from ..errors import ChordError, InvalidOptions
 from ..interfaces import AtomicCounter, ResultRecord
 from ..results import AsyncResult
 from .builtins import CHORD_UNLOCK, UNLOCK_FIRST_S, builtin
-from .group import group, with_call
+from .group import group
 from .results import GroupResult, read_many
+from .signature import Signature, from_dict
 
 if TYPE_CHECKING:
     from ..app import App
     from ..envelope import ChordPart, Envelope
-    from ..task import Signature
 
 log = logging.getLogger("cloudq.canvas")
 
+CHORD_TASK = "celery.chord"  # Celery's name for the composite
 CHORD_TASK_NAME = "cloudq.chord"  # the task_name of a chord's marker record
 COUNTER_PREFIX = "chord:"
 DEFAULT_KEEP_S = 86400.0  # how long a counter lives when results never expire
 
 
-# -- signatures as JSON (the body travels in every header envelope) ------------------------------
-
-
-def sig_to_dict(sig: Signature) -> dict[str, Any]:
-    from ..app import to_epoch
-
-    options = {k: v for k, v in sig.options.items() if v is not None}
-    for name in ("eta", "expires"):
-        if name in options:
-            options[name] = to_epoch(options[name])
-    return {
-        "task": sig.task.name,
-        "args": list(sig.args),
-        "kwargs": dict(sig.kwargs),
-        "options": options,
-        "immutable": bool(getattr(sig, "immutable", False)),
-        "subtask_type": None,
-    }
-
-
-def sig_from_dict(app: App, data: dict[str, Any]) -> Signature:
-    from ..errors import UnknownTask
-    from ..runtime.executor import unknown_task_message
-    from ..task import Signature
-
-    name = data.get("task", "")
-    task = app.tasks.get(name) or builtin(app, name)
-    if task is None:
-        raise UnknownTask(unknown_task_message(app, name))
-    return Signature(task, tuple(data.get("args", ())), dict(data.get("kwargs", {})), dict(data.get("options", {})))
-
-
 # -- the producer side ---------------------------------------------------------------------------
 
 
-class chord:  # noqa: N801 - Celery's name
-    """``chord(header)(body)``: run the header's signatures in parallel, then ``body`` once with
-    the list of their results in header order. Returns the body's AsyncResult (its ``parent``:
-    the header's GroupResult, saved under the chord's id)."""
+class chord(Signature):  # noqa: N801 - Celery's name
+    """``chord(header)(body)`` / ``chord(header, body).apply_async()``: run the header's
+    signatures in parallel, then ``body`` once with the list of their results in header order.
+    Returns the body's AsyncResult; its ``parent`` is the header's GroupResult (saved under the
+    chord's id, so ``GroupResult.restore`` finds it). ``link``/``link_error`` go to the body."""
 
-    subtask_type = "chord"
+    __slots__ = ()
 
-    def __init__(self, header: Iterable[Any], body: Signature | None = None, app: App | None = None, **options: Any):
-        self.header = header if isinstance(header, group) else group(list(header), app=app)
-        self.body = body
-        self.options = options
-        self.app = self.header.app
+    def __init__(
+        self, header: Any, body: Signature | dict[str, Any] | None = None, app: App | None = None, **options: Any
+    ):
+        if isinstance(header, dict):
+            header = from_dict(header, app)
+        if not isinstance(header, group):
+            header = group(header, app=app)
+        if isinstance(body, dict):
+            body = from_dict(body, app)
+        bound = app or header.bound_app or (body.bound_app if body is not None else None)
+        super().__init__(CHORD_TASK, (), {"header": header, "body": body}, options, subtask_type="chord", app=bound)
+
+    @property
+    def header(self) -> group:
+        header: group = self.kwargs["header"]
+        return header
+
+    @property
+    def body(self) -> Signature | None:
+        body: Signature | None = self.kwargs["body"]
+        return body
 
     def __repr__(self) -> str:
         return f"chord({self.header!r}, {self.body!r})"
 
-    def __call__(self, body: Signature | None = None, **options: Any) -> AsyncResult:
-        return self.apply_async((), {}, body=body, **options)
+    def clone(self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any) -> Signature:
+        """A copy; partial arguments go to every header task (Celery)."""
+        body = options.pop("body", None) or self.body
+        return chord(
+            self.header.clone(args, kwargs),
+            body.clone() if body is not None else None,
+            app=self._app,
+            **{**self.options, **options},
+        )
 
-    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult:
-        return self.apply_async(args, kwargs)
+    def link(self, callback: Signature) -> Signature:
+        return self._body("link").link(callback)
 
-    def apply_async(
+    def link_error(self, errback: Signature) -> Signature:
+        return self._body("link_error").link_error(errback)
+
+    on_error = link_error
+
+    def _body(self, what: str) -> Signature:
+        if self.body is None:
+            raise InvalidOptions(f"chord.{what}: the chord has no body yet (chord(header, body))")
+        return self.body
+
+    def __call__(self, body: Signature | None = None, **options: Any) -> AsyncResult:  # type: ignore[override]
+        """``chord(header)(body)``: send it."""
+        return self.apply_async(body=body, **options)
+
+    def apply_async(  # type: ignore[override]
         self,
-        args: Iterable[Any] = (),
+        args: Any = None,
         kwargs: dict[str, Any] | None = None,
+        route_name: str | None = None,
         body: Signature | None = None,
         **options: Any,
     ) -> AsyncResult:
-        """Send the header (batched); ``args``/``kwargs`` are prepended to every header task as a
-        group's are; ``task_id`` is the body's id."""
-        from ..app import new_task_id
+        """Send the header (batched); ``args``/``kwargs`` are prepended to every header task;
+        ``task_id`` is the body's id, ``group_id`` the header's."""
+        sig = self.clone(args, kwargs, body=body, **options)
+        result: AsyncResult = self.app.send_many([sig])[0]
+        return result
 
-        body = body if body is not None else self.body
-        if body is None:
-            raise InvalidOptions("chord(header)(body): the chord has no body")
+    def freeze(self, _id: str | None = None, **_: Any) -> AsyncResult:
+        """The body's id (and every header task's) assigned now; the body's result, whose
+        ``parent`` is the header's GroupResult."""
+        body = self._body("freeze")
+        header = self.header.freeze(self.options.get("group_id"))
+        result = body.freeze(_id or self.options.get("task_id"))
+        self.options["task_id"] = result.id
+        self.options["group_id"] = header.id
+        result.parent = header  # type: ignore[assignment]
+        return result
+
+    def expand(self) -> tuple[list[Signature], Any]:
+        """The header tasks to send now (each carrying its chord part and the body) and the
+        body's result. The header's ids are saved first (one write): the chord's end reads them."""
         app = self.app
-        options = {**self.options, **options}
-        body_id = options.pop("task_id", None) or body.options.get("task_id") or new_task_id()
-        body = with_call(body, (), {"task_id": body_id})
-        header = self.header.clone()
+        body = self._body("apply_async").clone()
+        if self.options.get("chain"):  # a chord inside a chain: the body carries the rest
+            body.options["chain"] = list(self.options["chain"])
+        shared = {k: v for k, v in self.options.items() if k not in ("task_id", "group_id", "chain") and v is not None}
+        sending = chord(self.header.clone(), body, app=app, **self.options)
+        result = sending.freeze()
+        header = sending.header
         if not header.tasks:  # Celery: an empty header calls the body at once with []
-            return app.send_many([with_call(body, ([],))])[0]
-        result = header.freeze(options.pop("group_id", None))
-        result.save()  # the chord's end reads the header's ids from here
-        store = app.results
-        counter = f"{COUNTER_PREFIX}{result.id}" if isinstance(store, AtomicCounter) else None
-        part: dict[str, Any] = {"id": result.id, "size": len(header.tasks), "body": sig_to_dict(body)}
+            calls, _ = body.clone(([],)).expand()
+            return calls, result
+        for member in header.tasks:
+            if member.subtask_type:
+                raise InvalidOptions(
+                    f"chord header task {member!r}: a {member.subtask_type} in a chord header is not supported yet"
+                )
+        saved = result.parent
+        assert isinstance(saved, GroupResult)
+        saved.save()
+        counter = f"{COUNTER_PREFIX}{saved.id}" if isinstance(app.results, AtomicCounter) else None
+        part: dict[str, Any] = {"id": saved.id, "size": len(header.tasks), "body": body.to_dict()}
         if counter is not None:
             part["counter"] = counter
-        header.tasks = [
-            # a header's result is kept whatever its task says: the body needs it
-            with_call(sig, (), {"chord": {**part, "index": index}, "ignore_result": False})
-            for index, sig in enumerate(header.tasks)
+        # a header's result is kept whatever its task says: the body needs it
+        calls = [
+            member.clone(chord={**part, "index": index}, ignore_result=False, **shared)
+            for index, member in enumerate(header.tasks)
         ]
-        header.apply_async(args, kwargs, group_id=result.id, **options)
         if counter is None:  # no counter in this store: poll (Celery's chord_unlock)
-            send_unlock(app, {**part, "index": 0})
-        return AsyncResult(body_id, app=app)
+            calls.append(unlock_signature(app, {**part, "index": 0}))
+        return calls, result
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        body = self.body
+        data["kwargs"] = {
+            "header": [member.to_dict() for member in self.header.tasks],
+            "body": body.to_dict() if body is not None else None,
+        }
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], app: App | None = None) -> Signature:
+        kwargs = data.get("kwargs") or {}
+        header, body = kwargs.get("header"), kwargs.get("body")
+        if not isinstance(header, list) or not isinstance(body, (dict, type(None))):
+            raise InvalidOptions(f"chord signature without kwargs.header/body: {data!r:.80}")
+        options = dict(data.get("options") or {})
+        return chord([from_dict(task, app) for task in header], body, app=app, **options)
+
+
+Signature.TYPES["chord"] = chord
+
+
+def unlock_signature(app: App, part: dict[str, Any]) -> Signature:
+    builtin(app, CHORD_UNLOCK)  # registered here too, so the send checks its arguments
+    return Signature(CHORD_UNLOCK, (), {"chord": part}, {"countdown": UNLOCK_FIRST_S}, app=app)
 
 
 def send_unlock(app: App, part: dict[str, Any]) -> None:
-    unlock = builtin(app, CHORD_UNLOCK)
-    assert unlock is not None
-    unlock.apply_async((), {"chord": part}, countdown=UNLOCK_FIRST_S)
+    app.send_many([unlock_signature(app, part)])
 
 
 # -- the executor side ---------------------------------------------------------------------------
@@ -198,8 +250,8 @@ def settle_if_ready(app: App, part: ChordPart, owner: str) -> bool | None:
 def complete(app: App, part: ChordPart, owner: str, records: list[ResultRecord] | None = None) -> None:
     """Every header task has ended: send the body with their results (or fail it), once."""
     store = app.results
-    body = sig_from_dict(app, part.body)
-    body_id = body.options["task_id"]
+    body = from_dict(part.body, app)
+    body_id = body.id or ""
     if not _take(app, part, owner, body_id):
         return
     if records is None:
@@ -214,7 +266,7 @@ def complete(app: App, part: ChordPart, owner: str, records: list[ResultRecord] 
             return
     failed = next((r for r in records if r.state != states.SUCCESS), None)
     if failed is None:
-        app.send_many([with_call(body, ([r.result for r in records],))])
+        app.send_many([body.clone(([r.result for r in records],))])
     else:
         _fail_body(app, body, failed)
     if part.counter is not None and isinstance(store, AtomicCounter):
@@ -223,7 +275,10 @@ def complete(app: App, part: ChordPart, owner: str, records: list[ResultRecord] 
 
 def _fail_body(app: App, body: Signature, failed: ResultRecord) -> None:
     """Celery's chord error: the body's record says which header task failed; its link_errors run."""
-    body_id = body.options["task_id"]
+    from ..task import Request
+    from .followups import takes_request
+
+    body_id = body.id or ""
     message = f"Dependency {failed.task_id} raised {failed.error_type}: {failed.error_message}"
     now = time.time()
     keep = app.settings.result_expires
@@ -231,17 +286,29 @@ def _fail_body(app: App, body: Signature, failed: ResultRecord) -> None:
         ResultRecord(
             body_id,
             states.FAILURE,
-            body.task.name,
+            body.task,
             error_type="cloudq.errors.ChordError",
             error_message=message,
             finished_at=now,
             expires_at=now + keep if keep else None,
         )
     )
-    log.warning("chord body %s[%s] failed: %s", body.task.name, body_id, message)
-    errbacks = [sig_from_dict(app, eb) for eb in body.options.get("link_error") or ()]
-    if errbacks:
-        app.send_many([with_call(eb, (body_id,)) for eb in errbacks])
+    log.warning("chord body %s[%s] failed: %s", body.task, body_id, message)
+    calls: list[Signature] = []
+    for errback in body.options.get("link_error") or ():
+        sig = errback if isinstance(errback, Signature) else from_dict(errback, app)
+        task = app.tasks.get(sig.task) if sig.subtask_type is None else None
+        if task is not None and takes_request(task):  # called here, as a failed task's errback is
+            try:
+                sig(Request(body_id, body.task, 0, 0, ""), ChordError(message), None)
+            except Exception as error:
+                log.exception(
+                    "errback %s of chord body %s raised %s: %s", sig.task, body_id, type(error).__name__, error
+                )
+        else:
+            calls.append(sig.clone((body_id,)))
+    if calls:
+        app.send_many(calls)
 
 
 def _marker_id(part: ChordPart) -> str:

@@ -15,9 +15,10 @@ from ..util.chunks import chunks as split
 from .builtins import MAP, STARMAP, builtin
 from .group import group
 from .results import GroupResult
+from .signature import Signature
 
 if TYPE_CHECKING:
-    from ..task import Signature, Task
+    from ..task import Task
 
 
 def _items(items: Iterable[Any]) -> list[Any]:
@@ -26,8 +27,6 @@ def _items(items: Iterable[Any]) -> list[Any]:
 
 def map_signature(task: Task[Any, Any], items: Iterable[Any], star: bool = False) -> Signature:
     """The signature of one task calling ``task`` on each item (``task(*item)`` with ``star``)."""
-    from ..task import Signature
-
     runner = builtin(task.app, STARMAP if star else MAP)
     assert runner is not None
     return Signature(runner, (), {"task": task.name, "it": _items(items)})
@@ -55,9 +54,7 @@ class chunks:  # noqa: N801 - Celery's name
             [map_signature(self.task, part, star=True) for part in split(self.items, self.n)], app=self.task.app
         )
 
-    def apply_async(
-        self, args: Iterable[Any] = (), kwargs: dict[str, Any] | None = None, **options: Any
-    ) -> GroupResult:
+    def apply_async(self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any) -> GroupResult:
         return self.group().apply_async(args, kwargs, **options)
 
     def delay(self) -> GroupResult:
