@@ -112,3 +112,53 @@ def test_a_worker_lost_between_a_header_result_and_its_count_still_sends_the_bod
     assert crashed
     assert result.get(timeout=30) == 12
     assert BODY_RUNS == [12]
+
+
+def test_a_chord_inside_a_chain(app: App) -> None:
+    """Celery's guide: the previous step's result goes to every header task, the body's to the next step."""
+    from cloudq import chain
+
+    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
+    result = chain(add.s(1, 1), chord([add.s(10), add.s(20)], tsum.s()), add.s(1000)).apply_async()
+    run_burst(app)
+    assert result.get(timeout=10) == 1034  # 2 -> [12, 22] -> 34 -> 1034
+    assert result.parent is not None and result.parent.get(timeout=5) == 34
+
+
+def test_the_body_link_error_fires_with_the_body_id_when_a_header_task_fails(app: App) -> None:
+    seen: list[str] = []
+
+    @app.task(name="t.on_chord_error")
+    def on_chord_error(task_id: str) -> None:
+        seen.append(task_id)
+
+    add, boom = app.tasks["t.add"], app.tasks["t.boom"]
+    body = app.tasks["t.body"].s()
+    body.link_error(on_chord_error.s())
+    result = chord([add.s(1, 1), boom.s(1)], body).apply_async()
+    run_burst(app)
+    with pytest.raises(ChordError):
+        result.get(timeout=10)
+    assert seen == [result.id] and BODY_RUNS == []
+
+
+def test_the_body_link_runs_after_the_body(app: App) -> None:
+    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
+    after = add.s(1)
+    linked = after.freeze().id
+    body = tsum.s()
+    body.link(after)
+    result = chord([add.s(1, 1), add.s(2, 2)], body).apply_async()
+    run_burst(app)
+    assert result.get(timeout=10) == 6
+    assert app.AsyncResult(linked).get(timeout=5) == 7
+
+
+def test_a_chord_header_keeps_results_of_ignore_result_tasks(app: App) -> None:
+    @app.task(name="t.quiet", ignore_result=True)
+    def quiet(x: int) -> int:
+        return x * 3
+
+    result = chord([quiet.s(1), quiet.s(2)], app.tasks["t.tsum"].s()).apply_async()
+    run_burst(app)
+    assert result.get(timeout=10) == 9

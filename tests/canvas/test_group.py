@@ -120,3 +120,22 @@ def test_eager_mode_runs_the_group_in_place(tmp_path: Path) -> None:
         return x * y
 
     assert group(mul.s(2, 3), mul.s(4, 5)).apply_async().get() == [6, 20]
+
+
+def test_a_group_of_chains(app: App) -> None:
+    add = app.tasks["t.add"]
+    result = group(add.s(1, 1) | add.s(10), add.s(2, 2) | add.s(20)).apply_async()
+    run_burst(app)
+    assert result.get(timeout=10) == [12, 24]  # each chain's last result
+
+
+def test_a_chain_of_groups_is_a_chord_in_between(app: App) -> None:
+    """Celery's guide: a group followed by a task is a chord; a group at the end is a group."""
+    from cloudq import chain
+
+    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
+    workflow = chain(add.s(1, 1), group(add.s(10), add.s(20)), tsum.s(), group(add.s(100), add.s(200)))
+    result = workflow.apply_async()
+    run_burst(app)
+    assert isinstance(result, GroupResult)
+    assert result.get(timeout=10) == [134, 234]  # 2 -> [12, 22] -> 34 -> [134, 234]

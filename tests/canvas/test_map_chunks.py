@@ -1,0 +1,75 @@
+"""task.map / starmap / chunks with Celery's meaning, on memory and SQLite with a real worker;
+the old one-task-per-item fan-out is task.send_each."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from group_apps import make_app
+
+from cloudq import App, GroupResult
+from cloudq.errors import InvalidOptions
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
+    app = make_app(request.param, tmp_path)
+    yield app
+    app.close()
+
+
+def _queued(app: App) -> int:
+    return app.broker.stats(app.queue_for(app.tasks["t.add"])).ready
+
+
+def test_map_is_one_task_over_every_item(app: App) -> None:
+    from cloudq.testing.workers import run_burst
+
+    @app.task(name="t.double")
+    def double(x: int) -> int:
+        return 2 * x
+
+    sig = double.map(range(5))
+    assert sig.task == "cloudq.map"  # a signature: nothing sent yet
+    result = sig.delay()
+    assert _queued(app) == 1  # ONE message for the five calls
+    run_burst(app)
+    assert result.get(timeout=5) == [0, 2, 4, 6, 8]
+
+
+def test_starmap_spreads_each_item(app: App) -> None:
+    from cloudq.testing.workers import run_burst
+
+    add = app.tasks["t.add"]
+    result = add.starmap([(2, 2), (4, 4)]).apply_async()  # Celery's guide: [4, 8]
+    run_burst(app)
+    assert result.get(timeout=5) == [4, 8]
+
+
+def test_chunks_send_n_sized_starmaps_as_a_group(app: App) -> None:
+    from cloudq.testing.workers import run_burst
+
+    add = app.tasks["t.add"]
+    result = add.chunks(zip(range(10), range(10), strict=True), 4).apply_async()  # 4 + 4 + 2
+    assert isinstance(result, GroupResult) and len(result) == 3
+    assert _queued(app) == 3
+    run_burst(app)
+    assert result.get(timeout=5) == [[0, 2, 4, 6], [8, 10, 12, 14], [16, 18]]
+
+
+def test_chunks_compose_as_a_group(app: App) -> None:
+    add = app.tasks["t.add"]
+    assert len(add.chunks([(1, 1)] * 5, 2).group()) == 3
+    with pytest.raises(InvalidOptions, match="chunk size must be an integer >= 1"):
+        add.chunks([(1, 1)], 0)
+
+
+def test_send_each_keeps_the_batched_fan_out(app: App) -> None:
+    from cloudq.testing.workers import run_burst
+
+    handles = app.tasks["t.add"].send_each([(i, 1) for i in range(6)])
+    assert _queued(app) == 6
+    run_burst(app)
+    assert [h.get(timeout=5) for h in handles] == [1, 2, 3, 4, 5, 6]
