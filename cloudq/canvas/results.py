@@ -157,14 +157,14 @@ class GroupResult:
     join = get
     join_native = get
 
-    def revoke(self, terminate: bool = False, signal: str | None = None, **kwargs: Any) -> None:
+    def revoke(self, terminate: bool = False, signal: str | int = "SIGTERM", **kwargs: Any) -> Any:
         """Revoke every member (``app.control.revoke`` with all their ids at once)."""
         control = getattr(self.app, "control", None)
         if control is None:
             from ..errors import InvalidOptions
 
             raise InvalidOptions("GroupResult.revoke needs app.control.revoke, which this cloudq does not have yet")
-        control.revoke([r.id for r in self.results], terminate=terminate, signal=signal, **kwargs)
+        return control.revoke([r.id for r in self.results], terminate=terminate, signal=signal, **kwargs)
 
     def forget(self) -> None:
         """Delete every member's record and the saved group."""

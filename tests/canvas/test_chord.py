@@ -162,3 +162,14 @@ def test_a_chord_header_keeps_results_of_ignore_result_tasks(app: App) -> None:
     result = chord([quiet.s(1), quiet.s(2)], app.tasks["t.tsum"].s()).apply_async()
     run_burst(app)
     assert result.get(timeout=10) == 9
+
+
+def test_a_thousand_task_chord(tmp_path: Path) -> None:
+    app = make_app("sqlite", tmp_path)
+    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
+    try:
+        result = chord(add.s(i, 1) for i in range(1000))(tsum.s())
+        run_burst(app, timeout=240, concurrency=4)
+        assert result.get(timeout=30) == sum(range(1, 1001))
+    finally:
+        app.close()
