@@ -3,29 +3,33 @@ ends (Celery's ``chord``) — counted in the result store, with no worker waitin
 
 The protocol, per header task (its envelope's ``chord`` part says which chord and where):
 
-1. The executor writes the task's terminal record straight to the store (not batched), a
-   conditional write: only the first delivery to end the task writes it (``set`` -> True).
+1. The executor writes the task's terminal record (success, failure, revoked) straight to the
+   store, never batched; the write is conditional, so only the first delivery to end the task
+   writes it (``set`` -> True).
 2. That delivery, and only it, adds 1 to the chord's counter (``AtomicCounter.increment``:
-   DynamoDB ``UpdateItem ADD``, Firestore ``Increment``, SQL ``UPDATE ... RETURNING``). Two
-   increments never return the same value, so exactly one sees ``size``.
-3. The one that sees ``size`` takes the body with a conditional marker record, reads the header's
-   records in one batched read (``get_many``) and sends the body with the results in header order
-   — or, when a header task failed, fails the body with ChordError and sends its ``link_error``s
-   (the body never runs, Celery's semantics). The body goes out before the header message is
-   acknowledged.
+   DynamoDB ``UpdateItem ADD``, Firestore ``Increment``, SQL ``... RETURNING``). Two increments
+   never return the same value, so exactly one delivery sees ``size``.
+3. That one claims the chord's marker record (``claim``), reads the header's records in one
+   batched read (``get_many``) and sends the body with the results in header order — or, when
+   a header task failed, fails the body with ChordError and fires its ``link_error``s (the body
+   never runs, Celery's semantics) — then marks the marker done. All before the header message
+   is acknowledged.
 
-Cost per header task: ONE request beyond running a task (the increment); per chord: the saved
-header (1 write), the marker (1), the header read (1 per 100 tasks), the body send, the counter
-delete.
+Cost: ONE request per header task beyond running it (the increment); per chord: the saved
+header ids (1 write), the marker's claim and done (2), the header read (1 per 100 tasks), the
+body's send and the counter's delete (1 each).
 
 The crash window: a worker that dies after step 1 and before step 2 leaves the counter one
-short. It is closed by the redelivery: a delivery whose terminal write was refused (the task had
-already ended) cannot know whether its count was lost, so it checks the header itself; if every
-task has ended it completes the chord, else it sends a ``cloudq.chord_unlock`` task that polls
-until they have (Celery's own fallback, also used on stores without a counter). The marker makes
-the counter's completion and these checks send the body once. A duplicate body message remains
-possible in one case: a worker that dies after sending the body and before acknowledging the
-message that sent it; the copy carries the same task id, so an ``idempotent=True`` body runs once.
+short. The redelivery closes it: a delivery whose terminal write is refused (the task had
+already ended) cannot know whether its count was lost, so it checks the header itself — if
+every task has ended it completes the chord (step 3), else it sends a ``cloudq.chord_unlock``
+task that polls until they have (Celery's own fallback, also what a store without counters
+uses). The marker's claim lets only one of the counter's completion and these checks send the
+body, and its done mark stops later ones; a delivery that died holding the claim is finished by
+its own redelivery (same owner). A duplicate body message remains possible only when a worker
+dies after sending the body and before marking it done (or two copies of that one header
+message run at the same moment); the copy carries the same task id, so an ``idempotent=True``
+body runs once.
 """
 
 from __future__ import annotations
@@ -235,8 +239,8 @@ def settle_if_ready(app: App, part: ChordPart, owner: str) -> bool | None:
     before), False while some have not ended, None when the saved header is gone."""
     store = app.results
     held = store.get(_marker_id(part))
-    if held is not None and _owner(held) != owner:
-        return True  # completed by someone else
+    if held is not None and held.terminal:
+        return True  # the body was sent (or failed) already
     saved = GroupResult.restore(part.id, app=app)
     if saved is None:
         return None
@@ -251,9 +255,10 @@ def complete(app: App, part: ChordPart, owner: str, records: list[ResultRecord] 
     """Every header task has ended: send the body with their results (or fail it), once."""
     store = app.results
     body = from_dict(part.body, app)
-    body_id = body.id or ""
-    if not _take(app, part, owner, body_id):
-        return
+    marker = _marker_id(part)
+    lease = app.settings.visibility_timeout + 5
+    if not store.claim(marker, owner, time.time() + lease, CHORD_TASK_NAME).acquired:
+        return  # sent already, or being sent by another delivery (whose redelivery finishes it)
     if records is None:
         saved = GroupResult.restore(part.id, app=app)
         if saved is None:
@@ -269,6 +274,11 @@ def complete(app: App, part: ChordPart, owner: str, records: list[ResultRecord] 
         app.send_many([body.clone(([r.result for r in records],))])
     else:
         _fail_body(app, body, failed)
+    now = time.time()  # sent: no later check sends it again
+    done = {"owner": owner, "body": body.id}
+    store.set(
+        ResultRecord(marker, states.SUCCESS, CHORD_TASK_NAME, result=done, finished_at=now, expires_at=_expiry(app))
+    )
     if part.counter is not None and isinstance(store, AtomicCounter):
         store.delete_counter(part.counter)
 
@@ -313,29 +323,6 @@ def _fail_body(app: App, body: Signature, failed: ResultRecord) -> None:
 
 def _marker_id(part: ChordPart) -> str:
     return f"{part.id}:body"
-
-
-def _owner(record: ResultRecord) -> str | None:
-    return record.result.get("owner") if isinstance(record.result, dict) else None
-
-
-def _take(app: App, part: ChordPart, owner: str, body_id: str) -> bool:
-    """Whether ``owner`` sends the body: it wrote the marker now, or wrote it before and the body
-    has no record yet (it died before sending: send again, same id)."""
-    store = app.results
-    now = time.time()
-    marker = ResultRecord(
-        _marker_id(part),
-        states.SUCCESS,
-        CHORD_TASK_NAME,
-        result={"owner": owner, "body": body_id},
-        finished_at=now,
-        expires_at=_expiry(app),
-    )
-    if store.set(marker):
-        return True
-    held = store.get(marker.task_id)
-    return held is not None and _owner(held) == owner and store.get(body_id) is None
 
 
 def _expiry(app: App) -> float:
