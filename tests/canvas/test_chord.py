@@ -177,3 +177,17 @@ def test_a_thousand_task_chord(tmp_path: Path) -> None:
         assert result.get(timeout=30) == sum(range(1, 1001))
     finally:
         app.close()
+
+
+def test_eager_mode_runs_the_chord_in_place() -> None:
+    app = App("eager-chord", eager=True)
+
+    @app.task(name="t.sq")
+    def sq(x: int) -> int:
+        return x * x
+
+    @app.task(name="t.total")
+    def total(values: list[int]) -> int:
+        return sum(values)
+
+    assert chord(sq.s(i) for i in range(4))(total.s()).get(timeout=5) == 14
