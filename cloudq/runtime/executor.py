@@ -44,7 +44,7 @@ from ..errors import (
     UnknownTask,
     WorkerLost,
 )
-from ..interfaces import Delivery, OutgoingMessage, ResultRecord, ResultWriter
+from ..interfaces import Delivery, ManyReader, OutgoingMessage, ResultRecord, ResultWriter
 from ..results import exception_name
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
@@ -278,6 +278,18 @@ class Executor:
             self._log("expired", env, delivery, 0, started)
             revoked = self._request(env, task, delivery, env.retries + max(1, delivery.delivery_count))
             signals.task_revoked.send(task, request=revoked, terminated=False, signum=None, expired=True)
+            if env.chain:  # the steps after it will not run either: waiting on them raises, never hangs
+                message = f"not run: step {env.task}[{env.id}] of its chain expired"
+                record = ResultRecord(
+                    env.id,
+                    states.REVOKED,
+                    env.task,
+                    error_type="cloudq.errors.TaskRevokedError",
+                    error_message=message,
+                    finished_at=time.time(),
+                    expires_at=self._expiry(),
+                )
+                fail_rest_of_chain(env, self.writer or self.app.results, record)
             return Ack("expired")
         attempt = env.retries + max(1, delivery.delivery_count)
         policy = task.retry_policy
@@ -363,11 +375,15 @@ class Executor:
         record already existed, so this is a redelivery of a step that ran before: send nothing if
         its follow-ups were recorded as sent, else those of the STORED result (the first run's)."""
         if not written:
-            store = self.app.results
-            if store.get(children_id(env.id)) is not None:
+            store, ids = self.app.results, [children_id(env.id), env.id]
+            if isinstance(store, ManyReader):  # one request (BatchGetItem, get_all, one query)
+                found = store.get_many(ids)
+            else:
+                found = {task_id: record for task_id in ids if (record := store.get(task_id)) is not None}
+            if ids[0] in found:
                 log.info("duplicate %s %s: its follow-ups were already sent", env.task, env.id)
                 return Ack("duplicate")
-            stored = store.get(env.id)
+            stored = found.get(env.id)
             if stored is None or stored.state != states.SUCCESS:
                 return Ack("duplicate")
             result = stored.result
@@ -642,6 +658,8 @@ class Executor:
         record = claim.record
         if record is not None and record.terminal:
             log.info("duplicate %s %s skipped: already %s", task.name, env.id, record.state)
+            if expects_followups(env):  # its follow-ups may not have gone out: send them if not
+                return self._succeeded_with_followups(env, None, written=False)
             return Ack("duplicate")
         wait = max(1.0, (record.claim_until or time.time()) - time.time()) if record else 1.0
         return RetryIn(min(wait, self.app.broker.limits.max_lease_s))

@@ -54,10 +54,14 @@ class Settlement:
 def settle(outcomes: Iterable[tuple[Delivery, Outcome]]) -> Settlement:
     """Partition ``(delivery, outcome)`` pairs; a requeue re-sends to the delivery's own queue."""
     result = Settlement()
+    seen: set[tuple[str, str]] = set()
     for delivery, outcome in outcomes:
         if isinstance(outcome, (Ack, DeadLetter)):
             for queue, message in outcome.followups:
-                result.followups.setdefault(queue, []).append((delivery, message))
+                # two deliveries of one step in a batch make the same follow-ups (same task ids): send one
+                if message.dedup_id is None or (queue, message.dedup_id) not in seen:
+                    result.followups.setdefault(queue, []).append((delivery, message))
+                    seen.add((queue, message.dedup_id or ""))
             if isinstance(outcome, Ack) and outcome.step and outcome.followups:
                 result.steps[id(delivery)] = outcome.step
         if isinstance(outcome, Ack):
