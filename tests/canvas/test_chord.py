@@ -4,43 +4,31 @@ dies between a header's result write and its count."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from group_apps import make_app
+from group_tasks import BODY_RUNS, register_sums
 
 from cloudq import App, GroupResult, chord, states
 from cloudq.errors import ChordError
 from cloudq.interfaces import AtomicCounter
 from cloudq.testing.workers import run_burst
 
-BODY_RUNS: list[int] = []
 
-
-@pytest.fixture(params=["memory", "sqlite"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    app = make_app(request.param, tmp_path)
-
-    @app.task(name="t.body")
-    def body(numbers: list[int]) -> int:
-        BODY_RUNS.append(sum(numbers))
-        return sum(numbers)
-
-    BODY_RUNS.clear()
-    yield app
-    app.close()
+@pytest.fixture
+def app(make_app: Callable[..., App]) -> App:
+    return register_sums(make_app())
 
 
 def test_celery_guide_chord(app: App) -> None:
-    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
+    add, tsum = app.tasks["canvas.add"], app.tasks["t.tsum"]
     result = chord(add.s(i, i) for i in range(10))(tsum.s())  # the canvas guide's example
     run_burst(app)
     assert result.get(timeout=10) == 90
 
 
 def test_the_body_gets_the_results_in_header_order(app: App) -> None:
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
 
     @app.task(name="t.echo")
     def echo(values: list[int], tag: str) -> list[int]:
@@ -60,7 +48,7 @@ def test_an_empty_header_calls_the_body_at_once_with_an_empty_list(app: App) -> 
 
 
 def test_a_failed_header_task_fails_the_chord_and_the_body_never_runs(app: App) -> None:
-    add, boom = app.tasks["t.add"], app.tasks["t.boom"]
+    add, boom = app.tasks["canvas.add"], app.tasks["canvas.fail"]
     result = chord([add.s(1, 1), boom.s(7), add.s(2, 2)], app.tasks["t.body"].s()).apply_async()
     run_burst(app)
     with pytest.raises(ChordError, match=r"Dependency .* raised ValueError: boom 7"):
@@ -72,7 +60,7 @@ def _run_each_twice(app: App, queue: str) -> int:
     """Deliver every header message of ``queue`` twice (as SQS may) before acking it; returns how many."""
     count = 0
     while deliveries := app.broker.receive(queue, 10, lease_s=30):
-        header = [d for d in deliveries if d.attributes.get("task") == "t.add"]
+        header = [d for d in deliveries if d.attributes.get("task") == "canvas.add"]
         app.broker.release([d for d in deliveries if d not in header])  # the body: the worker runs it
         for delivery in header:
             app.executor.execute(delivery)
@@ -85,7 +73,7 @@ def _run_each_twice(app: App, queue: str) -> int:
 
 
 def test_header_tasks_delivered_twice_send_the_body_once(app: App) -> None:
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = chord([add.s(i, i) for i in range(8)], app.tasks["t.body"].s()).apply_async()
     assert _run_each_twice(app, app.queue_for(add)) >= 8
     run_burst(app)  # the body (and any chord_unlock poller)
@@ -97,7 +85,7 @@ def test_a_worker_lost_between_a_header_result_and_its_count_still_sends_the_bod
     store = app.results
     if not isinstance(store, AtomicCounter):
         pytest.skip("this store has no counter yet: its chords are polled by chord_unlock")
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = chord([add.s(i, i) for i in range(4)], app.tasks["t.body"].s()).apply_async()
     increment = store.increment
     crashed: list[str] = []
@@ -122,7 +110,7 @@ def test_a_chord_inside_a_chain(app: App) -> None:
     """Celery's guide: the previous step's result goes to every header task, the body's to the next step."""
     from cloudq import chain
 
-    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
+    add, tsum = app.tasks["canvas.add"], app.tasks["t.tsum"]
     result = chain(add.s(1, 1), chord([add.s(10), add.s(20)], tsum.s()), add.s(1000)).apply_async()
     run_burst(app)
     assert result.get(timeout=10) == 1034  # 2 -> [12, 22] -> 34 -> 1034
@@ -136,7 +124,7 @@ def test_the_body_link_error_fires_with_the_body_id_when_a_header_task_fails(app
     def on_chord_error(task_id: str) -> None:
         seen.append(task_id)
 
-    add, boom = app.tasks["t.add"], app.tasks["t.boom"]
+    add, boom = app.tasks["canvas.add"], app.tasks["canvas.fail"]
     body = app.tasks["t.body"].s()
     body.link_error(on_chord_error.s())
     result = chord([add.s(1, 1), boom.s(1)], body).apply_async()
@@ -147,7 +135,7 @@ def test_the_body_link_error_fires_with_the_body_id_when_a_header_task_fails(app
 
 
 def test_the_body_link_runs_after_the_body(app: App) -> None:
-    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
+    add, tsum = app.tasks["canvas.add"], app.tasks["t.tsum"]
     after = add.s(1)
     linked = after.freeze().id
     body = tsum.s()
@@ -168,15 +156,11 @@ def test_a_chord_header_keeps_results_of_ignore_result_tasks(app: App) -> None:
     assert result.get(timeout=10) == 9
 
 
-def test_a_thousand_task_chord(tmp_path: Path) -> None:
-    app = make_app("sqlite", tmp_path)
-    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
-    try:
-        result = chord(add.s(i, 1) for i in range(1000))(tsum.s())
-        run_burst(app, timeout=240, concurrency=4)
-        assert result.get(timeout=30) == sum(range(1, 1001))
-    finally:
-        app.close()
+def test_a_thousand_task_chord(app: App) -> None:
+    add, tsum = app.tasks["canvas.add"], app.tasks["t.tsum"]
+    result = chord(add.s(i, 1) for i in range(1000))(tsum.s())
+    run_burst(app, timeout=240, concurrency=4)
+    assert result.get(timeout=30) == sum(range(1, 1001))
 
 
 def test_eager_mode_runs_the_chord_in_place() -> None:

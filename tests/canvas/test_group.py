@@ -3,26 +3,23 @@ Celery's ordering and propagation, save/restore."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from group_apps import make_app
+from group_tasks import register_sums
 
 from cloudq import App, GroupResult, InvalidArguments, group
 from cloudq.interfaces import ManyReader
 from cloudq.testing.workers import run_burst
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    app = make_app(request.param, tmp_path)
-    yield app
-    app.close()
+@pytest.fixture
+def app(make_app: Callable[..., App]) -> App:
+    return register_sums(make_app())
 
 
 def test_a_group_runs_in_parallel_and_lists_results_in_order(app: App) -> None:
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = group(add.s(i, i) for i in range(10)).apply_async()  # Celery's guide
     assert isinstance(result, GroupResult) and len(result) == 10
     assert not result.ready() and result.completed_count() == 0
@@ -46,21 +43,21 @@ def test_members_carry_the_group_id(app: App) -> None:
 
 
 def test_partial_arguments_are_prepended_to_every_member(app: App) -> None:
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = group(add.s(2), add.s(4)).delay(10)  # Celery: group(...)(10) -> add(10, 2), add(10, 4)
     run_burst(app)
     assert result.get(timeout=5) == [12, 14]
 
 
 def test_one_invalid_member_sends_nothing(app: App) -> None:
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     with pytest.raises(InvalidArguments):
         group(add.s(1, 2), add.s("x", 2)).apply_async()
     assert app.broker.stats(app.queue_for(add)).ready == 0
 
 
 def test_a_failure_propagates_from_the_first_failed_member_in_order(app: App) -> None:
-    add, boom = app.tasks["t.add"], app.tasks["t.boom"]
+    add, boom = app.tasks["canvas.add"], app.tasks["canvas.fail"]
     result = group(add.s(1, 1), boom.s(2), boom.s(3)).apply_async()
     run_burst(app)
     assert result.ready() and result.failed() and not result.successful()
@@ -72,7 +69,7 @@ def test_a_failure_propagates_from_the_first_failed_member_in_order(app: App) ->
 
 
 def test_save_and_restore_by_id(app: App) -> None:
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = group(add.s(1, 2), add.s(3, 4)).apply_async()
     result.save()
     run_burst(app)
@@ -87,7 +84,7 @@ def test_save_and_restore_by_id(app: App) -> None:
 def test_get_times_out_naming_how_many_are_ready(app: App) -> None:
     from cloudq import ResultTimeout
 
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = group(add.s(1, 2), add.s(3, 4)).apply_async()
     with pytest.raises(ResultTimeout, match="0 of 2 tasks ready"):
         result.get(timeout=0.05)
@@ -97,7 +94,7 @@ def test_each_poll_reads_every_member_in_one_batched_read(app: App) -> None:
     store = app.results
     if not isinstance(store, ManyReader):
         pytest.skip("this store reads one record at a time (the stores branch adds get_many)")
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = group(add.s(i, 1) for i in range(30)).apply_async()
     run_burst(app)
     calls: list[int] = []
@@ -112,7 +109,7 @@ def test_each_poll_reads_every_member_in_one_batched_read(app: App) -> None:
     assert calls == [30]
 
 
-def test_eager_mode_runs_the_group_in_place(tmp_path: Path) -> None:
+def test_eager_mode_runs_the_group_in_place() -> None:
     app = App("eager", eager=True)
 
     @app.task(name="t.mul")
@@ -123,7 +120,7 @@ def test_eager_mode_runs_the_group_in_place(tmp_path: Path) -> None:
 
 
 def test_a_group_of_chains(app: App) -> None:
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = group(add.s(1, 1) | add.s(10), add.s(2, 2) | add.s(20)).apply_async()
     run_burst(app)
     assert result.get(timeout=10) == [12, 24]  # each chain's last result
@@ -133,7 +130,7 @@ def test_a_chain_of_groups_is_a_chord_in_between(app: App) -> None:
     """Celery's guide: a group followed by a task is a chord; a group at the end is a group."""
     from cloudq import chain
 
-    add, tsum = app.tasks["t.add"], app.tasks["t.tsum"]
+    add, tsum = app.tasks["canvas.add"], app.tasks["t.tsum"]
     workflow = chain(add.s(1, 1), group(add.s(10), add.s(20)), tsum.s(), group(add.s(100), add.s(200)))
     result = workflow.apply_async()
     run_burst(app)

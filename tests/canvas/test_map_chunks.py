@@ -3,25 +3,22 @@ the old one-task-per-item fan-out is task.send_each."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-from group_apps import make_app
+from group_tasks import register_sums
 
 from cloudq import App, GroupResult
 from cloudq.errors import InvalidOptions
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[App]:
-    app = make_app(request.param, tmp_path)
-    yield app
-    app.close()
+@pytest.fixture
+def app(make_app: Callable[..., App]) -> App:
+    return register_sums(make_app())
 
 
 def _queued(app: App) -> int:
-    return app.broker.stats(app.queue_for(app.tasks["t.add"])).ready
+    return app.broker.stats(app.queue_for(app.tasks["canvas.add"])).ready
 
 
 def test_map_is_one_task_over_every_item(app: App) -> None:
@@ -42,7 +39,7 @@ def test_map_is_one_task_over_every_item(app: App) -> None:
 def test_starmap_spreads_each_item(app: App) -> None:
     from cloudq.testing.workers import run_burst
 
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = add.starmap([(2, 2), (4, 4)]).apply_async()  # Celery's guide: [4, 8]
     run_burst(app)
     assert result.get(timeout=5) == [4, 8]
@@ -51,7 +48,7 @@ def test_starmap_spreads_each_item(app: App) -> None:
 def test_chunks_send_n_sized_starmaps_as_a_group(app: App) -> None:
     from cloudq.testing.workers import run_burst
 
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     result = add.chunks(zip(range(10), range(10), strict=True), 4).apply_async()  # 4 + 4 + 2
     assert isinstance(result, GroupResult) and len(result) == 3
     assert _queued(app) == 3
@@ -60,7 +57,7 @@ def test_chunks_send_n_sized_starmaps_as_a_group(app: App) -> None:
 
 
 def test_chunks_compose_as_a_group(app: App) -> None:
-    add = app.tasks["t.add"]
+    add = app.tasks["canvas.add"]
     assert len(add.chunks([(1, 1)] * 5, 2).group()) == 3
     with pytest.raises(InvalidOptions, match="chunk size must be an integer >= 1"):
         add.chunks([(1, 1)], 0)
@@ -69,7 +66,7 @@ def test_chunks_compose_as_a_group(app: App) -> None:
 def test_send_each_keeps_the_batched_fan_out(app: App) -> None:
     from cloudq.testing.workers import run_burst
 
-    handles = app.tasks["t.add"].send_each([(i, 1) for i in range(6)])
+    handles = app.tasks["canvas.add"].send_each([(i, 1) for i in range(6)])
     assert _queued(app) == 6
     run_burst(app)
     assert [h.get(timeout=5) for h in handles] == [1, 2, 3, 4, 5, 6]
