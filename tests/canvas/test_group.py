@@ -136,3 +136,23 @@ def test_a_chain_of_groups_is_a_chord_in_between(app: App) -> None:
     run_burst(app)
     assert isinstance(result, GroupResult)
     assert result.get(timeout=10) == [134, 234]  # 2 -> [12, 22] -> 34 -> [134, 234]
+
+
+def test_send_options_apply_to_every_member(app: App) -> None:
+    add = app.tasks["canvas.add"]
+    result = group(add.s(1, 1), add.s(2, 2)).apply_async(queue="side")
+    assert app.broker.stats("side").ready == 2 and app.broker.stats(app.queue_for(add)).ready == 0
+    run_burst(app, queues=["side"])
+    assert result.get(timeout=5) == [2, 4]
+
+
+def test_a_group_round_trips_through_json(app: App) -> None:
+    from cloudq import signature
+
+    add = app.tasks["canvas.add"]
+    original = group(add.s(1, 1), add.s(2, 2) | add.s(3))
+    rebuilt = signature(original.to_dict(), app=app)
+    assert isinstance(rebuilt, group) and rebuilt.to_dict() == original.to_dict()
+    result = rebuilt.apply_async()
+    run_burst(app)
+    assert result.get(timeout=5) == [2, 7]
