@@ -43,6 +43,7 @@ from ..errors import ChordError, InvalidOptions
 from ..interfaces import AtomicCounter, ResultRecord
 from ..results import AsyncResult
 from .builtins import CHORD_UNLOCK, UNLOCK_FIRST_S, builtin
+from .chain import chain
 from .group import group
 from .results import GroupResult, read_many
 from .signature import Signature, from_dict
@@ -162,7 +163,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
             calls, _ = body.clone(([],)).expand()
             return calls, result
         for member in header.tasks:
-            if member.subtask_type:
+            if member.subtask_type not in (None, "chain"):
                 raise InvalidOptions(
                     f"chord header task {member!r}: a {member.subtask_type} in a chord header is not supported yet"
                 )
@@ -173,11 +174,16 @@ class chord(Signature):  # noqa: N801 - Celery's name
         part: dict[str, Any] = {"id": saved.id, "size": len(header.tasks), "body": body.to_dict()}
         if counter is not None:
             part["counter"] = counter
-        # a header's result is kept whatever its task says: the body needs it
-        calls = [
-            member.clone(chord={**part, "index": index}, ignore_result=False, **shared)
-            for index, member in enumerate(header.tasks)
-        ]
+        calls: list[Signature] = []
+        for index, member in enumerate(header.tasks):
+            # a header's result is kept whatever its task says: the body needs it
+            mark = {"chord": {**part, "index": index}, "ignore_result": False}
+            if isinstance(member, chain):  # a chain in the header: its LAST step counts
+                member = member.clone(**shared)
+                member.tasks[-1].options.update(mark)  # type: ignore[attr-defined]
+                calls.extend(member.expand()[0])
+            else:
+                calls.append(member.clone(**mark, **shared))
         if counter is None:  # no counter in this store: poll (Celery's chord_unlock)
             calls.append(unlock_signature(app, {**part, "index": 0}))
         return calls, result

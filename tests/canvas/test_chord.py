@@ -175,3 +175,11 @@ def test_eager_mode_runs_the_chord_in_place() -> None:
         return sum(values)
 
     assert chord(sq.s(i) for i in range(4))(total.s()).get(timeout=5) == 14
+
+
+def test_a_chain_in_the_header_counts_when_its_last_step_ends(app: App) -> None:
+    add, tsum = app.tasks["canvas.add"], app.tasks["t.tsum"]
+    result = chord([add.s(1, 1) | add.s(10), add.s(2, 2)], tsum.s()).apply_async()
+    run_burst(app)
+    assert result.get(timeout=10) == 16  # [12, 4]
+    assert result.parent is not None and result.parent.get(timeout=5) == [12, 4]
