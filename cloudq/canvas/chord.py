@@ -160,8 +160,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
         result = sending.freeze()
         header = sending.header
         if not header.tasks:  # Celery: an empty header calls the body at once with []
-            calls, _ = body.clone(([],)).expand()
-            return calls, result
+            return body.clone(([],)).expand()[0], result
         for member in header.tasks:
             if member.subtask_type not in (None, "chain"):
                 raise InvalidOptions(
