@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from group_tasks import register_sums
 
 from cloudq import App, GroupResult, InvalidArguments, group
 from cloudq.interfaces import ManyReader
+from cloudq.testing.chord_contract import TOTAL, register_chord_tasks
 from cloudq.testing.workers import run_burst
 
 
 @pytest.fixture
 def app(make_app: Callable[..., App]) -> App:
-    return register_sums(make_app())
+    app = make_app()
+    register_chord_tasks(app)
+    return app
 
 
 def test_a_group_runs_in_parallel_and_lists_results_in_order(app: App) -> None:
@@ -130,7 +132,7 @@ def test_a_chain_of_groups_is_a_chord_in_between(app: App) -> None:
     """Celery's guide: a group followed by a task is a chord; a group at the end is a group."""
     from cloudq import chain
 
-    add, tsum = app.tasks["canvas.add"], app.tasks["t.tsum"]
+    add, tsum = app.tasks["canvas.add"], app.tasks[TOTAL]
     workflow = chain(add.s(1, 1), group(add.s(10), add.s(20)), tsum.s(), group(add.s(100), add.s(200)))
     result = workflow.apply_async()
     run_burst(app)

@@ -6,15 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from group_tasks import register_sums
 
 from cloudq import App, GroupResult
 from cloudq.errors import InvalidOptions
+from cloudq.testing.chord_contract import register_chord_tasks
+from cloudq.testing.workers import run_burst
 
 
 @pytest.fixture
 def app(make_app: Callable[..., App]) -> App:
-    return register_sums(make_app())
+    app = make_app()
+    register_chord_tasks(app)
+    return app
 
 
 def _queued(app: App) -> int:
@@ -22,8 +25,6 @@ def _queued(app: App) -> int:
 
 
 def test_map_is_one_task_over_every_item(app: App) -> None:
-    from cloudq.testing.workers import run_burst
-
     @app.task(name="t.double")
     def double(x: int) -> int:
         return 2 * x
@@ -37,8 +38,6 @@ def test_map_is_one_task_over_every_item(app: App) -> None:
 
 
 def test_starmap_spreads_each_item(app: App) -> None:
-    from cloudq.testing.workers import run_burst
-
     add = app.tasks["canvas.add"]
     result = add.starmap([(2, 2), (4, 4)]).apply_async()  # Celery's guide: [4, 8]
     run_burst(app)
@@ -46,8 +45,6 @@ def test_starmap_spreads_each_item(app: App) -> None:
 
 
 def test_chunks_send_n_sized_starmaps_as_a_group(app: App) -> None:
-    from cloudq.testing.workers import run_burst
-
     add = app.tasks["canvas.add"]
     result = add.chunks(zip(range(10), range(10), strict=True), 4).apply_async()  # 4 + 4 + 2
     assert isinstance(result, GroupResult) and len(result) == 3
@@ -64,8 +61,6 @@ def test_chunks_compose_as_a_group(app: App) -> None:
 
 
 def test_send_each_keeps_the_batched_fan_out(app: App) -> None:
-    from cloudq.testing.workers import run_burst
-
     handles = app.tasks["canvas.add"].send_each([(i, 1) for i in range(6)])
     assert _queued(app) == 6
     run_burst(app)
