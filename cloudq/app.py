@@ -532,13 +532,8 @@ class App:
             retries = extra.get("max_retries", s.max_retries)
         if retries is not None and (not isinstance(retries, int) or retries < 0):
             raise ConfigurationError(f"task {task_name}: max_retries must be >= 0 or None (forever), got {retries}")
-        if soft_time_limit is not None and inspect.iscoroutinefunction(fn):
-            raise ConfigurationError(
-                f"task {task_name}: soft_time_limit is for sync tasks (raised in the task's thread); "
-                "an async def task can use asyncio.timeout() inside, and time_limit as the hard limit"
-            )
-        if soft_time_limit is None and not inspect.iscoroutinefunction(fn):
-            soft_time_limit = s.soft_time_limit  # the app-wide soft limit applies to sync tasks
+        if soft_time_limit is None:
+            soft_time_limit = s.soft_time_limit  # the app-wide soft limit (async tasks: at their next await)
         for label, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
             if limit is not None and limit <= 0:
                 raise ConfigurationError(f"task {task_name}: {label} must be > 0 seconds, got {limit}")

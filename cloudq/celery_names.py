@@ -25,7 +25,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "result_expires": ("result_expires", "seconds or a timedelta; None keeps results forever (0)"),
     "task_track_started": ("track_started", "same meaning"),
     "task_time_limit": ("time_limit", "seconds, the hard limit"),
-    "task_soft_time_limit": ("soft_time_limit", "seconds; raises SoftTimeLimitExceeded in sync tasks"),
+    "task_soft_time_limit": (
+        "soft_time_limit",
+        "seconds; raises SoftTimeLimitExceeded in the task (async: at its await)",
+    ),
     "task_default_retry_delay": ("default_retry_delay", "seconds (Celery's 180 s default too)"),
     "task_annotations": ("annotations", "{task name or '*': {option: value}} applied at registration"),
     "task_create_missing_queues": ("create_missing", "same meaning: queues are created on first use"),

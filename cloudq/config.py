@@ -76,7 +76,7 @@ class Settings(BaseModel):
     retry_jitter: bool = True
     time_limit: float | None = Field(None, gt=0)
     soft_time_limit: float | None = Field(
-        None, gt=0, description="seconds; the soft limit of every sync task that sets none (Celery's)"
+        None, gt=0, description="seconds; the soft limit of every task that sets none (Celery's)"
     )
     annotations: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

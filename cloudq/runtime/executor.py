@@ -39,7 +39,7 @@ from ..results import exception_name
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
-from .timelimit import soft_time_limit, time_limit
+from .timelimit import soft_limited, soft_time_limit, time_limit
 
 if TYPE_CHECKING:
     from ..app import App
@@ -369,6 +369,8 @@ class Executor:
                 args = [task, *args]
             if task.is_async:
                 coro = task.fn(*args, **kwargs)
+                if task.soft_time_limit:
+                    coro = soft_limited(coro, task.soft_time_limit)
                 if task.time_limit:
                     coro = asyncio.wait_for(coro, task.time_limit)
                 try:
