@@ -363,12 +363,15 @@ class Executor:
     def _call(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
         token = current_request.set(request)
         try:
-            if not (task.bind or task.is_async or task.time_limit or task.soft_time_limit):
-                return task.fn(*args, **kwargs)
-            if task.bind:
+            body: Any = task.fn
+            if _overrides(task, "__call__"):  # a base class wrapping the body: Celery calls it then
+                body = task
+            elif task.bind:
                 args = [task, *args]
+            if not (task.is_async or task.time_limit or task.soft_time_limit):
+                return body(*args, **kwargs)
             if task.is_async:
-                coro = task.fn(*args, **kwargs)
+                coro = body(*args, **kwargs)
                 if task.soft_time_limit:
                     coro = soft_limited(coro, task.soft_time_limit)
                 if task.time_limit:
@@ -381,7 +384,7 @@ class Executor:
                 except TimeoutError:
                     raise TimeLimitExceeded(f"task exceeded its time limit of {task.time_limit}s") from None
             with time_limit(task.time_limit), soft_time_limit(task.soft_time_limit):
-                return task.fn(*args, **kwargs)
+                return body(*args, **kwargs)
         finally:
             current_request.reset(token)
 
