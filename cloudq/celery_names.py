@@ -54,10 +54,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "task_default_routing_key": (None, "cloudq has no routing keys: the queue name is the route"),
     "task_default_rate_limit": (None, "rate limits are not implemented yet"),
     "task_ignore_result": (None, "use @app.task(ignore_result=True) or apply_async(ignore_result=True)"),
-    "result_extended": (
-        None,
-        "result records always carry name, retries and date_done; args/kwargs/queue are not stored",
-    ),
+    "result_extended": ("result_extended", "same meaning: records keep args, kwargs, queue and worker"),
     "worker_max_tasks_per_child": (None, "not implemented yet: cloudq worker has no --max-tasks-per-child"),
     "worker_max_memory_per_child": (None, "not implemented yet: cloudq worker has no --max-memory-per-child"),
     "worker_send_task_events": (None, "cloudq sends no events: each task logs one line per event"),

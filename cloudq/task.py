@@ -237,6 +237,9 @@ class Task(Generic[P, R]):
             result=to_json_value(meta, f"meta of {self.name}.update_state"),
             attempts=request.attempt if request and request.id == task_id else 0,
         )
+        if self.app.settings.result_extended and request and request.id == task_id:
+            record.args, record.kwargs, record.queue = request.args, request.kwargs, request.queue
+            record.worker = request.hostname
         keep = self.app.settings.result_expires
         if keep:
             import time

@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import traceback as tb
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -138,6 +139,10 @@ def _overrides(task: Task[Any, Any], hook: str) -> bool:
     return getattr(type(task), hook) is not getattr(Task, hook)
 
 
+# Celery's result_extended: the call of the delivery being run, added to each record it writes
+_extended: ContextVar[dict[str, Any] | None] = ContextVar("cloudq_extended", default=None)
+EXTENDED_FIELDS = ("args", "kwargs", "queue", "worker")
+
 EAGER_QUEUE = "eager"
 _EAGER_RECEIPT = object()  # marks the deliveries run_eagerly makes: request.is_eager
 
@@ -167,7 +172,14 @@ class Executor:
             if not isinstance(decoded, Envelope):
                 return decoded
             env = decoded
-            return self._execute(delivery, env, started)
+            if not self.app.settings.result_extended:
+                return self._execute(delivery, env, started)
+            call = {"task_id": env.id, "args": env.args, "kwargs": env.kwargs, "queue": delivery.queue}
+            token = _extended.set({**call, "worker": self.hostname})
+            try:
+                return self._execute(delivery, env, started)
+            finally:
+                _extended.reset(token)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
@@ -648,10 +660,23 @@ class Executor:
             self._write(record)
 
     def _write(self, record: ResultRecord) -> None:
-        """Callers decide whether to write (``ignore_result`` tasks still record failures)."""
+        """Callers decide whether to write (``ignore_result`` tasks still record failures). With
+        ``result_extended`` the record keeps the call; a store that cannot hold its arguments
+        (ResultTooLarge) gets the record without them, and says so in the log."""
         if record.expires_at is None:
             record.expires_at = self._expiry()
-        (self.writer or self.app.results).set(record)
+        writer = self.writer or self.app.results
+        call = _extended.get()
+        if call is None or call["task_id"] != record.task_id:
+            writer.set(record)
+            return
+        try:
+            writer.set(dataclasses.replace(record, **{name: call[name] for name in EXTENDED_FIELDS}))
+        except ResultTooLarge as exc:
+            log.warning(
+                "task %s[%s]: its arguments are kept out of its record: %s", record.task_name, record.task_id, exc
+            )
+            writer.set(record)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires
