@@ -210,24 +210,37 @@ def test_then_calls_back_when_ready(sqlite_app: App) -> None:
 
 @pytest.mark.aws
 @pytest.mark.timeout(90)
-def test_result_extended_through_the_lambda_handler_on_dynamodb(sqs: Any, prefix: str) -> None:
+def test_result_extended_through_the_lambda_handler_on_dynamodb_costs_no_request(
+    aws: Any, sqs: Any, prefix: str
+) -> None:
     from cloudq_aws.testing import SQSPoller
 
-    app = App(
-        "lambda-extended",
-        broker=f"sqs://?prefix={prefix}&wait=0",
-        results=f"dynamodb://{prefix}results",
-        result_extended=True,
-    )
+    costs = []
+    for extended in (False, True):
+        app = App(
+            f"lambda-extended-{extended}",
+            broker=f"sqs://?prefix={prefix}{int(extended)}&wait=0",
+            results=f"dynamodb://{prefix}results",
+            result_extended=extended,
+        )
 
-    @app.task()
-    def add(x: int, y: int) -> int:
-        return x + y
+        @app.task()
+        def add(x: int, y: int) -> int:
+            return x + y
 
-    handler = app.lambda_handler()
-    result = add.delay(2, y=3)
-    poller = SQSPoller(sqs, app.broker.queue("default").url)  # type: ignore[attr-defined]
-    assert poller.invoke(handler, poller.receive_all(1)).failed == []
-    assert (result.get(timeout=5), result.args, result.kwargs, result.queue) == (5, [2, 3], {}, "default")
-    assert result.worker == handler.executor.hostname
-    app.close()
+        handler = app.lambda_handler()
+        result = add.delay(2, y=3)
+        app.results.get("warm-up")  # the table exists before counting
+        poller = SQSPoller(sqs, app.broker.queue("default").url)  # type: ignore[attr-defined]
+        batch = poller.receive_all(1)
+        with aws.count_requests() as counts:
+            assert handler(poller.event(batch)) == {"batchItemFailures": []}
+        costs.append(dict(counts))
+        assert result.get(timeout=5) == 5
+        if extended:
+            assert (result.args, result.kwargs, result.queue) == ([2, 3], {}, "default")
+            assert result.worker == handler.executor.hostname
+        else:
+            assert (result.args, result.kwargs, result.queue) == (None, None, None)
+        app.close()
+    assert costs[0] == costs[1] and sum(costs[1].values()) == 1, costs  # the same one PutItem
