@@ -8,16 +8,18 @@ The protocol, per header task (its envelope's ``chord`` part says which chord an
    writes it (``set`` -> True).
 2. That delivery, and only it, adds 1 to the chord's counter (``AtomicCounter.increment``:
    DynamoDB ``UpdateItem ADD``, Firestore ``Increment``, SQL ``... RETURNING``). Two increments
-   never return the same value, so exactly one delivery sees ``size``.
-3. That one claims the chord's marker record (``claim``), reads the header's records in one
-   batched read (``get_many``) and sends the body with the results in header order — or, when
+   never return the same value, so one delivery sees ``size``: the last to count.
+3. A delivery that sees ``size`` or more (an increment whose response was lost and that the SDK
+   retried counts twice, so the count can reach it early) reads the header's records in one
+   batched read (``get_many``); when every task has ended it claims the chord's marker record
+   (``claim``) and sends the body with the results in header order — or, when
    a header task failed, fails the body with ChordError and fires its ``link_error``s (the body
    never runs, Celery's semantics) — then marks the marker done. All before the header message
    is acknowledged.
 
 Cost: ONE request per header task beyond running it (the increment); per chord: the saved
-header ids (1 write), the marker's claim and done (2), the header read (1 per 100 tasks), the
-body's send and the counter's delete (1 each).
+header ids (1 write), the marker's read, claim and done (3), the saved ids' read and the
+header's (1 + 1 per 100 tasks), the body's send and the counter's delete (1 each).
 
 The crash window: a worker that dies after step 1 and before step 2 leaves the counter one
 short. The redelivery closes it: a delivery whose terminal write is refused (the task had
@@ -232,8 +234,9 @@ def on_header_done(app: App, env: Envelope, written: bool) -> None:
     if not isinstance(store, AtomicCounter):
         raise InvalidOptions(f"chord {part.id} counts on {part.counter}, but this result store has no counters")
     if written:
-        if store.increment(part.counter, 1, _expiry(app)) == part.size:
-            complete(app, part, owner=env.id)
+        # the count can pass the size early (a retried increment counts twice): the records decide
+        if store.increment(part.counter, 1, _expiry(app)) >= part.size:
+            settle_if_ready(app, part, owner=env.id)
         return
     if not settle_if_ready(app, part, owner=env.id):
         send_unlock(app, part.model_dump(exclude_none=True))
@@ -256,24 +259,15 @@ def settle_if_ready(app: App, part: ChordPart, owner: str) -> bool | None:
     return True
 
 
-def complete(app: App, part: ChordPart, owner: str, records: list[ResultRecord] | None = None) -> None:
-    """Every header task has ended: send the body with their results (or fail it), once."""
+def complete(app: App, part: ChordPart, owner: str, records: list[ResultRecord]) -> None:
+    """Every header task has ended (``records``, in header order): send the body with their
+    results (or fail it), once."""
     store = app.results
     body = from_dict(part.body, app)
     marker = _marker_id(part)
     lease = app.settings.visibility_timeout + 5
     if not store.claim(marker, owner, time.time() + lease, CHORD_TASK_NAME).acquired:
         return  # sent already, or being sent by another delivery (whose redelivery finishes it)
-    if records is None:
-        saved = GroupResult.restore(part.id, app=app)
-        if saved is None:
-            log.error("chord %s: its saved header is gone (expired?): the body is not sent", part.id)
-            return
-        found = read_many(store, [r.id for r in saved.results])
-        records = [found[r.id] for r in saved.results if r.id in found]
-        if len(records) != len(saved.results):
-            log.error("chord %s: %d header results are gone: the body is not sent", part.id, part.size - len(records))
-            return
     failed = next((r for r in records if r.state != states.SUCCESS), None)
     if failed is None:
         app.send_many([body.clone(([r.result for r in records],))])

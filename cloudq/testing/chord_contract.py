@@ -137,3 +137,26 @@ class ChordContract:
             store.increment = increment  # type: ignore[method-assign]
         assert lost and result.get(timeout=30) == 20
         assert BODY_RUNS == [20]
+
+    def test_an_increment_counted_twice_does_not_send_the_body_early(self, app: App) -> None:
+        store = app.results
+        if not isinstance(store, AtomicCounter):
+            pytest.skip("this store has no counter: its chords are polled by chord_unlock")
+        add, total = app.tasks[ADD], app.tasks[TOTAL]
+        result = chord([add.s(i, 1) for i in range(5)], total.s()).apply_async()
+        increment = store.increment
+        doubled: list[str] = []
+
+        def twice_once(key: str, by: int = 1, expires_at: float | None = None) -> int:
+            if not doubled:  # a request retried after its response was lost: it counted twice
+                doubled.append(key)
+                increment(key, by, expires_at)
+            return increment(key, by, expires_at)
+
+        store.increment = twice_once  # type: ignore[method-assign]
+        try:
+            run_burst(app, timeout=120)
+        finally:
+            store.increment = increment  # type: ignore[method-assign]
+        assert doubled and result.get(timeout=30) == 15  # every header's result, not four of them
+        assert BODY_RUNS == [15]
