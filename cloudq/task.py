@@ -129,6 +129,7 @@ class Task(Generic[P, R]):
         typing: bool = True,
         throws: tuple[type[BaseException], ...] = (),
         priority: int | None = None,
+        rate_limit: float | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -148,6 +149,7 @@ class Task(Generic[P, R]):
             typing=typing,
             throws=throws,
             priority=priority,
+            rate_limit=rate_limit,
         )
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
@@ -168,6 +170,7 @@ class Task(Generic[P, R]):
         typing: bool,
         throws: tuple[type[BaseException], ...],
         priority: int | None,
+        rate_limit: float | None = None,
     ) -> None:
         """Set the options (at registration, and again when the app's settings change)."""
         self.queue = queue
@@ -184,6 +187,7 @@ class Task(Generic[P, R]):
         self.typing = typing
         self.throws = throws
         self.priority = priority
+        self.rate_limit = rate_limit  # tasks per second in each worker (Celery's rate_limit), None: no limit
         self.acks_late = True  # cloudq always acknowledges after the outcome is recorded
         self._validator: ArgumentValidator | None = None
 

@@ -152,7 +152,8 @@ class Executor:
         self.writer = writer
         self.loop = loop
         self.owner = _worker_id()
-        self.hostname = f"cloudq@{socket.gethostname()}"  # self.request.hostname (Celery's node name)
+        # self.request.hostname: Celery's node name (cloudq worker -n), expanded by the CLI
+        self.hostname = app.settings.hostname or f"cloudq@{socket.gethostname()}"
         self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
 
     # -- entry points -------------------------------------------------------------------------

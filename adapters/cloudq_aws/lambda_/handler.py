@@ -30,6 +30,7 @@ from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
+from cloudq.runtime.ratelimit import RateLimits
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.settle import settle
 
@@ -87,6 +88,7 @@ class LambdaHandler:
             raise ConfigurationError("safety_margin_s and task_estimate_s must be >= 0 seconds")
         self.app = app
         self.executor = app.executor
+        self.rate_limits = RateLimits(app)  # Celery's rate_limit, per function instance
         self.concurrency = concurrency
         self.safety_margin_s = safety_margin_s
         self.task_estimate_s = task_estimate_s
@@ -206,6 +208,7 @@ class LambdaHandler:
         try:
             if delivery.receipt.claim is not None:
                 delivery = self._with_payload(delivery)
+            self.rate_limits.wait(delivery)  # rate_limit: per function instance, the message stays leased
             return self.executor.execute(delivery)
         except _Lost as lost:
             return DeadLetter(str(lost))

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Outcome
+from cloudq.runtime.ratelimit import RateLimits
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.settle import settle
 
@@ -106,6 +107,7 @@ class PushHandler:
         check_time_limits(app)
         self.app = app
         self.executor = app.executor
+        self.rate_limits = RateLimits(app)  # Celery's rate_limit, per function instance
         self.queue = queue
         self.verifier = OIDCVerifier(audience, service_account, certs_url) if audience else None
         self._checked_tasks = len(app.tasks)
@@ -151,6 +153,7 @@ class PushHandler:
             delivery = broker.delivery_from_push(queue, pushed)  # malformed: it says why, the executor dead-letters it
             if isinstance(delivery, Plan):
                 return _deferred(delivery)
+            self.rate_limits.wait(delivery)  # rate_limit: per instance, the push request waits
             return _answer(broker, delivery, self.executor.execute(delivery))
         except Exception as exc:  # the message stays with Pub/Sub: a duplicate later, never a loss
             log.warning("could not handle message %s of %s: %s: %s", message_id, queue, type(exc).__name__, exc)

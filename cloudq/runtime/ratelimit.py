@@ -1,0 +1,108 @@
+"""Celery's ``rate_limit``: a token bucket per task name, per runtime process.
+
+As in Celery the limit is per worker, not global: every slot of one ``cloudq worker`` (threads,
+process pool or async) shares one bucket per task, held in the parent. The Lambda handler and the
+push handler keep one per function instance. The bucket holds one token (Celery's capacity), so a
+limit of ``10/s`` runs a task at most every 0.1 s, never ten at once after an idle spell.
+
+A message over its rate waits leased (the worker's heartbeat extends its lease): it is not a
+retry, spends no delivery and is never dead-lettered for waiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..envelope import peek
+from ..errors import ConfigurationError
+from ..interfaces import Delivery
+
+if TYPE_CHECKING:
+    from ..app import App
+
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(value: Any, where: str) -> float | None:
+    """Tasks per second from Celery's syntax: ``"10/s"``, ``"100/m"``, ``"1000/h"``, a bare number
+    (per second); None or 0 means no limit (as in Celery). ConfigurationError in one line otherwise."""
+    if value is None:
+        return None
+    number: Any = value
+    per = "s"
+    if isinstance(value, str):
+        number, _, per = value.strip().partition("/")
+        per = per.strip() or "s"
+    try:
+        count = float(number) if not isinstance(number, bool) else None
+    except (TypeError, ValueError):
+        count = None
+    if count is None or per not in _PER or count < 0 or count != count or count == float("inf"):
+        raise ConfigurationError(
+            f"{where}: rate_limit must be like '10/s', '100/m', '1000/h' or a number of tasks per second, got {value!r}"
+        )
+    return count / _PER[per] or None
+
+
+class TokenBucket:
+    """One token at most, refilled at ``rate`` per second; ``clock`` is injectable for tests."""
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self._clock = clock
+        self._tokens = 1.0
+        self._last = clock()
+
+    def take(self) -> float:
+        """Take the token if there is one (0.0), else the seconds until there will be one."""
+        now = self._clock()
+        self._tokens = min(1.0, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+
+class RateLimits:
+    """The buckets of one runtime process, by task name, created when first needed (a task's
+    limit is read from the app each time, so tasks registered later are limited too)."""
+
+    def __init__(self, app: App, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app = app
+        self._clock = clock
+        self._buckets: dict[str, TokenBucket] = {}
+        self._lock = threading.Lock()
+        self.waited = 0  # deliveries that had to wait for their token: for logs and tests
+
+    def active(self) -> bool:
+        return any(task.rate_limit for task in self.app.tasks.values())
+
+    def delay(self, delivery: Delivery) -> float:
+        """0.0 when ``delivery`` may run now (its token is taken), else seconds to wait. A body
+        that cannot be read is never held back: the executor dead-letters it."""
+        if not self.active():
+            return 0.0
+        name = peek(delivery.body).get("task")
+        task = self.app.tasks.get(name) if isinstance(name, str) else None
+        if task is None or not task.rate_limit:
+            return 0.0
+        rate = task.rate_limit
+        with self._lock:
+            bucket = self._buckets.get(task.name)
+            if bucket is None or bucket.rate != rate:
+                bucket = self._buckets[task.name] = TokenBucket(rate, self._clock)
+            return bucket.take()
+
+    def wait(self, delivery: Delivery, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Block until ``delivery`` may run (the Lambda and push handlers: the message stays leased
+        while the function instance waits)."""
+        pause = self.delay(delivery)
+        if pause > 0:
+            self.waited += 1
+        while pause > 0:
+            sleep(pause)
+            pause = self.delay(delivery)
