@@ -241,6 +241,11 @@ class Worker:
         return len(self._inbox.held()) if self._inbox else 0
 
     @property
+    def budget(self) -> int:
+        """Messages the worker may hold now: prefetch x live slots (autoscale moves it)."""
+        return self._inbox.capacity if self._inbox else 0
+
+    @property
     def extended(self) -> int:
         """Leases extended by the heartbeat so far."""
         return self._heartbeat.extended if self._heartbeat else 0

@@ -58,3 +58,15 @@ def stuck(seconds: float) -> None:
 @app.task(max_retries=1)
 def die(code: int) -> None:
     os._exit(code)
+
+
+@app.task()
+def pid(i: int) -> int:
+    """The process that ran it: tells pool children apart (max tasks / memory per child)."""
+    return os.getpid()
+
+
+@app.task(bind=True)
+def node(self) -> str:
+    """self.request.hostname where it ran (a pool child: the worker's -n node name too)."""
+    return str(self.request.hostname)

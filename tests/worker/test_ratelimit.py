@@ -4,7 +4,7 @@ worker holding a message over its rate in its buffer while other tasks run."""
 from __future__ import annotations
 
 import pytest
-from worker_helpers import Running, wait_for
+from worker_helpers import FakeClock, Running, wait_for
 
 from cloudq import states
 from cloudq.errors import ConfigurationError
@@ -13,14 +13,6 @@ from cloudq.runtime.ratelimit import RateLimits, TokenBucket, parse_rate
 from cloudq.runtime.worker import Worker
 
 pytestmark = pytest.mark.timeout(60)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.mark.parametrize(
@@ -44,7 +36,7 @@ def test_a_bad_rate_is_one_precise_error(value):
 
 
 def test_the_bucket_holds_one_token_refilled_at_the_rate():
-    clock = Clock()
+    clock = FakeClock()
     bucket = TokenBucket(2.0, clock)  # one every 0.5 s, no burst after an idle spell
     assert bucket.take() == 0.0
     assert bucket.take() == pytest.approx(0.5)
@@ -90,7 +82,7 @@ def test_buckets_are_per_task_name_and_shared_by_every_caller(make_app):
     @app.task()
     def other() -> None: ...
 
-    clock = Clock()
+    clock = FakeClock()
     limits = RateLimits(app, clock)
     first, second = slow.delay(), slow.delay()
     free = other.delay()
@@ -128,7 +120,7 @@ def test_the_worker_holds_a_message_over_its_rate_while_other_tasks_run(make_app
 
     held = [limited.delay(i) for i in range(3)]
     others = [free.delay(i) for i in range(3)]
-    clock = Clock()
+    clock = FakeClock()
     worker = Worker(app, concurrency=2, poll_wait_s=0.05)
     worker.rate_limits = RateLimits(app, clock)
     with Running(worker):
