@@ -71,9 +71,16 @@ class RateLimits:
     """The buckets of one runtime process, by task name, created when first needed (a task's
     limit is read from the app each time, so tasks registered later are limited too)."""
 
-    def __init__(self, app: App, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        app: App,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """``clock`` and ``sleep`` are injectable, so tests need no wall time."""
         self.app = app
         self._clock = clock
+        self._sleep = sleep
         self._buckets: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
         self.waited = 0  # deliveries that had to wait for their token: for logs and tests
@@ -97,12 +104,12 @@ class RateLimits:
                 bucket = self._buckets[task.name] = TokenBucket(rate, self._clock)
             return bucket.take()
 
-    def wait(self, delivery: Delivery, sleep: Callable[[float], None] = time.sleep) -> None:
+    def wait(self, delivery: Delivery) -> None:
         """Block until ``delivery`` may run (the Lambda and push handlers: the message stays leased
         while the function instance waits)."""
         pause = self.delay(delivery)
         if pause > 0:
             self.waited += 1
         while pause > 0:
-            sleep(pause)
+            self._sleep(pause)
             pause = self.delay(delivery)

@@ -429,3 +429,27 @@ def test_poison_records_are_dead_lettered_and_the_rest_of_the_batch_runs(sqs: An
     reasons = sorted(letter.reason for letter in app.broker.dead_letters("default"))
     assert reasons[0].startswith("MalformedMessage: body is nested too deeply")
     assert reasons[1].startswith("MalformedMessage: invalid envelope: eta")
+
+
+def test_rate_limit_applies_per_function_instance_and_records_wait_leased(sqs: Any, prefix: str) -> None:
+    """rate_limit="1/m": the second and third records of one invocation wait for their tokens (a
+    clock the test owns), then run; none is failed back to the queue or retried."""
+    from cloudq.runtime.ratelimit import RateLimits
+    from cloudq.testing.clock import FakeClock
+
+    app = make_app(prefix)
+
+    @app.task(rate_limit="1/m")
+    def limited(i: int) -> int:
+        return i
+
+    handler = make_handler(app)
+    clock = FakeClock()
+    handler.rate_limits = RateLimits(app, clock, clock.sleep)
+    results = limited.map([(1,), (2,), (3,)])
+    poller = poller_for(app, sqs)
+    invocation = poller.invoke(handler, poller.receive_all(3))
+    assert invocation.response == {"batchItemFailures": []}
+    assert [r.get(timeout=5) for r in results] == [1, 2, 3]
+    assert clock.slept == [pytest.approx(60.0)] * 2
+    assert poller.counts() == (0, 0)

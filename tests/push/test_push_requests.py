@@ -406,3 +406,26 @@ def test_poison_pushes_are_dead_lettered_and_the_pushes_around_them_run(
     assert reasons["eta"].startswith("MalformedMessage: invalid envelope: eta")
     assert reasons["retries"].startswith("MalformedMessage: invalid envelope: retries")
     assert runs == [0, 1, 2]
+
+
+def test_rate_limit_applies_per_instance_the_push_request_waits(
+    project: str, unique: str, wsgi_server: Callable[[Any], str]
+) -> None:
+    from cloudq.runtime.ratelimit import RateLimits
+    from cloudq.testing.clock import FakeClock
+
+    app = make_app(project, unique)
+
+    @app.task(name="limited", rate_limit="1/m")
+    def limited(n: int) -> int:
+        return n
+
+    paths = ensure_queue(app)
+    wsgi = make_wsgi_app(app)
+    clock = FakeClock()
+    wsgi.handler.rate_limits = RateLimits(app, clock, clock.sleep)
+    url = wsgi_server(wsgi)
+    for n in (1, 2):
+        status, answer, _ = post(url, push_body(task_body(app, "limited", n), paths.subscription, attempt=1))
+        assert (status, answer["outcome"]) == (200, "succeeded")
+    assert clock.slept == [pytest.approx(60.0)]  # the second push waited for its token, then ran

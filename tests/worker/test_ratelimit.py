@@ -4,13 +4,14 @@ worker holding a message over its rate in its buffer while other tasks run."""
 from __future__ import annotations
 
 import pytest
-from worker_helpers import FakeClock, Running, wait_for
+from worker_helpers import Running, wait_for
 
 from cloudq import states
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.ratelimit import RateLimits, TokenBucket, parse_rate
 from cloudq.runtime.worker import Worker
+from cloudq.testing.clock import FakeClock
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -83,7 +84,7 @@ def test_buckets_are_per_task_name_and_shared_by_every_caller(make_app):
     def other() -> None: ...
 
     clock = FakeClock()
-    limits = RateLimits(app, clock)
+    limits = RateLimits(app, clock, clock.sleep)
     first, second = slow.delay(), slow.delay()
     free = other.delay()
     deliveries = {d.message_id: d for d in app.broker.receive(app.queues()[0], 10, 60)}
@@ -92,14 +93,8 @@ def test_buckets_are_per_task_name_and_shared_by_every_caller(make_app):
     assert limits.delay(by_id[second.id]) == pytest.approx(60.0)
     assert limits.delay(by_id[free.id]) == 0.0  # another task's messages are never held back
     assert limits.delay(Delivery(b"not json", None, 1, "default")) == 0.0  # the executor dead-letters it
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        clock.now += seconds
-
-    limits.wait(by_id[second.id], sleep)  # the Lambda / push handlers: wait in place
-    assert slept == [pytest.approx(60.0)] and limits.waited == 1
+    limits.wait(by_id[second.id])  # the Lambda / push handlers: wait in place
+    assert clock.slept == [pytest.approx(60.0)] and limits.waited == 1
 
 
 def test_the_worker_holds_a_message_over_its_rate_while_other_tasks_run(make_app):

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from worker_helpers import FakeClock, Running, run_burst, wait_for
+from worker_helpers import Running, run_burst, wait_for
 
 from cloudq.cli import main
 from cloudq.errors import ConfigurationError
 from cloudq.runtime.autoscale import Autoscaler, parse_autoscale
 from cloudq.runtime.worker import Worker, node_name
+from cloudq.testing.clock import FakeClock
 
 pytestmark = pytest.mark.timeout(120)
 HERE = Path(__file__).parent
