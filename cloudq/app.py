@@ -550,7 +550,8 @@ class App:
             raise ConfigurationError(f"task {task_name}: give retry_on or its alias autoretry_for, not both")
         check_serializer(serializer, f"task {task_name}")
         check_priority(priority, f"task {task_name}")
-        rate = parse_rate(s.default_rate_limit if rate_limit is None else rate_limit, f"task {task_name}")
+        rate_limit = s.default_rate_limit if rate_limit is None else rate_limit
+        rate = parse_rate(rate_limit, f"task {task_name}")
         if not (acks_late and reject_on_worker_lost):
             raise ConfigurationError(
                 f"task {task_name}: acks_late/reject_on_worker_lost=False are not available: cloudq acknowledges a "
@@ -579,7 +580,8 @@ class App:
             typing=typing,
             throws=_exception_types(throws) if throws else (),
             priority=priority,
-            rate_limit=rate,
+            rate_limit=rate_limit if rate else None,
+            rate_per_s=rate,
         )
 
     # -- serverless runtimes (from the extras) --------------------------------------------------

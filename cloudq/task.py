@@ -129,7 +129,8 @@ class Task(Generic[P, R]):
         typing: bool = True,
         throws: tuple[type[BaseException], ...] = (),
         priority: int | None = None,
-        rate_limit: float | None = None,
+        rate_limit: str | float | None = None,
+        rate_per_s: float | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -150,6 +151,7 @@ class Task(Generic[P, R]):
             throws=throws,
             priority=priority,
             rate_limit=rate_limit,
+            rate_per_s=rate_per_s,
         )
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
@@ -170,7 +172,8 @@ class Task(Generic[P, R]):
         typing: bool,
         throws: tuple[type[BaseException], ...],
         priority: int | None,
-        rate_limit: float | None = None,
+        rate_limit: str | float | None = None,
+        rate_per_s: float | None = None,
     ) -> None:
         """Set the options (at registration, and again when the app's settings change)."""
         self.queue = queue
@@ -187,7 +190,8 @@ class Task(Generic[P, R]):
         self.typing = typing
         self.throws = throws
         self.priority = priority
-        self.rate_limit = rate_limit  # tasks per second in each worker (Celery's rate_limit), None: no limit
+        self.rate_limit = rate_limit  # as given, Celery's: "10/m"; None: no limit
+        self.rate_per_s = rate_per_s  # the same in tasks per second, in each worker (runtime/ratelimit.py)
         self.acks_late = True  # cloudq always acknowledges after the outcome is recorded
         self._validator: ArgumentValidator | None = None
 

@@ -86,7 +86,7 @@ class RateLimits:
         self.waited = 0  # deliveries that had to wait for their token: for logs and tests
 
     def active(self) -> bool:
-        return any(task.rate_limit for task in self.app.tasks.values())
+        return any(task.rate_per_s for task in self.app.tasks.values())
 
     def delay(self, delivery: Delivery) -> float:
         """0.0 when ``delivery`` may run now (its token is taken), else seconds to wait. A body
@@ -95,9 +95,9 @@ class RateLimits:
             return 0.0
         name = peek(delivery.body).get("task")
         task = self.app.tasks.get(name) if isinstance(name, str) else None
-        if task is None or not task.rate_limit:
+        if task is None or not task.rate_per_s:
             return 0.0
-        rate = task.rate_limit
+        rate = task.rate_per_s
         with self._lock:
             bucket = self._buckets.get(task.name)
             if bucket is None or bucket.rate != rate:

@@ -283,7 +283,7 @@ class Worker:
         )
         give_up = self.unreachable_timeout_s if self.burst else None
         # one bucket per task for all slots, in this process (Celery: rate limits are per worker)
-        gate = self.rate_limits.delay if self.rate_limits.active() else None
+        gate = self.rate_limits.delay  # reads no body while no task has a rate limit
         inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up, gate=gate)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         runners: list[Runner] = []

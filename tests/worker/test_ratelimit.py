@@ -62,7 +62,8 @@ def test_declaration_validates_and_the_default_setting_applies(make_app):
     @app.task(rate_limit=0)
     def free() -> None: ...
 
-    assert plain.rate_limit == pytest.approx(1.0) and fast.rate_limit == 10.0 and free.rate_limit is None
+    assert (plain.rate_limit, fast.rate_limit, free.rate_limit) == ("60/m", "10/s", None)  # as Celery shows them
+    assert plain.rate_per_s == pytest.approx(1.0) and fast.rate_per_s == 10.0 and free.rate_per_s is None
     with pytest.raises(ConfigurationError, match=r"^task .*bad: rate_limit must be like"):
 
         @app.task(rate_limit="10/day")
