@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..envelope import peek
 from ..errors import ConfigurationError
-from ..interfaces import Delivery
+from ..interfaces import Delivery, OutgoingMessage
+from .executor import Requeue
 
 if TYPE_CHECKING:
     from ..app import App
@@ -93,7 +94,8 @@ class RateLimits:
         that cannot be read is never held back: the executor dead-letters it."""
         if not self.active():
             return 0.0
-        name = peek(delivery.body).get("task")
+        # the producer's "task" attribute (present on claim-checked bodies too), else the body's
+        name = delivery.attributes.get("task") or peek(delivery.body).get("task")
         task = self.app.tasks.get(name) if isinstance(name, str) else None
         if task is None or not task.rate_per_s:
             return 0.0
@@ -104,12 +106,26 @@ class RateLimits:
                 bucket = self._buckets[task.name] = TokenBucket(rate, self._clock)
             return bucket.take()
 
-    def wait(self, delivery: Delivery) -> None:
+    def wait(self, delivery: Delivery, within_s: float | None = None) -> float:
         """Block until ``delivery`` may run (the Lambda and push handlers: the message stays leased
-        while the function instance waits)."""
+        while the function instance waits): 0.0. When that would take longer than ``within_s``
+        (what is left of an invocation), the seconds until its token instead, at once."""
         pause = self.delay(delivery)
         if pause > 0:
             self.waited += 1
         while pause > 0:
+            if within_s is not None and pause > within_s:
+                return pause
             self._sleep(pause)
+            within_s = None if within_s is None else within_s - pause
             pause = self.delay(delivery)
+        return 0.0
+
+
+def later(delivery: Delivery, pause: float, max_delay_s: float | None) -> Requeue:
+    """The same message again in ``pause`` seconds (capped at the broker's delay limit: it then
+    waits again): a new message with the same envelope, so waiting spends no delivery and no
+    retry. For a runtime that cannot hold the message that long (a Lambda invocation)."""
+    delay = pause if max_delay_s is None else min(pause, max_delay_s)
+    message = OutgoingMessage(delivery.body, delay, delivery.ordering_key, None, dict(delivery.attributes))
+    return Requeue(message, event="rate-limited")

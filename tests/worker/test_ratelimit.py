@@ -9,7 +9,7 @@ from worker_helpers import Running, wait_for
 from cloudq import states
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
-from cloudq.runtime.ratelimit import RateLimits, TokenBucket, parse_rate
+from cloudq.runtime.ratelimit import RateLimits, TokenBucket, later, parse_rate
 from cloudq.runtime.worker import Worker
 from cloudq.testing.clock import FakeClock
 
@@ -132,3 +132,14 @@ def test_the_worker_holds_a_message_over_its_rate_while_other_tasks_run(make_app
     assert [h.get(timeout=1) for h in held] == [0, 1, 2]
     assert all(h.record is not None and h.record.attempts == 1 and h.state == states.SUCCESS for h in held)
     assert worker.counts.get("ack") == 6 and not worker.counts.get("nack") and not worker.counts.get("dead_letter")
+
+
+def test_a_message_sent_again_for_its_token_keeps_its_envelope():
+    """Where a runtime cannot hold a message until its token (a Lambda invocation), it is sent
+    again unchanged: the envelope's attempt count is the same, so no delivery is spent."""
+    delivery = Delivery(b'{"id": "t1", "task": "x", "retries": 2}', None, 3, "default", "m1", {"task": "x"}, None)
+    outcome = later(delivery, 3600.0, 900.0)
+    assert outcome.message.body == delivery.body and outcome.message.attributes == {"task": "x"}
+    assert outcome.message.delay_s == 900.0  # the broker's limit: it waits again when it comes back
+    assert outcome.event == "rate-limited"
+    assert later(delivery, 5.0, None).message.delay_s == 5.0
