@@ -125,7 +125,10 @@ class RateLimits:
 def later(delivery: Delivery, pause: float, max_delay_s: float | None) -> Requeue:
     """The same message again in ``pause`` seconds (capped at the broker's delay limit: it then
     waits again): a new message with the same envelope, so waiting spends no delivery and no
-    retry. For a runtime that cannot hold the message that long (a Lambda invocation)."""
+    retry. For a runtime that cannot hold the message that long (a Lambda invocation, a push
+    request). Only the producer's ``task`` attribute is kept (a broker's own bookkeeping
+    attributes belong to the delivered copy); deliveries lost before this one are not carried."""
     delay = pause if max_delay_s is None else min(pause, max_delay_s)
-    message = OutgoingMessage(delivery.body, delay, delivery.ordering_key, None, dict(delivery.attributes))
+    name = delivery.attributes.get("task")
+    message = OutgoingMessage(delivery.body, delay, delivery.ordering_key, None, {"task": name} if name else {})
     return Requeue(message, event="rate-limited")
