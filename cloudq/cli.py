@@ -160,7 +160,7 @@ def worker(
 ) -> None:
     """Run a worker that consumes the app's queues."""
     from .runtime.autoscale import parse_autoscale
-    from .runtime.worker import node_name
+    from .runtime.nodename import node_name
 
     scale = parse_autoscale(autoscale, "--autoscale") if autoscale else None
     if scale is not None and concurrency is not None:

@@ -39,6 +39,7 @@ from ..results import exception_name
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
+from .nodename import node_name
 from .timelimit import soft_time_limit, time_limit
 
 if TYPE_CHECKING:
@@ -152,8 +153,7 @@ class Executor:
         self.writer = writer
         self.loop = loop
         self.owner = _worker_id()
-        # self.request.hostname: Celery's node name (cloudq worker -n), expanded by the CLI
-        self.hostname = app.settings.hostname or f"cloudq@{socket.gethostname()}"
+        self.hostname = node_name(app.settings.hostname)  # self.request.hostname (cloudq worker -n)
         self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
 
     # -- entry points -------------------------------------------------------------------------

@@ -12,10 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import select
 import signal
-import socket
 import threading
 import time
 import weakref
@@ -83,18 +81,6 @@ class _Waker:
     def close(self) -> None:
         os.close(self._r)
         os.close(self._w)
-
-
-def node_name(pattern: str | None, host: str | None = None) -> str:
-    """Celery's ``-n/--hostname``: ``name@host`` with ``%h`` (host name), ``%n`` (its first label),
-    ``%d`` (its domain) and ``%%`` expanded; a pattern without ``@`` is the host part of
-    ``cloudq@...`` (Celery: ``celery@...``)."""
-    host = host or socket.gethostname()
-    name, _, where = (pattern or "").partition("@") if "@" in (pattern or "") else ("", "", pattern or "")
-    full = f"{name or 'cloudq'}@{where or '%h'}"
-    short, _, domain = host.partition(".")
-    table = {"%h": host, "%n": short, "%d": domain, "%%": "%"}
-    return re.sub("%[hnd%]", lambda m: table[m.group(0)], full)
 
 
 def redact(url: str) -> str:

@@ -18,7 +18,8 @@ from worker_helpers import Running, run_burst, wait_for
 from cloudq.cli import main
 from cloudq.errors import ConfigurationError
 from cloudq.runtime.autoscale import Autoscaler, parse_autoscale
-from cloudq.runtime.worker import Worker, node_name
+from cloudq.runtime.nodename import node_name
+from cloudq.runtime.worker import Worker
 from cloudq.testing.clock import FakeClock
 
 pytestmark = pytest.mark.timeout(120)
@@ -43,6 +44,24 @@ HERE = Path(__file__).parent
 )
 def test_node_names_expand_like_celery(pattern, expected):
     assert node_name(pattern, "box.example.com") == expected
+
+
+def test_the_hostname_setting_is_self_request_hostname(make_app):
+    app = make_app(hostname="w2@%n")
+
+    @app.task(bind=True)
+    def where(self) -> str:
+        return str(self.request.hostname)
+
+    handle = where.delay()
+    assert run_burst(Worker(app, concurrency=1, burst=True)) == 0
+    assert handle.get(timeout=1) == f"w2@{socket.gethostname().partition('.')[0]}"
+
+
+@pytest.mark.parametrize("pattern", ["w%i@%h", "w1@%I", "w1@%x"])
+def test_a_node_name_code_cloudq_cannot_expand_is_one_line(pattern):
+    with pytest.raises(ConfigurationError, match=r"cannot be expanded; cloudq expands %h, %n, %d and %%"):
+        node_name(pattern, "box")
 
 
 # -- -P prefork / solo ------------------------------------------------------------------------------
@@ -196,8 +215,8 @@ def test_the_threads_pool_autoscales_and_its_buffer_follows_the_live_slots(make_
     assert worker.live == 1
     try:
         with Running(worker):
-            wait_for(lambda: running[0] == 4)
-            assert worker.live == 4 and worker.budget == 20  # the buffer grew with the slots
+            wait_for(lambda: running[0] == 4 and worker.budget == 20)  # the buffer grew with the slots
+            assert worker.live == 4
             gate.set()
             wait_for(lambda: all(h.ready() for h in handles))
             # back to 1 slot: 5 x 1, raised to one full receive batch (10)
