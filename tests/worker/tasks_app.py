@@ -70,3 +70,9 @@ def pid(i: int) -> int:
 def node(self) -> str:
     """self.request.hostname where it ran (a pool child: the worker's -n node name too)."""
     return str(self.request.hostname)
+
+
+@app.task(rate_limit="1/m")
+def limited(i: int) -> int:
+    """Rate-limited: the worker's one bucket holds it back in the parent, whatever the pool."""
+    return os.getpid()

@@ -9,6 +9,7 @@ from worker_helpers import Running, wait_for
 from cloudq import states
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
+from cloudq.runtime.inbox import Held, Inbox
 from cloudq.runtime.ratelimit import RateLimits, TokenBucket, later, parse_rate
 from cloudq.runtime.worker import Worker
 from cloudq.testing.clock import FakeClock
@@ -143,3 +144,27 @@ def test_a_message_sent_again_for_its_token_keeps_its_envelope():
     assert outcome.message.delay_s == 900.0  # the broker's limit: it waits again when it comes back
     assert outcome.event == "rate-limited"
     assert later(delivery, 5.0, None).message.delay_s == 5.0
+
+
+class OneBatch:
+    """A consumer that leases one prepared batch, then nothing: the inbox's only collaborator."""
+
+    def __init__(self, batch: list[Delivery]) -> None:
+        self.batch = batch
+
+    def fetch(self, want: int, idle: bool, max_wait_s: float | None = None) -> list[Held]:
+        batch, self.batch = self.batch, []
+        return [Held(delivery, float("inf")) for delivery in batch]
+
+
+def test_a_held_back_message_keeps_its_ordering_key_in_order():
+    """A rate-limited message of key k holds back the later message of k, not other keys' work."""
+
+    def delivery(name: str, key: str | None) -> Delivery:
+        return Delivery(b"{}", None, 1, "q", name, {"task": name}, key)
+
+    first, second, other = delivery("limited", "k"), delivery("free", "k"), delivery("free-too", None)
+    inbox = Inbox(10, OneBatch([first, second, other]), lambda _: None, gate=lambda d: 5.0 if d is first else 0.0)
+    taken = inbox.take()
+    assert taken is not None and taken.delivery is other
+    assert {h.delivery.message_id for h in inbox.held()} == {"limited", "free", "free-too"}

@@ -304,3 +304,22 @@ def test_cloudq_worker_with_celerys_flags(tasks_app, clean_env):
     assert len({h.get(timeout=5) for h in pids}) == 2
     assert f"worker started: w1@{socket.gethostname()}" in done.stderr
     assert "-E: cloudq has no event stream" in done.stderr
+
+
+def test_the_process_pools_children_share_the_workers_one_bucket(tasks_app):
+    """Celery's rate limits are per worker: two children, one token per minute between them."""
+    from cloudq.runtime.ratelimit import RateLimits
+
+    handles = tasks_app.limited.map([(i,) for i in range(3)])
+    clock = FakeClock()
+    worker = Worker(tasks_app.app, pool="process", app_path="tasks_app:app", concurrency=2, poll_wait_s=0.05)
+    worker.rate_limits = RateLimits(tasks_app.app, clock)
+    with Running(worker):
+        wait_for(lambda: handles[0].ready(), timeout=60)
+        assert not handles[1].ready() and not handles[2].ready()
+        clock.now += 60
+        wait_for(lambda: handles[1].ready(), timeout=30)
+        assert not handles[2].ready()
+        clock.now += 60
+        wait_for(lambda: handles[2].ready(), timeout=30)
+    assert all(h.record is not None and h.record.attempts == 1 for h in handles)
