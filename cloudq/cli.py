@@ -93,12 +93,14 @@ def main() -> None:
 @click.option(
     "--max-tasks-per-child",
     type=click.IntRange(1),
-    help="Process pool: replace a child after it ran N tasks (between tasks, never mid-task).",
+    help="Process pool: replace a child after it ran N tasks (between tasks, never mid-task); "
+    "setting max_tasks_per_child (Celery's worker_max_tasks_per_child).",
 )
 @click.option(
     "--max-memory-per-child",
     type=click.IntRange(1),
-    help="Process pool: replace a child after a task leaves it above this resident size in KiB (Linux).",
+    help="Process pool: replace a child after a task leaves it above this resident size in KiB (Linux); "
+    "setting max_memory_per_child.",
 )
 @click.option(
     "--autoscale",

@@ -83,6 +83,27 @@ class _Waker:
         os.close(self._w)
 
 
+def pool_concurrency(pool: str, concurrency: int | None, autoscale: tuple[int, int] | None) -> int | None:
+    """The concurrency Celery's pool options imply: autoscale's max, 1 for solo; ConfigurationError
+    (one line) for combinations that contradict each other."""
+    if autoscale is not None:
+        high, low = autoscale
+        if pool not in ("threads", "process", "prefork"):
+            raise ConfigurationError(f"autoscale is for the threads and process pools, not {pool}")
+        if concurrency is not None and concurrency != high:
+            raise ConfigurationError("give autoscale=(max, min) or concurrency, not both")
+        if not 1 <= low <= high:
+            raise ConfigurationError(f"autoscale takes (max, min) with 1 <= min <= max, got {autoscale}")
+        return high
+    if pool == "solo":
+        if concurrency is not None and concurrency != 1:
+            raise ConfigurationError(
+                f"the solo pool runs one task at a time: drop concurrency={concurrency} or use the threads pool"
+            )
+        return 1
+    return concurrency
+
+
 def redact(url: str) -> str:
     """A backend URL for logs: no credentials, no query options."""
     parts = urlsplit(url)
@@ -128,21 +149,7 @@ class Worker:
         self.queues = list(queues) if queues else app.queues()
         chosen = pool or s.pool
         self.pool = POOL_ALIASES.get(chosen, chosen)
-        if chosen == "solo":
-            if concurrency is not None and concurrency != 1:
-                raise ConfigurationError(
-                    f"the solo pool runs one task at a time: drop concurrency={concurrency} or use the threads pool"
-                )
-            concurrency = 1
-        if autoscale is not None:
-            high, low = autoscale
-            if chosen not in ("threads", "process", "prefork"):
-                raise ConfigurationError(f"autoscale is for the threads and process pools, not {chosen}")
-            if concurrency is not None and concurrency != high:
-                raise ConfigurationError("give autoscale=(max, min) or concurrency, not both")
-            if not 1 <= low <= high:
-                raise ConfigurationError(f"autoscale takes (max, min) with 1 <= min <= max, got {autoscale}")
-            concurrency = high
+        concurrency = pool_concurrency(chosen, concurrency, autoscale)
         self.concurrency = concurrency or s.concurrency or os.cpu_count() or 1
         # slots running now: concurrency, or between autoscale's min and max
         self.live = autoscale[1] if autoscale else self.concurrency

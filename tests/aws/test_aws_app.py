@@ -273,4 +273,3 @@ def test_a_task_over_its_rate_waits_leased_and_runs_on_its_first_delivery(app: A
     assert "SendMessage" not in sqs and "SendMessageBatch" not in sqs  # never requeued
     assert "ChangeMessageVisibility" not in sqs and sqs.get("ChangeMessageVisibilityBatch", 0) >= 2
     assert not worker.counts.get("nack") and not worker.counts.get("dead_letter")
-    print("sqs requests:", dict(sqs))

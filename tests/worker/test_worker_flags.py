@@ -251,6 +251,7 @@ def test_the_process_pool_autoscales_its_children(tasks_app, tmp_path):
     ("options", "message"),
     [
         ({"pool": "async", "autoscale": (4, 1)}, "threads and process pools, not async"),
+        ({"pool": "solo", "autoscale": (4, 1)}, "threads and process pools, not solo"),
         ({"autoscale": (4, 1), "concurrency": 2}, "not both"),
         ({"autoscale": (2, 3)}, "1 <= min <= max"),
     ],
