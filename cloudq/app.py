@@ -19,8 +19,8 @@ from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
 from .results import AsyncResult, EagerResult
 from .routing import Router
-from .runtime.ratelimit import parse_rate
 from .task import Request, Task, check_headers, current_request
+from .util.rates import parse_rate
 
 if TYPE_CHECKING:
     from .config import Settings

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from .backends.urls import close_match
 from .errors import ConfigurationError
-from .runtime.ratelimit import parse_rate
+from .util.rates import parse_rate
 
 ENV_PREFIX = "CLOUDQ_"
 DEFAULT_DB = "cloudq.db"

@@ -5,8 +5,10 @@ process pool or async) shares one bucket per task, held in the parent. The Lambd
 push handler keep one per function instance. The bucket holds one token (Celery's capacity), so a
 limit of ``10/s`` runs a task at most every 0.1 s, never ten at once after an idle spell.
 
-A message over its rate waits leased (the worker's heartbeat extends its lease): it is not a
-retry, spends no delivery and is never dead-lettered for waiting.
+A message over its rate waits leased (the worker holds it in its buffer and its heartbeat
+extends the lease; other tasks run meanwhile): it is not a retry, spends no delivery and is never
+dead-lettered for waiting. A Lambda invocation or a push request waits in place as long as it can,
+then sends the message again delayed until its token (``later``). The syntax: util/rates.py.
 """
 
 from __future__ import annotations
@@ -14,38 +16,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..envelope import peek
-from ..errors import ConfigurationError
 from ..interfaces import Delivery, OutgoingMessage
 from .executor import Requeue
 
 if TYPE_CHECKING:
     from ..app import App
-
-_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_rate(value: Any, where: str) -> float | None:
-    """Tasks per second from Celery's syntax: ``"10/s"``, ``"100/m"``, ``"1000/h"``, a bare number
-    (per second); None or 0 means no limit (as in Celery). ConfigurationError in one line otherwise."""
-    if value is None:
-        return None
-    number: Any = value
-    per = "s"
-    if isinstance(value, str):
-        number, _, per = value.strip().partition("/")
-        per = per.strip() or "s"
-    try:
-        count = float(number) if not isinstance(number, bool) else None
-    except (TypeError, ValueError):
-        count = None
-    if count is None or per not in _PER or count < 0 or count != count or count == float("inf"):
-        raise ConfigurationError(
-            f"{where}: rate_limit must be like '10/s', '100/m', '1000/h' or a number of tasks per second, got {value!r}"
-        )
-    return count / _PER[per] or None
 
 
 class TokenBucket:

@@ -10,9 +10,10 @@ from cloudq import states
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.inbox import Held, Inbox
-from cloudq.runtime.ratelimit import RateLimits, TokenBucket, later, parse_rate
+from cloudq.runtime.ratelimit import RateLimits, TokenBucket, later
 from cloudq.runtime.worker import Worker
 from cloudq.testing.clock import FakeClock
+from cloudq.util.rates import parse_rate
 
 pytestmark = pytest.mark.timeout(60)
 
