@@ -30,6 +30,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "task_annotations": ("annotations", "{task name or '*': {option: value}} applied at registration"),
     "task_create_missing_queues": ("create_missing", "same meaning: queues are created on first use"),
     "worker_concurrency": ("concurrency", "same meaning (threads, processes or coroutines per worker)"),
+    "worker_pool": ("pool", "threads, process, async, or Celery's prefork (= process) and solo"),
+    "worker_disable_rate_limits": ("disable_rate_limits", "same meaning: every rate_limit is ignored"),
     "broker_transport_options": ("broker_options", "options of the broker URL's backend"),
     "task_acks_late": (None, "accepted: cloudq always acknowledges after the outcome"),
     "task_reject_on_worker_lost": (None, "accepted: a lost worker's delivery always runs again"),

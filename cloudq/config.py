@@ -97,6 +97,9 @@ class Settings(BaseModel):
     retry_backoff_max: float = Field(600.0, ge=0)
     retry_jitter: bool = True
     time_limit: float | None = Field(None, gt=0)
+    disable_rate_limits: bool = Field(
+        False, description="ignore every task's rate_limit (Celery's worker_disable_rate_limits)"
+    )
     default_rate_limit: str | float | None = Field(
         None, description="rate_limit of every task that sets none: '10/s', '100/m', '1000/h' (per worker, Celery's)"
     )

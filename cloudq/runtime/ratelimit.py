@@ -65,6 +65,9 @@ class RateLimits:
         self.waited = 0  # deliveries that had to wait for their token: for logs and tests
 
     def active(self) -> bool:
+        """Whether any task is limited (and limits are not switched off)."""
+        if self.app.settings.disable_rate_limits:
+            return False
         return any(task.rate_per_s for task in self.app.tasks.values())
 
     def delay(self, delivery: Delivery) -> float:

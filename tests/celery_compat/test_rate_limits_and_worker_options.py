@@ -90,3 +90,15 @@ def test_worker_max_tasks_per_child_is_the_process_pools(app: App) -> None:
 
     with pytest.raises(ConfigurationError, match=r"need the process pool \(--pool process or prefork\), not threads"):
         Worker(app, pool="threads")
+
+
+def test_worker_disable_rate_limits_and_worker_pool(app: App) -> None:
+    app.conf.update(worker_disable_rate_limits=True, worker_pool="solo")
+
+    @app.task(rate_limit="1/h")
+    def report() -> None: ...
+
+    assert app.settings.disable_rate_limits and app.settings.pool == "solo"
+    assert not RateLimits(app).active()  # the bucket is never consulted
+    worker = Worker(app)
+    assert (worker.pool, worker.concurrency) == ("threads", 1)
