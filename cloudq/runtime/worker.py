@@ -33,6 +33,7 @@ from .executor import Executor
 from .givebacks import GiveBacks
 from .heartbeat import Heartbeat
 from .inbox import Held, Inbox
+from .lifecycle import Lifecycle
 from .pools import ProcessRunner, Runner, ThreadRunner, pool_log_config, start_all
 from .ratelimit import RateLimits
 from .recycle import Recycle
@@ -205,6 +206,7 @@ class Worker:
         self._crashed = False
         self.rate_limits = RateLimits(app)
         self._shared: ThreadRunner | None = None  # the threads pools' runner, shared by every slot
+        self.lifecycle = Lifecycle(self)  # the worker_* signals, sender: this worker
 
     # -- control ----------------------------------------------------------------------------
 
@@ -283,10 +285,12 @@ class Worker:
         runners: list[Runner] = []
         previous = self._install_signals()
         try:
+            self.lifecycle.init()  # before the pool starts (Celery's worker_init)
             runners = self.runners = self._runners()
             acker.start()
             heartbeat.start()
             self._slots = []
+            self.lifecycle.ready()  # the pool is up; the slots receive from now on, so no task runs before it
             for runner in runners:
                 self._start_slot(runner)
             log.info(
@@ -312,6 +316,7 @@ class Worker:
             self._restore_signals(previous)
             for runner in list(runners):
                 runner.close()
+            self.lifecycle.shutdown()  # after the drain, pool children gone
 
     def capacity(self, broker: Broker) -> int:
         """Messages held at most: prefetch x concurrency, but never less than one full receive
@@ -465,6 +470,8 @@ class Worker:
             log.info("worker stopping: burst done, %s", self._burst.summary if self._burst else "the queues are empty")
         else:
             log.info("worker stopping (%s); running tasks get up to %ss", self._stop_reason, self.grace)
+        reason = self._stop_reason or ""
+        self.lifecycle.shutting_down(reason.removeprefix("received ") if reason.startswith("received SIG") else None)
         unstarted = inbox.stop()
         if unstarted:
             self._release(unstarted)
