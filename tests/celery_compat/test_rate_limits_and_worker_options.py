@@ -102,3 +102,17 @@ def test_worker_disable_rate_limits_and_worker_pool(app: App) -> None:
     assert not RateLimits(app).active()  # the bucket is never consulted
     worker = Worker(app)
     assert (worker.pool, worker.concurrency) == ("threads", 1)
+
+
+def test_a_class_based_task_sets_rate_limit_as_a_class_attribute(app: App) -> None:
+    from cloudq import Task
+
+    class FetchPage(Task):  # type: ignore[type-arg]
+        name = "tasks.fetch_page"
+        rate_limit = "100/h"
+
+        def run(self, url: str) -> str:
+            return url
+
+    task = app.register_task(FetchPage())
+    assert task.rate_limit == "100/h" and task.rate_per_s == pytest.approx(100 / 3600)
