@@ -153,6 +153,8 @@ class Task(Generic[P, R]):
         typing: bool = True,
         throws: tuple[type[BaseException], ...] = (),
         priority: int | None = None,
+        rate_limit: str | float | None = None,
+        rate_per_s: float | None = None,
     ) -> None:
         """Set the options (at registration, and again when the app's settings change)."""
         self.queue = queue
@@ -169,6 +171,8 @@ class Task(Generic[P, R]):
         self.typing = typing
         self.throws = throws
         self.priority = priority
+        self.rate_limit = rate_limit  # as given, Celery's: "10/m"; None: no limit
+        self.rate_per_s = rate_per_s  # the same in tasks per second, in each worker (runtime/ratelimit.py)
         self.acks_late = True  # cloudq always acknowledges after the outcome is recorded
         self._validator: ArgumentValidator | None = None
 

@@ -50,6 +50,7 @@ from ..results import exception_name
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
+from .nodename import node_name
 from .result_batch import BatchedResults
 from .timelimit import soft_limited, soft_time_limit, time_limit
 
@@ -178,7 +179,7 @@ class Executor:
         self.writer = writer
         self.loop = loop
         self.owner = _worker_id()
-        self.hostname = f"cloudq@{socket.gethostname()}"  # self.request.hostname (Celery's node name)
+        self.hostname = node_name(app.settings.hostname)  # self.request.hostname (cloudq worker -n)
         self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
 
     # -- entry points -------------------------------------------------------------------------
