@@ -59,7 +59,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "worker_max_memory_per_child": (None, "not implemented yet: cloudq worker has no --max-memory-per-child"),
     "worker_send_task_events": (None, "cloudq sends no events: each task logs one line per event"),
     "task_send_sent_event": (None, "cloudq sends no events: use the after_task_publish signal"),
-    "beat_schedule": (None, "periodic tasks (beat) are not implemented yet"),
+    "beat_schedule": (
+        "beat_schedule",
+        "same entries (task, schedule, args, kwargs, options) plus missed=; run by cloudq beat or the cloud's scheduler",
+    ),
     "imports": (None, "use App(include=[...]) or app.autodiscover_tasks([...])"),
     "include": (None, "use App(include=[...]) or app.autodiscover_tasks([...])"),
 }

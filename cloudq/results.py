@@ -196,9 +196,10 @@ class AsyncResult:
 
     @property
     def worker(self) -> str | None:
-        """The worker that claimed the task (``host:pid``): idempotent tasks' records carry it."""
+        """The worker that claimed the task (``host:pid``): idempotent tasks' records carry it
+        (their claim owner is ``host:pid/message id``)."""
         record = self._fetch()
-        return record.claim_owner if record else None
+        return record.claim_owner.partition("/")[0] if record and record.claim_owner else None
 
     @property
     def args(self) -> list[Any] | None:
