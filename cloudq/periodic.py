@@ -58,6 +58,36 @@ def slot_id(name: str, scheduled_time: str) -> str:
     return f"{name}@{scheduled_time}"
 
 
+def scheduled_message(
+    name: str,
+    task: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    scheduled_time: str,
+    headers: Mapping[str, str] | None = None,
+    ignore_result: bool | None = None,
+) -> str:
+    """The envelope a cloud scheduler sends at each due time, as JSON text. ``scheduled_time`` is
+    the scheduler's own placeholder for the due time (EventBridge's ``<aws.scheduler.scheduled-time>``),
+    replaced inside the text when it fires: the task id is the slot's, as a beat would send it.
+    Unsigned: the scheduler builds the message (a signing key is refused at plan time)."""
+    import json
+
+    from .envelope import VERSION
+
+    data: dict[str, Any] = {
+        "v": VERSION,
+        "id": slot_id(name, scheduled_time),
+        "task": task,
+        "args": args,
+        "kwargs": kwargs,
+        "headers": {**(headers or {}), SCHEDULE_HEADER: name, DUE_HEADER: scheduled_time},
+    }
+    if ignore_result is not None:
+        data["ignore_result"] = ignore_result
+    return json.dumps(data, separators=(",", ":"), sort_keys=True)
+
+
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise ConfigurationError(

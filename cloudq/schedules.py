@@ -294,6 +294,20 @@ def next_runs(sched: Schedule, after: float, count: int) -> list[float]:
     return out
 
 
+def runs_per_month(sched: Schedule, start: float) -> int:
+    """About how many runs the 30 days from ``start`` hold (what a cloud scheduler bills)."""
+    if isinstance(sched, every):
+        return int(30 * 86400 // sched.seconds)
+    if isinstance(sched, crontab):
+        first = datetime.fromtimestamp(start, sched._tz).date()
+        days = sum(1 for n in range(30) if sched._day_matches(first + timedelta(days=n)))
+        return days * len(sched.hour) * len(sched.minute)
+    runs, when, end = 0, start, start + 30 * 86400
+    while (when := sched.next_after(when)) <= end and runs < 10_000_000:
+        runs += 1
+    return runs
+
+
 def iso(when: float) -> str:
     """UTC ISO 8601 with a Z, whole seconds unless the time has a fraction (EventBridge Scheduler's
     ``<aws.scheduler.scheduled-time>`` form): the text of a slot's task id."""

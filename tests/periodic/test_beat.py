@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from beat_helpers import Clock, drain, race, replicas
 
 from cloudq import App, ConfigurationError
 from cloudq.beat import Beat, due_slots, last_runs
@@ -14,8 +15,6 @@ from cloudq.errors import UnknownTask
 from cloudq.periodic import periodic_entry
 from cloudq.schedules import crontab, every, iso
 from cloudq.testing.workers import run_burst
-
-from .beat_helpers import Clock, drain, race, replicas
 
 
 def make_app(folder: Path, missed: str = "latest", seconds: float = 1.0, **config: Any) -> App:
