@@ -54,6 +54,21 @@ class PeriodicTask:
         return slot_id(self.name, iso(due))
 
 
+# where a scheduler that cannot write the due time into a message (Cloud Scheduler's Pub/Sub jobs send
+# a fixed body) leaves it: the broker fills in the message's publish time, down to the minute
+PUBLISH_MINUTE = "<cloudq:publish-minute>"
+_PUBLISH_MINUTE = PUBLISH_MINUTE.encode()
+
+
+def fill_publish_minute(body: bytes, published: float) -> bytes:
+    """``body`` with ``PUBLISH_MINUTE`` replaced by ``published`` (epoch seconds) rounded down to the
+    minute: a cloud scheduler fires on whole minutes and publishes seconds later, and every
+    redelivery of the message keeps its publish time, so the run's task id stays the same."""
+    if _PUBLISH_MINUTE not in body:
+        return body
+    return body.replace(_PUBLISH_MINUTE, iso(published - published % 60).encode())
+
+
 def slot_id(name: str, scheduled_time: str) -> str:
     return f"{name}@{scheduled_time}"
 

@@ -259,6 +259,60 @@ def _text(value: Any) -> str:
     return ",".join(str(v) for v in sorted(value))
 
 
+def cron_field(values: frozenset[int], low: int, high: int, shift: int = 0, unix: bool = False) -> str:
+    """A cron field from a set: ``*`` when full, a step to the end (``0/15``; in ``unix`` cron
+    ``*/15`` or ``5-59/15``), else comma-separated runs (``1-5,7``)."""
+    if len(values) == high - low + 1:
+        return "*"
+    ordered = sorted(values)
+    step = ordered[1] - ordered[0] if len(ordered) > 2 else 0
+    if step > 1 and ordered == list(range(ordered[0], high + 1, step)):  # */15, 5/20: start/step
+        if unix:
+            return f"*/{step}" if ordered[0] == low else f"{ordered[0] + shift}-{high + shift}/{step}"
+        return f"{ordered[0] + shift}/{step}"
+    runs: list[list[int]] = []
+    for value in ordered:
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    parts = [f"{r[0] + shift}-{r[-1] + shift}" if len(r) > 2 else ",".join(str(v + shift) for v in r) for r in runs]
+    return ",".join(parts)
+
+
+def cron_fields(sched: crontab, weekday_shift: int = 0, unix: bool = False) -> tuple[str, str, str, str, str]:
+    """minute, hour, day of month, month, day of week as cron fields (``weekday_shift=1`` for
+    clouds that count Sunday as 1), for cloud schedulers' cron expressions."""
+    return (
+        cron_field(sched.minute, MINUTE.low, MINUTE.high, unix=unix),
+        cron_field(sched.hour, HOUR.low, HOUR.high, unix=unix),
+        cron_field(sched.day_of_month, DAY_OF_MONTH.low, DAY_OF_MONTH.high, unix=unix),
+        cron_field(sched.month_of_year, MONTH_OF_YEAR.low, MONTH_OF_YEAR.high, unix=unix),
+        cron_field(sched.day_of_week, DAY_OF_WEEK.low, DAY_OF_WEEK.high, weekday_shift, unix),
+    )
+
+
+def minute_interval(sched: every, scheduler: str) -> int | str:
+    """The whole minutes of an interval a cloud scheduler (minute-granular) can run, or why not."""
+    if sched.seconds < 60 or sched.seconds % 60 or sched.offset:
+        offset = f", offset={sched.offset:g}" if sched.offset else ""
+        return (
+            f"every({sched.seconds:g} s{offset}) cannot run on {scheduler}: it runs at most once a minute, "
+            "on whole minutes"
+        )
+    return int(sched.seconds // 60)
+
+
+def day_fields_problem(sched: crontab, scheduler: str) -> str | None:
+    """Cron reads day_of_month and day_of_week as either; Celery and cloudq as both."""
+    if sched.restricted("day_of_month") and sched.restricted("day_of_week"):
+        return (
+            f"{sched!r} restricts both day_of_month and day_of_week, which cloudq reads as both (Celery's "
+            f"meaning) and {scheduler} cron cannot"
+        )
+    return None
+
+
 _NUMBER = re.compile(r"^\s*\d+(\.\d+)?\s*$")
 
 

@@ -8,6 +8,7 @@ lambda_runtime = "python3.13"          # the functions' runtime; the package is 
 lambda_architecture = "x86_64"         # or "arm64"
 log_retention_days = 30                # the functions' CloudWatch log groups
 schedules = "cloud"                    # periodic tasks on the cloud's scheduler; "beat": run `cloudq beat`
+scheduler_location = "us-central1"     # Cloud Scheduler's location (GCP)
 
 [tool.cloudq.deploy.queues."*"]        # every queue (globs apply in order, then the exact name)
 runtime = "container"                  # container | lambda | push
@@ -99,6 +100,7 @@ class DeploySettings(BaseModel):
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
     # periodic tasks: "cloud" deploys them to the cloud's scheduler, "beat" leaves them to `cloudq beat`
     schedules: Literal["cloud", "beat"] = "cloud"
+    scheduler_location: str = Field("us-central1", description="Cloud Scheduler's location for the jobs (GCP)")
 
     @field_validator("lambda_runtime")
     @classmethod

@@ -167,7 +167,7 @@ def test_a_schedule_eventbridge_cannot_express_is_refused_at_plan_time(project: 
     project.write("every(30)")
     refused = project.run("deploy", "--dry-run", ok=False)
     assert refused.exit_code == 1
-    assert "periodic task 'report': every(30 s) cannot be an EventBridge Scheduler schedule" in refused.output
+    assert "periodic task 'report': every(30 s) cannot run on EventBridge Scheduler" in refused.output
     assert "run it with `cloudq beat` instead" in refused.output
     project.write('crontab(0, 0, day_of_month=13, day_of_week="fri")')
     refused = project.run("deploy", "--dry-run", ok=False)
@@ -181,9 +181,7 @@ def test_with_schedules_beat_deploy_creates_no_schedule(project: Project, monkey
     assert not [s for s in plan["steps"] if s["kind"].startswith("scheduler.")]
 
 
-def test_the_scheduled_message_runs_once_on_the_worker_and_on_lambda(
-    project: Project, clients: dict[str, Any]
-) -> None:
+def test_the_scheduled_message_runs_once_on_the_worker_and_on_lambda(project: Project, clients: dict[str, Any]) -> None:
     project.run("deploy", "--yes")
     module = project.load()
     app = module.app

@@ -15,11 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cloudq.deploy.checks import beat_hint, schedule_problems
 from cloudq.deploy.model import AppModel, ScheduleSpec
-from cloudq.schedules import DAY_OF_MONTH, DAY_OF_WEEK, HOUR, MINUTE, MONTH_OF_YEAR, crontab, every, runs_per_month
+from cloudq.schedules import cron_fields, crontab, day_fields_problem, every, minute_interval, runs_per_month
 
 from .. import resources as res
 
+SCHEDULER = "EventBridge Scheduler"
 SCHEDULED_TIME = "<aws.scheduler.scheduled-time>"
 EXECUTION_ID = "<aws.scheduler.execution-id>"
 EXECUTION_HEADER = "cloudq-scheduler-execution"
@@ -30,7 +32,6 @@ USD_PER_MILLION = 1.00
 # Scheduler's retries of a run it could not deliver: the worker dedupes them by task id
 RETRY_POLICY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
 _GROUP_NAME = re.compile(r"[^0-9A-Za-z_.-]")
-BEAT_HINT = 'run it with `cloudq beat` instead (schedules = "beat" in [tool.cloudq.deploy])'
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,35 +59,12 @@ def group_name(model: AppModel) -> str:
     return _GROUP_NAME.sub("-", f"cloudq-{model.app}-{model.stage}")[:GROUP_NAME_MAX]
 
 
-def _field(values: frozenset[int], low: int, high: int, shift: int = 0) -> str:
-    """A cron field from a set: ``*`` when full, ``start/step`` for a step to the end, else
-    comma-separated runs (``1-5,7``)."""
-    if len(values) == high - low + 1:
-        return "*"
-    ordered = sorted(values)
-    step = ordered[1] - ordered[0] if len(ordered) > 2 else 0
-    if step > 1 and ordered == list(range(ordered[0], high + 1, step)):  # */15, 5/20: start/step
-        return f"{ordered[0] + shift}/{step}"
-    runs: list[list[int]] = []
-    for value in ordered:
-        if runs and value == runs[-1][-1] + 1:
-            runs[-1].append(value)
-        else:
-            runs.append([value])
-    parts = [f"{r[0] + shift}-{r[-1] + shift}" if len(r) > 2 else ",".join(str(v + shift) for v in r) for r in runs]
-    return ",".join(parts)
-
-
 def expression(sched: Any) -> tuple[str, str] | str:
     """``(expression, timezone)`` for EventBridge Scheduler, or why it cannot express ``sched``."""
     if isinstance(sched, every):
-        seconds = sched.seconds
-        if seconds < 60 or seconds % 60 or sched.offset:
-            return (
-                f"every({seconds:g} s{f', offset={sched.offset:g}' if sched.offset else ''}) cannot be an "
-                "EventBridge Scheduler schedule: it runs at most once a minute, on whole minutes"
-            )
-        minutes = int(seconds // 60)
+        minutes = minute_interval(sched, SCHEDULER)
+        if isinstance(minutes, str):
+            return minutes
         if 60 % minutes == 0:  # aligned like the beat's runs: on multiples of the interval
             return f"cron(0/{minutes} * * * ? *)" if minutes > 1 else "cron(* * * * ? *)", "UTC"
         if minutes % 60 == 0 and 24 % (minutes // 60) == 0:
@@ -95,16 +73,10 @@ def expression(sched: Any) -> tuple[str, str] | str:
             return "cron(0 0 * * ? *)", "UTC"
         return f"rate({minutes} minutes)", "UTC"  # counted from the schedule's creation, not the epoch
     if isinstance(sched, crontab):
-        if sched.restricted("day_of_month") and sched.restricted("day_of_week"):
-            return (
-                f"{sched!r} restricts both day_of_month and day_of_week, which cloudq reads as both (Celery's "
-                "meaning) and EventBridge cron cannot combine"
-            )
-        minute = _field(sched.minute, MINUTE.low, MINUTE.high)
-        hour = _field(sched.hour, HOUR.low, HOUR.high)
-        dom = _field(sched.day_of_month, DAY_OF_MONTH.low, DAY_OF_MONTH.high)
-        month = _field(sched.month_of_year, MONTH_OF_YEAR.low, MONTH_OF_YEAR.high)
-        dow = _field(sched.day_of_week, DAY_OF_WEEK.low, DAY_OF_WEEK.high, shift=1)  # AWS: 1 = Sunday
+        problem = day_fields_problem(sched, SCHEDULER)
+        if problem:
+            return problem
+        minute, hour, dom, month, dow = cron_fields(sched, weekday_shift=1)  # AWS: 1 = Sunday
         if dow == "*":
             dow = "?"
         else:
@@ -117,22 +89,11 @@ def build_schedules(model: AppModel, sqs_name: Any) -> tuple[list[ScheduleLayout
     """The schedules and the problems that refuse the deploy (each names the periodic task)."""
     group = group_name(model)
     out: list[ScheduleLayout] = []
-    problems: list[str] = []
-    if model.schedules and model.settings.signing_key is not None:
-        problems.append(
-            "periodic tasks cannot be deployed to EventBridge Scheduler with a signing key: the scheduler "
-            f"builds each run's message and cannot sign it; {BEAT_HINT}"
-        )
-    for spec in model.schedules:
+    specs, problems = schedule_problems(model, SCHEDULER)
+    for spec in specs:
         found = expression(spec.schedule)
         if isinstance(found, str):
-            problems.append(f"periodic task {spec.name!r}: {found}; {BEAT_HINT}")
-            continue
-        if "expires" in spec.options:
-            problems.append(
-                f"periodic task {spec.name!r}: options expires is relative to each run's due time, which "
-                f"EventBridge Scheduler cannot compute into the message; remove it or {BEAT_HINT}"
-            )
+            problems.append(f"periodic task {spec.name!r}: {found}; {beat_hint()}")
             continue
         name = sqs_name(spec.queue)
         out.append(ScheduleLayout(spec, group, name, res.is_fifo(name), found[0], found[1]))
