@@ -118,6 +118,7 @@ class Beat:
         self.entries = app.periodic_tasks
         self._cursor: dict[str, float] | None = None
         self.sent: list[Sent] = []
+        log.info("beat %s: %d periodic task(s): %s", self.owner, len(self.entries), ", ".join(self.entries))
 
     def _start(self, now: float) -> dict[str, float]:
         """Where each entry's runs resume: after its last run sent by any beat, else from now."""
@@ -185,7 +186,6 @@ class Beat:
 
     def run(self, stop: threading.Event) -> None:
         """Tick until ``stop`` is set; a failing backend is logged and tried again."""
-        log.info("beat %s: %d periodic task(s): %s", self.owner, len(self.entries), ", ".join(self.entries))
         while not stop.is_set():
             try:
                 wait = self.tick()
