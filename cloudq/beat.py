@@ -148,7 +148,7 @@ class Beat:
         return max(0.0, upcoming - self.clock())
 
     def _send(self, won: list[tuple[PeriodicTask, float]], now: float) -> None:
-        from .task import Signature
+        from .canvas.signature import Signature
 
         calls = []
         for item, due in won:

@@ -13,22 +13,26 @@ region, endpoint_url, max_connections.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from cloudq import states
+from cloudq.backends.common import COUNTER_KIND, check_task_id, counter_id, counter_live
 from cloudq.backends.urls import read_options
 from cloudq.claimcheck import ClaimCheckStore, Pointer, parse_pointer
 from cloudq.errors import CloudqError, ConfigurationError, ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
+from cloudq.util.chunks import chunks
 
 from . import resources as res
 from .errors import TableNotFound, error_code, translated
@@ -44,6 +48,13 @@ T = TypeVar("T")
 ITEM_MARGIN_BYTES = 1024  # room for DynamoDB's own per-attribute overhead
 EXACT_EXPIRY = "expires_exact"  # expires_at to the fraction of a second (the TTL attribute is whole seconds)
 RESULT_REF = "result_ref"  # pointer to an offloaded result in S3
+KIND = "kind"  # COUNTER_KIND on counter items; task records have none
+COUNT = "count"
+MAX_COUNTER_RESETS = 20  # rounds of replacing an expired counter before giving up (each lost one means progress)
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
+UNPROCESSED_ROUNDS = 8  # BatchGetItem rounds in a row that return nothing before giving up
+UNPROCESSED_FIRST_PAUSE_S = 0.05  # doubling, jittered, up to UNPROCESSED_MAX_PAUSE_S
+UNPROCESSED_MAX_PAUSE_S = 2.0
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _NUMBER_FIELDS = ("started_at", "finished_at", "claim_until")
 _TEXT_FIELDS = ("error_type", "error_message", "traceback", "claim_owner")
@@ -229,7 +240,8 @@ class DynamoDBResultStore(AWSBackend):
 
     @staticmethod
     def _live(item: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
-        if not item:
+        """The item when it is a task record that has not expired (counters are never records)."""
+        if not item or KIND in item:
             return None
         expiry = _read_number(item.get(EXACT_EXPIRY) or item.get(res.RESULTS_TTL_ATTRIBUTE))
         return None if expiry is not None and expiry <= now else item
@@ -246,8 +258,50 @@ class DynamoDBResultStore(AWSBackend):
         item = self._live(response.get("Item"), time.time())
         return self._record(item) if item else None
 
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """Strongly consistent BatchGetItem requests of up to 100 distinct keys; the keys DynamoDB
+        leaves unprocessed (throttling, or past 16 MB in one response) are asked again, at once
+        while a round makes progress and with backoff while it does not."""
+        now = time.time()
+        found: dict[str, ResultRecord] = {}
+        for batch in chunks(list(dict.fromkeys(task_ids)), BATCH_GET_KEYS):
+            for item in self._batch_get([{res.RESULTS_KEY: {"S": task_id}} for task_id in batch]):
+                live = self._live(item, now)
+                if live is not None:
+                    record = self._record(live)
+                    found[record.task_id] = record
+        return found
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items of ``keys`` (at most BATCH_GET_KEYS) that exist, through as many rounds as it takes."""
+        db = self.clients.get("dynamodb", producer=True)  # group results are read by producers, like get
+        items: list[dict[str, Any]] = []
+        pause, idle = UNPROCESSED_FIRST_PAUSE_S, 0
+        while keys:
+            request = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            response = self._run("BatchGetItem", functools.partial(db.batch_get_item, RequestItems=request))
+            got = response.get("Responses", {}).get(self.table, [])
+            items.extend(got)
+            left = len(keys)
+            keys = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+            if not keys:
+                break
+            if got or len(keys) < left:
+                pause, idle = UNPROCESSED_FIRST_PAUSE_S, 0
+                continue
+            idle += 1
+            if idle >= UNPROCESSED_ROUNDS:
+                raise ResultStoreError(
+                    f"dynamodb:BatchGetItem on {self.table}: {len(keys)} keys still unprocessed after "
+                    f"{UNPROCESSED_ROUNDS} rounds with backoff (the table is throttling reads)"
+                )
+            time.sleep(pause * (0.5 + random.random() / 2))
+            pause = min(pause * 2, UNPROCESSED_MAX_PAUSE_S)
+        return items
+
     def set(self, record: ResultRecord) -> bool:
         """One conditional PutItem: written unless a live terminal record exists."""
+        check_task_id(record.task_id)
         item, ref = self._fit(record)
         values = {**_TERMINAL, ":now": _number(time.time())}
         condition = f"attribute_not_exists({res.RESULTS_KEY}) OR {_NOT_TERMINAL} OR NOT {_LIVE}"
@@ -321,6 +375,7 @@ class DynamoDBResultStore(AWSBackend):
 
     def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
         """One conditional UpdateItem; on refusal DynamoDB returns the holder's record with it."""
+        check_task_id(task_id)
         now = time.time()
         values = {
             **_TERMINAL,
@@ -373,7 +428,14 @@ class DynamoDBResultStore(AWSBackend):
         fresh = to_item(
             ResultRecord(task_id, states.STARTED, task_name, started_at=now, claim_owner=owner, claim_until=until)
         )
-        expected = old.get(EXACT_EXPIRY) or old.get(res.RESULTS_TTL_ATTRIBUTE)
+        if self._replace_expired(old, fresh):
+            self._drop_offloaded(old)
+            return Claim(True, None)
+        return self.claim(task_id, owner, until, task_name)  # someone replaced it first: decide again
+
+    def _replace_expired(self, old: dict[str, Any], fresh: dict[str, Any]) -> bool:
+        """One PutItem of ``fresh`` over the expired item ``old``, on condition that it is still
+        that item (same expiry); False when someone replaced it first."""
         attribute = EXACT_EXPIRY if EXACT_EXPIRY in old else res.RESULTS_TTL_ATTRIBUTE
 
         def put() -> bool:
@@ -382,7 +444,7 @@ class DynamoDBResultStore(AWSBackend):
                     TableName=self.table,
                     Item=fresh,
                     ConditionExpression=f"{attribute} = :old",
-                    ExpressionAttributeValues={":old": expected},
+                    ExpressionAttributeValues={":old": old[attribute]},
                 )
             except Exception as exc:
                 if error_code(exc) == "ConditionalCheckFailedException":
@@ -390,10 +452,7 @@ class DynamoDBResultStore(AWSBackend):
                 raise
             return True
 
-        if self._run("PutItem", put):
-            self._drop_offloaded(old)
-            return Claim(True, None)
-        return self.claim(task_id, owner, until, task_name)  # someone replaced it first: decide again
+        return self._run("PutItem", put)
 
     def forget(self, task_id: str) -> None:
         response = self._run(
@@ -403,6 +462,85 @@ class DynamoDBResultStore(AWSBackend):
             ),
         )
         self._drop_offloaded(response.get("Attributes") or {})
+
+    # -- AtomicCounter ----------------------------------------------------------------------------
+
+    def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
+        """One UpdateItem ``ADD count :by`` returning the new total (UPDATED_NEW), on condition that
+        the item is absent or a live counter. The expiry given when the counter is created stays
+        (the TTL attribute lets DynamoDB delete an abandoned one); an expired counter DynamoDB has
+        not deleted yet is replaced by a fresh one (a second, conditional request)."""
+        item_id = counter_id(key, by)
+        values: dict[str, Any] = {":by": {"N": str(by)}, ":counter": {"S": COUNTER_KIND}}
+        update = "SET #kind = :counter ADD #count :by"
+        if expires_at is not None:
+            values.update({":ttl": {"N": str(math.ceil(expires_at))}, ":exact": _number(expires_at)})
+            update = (
+                f"SET #kind = :counter, {res.RESULTS_TTL_ATTRIBUTE} = if_not_exists({res.RESULTS_TTL_ATTRIBUTE}, :ttl), "
+                f"{EXACT_EXPIRY} = if_not_exists({EXACT_EXPIRY}, :exact) ADD #count :by"
+            )
+        for _ in range(MAX_COUNTER_RESETS):
+            values[":now"] = _number(time.time())
+            request = {
+                "TableName": self.table,
+                "Key": {res.RESULTS_KEY: {"S": item_id}},
+                "UpdateExpression": update,
+                "ConditionExpression": f"attribute_not_exists({res.RESULTS_KEY}) OR (#kind = :counter AND {_LIVE})",
+                "ExpressionAttributeNames": {"#kind": KIND, "#count": COUNT},
+                "ExpressionAttributeValues": values,
+                "ReturnValues": "UPDATED_NEW",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            new, old = self._run("UpdateItem", functools.partial(self._conditional_update, request))
+            if new is not None:
+                return int(new[COUNT]["N"])
+            if self._replace_expired_counter(item_id, old, by, expires_at):
+                return by
+        raise ResultStoreError(
+            f"gave up incrementing counter {key!r} in {self.table}: it kept expiring and being replaced"
+        )
+
+    def _conditional_update(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """(the updated attributes, None) or (None, the item whose condition failed)."""
+        try:
+            return self._db().update_item(**request).get("Attributes", {}), {}
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None, getattr(exc, "response", {}).get("Item") or {}
+            raise
+
+    def _replace_expired_counter(self, item_id: str, old: dict[str, Any], by: int, expires_at: float | None) -> bool:
+        """Put a fresh counter over an expired one, on condition that it is still that one."""
+        if old.get(KIND, {}).get("S") != COUNTER_KIND:
+            raise ResultStoreError(f"counter item {item_id!r} in {self.table} is not a counter (a task record?)")
+        expiry = _read_number(old.get(EXACT_EXPIRY) or old.get(res.RESULTS_TTL_ATTRIBUTE))
+        if expiry is None or counter_live(expiry, time.time()):
+            return False  # changed since the failed update: ask again
+        item = {res.RESULTS_KEY: {"S": item_id}, KIND: {"S": COUNTER_KIND}, COUNT: {"N": str(by)}}
+        if expires_at is not None:
+            item[res.RESULTS_TTL_ATTRIBUTE] = {"N": str(math.ceil(expires_at))}
+            item[EXACT_EXPIRY] = _number(expires_at)
+        return self._replace_expired(old, item)
+
+    def delete_counter(self, key: str) -> None:
+        """One DeleteItem, on condition that the item is a counter (or absent)."""
+        item_id = counter_id(key)
+
+        def delete() -> None:
+            try:
+                self._db().delete_item(
+                    TableName=self.table,
+                    Key={res.RESULTS_KEY: {"S": item_id}},
+                    ConditionExpression=f"attribute_not_exists({res.RESULTS_KEY}) OR #kind = :counter",
+                    ExpressionAttributeNames={"#kind": KIND},
+                    ExpressionAttributeValues={":counter": {"S": COUNTER_KIND}},
+                )
+            except Exception as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                raise ResultStoreError(f"item {item_id!r} in {self.table} is not a counter: not deleted") from None
+
+        self._run("DeleteItem", delete)
 
     async def get_async(self, task_id: str) -> ResultRecord | None:
         """``get`` on aiobotocore, for callers in an event loop: one strongly consistent GetItem;

@@ -25,12 +25,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cloudq.backends.common import COUNTER_KIND, check_task_id, counter_id
 from cloudq.errors import ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
 from cloudq.states import STARTED, TERMINAL_STATES
+from cloudq.util.chunks import chunks
 from cloudq.util.polling import PollSchedule
 
 from . import firestore_records as fr
@@ -54,6 +56,7 @@ T = TypeVar("T")
 MAX_CONFLICTS = 50  # compare-and-set rounds before giving up (each lost round means another writer won)
 POLL_MIN_S = 0.05  # the first pause of a polling waiter (each poll is a billed read)
 POLL_MAX_S = 1.0
+BATCH_GET_DOCUMENTS = 100  # documents per BatchGetDocuments stream (billed per document, not per request)
 LISTENER_CHECK_S = 1.0  # how often a waiter checks that its listener is still alive
 
 
@@ -134,8 +137,11 @@ class FirestoreResultStore:
 
     @staticmethod
     def _live(snapshot: DocumentSnapshot, now: float) -> dict[str, Any] | None:
+        """The fields of a task record that has not expired (a counter is never a record)."""
         fields = snapshot.to_dict() if snapshot.exists else None
-        return None if fields is None or fr.expired(fields, now) else fields
+        if fields is None or fields.get(fr.KIND) == COUNTER_KIND or fr.expired(fields, now):
+            return None
+        return fields
 
     def _offload(self) -> GCSOffload:
         if self.offload is None:
@@ -149,7 +155,28 @@ class FirestoreResultStore:
         fields = self._live(self._read(self._doc(task_id), Deadline(self.options.send_timeout, FIRESTORE)), time.time())
         return self._record(fields) if fields is not None else None
 
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """BatchGetDocuments (``get_all``, no transaction) of up to BATCH_GET_DOCUMENTS documents
+        per request, each bounded by ``send_timeout`` like ``get``."""
+        found: dict[str, ResultRecord] = {}
+        for batch in chunks(list(dict.fromkeys(task_ids)), BATCH_GET_DOCUMENTS):
+            refs = [self._doc(task_id) for task_id in batch]
+            deadline = Deadline(self.options.send_timeout, FIRESTORE)
+            snapshots = self._run(f"reading {len(refs)} documents", self._batch_get_documents, refs, deadline=deadline)
+            now = time.time()
+            for snapshot in snapshots:
+                fields = self._live(snapshot, now)
+                if fields is not None:
+                    record = self._record(fields)
+                    found[record.task_id] = record
+        return found
+
+    def _batch_get_documents(self, refs: list[DocumentReference], **limits: Any) -> list[DocumentSnapshot]:
+        """One BatchGetDocuments stream, read to its end (inside ``_run``'s error translation)."""
+        return list(self._db().get_all(refs, **limits))
+
     def set(self, record: ResultRecord) -> bool:
+        check_task_id(record.task_id)
         ref = self._doc(record.task_id)
         fields = self._fields(record, ref.path)
         if record.terminal and self._create(ref, fields):  # the common case: one request
@@ -223,6 +250,7 @@ class FirestoreResultStore:
                 log.warning("could not delete offloaded result %s: %s", ref, exc)
 
     def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
+        check_task_id(task_id)
         ref = self._doc(task_id)
         for _ in range(MAX_CONFLICTS):
             snapshot = self._read(ref)
@@ -248,6 +276,42 @@ class FirestoreResultStore:
             snapshot = self._read(ref)
             if snapshot.exists:
                 self._drop_result(snapshot.to_dict() or {})
+        self._run(f"deleting {ref.id}", ref.delete)
+
+    # -- AtomicCounter --------------------------------------------------------------------------
+
+    def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
+        """One write, no transaction: a merge with two server-side transforms, ``Increment`` on the
+        count and ``Minimum`` on the exact expiry, whose results come back in the commit response.
+        So concurrent increments never conflict and each sees its own total, and the returned
+        expiry says whether the counter had expired (then it is replaced, on condition that no one
+        wrote since: a second request). The expiry given at creation stays (the earliest one given)."""
+        from google.api_core.exceptions import FailedPrecondition, NotFound
+        from google.cloud.firestore import Increment, Minimum
+
+        ref = self._doc(counter_id(key, by))
+        expiry = fr.NO_EXPIRY if expires_at is None else float(expires_at)
+        fields: dict[str, Any] = {fr.KIND: COUNTER_KIND, fr.COUNT: Increment(by), fr.EXPIRES_EXACT: Minimum(expiry)}
+        fields.update(fr.expiry_timestamp(expires_at))
+        for _ in range(MAX_CONFLICTS):
+            written = self._run(f"incrementing {ref.id}", ref.set, fields, merge=True)
+            # the transforms' results, in field-path order: count, expires_exact
+            count, until = (fr.number(value) for value in written.transform_results)
+            if until > time.time():
+                return int(count)
+            fresh = {fr.COUNT: by, fr.EXPIRES_EXACT: expiry, **fr.expiry_timestamp(expires_at, delete=True)}
+            option = self._db().write_option(last_update_time=written.update_time)
+            try:  # it had expired: start again from ``by``, unless someone wrote in between
+                self._run(
+                    f"resetting {ref.id}", ref.update, fresh, option=option, expected=(FailedPrecondition, NotFound)
+                )
+                return by
+            except (FailedPrecondition, NotFound):
+                continue
+        raise ResultStoreError(f"gave up incrementing counter {key!r} after {MAX_CONFLICTS} conflicting writes")
+
+    def delete_counter(self, key: str) -> None:
+        ref = self._doc(counter_id(key))
         self._run(f"deleting {ref.id}", ref.delete)
 
     # -- waiting --------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,16 @@ from ..interfaces import (
     QueueStats,
     ResultRecord,
 )
-from .common import MAX_LEASE_S, check_sizes, claim_refused, claimed, is_live, max_deliveries_reason
+from .common import (
+    MAX_LEASE_S,
+    check_sizes,
+    claim_refused,
+    claimed,
+    counter_id,
+    counter_live,
+    is_live,
+    max_deliveries_reason,
+)
 from .urls import Parser, integer_in, read_options
 
 if TYPE_CHECKING:
@@ -56,7 +65,7 @@ class _Queue:
     delayed: list[tuple[float, int, _Message]] = field(default_factory=list)
     leased: dict[int, tuple[_Message, float]] = field(default_factory=dict)
     lease_heap: list[tuple[float, int]] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
+    dead: list[tuple[DeadLetter, _Message]] = field(default_factory=list)
 
 
 class MemoryBroker:
@@ -137,7 +146,7 @@ class MemoryBroker:
                 msg = q.ready.popleft()
                 msg.deliveries += 1
                 if self.max_deliveries and msg.deliveries > self.max_deliveries:
-                    q.dead.append(DeadLetter(msg.body, max_deliveries_reason(self.max_deliveries), queue, msg.id))
+                    self._bury(q, queue, msg, max_deliveries_reason(self.max_deliveries))
                     continue
                 receipt = next(self._seq)
                 msg.receipt = receipt
@@ -196,11 +205,45 @@ class MemoryBroker:
                 q = self._queue(d.queue)
                 msg = self._take(q, d)
                 if msg is not None:
-                    q.dead.append(DeadLetter(msg.body, reason, d.queue, msg.id))
+                    self._bury(q, d.queue, msg, reason)
+
+    @staticmethod
+    def _bury(q: _Queue, queue: str, msg: _Message, reason: str) -> None:
+        q.dead.append((DeadLetter(msg.body, reason, queue, msg.id, time.time()), msg))
 
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         with self._cond:
-            return list(self._queue(queue).dead[:limit])
+            return [letter for letter, _ in self._queue(queue).dead[:limit]]
+
+    def redrive(
+        self,
+        queue: str,
+        ids: Collection[str] | None = None,
+        *,
+        rewrite: Callable[[bytes], bytes] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """One step under the lock: a message is in the dead letters or on the queue, never both."""
+        with self._cond:
+            q = self._queue(queue)
+            moved = [
+                _Message(msg.id, rewrite(msg.body) if rewrite else msg.body, msg.attributes, msg.ordering_key)
+                for letter, msg in q.dead
+                if ids is None or letter.message_id in ids
+            ]  # built before anything changes: a rewrite that raises moves nothing
+            q.dead = [pair for pair in q.dead if ids is not None and pair[0].message_id not in ids]
+            q.ready.extend(moved)
+            self._cond.notify_all()
+        if progress is not None and moved:
+            progress(len(moved))
+        return len(moved)
+
+    def delete_dead_letters(self, queue: str, ids: Collection[str]) -> int:
+        with self._cond:
+            q = self._queue(queue)
+            kept = [pair for pair in q.dead if pair[0].message_id not in ids]
+            count, q.dead = len(q.dead) - len(kept), kept
+            return count
 
     def stats(self, queue: str) -> QueueStats:
         with self._cond:
@@ -227,6 +270,7 @@ class MemoryResultStore:
 
     def __init__(self) -> None:
         self._records: dict[str, ResultRecord] = {}
+        self._counters: dict[str, tuple[int, float | None]] = {}  # key -> (value, expires_at)
         self._cond = threading.Condition()
 
     @classmethod
@@ -245,6 +289,12 @@ class MemoryResultStore:
         with self._cond:
             record = self._live(task_id, time.time())
             return copy.copy(record) if record else None
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        now = time.time()
+        with self._cond:
+            found = {task_id: self._live(task_id, now) for task_id in task_ids}
+            return {task_id: copy.copy(record) for task_id, record in found.items() if record is not None}
 
     def set(self, record: ResultRecord) -> bool:
         with self._cond:
@@ -280,6 +330,20 @@ class MemoryResultStore:
     def forget(self, task_id: str) -> None:
         with self._cond:
             self._records.pop(task_id, None)
+
+    def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
+        """Under the store's lock. The expiry is the one given when the counter was created."""
+        counter_id(key, by)
+        with self._cond:
+            value, expiry = self._counters.get(key, (0, expires_at))
+            if not counter_live(expiry, time.time()):
+                value, expiry = 0, expires_at
+            self._counters[key] = (value + by, expiry)
+            return value + by
+
+    def delete_counter(self, key: str) -> None:
+        with self._cond:
+            self._counters.pop(key, None)
 
     def close(self) -> None:
         pass

@@ -11,8 +11,9 @@ from cloudq_aws.errors import TableNotFound
 from cloudq_aws.testing import MotoServer
 
 from cloudq import states
+from cloudq.backends.common import COUNTER_PREFIX
 from cloudq.config import Settings
-from cloudq.errors import ConfigurationError, ResultTooLarge
+from cloudq.errors import ConfigurationError, ResultStoreError, ResultTooLarge
 from cloudq.interfaces import ResultRecord
 from cloudq.testing.result_contract import ResultStoreContract, new_task_id
 
@@ -27,6 +28,12 @@ class TestDynamoDB(ResultStoreContract):
     @pytest.fixture
     def store(self, prefix: str) -> Iterator[DynamoDBResultStore]:
         store = make_store(prefix)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def offloading_store(self, prefix: str, bucket: str) -> Iterator[DynamoDBResultStore]:
+        store = make_store(prefix, f"?bucket={bucket}")
         yield store
         store.close()
 
@@ -121,3 +128,72 @@ def test_url_must_name_a_valid_table() -> None:
         DynamoDBResultStore.from_url("dynamodb://a", Settings())
     with pytest.raises(ConfigurationError, match="unknown option"):
         DynamoDBResultStore.from_url("dynamodb://table?prefix=x", Settings())
+
+
+def test_get_many_is_one_batch_get_item_per_100_ids(store: DynamoDBResultStore, aws: MotoServer) -> None:
+    ids = [new_task_id() for _ in range(250)]
+    for i, task_id in enumerate(ids[:20]):
+        store.set(ResultRecord(task_id, states.SUCCESS, "t", result=i))
+    with aws.count_requests() as ten:
+        assert len(store.get_many(ids[:10])) == 10
+    with aws.count_requests() as all_ids:
+        assert len(store.get_many(ids + ids[:50])) == 20  # repeated ids are asked once
+    assert ten.of("dynamodb") == {"BatchGetItem": 1}
+    assert all_ids.of("dynamodb") == {"BatchGetItem": 3}
+
+
+def test_get_many_reads_each_offloaded_result_once(prefix: str, bucket: str, aws: MotoServer) -> None:
+    store = make_store(prefix, f"?bucket={bucket}")
+    big, small = new_task_id(), new_task_id()
+    store.set(ResultRecord(big, states.SUCCESS, "t", result="x" * 500_000))
+    store.set(ResultRecord(small, states.SUCCESS, "t", result=1))
+    with aws.count_requests() as calls:
+        got = store.get_many([big, small])
+    assert (len(got[big].result), got[small].result) == (500_000, 1)
+    assert (calls.of("dynamodb"), calls.of("s3")) == ({"BatchGetItem": 1}, {"GET": 1})
+    store.close()
+
+
+def test_get_many_asks_again_for_unprocessed_keys(store: DynamoDBResultStore, aws: MotoServer) -> None:
+    """DynamoDB answers at most 16 MB per BatchGetItem and returns the rest as UnprocessedKeys."""
+    ids = [new_task_id() for _ in range(45)]
+    for task_id in ids:  # 45 items of ~380 KB: about 17 MB
+        store.set(ResultRecord(task_id, states.SUCCESS, "t", result="y" * 380_000))
+    with aws.count_requests() as calls:
+        got = store.get_many(ids)
+    assert sorted(got) == sorted(ids)
+    assert calls.of("dynamodb") == {"BatchGetItem": 2}
+
+
+def test_increment_is_one_update_item_with_the_ttl_attribute(store: DynamoDBResultStore, aws: MotoServer) -> None:
+    store.get(new_task_id())  # creates the table
+    with aws.count_requests() as calls:
+        assert store.increment("chord-1", expires_at=1_900_000_000.25) == 1
+    assert calls.of("dynamodb") == {"UpdateItem": 1}
+    key = {"task_id": {"S": COUNTER_PREFIX + "chord-1"}}
+    item = store.clients.get("dynamodb").get_item(TableName=store.table, Key=key)["Item"]
+    assert (item["kind"], item["count"], item["expires_at"]) == ({"S": "counter"}, {"N": "1"}, {"N": "1900000001"})
+    assert store.increment("chord-1", 2, expires_at=2_000_000_000) == 3
+    item = store.clients.get("dynamodb").get_item(TableName=store.table, Key=key)["Item"]
+    assert item["expires_at"] == {"N": "1900000001"}  # the expiry given first stays
+
+
+def test_an_expired_counter_is_replaced_in_a_second_request(store: DynamoDBResultStore, aws: MotoServer) -> None:
+    store.increment("old", 7, expires_at=time.time() - 5)  # moto never deletes it
+    with aws.count_requests() as calls:
+        assert store.increment("old", expires_at=time.time() + 60) == 1
+    assert calls.of("dynamodb") == {"UpdateItem": 1, "PutItem": 1}
+
+
+def test_counters_never_touch_task_records(store: DynamoDBResultStore) -> None:
+    with pytest.raises(ResultStoreError, match="reserved for counters"):
+        store.set(ResultRecord(COUNTER_PREFIX + "x", states.SUCCESS, "t"))
+    with pytest.raises(ResultStoreError, match="reserved for counters"):
+        store.claim(COUNTER_PREFIX + "x", "w", time.time() + 60)
+    store.get(new_task_id())  # creates the table
+    forged = {"task_id": {"S": COUNTER_PREFIX + "forged"}, "state": {"S": states.SUCCESS}}
+    store.clients.get("dynamodb").put_item(TableName=store.table, Item=forged)  # a record written by someone else
+    with pytest.raises(ResultStoreError, match="not a counter"):
+        store.increment("forged")
+    with pytest.raises(ResultStoreError, match="not a counter"):
+        store.delete_counter("forged")
