@@ -199,25 +199,30 @@ class AsyncResult:
 
     @property
     def worker(self) -> str | None:
-        """The worker that claimed the task (``host:pid``): idempotent tasks' records carry it
-        (their claim owner is ``host:pid/message id``)."""
+        """The worker's hostname (``result_extended``), else the worker that claimed an idempotent
+        task (``host:pid``; the claim's owner is ``host:pid/message id``)."""
         record = self._fetch()
-        return record.claim_owner.partition("/")[0] if record and record.claim_owner else None
+        if record is None:
+            return None
+        return record.worker or (record.claim_owner.partition("/")[0] if record.claim_owner else None)
 
     @property
     def args(self) -> list[Any] | None:
-        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
-        return None
+        """The positional arguments as sent (JSON), with ``result_extended``; else None."""
+        record = self._fetch()
+        return record.args if record else None
 
     @property
     def kwargs(self) -> dict[str, Any] | None:
-        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
-        return None
+        """The keyword arguments as sent (JSON), with ``result_extended``; else None."""
+        record = self._fetch()
+        return record.kwargs if record else None
 
     @property
     def queue(self) -> str | None:
-        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
-        return None
+        """The queue the task was delivered from, with ``result_extended``; else None."""
+        record = self._fetch()
+        return record.queue if record else None
 
     def maybe_throw(self, propagate: bool = True, callback: Callable[[Any], Any] | None = None) -> None:
         """Raise the task's exception if it failed (or was revoked); ``callback(result)`` otherwise
