@@ -40,7 +40,11 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "result_serializer": (None, "accepted as 'json' only: results are JSON"),
     "accept_content": (None, "accepted when it lists json only: cloudq reads JSON, never pickle"),
     "enable_utc": (None, "accepted as True: cloudq's times are UTC"),
-    "timezone": (None, "accepted as 'UTC' only: eta/expires are epoch seconds, naive datetimes UTC"),
+    "timezone": (
+        None,
+        "accepted as 'UTC' only: eta/expires are epoch seconds, naive datetimes UTC; periodic tasks take "
+        "crontab(timezone=...)",
+    ),
     "worker_prefetch_multiplier": (
         None,
         "use prefetch_multiplier (or cloudq worker --prefetch-multiplier): it counts messages per slot",
