@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .canvas.signature import Signature
 from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
+from .periodic import PeriodicTable, PeriodicTask, periodic_entry, signature_parts
+from .periodic import from_setting as periodic_from_setting
 from .results import AsyncResult, EagerResult
 from .routing import Router
 from .task import Request, Task, check_headers, current_request
+from .util.rates import parse_rate
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -224,6 +227,7 @@ class App:
         self._executor: Executor | None = None
         self._lock = threading.RLock()
         self._build_message = build
+        self._periodic = PeriodicTable(self)
         self._configure()
         _last_app = weakref.ref(self)
 
@@ -249,6 +253,8 @@ class App:
         retry_on = list(self.settings.retry_on) + list(self.settings.autoretry_for)
         self._retry_on = _exception_types(retry_on)
         self._check_backends()
+        for name, value in self.settings.beat_schedule.items():
+            periodic_from_setting(name, value)  # a bad entry fails here, naming it
         for task in getattr(self, "_tasks", {}).values():
             task.configure(**self._task_attrs(task.fn, task.name, task.options))
 
@@ -455,18 +461,53 @@ class App:
         self, fn: Callable[..., Any], *, base: type[Task[Any, Any]] | None = None, **options: Any
     ) -> Task[Any, Any]:
         """Register ``fn`` as a task of class ``base`` (a Task subclass: Celery's ``base=``, for
-        ``on_success``/``on_failure``/``on_retry``/``after_return``/``before_start`` hooks)."""
+        ``on_success``/``on_failure``/``on_retry``/``after_return``/``before_start`` hooks; its
+        class attributes are option defaults, the decorator's options win)."""
         task_name = options.get("name") or _task_name(self, fn)
         if task_name in self._tasks and self._tasks[task_name].fn is not fn:
             raise ConfigurationError(f"task name {task_name!r} is already registered by another function")
         cls = base or Task
         if not (isinstance(cls, type) and issubclass(cls, Task)):
             raise ConfigurationError(f"task {task_name}: base= takes a subclass of cloudq.Task, got {base!r}")
-        attrs = self._task_attrs(fn, task_name, options)
-        task: Task[Any, Any] = cls(self, fn, name=task_name, **attrs)
+        return self._bind(cls(), fn, task_name, {**self._class_options(cls), **options})
+
+    def register_task(self, task: Task[Any, Any] | type[Task[Any, Any]]) -> Task[Any, Any]:
+        """Celery 4+'s class-based tasks: ``app.register_task(MyTask())`` (or the class). The
+        class gives ``run(self, ...)`` (its signature validates the arguments), ``name`` (default
+        ``module.ClassName``), options as class attributes and the handlers as methods."""
+        if isinstance(task, type):
+            task = task()
+        cls = type(task)
+        if not isinstance(task, Task):
+            raise ConfigurationError(f"register_task takes a cloudq.Task subclass instance, got {task!r}")
+        if cls.run is Task.run:
+            raise ConfigurationError(f"register_task: {cls.__qualname__} defines no run(self, ...) method")
+        explicit = getattr(cls, "name", None)  # a class attribute (Task itself has none)
+        task_name = explicit if isinstance(explicit, str) and explicit else _task_name(self, cls)
+        known = self._tasks.get(task_name)
+        if known is task:
+            return task
+        if known is not None:
+            raise ConfigurationError(f"task name {task_name!r} is already registered by another task")
+        return self._bind(task, task.run, task_name, self._class_options(cls))
+
+    def _bind(
+        self, task: Task[Any, Any], fn: Callable[..., Any], task_name: str, options: dict[str, Any]
+    ) -> Task[Any, Any]:
+        task.bind_to(self, fn, task_name, self._task_attrs(fn, task_name, options))
         task.options = dict(options)
         self._tasks[task_name] = task
         return task
+
+    def _class_options(self, cls: type[Task[Any, Any]]) -> dict[str, Any]:
+        """Task options a Task subclass sets as class attributes (``max_retries = 5``...), as Celery
+        reads them; ``name`` and ``bind`` are not options of a class."""
+        names = set(inspect.signature(self._task_options).parameters) - {"fn", "task_name", "bind"}
+        found: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):  # subclasses override their bases
+            if isinstance(klass, type) and issubclass(klass, Task) and klass is not Task:
+                found.update((k, v) for k, v in vars(klass).items() if k in names)
+        return found
 
     def _task_attrs(self, fn: Callable[..., Any], task_name: str, options: dict[str, Any]) -> dict[str, Any]:
         """The task's attributes from its options, the app's ``annotations`` (which win, as
@@ -509,6 +550,7 @@ class App:
         typing: bool = True,
         throws: Sequence[type[BaseException]] | type[BaseException] = (),
         priority: int | None = None,
+        rate_limit: str | float | None = None,
     ) -> dict[str, Any]:
         """Celery's retry options: ``autoretry_for`` (= ``retry_on``; default: the app's
         ``retry_on`` setting, empty unless set), ``dont_autoretry_for``, ``retry_kwargs``
@@ -517,7 +559,9 @@ class App:
         ``acks_late``/``reject_on_worker_lost`` are accepted (cloudq always acks after the
         outcome and runs a lost worker's delivery again); ``serializer`` is "json" only;
         ``typing=False`` skips argument validation; ``throws``: expected exceptions, logged
-        without a traceback; ``priority`` is accepted and ignored (no cloudq broker orders by it)."""
+        without a traceback; ``priority`` is accepted and ignored (no cloudq broker orders by it);
+        ``rate_limit`` ("10/s", "100/m", "1000/h", a number per second; default: the
+        ``default_rate_limit`` setting) is per worker, as in Celery (runtime/ratelimit.py)."""
         from .retry import RetryPolicy
 
         s = self.settings
@@ -533,13 +577,8 @@ class App:
             retries = extra.get("max_retries", s.max_retries)
         if retries is not None and (not isinstance(retries, int) or retries < 0):
             raise ConfigurationError(f"task {task_name}: max_retries must be >= 0 or None (forever), got {retries}")
-        if soft_time_limit is not None and inspect.iscoroutinefunction(fn):
-            raise ConfigurationError(
-                f"task {task_name}: soft_time_limit is for sync tasks (raised in the task's thread); "
-                "an async def task can use asyncio.timeout() inside, and time_limit as the hard limit"
-            )
-        if soft_time_limit is None and not inspect.iscoroutinefunction(fn):
-            soft_time_limit = s.soft_time_limit  # the app-wide soft limit applies to sync tasks
+        if soft_time_limit is None:
+            soft_time_limit = s.soft_time_limit  # the app-wide soft limit (async tasks: at their next await)
         for label, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
             if limit is not None and limit <= 0:
                 raise ConfigurationError(f"task {task_name}: {label} must be > 0 seconds, got {limit}")
@@ -547,6 +586,8 @@ class App:
             raise ConfigurationError(f"task {task_name}: give retry_on or its alias autoretry_for, not both")
         check_serializer(serializer, f"task {task_name}")
         check_priority(priority, f"task {task_name}")
+        rate_limit = s.default_rate_limit if rate_limit is None else rate_limit
+        rate = parse_rate(rate_limit, f"task {task_name}")
         if not (acks_late and reject_on_worker_lost):
             raise ConfigurationError(
                 f"task {task_name}: acks_late/reject_on_worker_lost=False are not available: cloudq acknowledges a "
@@ -575,7 +616,66 @@ class App:
             typing=typing,
             throws=_exception_types(throws) if throws else (),
             priority=priority,
+            rate_limit=rate_limit if rate else None,
+            rate_per_s=rate,
         )
+
+    # -- periodic tasks ---------------------------------------------------------------------
+
+    def periodic_task(
+        self,
+        schedule: Any,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        missed: str = "latest",
+        options: dict[str, Any] | None = None,
+        **task_options: Any,
+    ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+        """Register a task (``task_options`` as ``@app.task``) and run it on ``schedule``: seconds,
+        a timedelta, ``every(...)``, ``crontab(...)`` or a cron string. ``name`` names the schedule
+        (default: the task's name); ``queue`` is where runs are sent; ``missed`` is what a beat that
+        was down sends on its return: the ``latest`` missed run, ``all`` of them, or none (``skip``)."""
+
+        def declare(fn: Callable[..., Any]) -> Task[Any, Any]:
+            task = fn if isinstance(fn, Task) else self._register(fn, **task_options)
+            run_options = {**(options or {}), **({"queue": queue} if queue else {})}
+            item = periodic_entry(name or task.name, task.name, schedule, args, kwargs, run_options, missed)
+            self._periodic.add(item)
+            return task
+
+        return declare
+
+    def add_periodic_task(
+        self,
+        schedule: Any,
+        sig: Any,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        missed: str = "latest",
+        **opts: Any,
+    ) -> PeriodicTask:
+        """Celery's ``add_periodic_task(schedule, task.s(...), name=...)``: the signature's args,
+        kwargs and options (``opts`` are more apply_async options) are sent at each due time."""
+        task_name, sig_args, sig_kwargs, sig_options = signature_parts(sig)
+        item = periodic_entry(
+            name or task_name,
+            task_name,
+            schedule,
+            tuple(sig_args) + tuple(args),
+            {**sig_kwargs, **(kwargs or {})},
+            {**sig_options, **opts},
+            missed,
+        )
+        return self._periodic.add(item)
+
+    @property
+    def periodic_tasks(self) -> dict[str, PeriodicTask]:
+        """Every periodic task by schedule name: declared in code and in ``beat_schedule``."""
+        return self._periodic.entries()
 
     # -- serverless runtimes (from the extras) --------------------------------------------------
 
@@ -789,6 +889,8 @@ def _lineage(parent: Request | None, options: dict[str, Any]) -> dict[str, Any]:
         extra["group"] = options["group_id"]
     if options.get("ignore_result") is not None:
         extra["ignore_result"] = bool(options["ignore_result"])
+    if options.get("chord"):
+        extra["chord"] = options["chord"]
     return extra
 
 

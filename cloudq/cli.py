@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -60,6 +63,13 @@ def _json_arg(value: str | None, what: str, kind: type) -> Any:
     return parsed
 
 
+loglevel_option = click.option(
+    "-l",
+    "--loglevel",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log level.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 app_option = click.option("-A", "--app", "app_path", envvar="CLOUDQ_APP", required=True, help=APP_HELP)
 
 
@@ -78,7 +88,44 @@ def main() -> None:
 @app_option
 @click.option("-Q", "--queues", help="Comma-separated queues to consume (default: every queue the app routes to).")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 1024), help="Tasks run at once (default: CPU count).")
-@click.option("--pool", type=click.Choice(["threads", "process", "async"]), help="How tasks run (default: threads).")
+@click.option(
+    "-P",
+    "--pool",
+    type=click.Choice(["threads", "process", "async", "prefork", "solo"]),
+    help="How tasks run (default: threads). Celery's prefork = process; solo = one task at a time "
+    "(one pool thread, concurrency 1).",
+)
+@click.option(
+    "-n",
+    "--hostname",
+    help="Node name, Celery's: name@host with %h (host), %n (host's first label), %d (domain) expanded; "
+    "self.request.hostname and the start log line (default: cloudq@%h).",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(1),
+    help="Process pool: replace a child after it ran N tasks (between tasks, never mid-task); "
+    "setting max_tasks_per_child (Celery's worker_max_tasks_per_child).",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(1),
+    help="Process pool: replace a child after a task leaves it above this resident size in KiB (Linux); "
+    "setting max_memory_per_child.",
+)
+@click.option(
+    "--autoscale",
+    metavar="MAX,MIN",
+    help="Threads/process pools: run MIN to MAX tasks at once, growing while messages wait, "
+    "shrinking when idle (instead of -c).",
+)
+@click.option(
+    "-E",
+    "--task-events",
+    is_flag=True,
+    help="Accepted for Celery compatibility and ignored: cloudq has no event stream. Each task logs one "
+    "line per event (logger cloudq.task) and fires cloudq.signals; monitor with those and `cloudq inspect`.",
+)
 @click.option("--prefetch-multiplier", type=click.IntRange(1, 1000), help="Messages leased per unit of concurrency.")
 @click.option("--burst", is_flag=True, help="Process until the queues are empty, then exit 0.")
 @seconds_option(
@@ -99,11 +146,9 @@ def main() -> None:
     help="Seconds an idle worker long-polls (default: the poll_wait setting, 1 s; use 10-20 on SQS to cut idle requests).",
 )
 @seconds_option("--grace", 30.0, "Seconds running tasks get to finish on shutdown.")
+@loglevel_option
 @click.option(
-    "-l",
-    "--loglevel",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="Log level.",
+    "--beat", "with_beat", is_flag=True, help="Also run the periodic tasks' beat (replica-safe) in this process."
 )
 @user_errors
 def worker(
@@ -111,6 +156,11 @@ def worker(
     queues: str | None,
     concurrency: int | None,
     pool: str | None,
+    hostname: str | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
+    autoscale: str | None,
+    task_events: bool,
     prefetch_multiplier: int | None,
     burst: bool,
     max_wait: float,
@@ -118,18 +168,40 @@ def worker(
     poll_wait: float | None,
     grace: float,
     loglevel: str | None,
+    with_beat: bool,
 ) -> None:
     """Run a worker that consumes the app's queues."""
+    from .runtime.autoscale import parse_autoscale
+    from .runtime.nodename import node_name
+
+    scale = parse_autoscale(autoscale, "--autoscale") if autoscale else None
+    if scale is not None and concurrency is not None:
+        raise click.UsageError("give --autoscale MAX,MIN or -c/--concurrency, not both")
+    if pool == "solo" and concurrency is None:
+        concurrency = 1
+    if scale is not None:
+        concurrency = scale[0]  # clients are sized for the most tasks that may run at once
+    # before the app is built, so its settings (and the clients they size, and pool children) see them
     if concurrency is not None:
-        # before the app is built, so its settings (and the clients they size, and pool children) see it
         os.environ[f"{ENV_PREFIX}CONCURRENCY"] = str(concurrency)
+    if hostname is not None:
+        os.environ[f"{ENV_PREFIX}HOSTNAME"] = node_name(hostname)
     app = load_app(app_path)
     from .runtime.pools import LOG_FORMAT
     from .runtime.worker import Worker
 
     logging.basicConfig(level=(loglevel or app.settings.log_level).upper(), format=LOG_FORMAT)
+    if task_events:
+        logging.getLogger("cloudq.worker").info(
+            "-E: cloudq has no event stream; task events are log lines (cloudq.task) and cloudq.signals"
+        )
 
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    stop_beat = threading.Event()
+    if with_beat:
+        from .beat import run_in_thread
+
+        run_in_thread(app, stop_beat)
     code = Worker(
         app,
         queues=names,
@@ -142,8 +214,87 @@ def worker(
         poll_wait_s=poll_wait,
         max_wait_s=max_wait,
         unreachable_timeout_s=unreachable_timeout,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child,
+        autoscale=scale,
     ).run()
+    stop_beat.set()
     sys.exit(code)
+
+
+@main.command()
+@app_option
+@click.option("--dry-run", is_flag=True, help="Print the next run times of each periodic task and exit.")
+@click.option(
+    "-n", "--count", type=click.IntRange(1, 1000), default=5, show_default=True, help="--dry-run: runs shown."
+)
+@seconds_option("--late-after", 60.0, "missed='skip': a run reached later than this after its due time is skipped.")
+@loglevel_option
+@user_errors
+def beat(app_path: str, dry_run: bool, count: int, late_after: float, loglevel: str | None) -> None:
+    """Send the app's periodic tasks when due. Safe on every replica: each run is claimed in the
+    result store first, so exactly one beat sends it."""
+    from .beat import Beat
+    from .schedules import iso, next_runs
+
+    app = load_app(app_path)
+    entries = app.periodic_tasks
+    if dry_run:
+        now = time.time()
+        for name, item in entries.items():
+            runs = ", ".join(iso(t) for t in next_runs(item.schedule, now, count))
+            click.echo(f"{name} ({item.task}, {item.schedule.describe()}): {runs}")
+        if not entries:
+            click.echo("no periodic tasks")
+        return
+    from .runtime.pools import LOG_FORMAT
+
+    logging.basicConfig(level=(loglevel or app.settings.log_level).upper(), format=LOG_FORMAT)
+    if not entries:
+        raise click.ClickException(f"app {app.name!r} declares no periodic tasks: nothing to schedule")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    Beat(app, late_after_s=late_after).run(stop)
+
+
+@main.command()
+@app_option
+@json_option
+@user_errors
+def schedules(app_path: str, as_json: bool) -> None:
+    """The periodic tasks: schedule, next run, last run sent, and what runs them."""
+    from .beat import last_runs
+    from .deploy.registry import scheduler_for
+    from .schedules import iso
+
+    app = load_app(app_path)
+    entries = app.periodic_tasks
+    last = last_runs(app, list(entries)) if entries else {}
+    where = scheduler_for(app.broker_url)
+    now = time.time()
+    rows = [
+        {
+            "name": name,
+            "task": item.task,
+            "schedule": item.schedule.describe(),
+            "missed": item.missed,
+            "next_run": iso(item.schedule.next_after(now)),
+            "last_run": iso(last[name]) if name in last else None,
+            "runs_on": where,
+        }
+        for name, item in entries.items()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no periodic tasks")
+        return
+    click.echo(f"{'name':<24} {'schedule':<36} {'next run':<21} {'last run':<21} runs on")
+    for row in rows:
+        last_text = row["last_run"] or "never"
+        click.echo(f"{row['name']:<24} {row['schedule']:<36} {row['next_run']:<21} {last_text:<21} {row['runs_on']}")
 
 
 @main.command()

@@ -32,6 +32,7 @@ _REBUILDABLE = {
         errors.SoftTimeLimitExceeded,
         errors.MaxRetriesExceededError,
         errors.TaskRevokedError,
+        errors.ChordError,
         errors.InternalError,
         errors.Reject,
     )
@@ -138,6 +139,24 @@ class AsyncResult:
         if request is not None and not request.is_eager:
             raise RuntimeError(SYNC_SUBTASK_ERROR)
 
+    @property
+    def final_record(self) -> ResultRecord | None:
+        """The terminal record already read (it never changes again), else None: no read."""
+        record = self._record
+        return record if record is not None and record.terminal else None
+
+    def take_record(self, record: ResultRecord | None) -> None:
+        """Use ``record``, read elsewhere (a group's batched read), as this result's latest state."""
+        self._record = record
+
+    def assert_will_not_block(self) -> None:
+        """Raise RuntimeError when called from inside a running task (see ``get``)."""
+        self._assert_will_not_block()
+
+    def outcome(self, record: ResultRecord, propagate: bool) -> Any:
+        """What ``get`` returns (or raises, with ``propagate``) for terminal ``record``."""
+        return self._outcome(record, propagate)
+
     def _fetch(self) -> ResultRecord | None:
         if self._record is not None and self._record.terminal:
             return self._record
@@ -199,24 +218,30 @@ class AsyncResult:
 
     @property
     def worker(self) -> str | None:
-        """The worker that claimed the task (``host:pid``): idempotent tasks' records carry it."""
+        """The worker's hostname (``result_extended``), else the worker that claimed an idempotent
+        task (``host:pid``; the claim's owner is ``host:pid/message id``)."""
         record = self._fetch()
-        return record.claim_owner if record else None
+        if record is None:
+            return None
+        return record.worker or (record.claim_owner.partition("/")[0] if record.claim_owner else None)
 
     @property
     def args(self) -> list[Any] | None:
-        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
-        return None
+        """The positional arguments as sent (JSON), with ``result_extended``; else None."""
+        record = self._fetch()
+        return record.args if record else None
 
     @property
     def kwargs(self) -> dict[str, Any] | None:
-        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
-        return None
+        """The keyword arguments as sent (JSON), with ``result_extended``; else None."""
+        record = self._fetch()
+        return record.kwargs if record else None
 
     @property
     def queue(self) -> str | None:
-        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
-        return None
+        """The queue the task was delivered from, with ``result_extended``; else None."""
+        record = self._fetch()
+        return record.queue if record else None
 
     def maybe_throw(self, propagate: bool = True, callback: Callable[[Any], Any] | None = None) -> None:
         """Raise the task's exception if it failed (or was revoked); ``callback(result)`` otherwise

@@ -14,10 +14,13 @@ import os
 import socket
 import time
 import traceback as tb
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
+from ..canvas.builtins import builtin
+from ..canvas.chord import on_header_done
 from ..canvas.followups import (
     children_id,
     expects_followups,
@@ -43,12 +46,14 @@ from ..errors import (
     WorkerLost,
 )
 from ..interfaces import Delivery, ManyReader, OutgoingMessage, ResultRecord, ResultWriter
+from ..periodic import SCHEDULE_HEADER
 from ..results import exception_name
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
+from .nodename import node_name
 from .result_batch import BatchedResults
-from .timelimit import soft_time_limit, time_limit
+from .timelimit import soft_limited, soft_time_limit, time_limit
 
 if TYPE_CHECKING:
     from ..app import App
@@ -157,6 +162,10 @@ def _overrides(task: Task[Any, Any], hook: str) -> bool:
     return getattr(type(task), hook) is not getattr(Task, hook)
 
 
+# Celery's result_extended: the call of the delivery being run, added to each record it writes
+_extended: ContextVar[dict[str, Any] | None] = ContextVar("cloudq_extended", default=None)
+EXTENDED_FIELDS = ("args", "kwargs", "queue", "worker")
+
 EAGER_QUEUE = "eager"
 _EAGER_RECEIPT = object()  # marks the deliveries run_eagerly makes: request.is_eager
 
@@ -171,7 +180,7 @@ class Executor:
         self.writer = writer
         self.loop = loop
         self.owner = _worker_id()
-        self.hostname = f"cloudq@{socket.gethostname()}"  # self.request.hostname (Celery's node name)
+        self.hostname = node_name(app.settings.hostname)  # self.request.hostname (cloudq worker -n)
         self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
 
     # -- entry points -------------------------------------------------------------------------
@@ -186,7 +195,14 @@ class Executor:
             if not isinstance(decoded, Envelope):
                 return decoded
             env = decoded
-            return self._execute(delivery, env, started)
+            if not self.app.settings.result_extended:
+                return self._execute(delivery, env, started)
+            call = {"task_id": env.id, "args": env.args, "kwargs": env.kwargs, "queue": delivery.queue}
+            token = _extended.set({**call, "worker": self.hostname})
+            try:
+                return self._execute(delivery, env, started)
+            finally:
+                _extended.reset(token)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
@@ -221,7 +237,7 @@ class Executor:
                 attempts=attempt,
                 finished_at=time.time(),
             )
-            self._record_anyway(failure)
+            self._record_anyway(failure, env)
         log.error("dead-lettered message %s from %s: InternalError: %s", delivery.message_id, delivery.queue, message)
         return DeadLetter(f"InternalError: {message}\n{trace}")
 
@@ -255,7 +271,7 @@ class Executor:
             return self._reject(delivery, peek_id(delivery.body), f"{type(exc).__name__}: {exc}", exc=exc)
 
     def _execute(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
-        task = self.app.tasks.get(env.task)
+        task = self.app.tasks.get(env.task) or builtin(self.app, env.task)
         if task is None:
             unknown = UnknownTask(unknown_task_message(self.app, env.task))
             return self._reject(delivery, env.id, f"UnknownTask: {unknown}", env=env, exc=unknown)
@@ -307,8 +323,8 @@ class Executor:
         except InvalidArguments as exc:
             self._write_failure(env, task, "cloudq.errors.InvalidArguments", str(exc), None, attempt)
             return self._dead(delivery, env, attempt, f"InvalidArguments: {exc}", started, task, exc)
-        if task.idempotent:
-            claimed = self._claim(env, task)
+        if task.idempotent or SCHEDULE_HEADER in env.headers:  # a periodic run's id is its slot: run it once
+            claimed = self._claim(env, task, delivery)
             if claimed is not None:
                 return claimed
         elif task.track_started and not _ignores(env, task):
@@ -353,6 +369,7 @@ class Executor:
                         expires_at=self._expiry(),
                     ),
                     direct=chained,
+                    env=env,
                 )
             except ResultTooLarge as exc:  # retrying cannot shrink it: record why, keep the message
                 self._write_failure(env, task, "cloudq.errors.ResultTooLarge", str(exc), None, attempt)
@@ -420,7 +437,7 @@ class Executor:
             env = decode(delivery.body, self.app.signing_key)
         except MalformedMessage as bad:
             return DeadLetter(f"{type(bad).__name__}: {bad}")
-        task = self.app.tasks.get(env.task)
+        task = self.app.tasks.get(env.task) or builtin(self.app, env.task)
         if task is None:
             return DeadLetter(f"UnknownTask: {unknown_task_message(self.app, env.task)}")
         attempt = env.retries + max(1, delivery.delivery_count)
@@ -447,12 +464,17 @@ class Executor:
     def _call(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
         token = current_request.set(request)
         try:
-            if not (task.bind or task.is_async or task.time_limit or task.soft_time_limit):
-                return task.fn(*args, **kwargs)
-            if task.bind:
+            body: Any = task.fn
+            if _overrides(task, "__call__"):  # a base class wrapping the body: Celery calls it then
+                body = task
+            elif task.bind:
                 args = [task, *args]
+            if not (task.is_async or task.time_limit or task.soft_time_limit):
+                return body(*args, **kwargs)
             if task.is_async:
-                coro = task.fn(*args, **kwargs)
+                coro = body(*args, **kwargs)
+                if task.soft_time_limit:
+                    coro = soft_limited(coro, task.soft_time_limit)
                 if task.time_limit:
                     coro = asyncio.wait_for(coro, task.time_limit)
                 try:
@@ -463,7 +485,7 @@ class Executor:
                 except TimeoutError:
                     raise TimeLimitExceeded(f"task exceeded its time limit of {task.time_limit}s") from None
             with time_limit(task.time_limit), soft_time_limit(task.soft_time_limit):
-                return task.fn(*args, **kwargs)
+                return body(*args, **kwargs)
         finally:
             current_request.reset(token)
 
@@ -645,11 +667,14 @@ class Executor:
             attributes={"task": env.task},
         )
 
-    def _claim(self, env: Envelope, task: Task[Any, Any]) -> Outcome | None:
-        """Idempotent tasks: claim the id before running; a duplicate of a finished or running
-        task does not run again."""
+    def _claim(self, env: Envelope, task: Task[Any, Any], delivery: Delivery) -> Outcome | None:
+        """Idempotent tasks and periodic runs: claim the id before running; a duplicate of a
+        finished or running task does not run again. The owner is this worker's delivery, so two
+        copies of one id received by the same worker are duplicates too; a redelivery of the same
+        message may take its claim over."""
         lease = task.time_limit or self.app.settings.visibility_timeout
-        claim = self.app.results.claim(env.id, self.owner, time.time() + lease + 5, task.name)
+        owner = f"{self.owner}/{delivery.message_id}" if delivery.message_id else self.owner
+        claim = self.app.results.claim(env.id, owner, time.time() + lease + 5, task.name)
         if claim.acquired:
             return None
         record = claim.record
@@ -682,16 +707,17 @@ class Executor:
                     attempts=delivery.delivery_count,
                     finished_at=time.time(),
                     expires_at=self._expiry(),
-                )
+                ),
+                env,
             )
         log.warning("dead-lettered message %s from %s: %s", delivery.message_id or task_id, delivery.queue, reason)
         return DeadLetter(reason)
 
-    def _record_anyway(self, record: ResultRecord) -> None:
+    def _record_anyway(self, record: ResultRecord, env: Envelope | None = None) -> None:
         """Write the FAILURE of a message being dead-lettered; if the store refuses it (unreachable,
         or a value it cannot hold), log that and go on: the dead letter keeps the reason."""
         try:
-            self._write(record)
+            self._write(record, env=env)
         except Exception as exc:
             logging.getLogger("cloudq.worker").error(
                 "could not record the failure of task %s, dead-lettering it anyway: %s: %s",
@@ -767,18 +793,39 @@ class Executor:
             expires_at=self._expiry(),
         )
         if final or not _ignores(env, task):
-            self._write(record)
+            self._write(record, env=env)
 
-    def _write(self, record: ResultRecord, direct: bool = False) -> bool:
+    def _write(self, record: ResultRecord, direct: bool = False, env: Envelope | None = None) -> bool:
         """Callers decide whether to write (``ignore_result`` tasks still record failures).
         ``direct``: past the worker's batch, so the answer says whether a terminal record
-        already existed (a chain step needs it to tell a redelivery). Whether it was written."""
+        already existed (a chain step needs it to tell a redelivery). Whether it was written.
+        With ``result_extended`` the record keeps the call; a store that cannot hold its
+        arguments (ResultTooLarge) gets the record without them, and says so in the log.
+        A chord header task's end (``env.chord``) is always written directly, then counted
+        toward its chord (``cloudq/canvas/chord.py``)."""
         if record.expires_at is None:
             record.expires_at = self._expiry()
+        header = env is not None and env.chord is not None and record.terminal
         writer = self.writer or self.app.results
-        if direct and isinstance(writer, BatchedResults):
+        if (direct or header) and isinstance(writer, BatchedResults):
             writer = self.app.results
-        return writer.set(record)
+        written = self._set(writer, record)
+        if header:
+            assert env is not None
+            on_header_done(self.app, env, written)
+        return written
+
+    def _set(self, writer: ResultWriter, record: ResultRecord) -> bool:
+        call = _extended.get()
+        if call is None or call["task_id"] != record.task_id:
+            return writer.set(record)
+        try:
+            return writer.set(dataclasses.replace(record, **{name: call[name] for name in EXTENDED_FIELDS}))
+        except ResultTooLarge as exc:
+            log.warning(
+                "task %s[%s]: its arguments are kept out of its record: %s", record.task_name, record.task_id, exc
+            )
+            return writer.set(record)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 import uuid
@@ -36,11 +35,6 @@ log = logging.getLogger("cloudq.presence")
 PRESENCE_TTL_INTERVALS = 3  # a record outlives two missed writes
 MAX_LISTED = 20  # tasks listed per record (active, reserved; the counts are exact): about 2 KB at most
 COUNTED = ("succeeded", "failed", "retried")
-
-
-def node_name() -> str:
-    """Celery's default node name, ``celery@%h``, with cloudq's prefix."""
-    return f"cloudq@{socket.gethostname()}"
 
 
 def outcome_kind(outcome: Outcome) -> str | None:
@@ -206,7 +200,7 @@ def worker_presence(worker: Worker, inbox: Inbox) -> Presence | None:
     store = presence_store(worker.app.results, interval, "worker")
     if store is None:
         return None
-    node = node_name()
+    node = worker.app.executor.hostname  # Celery's node name (cloudq worker -n), as self.request.hostname
     info = {
         "hostname": node,
         "app": worker.app.name,

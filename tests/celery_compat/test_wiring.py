@@ -177,8 +177,7 @@ def test_a_refused_setting_changes_nothing(make_app: Callable[..., App]) -> None
         ("worker_prefetch_multiplier", 1, "use prefetch_multiplier"),
         ("task_queues", ["Queue('default', Exchange('default'))"], "no AMQP exchanges"),
         ("task_default_exchange", "tasks", "no AMQP exchanges"),
-        ("beat_schedule", {}, "beat"),
-        ("task_default_rate_limit", "10/s", "not implemented"),
+        ("worker_send_task_events", True, "sends no events"),
         ("timezone", "Europe/Paris", "UTC"),
     ],
 )
@@ -243,7 +242,7 @@ def test_config_from_object_module_string_and_celery_namespace(
     @other.task()
     def slow() -> None: ...
 
-    assert slow.soft_time_limit == 20  # the app-wide soft limit applies to sync tasks
+    assert slow.soft_time_limit == 20  # the app-wide soft limit applies to every task
     third = make_app()
     third.config_from_object(SimpleNamespace(task_default_queue="ns"))
     third.config_from_object({"task_eager_propagates": True})

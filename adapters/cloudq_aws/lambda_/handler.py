@@ -14,6 +14,9 @@ few SQS calls the Lambda service does not make itself:
   its FIFO message group failed (order is kept; other groups go on).
 
 All visibility changes of a batch go in one ChangeMessageVisibilityBatch per 10 records.
+The first invocation of a function instance fires ``worker_init`` and ``worker_ready`` (its cold
+start, with every module imported); ``worker_shutdown`` is not fired: Lambda freezes and ends an
+instance without telling the function.
 Importing this module creates no client: the app builds its broker and result store on first use
 and keeps them for the container's later invocations.
 """
@@ -32,7 +35,9 @@ from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
+from cloudq.runtime.lifecycle import Lifecycle
 from cloudq.runtime.presence import InstancePresence, Tracker
+from cloudq.runtime.ratelimit import RateLimits, later
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.settle import send_followups, settle
 
@@ -70,6 +75,7 @@ class _Item:
     group: str | None = None  # FIFO message group
     outcome: Outcome | None = None  # None: not run
     why: str = ""  # why it was not run
+    later: float = 0.0  # not run: seconds until it may run (its visibility timeout)
 
 
 class LambdaHandler:
@@ -90,6 +96,7 @@ class LambdaHandler:
             raise ConfigurationError("safety_margin_s and task_estimate_s must be >= 0 seconds")
         self.app = app
         self.executor = app.executor
+        self.rate_limits = RateLimits(app)  # Celery's rate_limit, per function instance
         self.concurrency = concurrency
         self.safety_margin_s = safety_margin_s
         self.task_estimate_s = task_estimate_s
@@ -97,6 +104,7 @@ class LambdaHandler:
         self._estimates: dict[str, float] = {}  # task name -> seconds it may take
         self._learning: set[str] = set()  # tasks without time_limit: estimated from their runs
         self._pool: ThreadPoolExecutor | None = None
+        self.lifecycle = Lifecycle(self)  # worker_init + worker_ready at the first invocation
         self.tracker = Tracker()  # running now and outcome counts, for this instance's presence record
         node = f"lambda@{os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or socket.gethostname()}"
         self.presence = InstancePresence(app, "lambda", node, concurrency, self.tracker)
@@ -107,6 +115,7 @@ class LambdaHandler:
     # -- one invocation ---------------------------------------------------------------------------
 
     def __call__(self, event: Mapping[str, Any], context: LambdaContext | None = None) -> Response:
+        self.lifecycle.start()  # once per function instance; worker_shutdown: Lambda gives no hook
         batch = records(event)
         if not batch:
             return {"batchItemFailures": []}
@@ -199,6 +208,10 @@ class LambdaHandler:
                 if item.group is not None:
                     blocked.add(item.group)
                 return
+        if self._rate_limited(item, None if context is None else left - need):
+            if item.group is not None:
+                blocked.add(item.group)
+            return
         started = time.monotonic()
         item.outcome = outcome = self.tracker.run(self._execute, delivery)
         self.presence.maybe_beat()  # at most once per presence_interval, whatever the batch size
@@ -208,6 +221,22 @@ class LambdaHandler:
                 self._estimates[name] = took
         if item.group is not None and isinstance(outcome, RetryIn):
             blocked.add(item.group)
+
+    def _rate_limited(self, item: _Item, within_s: float | None) -> bool:
+        """rate_limit, per function instance: wait for the task's token while the record stays
+        leased, as long as the invocation allows. Past that it is sent again, delayed until its
+        token (its delivery count is kept); a FIFO or claim-checked record instead returns when
+        due (that costs it a delivery: a new message could not keep its group order or payload)."""
+        delivery = item.delivery
+        assert delivery is not None
+        pause = self.rate_limits.wait(delivery, within_s)
+        if not pause:
+            return False
+        if item.group is None and delivery.receipt.claim is None:
+            item.outcome = later(delivery, pause, self._broker().limits.max_delay_s)
+        else:
+            item.why, item.later = f"its rate_limit has no run for it in this invocation (due in {pause:.3f}s)", pause
+        return True
 
     def _execute(self, delivery: Delivery) -> Outcome:
         try:
@@ -281,7 +310,7 @@ class LambdaHandler:
                 failed.append(item.message_id)
             elif item.outcome is None or id(delivery) in delays:
                 failed.append(item.message_id)
-                visibility.append((delivery, delays.get(id(delivery), 0.0)))
+                visibility.append((delivery, delays.get(id(delivery), item.later)))
                 if item.outcome is None:
                     log.info("message %s not started: %s", delivery.message_id, item.why)
         paid = [d for d in plan.acks if d.receipt.claim is not None]  # done, with an S3 payload to delete

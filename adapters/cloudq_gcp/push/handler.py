@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Outcome
+from cloudq.runtime.lifecycle import Lifecycle
 from cloudq.runtime.presence import InstancePresence, Tracker
+from cloudq.runtime.ratelimit import RateLimits, later
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.settle import send_followups, settle
 
@@ -109,6 +111,7 @@ class PushHandler:
         check_time_limits(app)
         self.app = app
         self.executor = app.executor
+        self.rate_limits = RateLimits(app)  # Celery's rate_limit, per function instance
         self.queue = queue
         self.verifier = OIDCVerifier(audience, service_account, certs_url) if audience else None
         self._checked_tasks = len(app.tasks)
@@ -116,6 +119,9 @@ class PushHandler:
         self.tracker = Tracker()  # running now and outcome counts, for this instance's presence record
         node = f"push@{os.environ.get('K_SERVICE') or socket.gethostname()}"
         self.presence = InstancePresence(app, "push", node, 1, self.tracker)
+        # worker_init + worker_ready at the ASGI lifespan startup or the first message, whichever
+        # comes first; worker_shutdown at the ASGI lifespan shutdown (WSGI and CloudEvents give no hook)
+        self.lifecycle = Lifecycle(self)
 
     def __repr__(self) -> str:
         return f"<PushHandler app={self.app.name} oidc={'on' if self.verifier else 'off'}>"
@@ -142,6 +148,7 @@ class PushHandler:
 
     def handle_message(self, pushed: PushedMessage, queue: str | None) -> PushResponse:
         """Run one pushed message of ``queue`` (None: not a queue of this app -> 400)."""
+        self.lifecycle.start()
         message_id = pushed.message.message_id
         if queue is None:
             log.error("push of message %s from %r, which is not a queue of this app", message_id, pushed.subscription)
@@ -157,12 +164,22 @@ class PushHandler:
             delivery = broker.delivery_from_push(queue, pushed)  # malformed: it says why, the executor dead-letters it
             if isinstance(delivery, Plan):
                 return _deferred(delivery)
+            pause = self.rate_limits.wait(delivery, self._rate_wait_s(broker, delivery))
+            if pause:  # its token is further off than this request can wait: published again, delayed
+                return _answer(self.app, broker, delivery, later(delivery, pause, broker.limits.max_delay_s))
             outcome = self.tracker.run(self.executor.execute, delivery)
             self.presence.maybe_beat()  # at most once per presence_interval per instance
             return _answer(self.app, broker, delivery, outcome)
         except Exception as exc:  # the message stays with Pub/Sub: a duplicate later, never a loss
             log.warning("could not handle message %s of %s: %s: %s", message_id, queue, type(exc).__name__, exc)
             return PushResponse(UNAVAILABLE_STATUS, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _rate_wait_s(self, broker: PubSubBroker, delivery: Delivery) -> float:
+        """rate_limit, per instance: how long this request may wait for the task's token (Pub/Sub
+        waits up to the ack deadline for the answer): half of it, less the task's time limit."""
+        task = self.app.tasks.get(delivery.attributes.get("task", ""))
+        limit = task.time_limit if task is not None and task.time_limit else 0.0
+        return max(0.0, broker.options.ack_deadline / 2 - limit)
 
     def handle_cloud_event(self, event: Any) -> PushResponse:
         """A CloudEvent of an Eventarc Pub/Sub trigger: ``data`` is the push envelope, ``source``
