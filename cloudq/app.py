@@ -22,6 +22,7 @@ from .task import Request, Signature, Task, check_headers, current_request
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .control import Control
     from .interfaces import Broker, ResultStore
     from .results import AsyncResult as ResultHandle
     from .runtime.executor import Executor
@@ -430,6 +431,13 @@ class App:
             self._executor = Executor(self)
         return self._executor
 
+    @property
+    def control(self) -> Control:
+        """Celery's ``app.control``: ``revoke`` through the result store (cloudq/control.py)."""
+        from .control import Control
+
+        return Control(self)
+
     def close(self) -> None:
         for backend in (self._broker, self._results):
             if backend is not None:
@@ -706,11 +714,14 @@ class App:
         EagerResult; ``store`` also writes the records to the result store; ``throw`` raises the
         task's exception here (Celery's ``task_eager_propagates`` / ``apply(throw=True)``)."""
         from .runtime.executor import EagerWriter, Executor
+        from .runtime.revocations import RevokeCheck
 
         writer = EagerWriter(self.results if store else None)
         executor = Executor(self, writer=writer)
-        executor.run_eagerly(body)
-        result = EagerResult(task_id, self, writer.records.get(task_id), executor.eager_exception)
+        revoked = RevokeCheck(self).read([task_id]).get(task_id) if store else None  # apply(): as Celery's, unchecked
+        executor.run_eagerly(body, revoked)
+        record = writer.records.get(task_id) or revoked
+        result = EagerResult(task_id, self, record, executor.eager_exception)
         if throw and result.failed():
             result.get()  # raises the task's exception
         return result

@@ -42,8 +42,11 @@ class Consumer:
         burst: Burst | None = None,
         unsettled: Callable[[], int] | None = None,
         settle: Callable[[], None] | None = None,
+        screen: Callable[[list[Delivery]], None] | None = None,
     ) -> None:
+        """``screen`` sees every fetched batch once, before any of it runs (the revoke check)."""
         self.broker = broker
+        self._screen = screen
         self.queues = list(queues)
         self.lease_s = lease_s
         self.poll_wait_s = poll_wait_s
@@ -55,9 +58,17 @@ class Consumer:
         self._idle_pause = IDLE_PAUSE_MIN_S
 
     def fetch(self, want: int, idle: bool) -> list[Held] | None:
-        """Lease up to ``want`` messages. None only in burst mode, when ``idle`` and drained.
+        """Lease up to ``want`` messages. None only in burst mode, when ``idle`` and drained."""
+        got = self._fetch(want, idle)
+        if got and self._screen is not None:
+            try:
+                self._screen([held.delivery for held in got])
+            except Exception as exc:  # never loses what was leased
+                log.error("screening %d received message(s) failed: %s: %s", len(got), type(exc).__name__, exc)
+        return got
 
-        Outcomes linger to fill batches only while there is more work: before settling into a
+    def _fetch(self, want: int, idle: bool) -> list[Held] | None:
+        """Outcomes linger to fill batches only while there is more work: before settling into a
         long poll on empty queues, the ones waiting are flushed."""
         if self._burst is not None and idle:
             got = self._round(want, wait=False)

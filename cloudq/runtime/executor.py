@@ -329,6 +329,28 @@ class Executor:
         self._after_return(task, request, states.SUCCESS, value, None)
         return Ack()
 
+    def revoked(
+        self, delivery: Delivery, record: ResultRecord, terminated: bool = False, signum: int | None = None
+    ) -> Outcome:
+        """A revoked task: found REVOKED before it ran, or killed running (``terminated``). Acked,
+        never run (again); ``task_revoked`` fires; the REVOKED record is the revoker's and stays."""
+        env = self._peek_envelope(delivery)
+        task = self.app.tasks.get(env.task) if env is not None else None
+        attempt = (env.retries if env is not None else 0) + max(1, delivery.delivery_count)
+        log.info(
+            "event=revoked task_id=%s task=%s queue=%s attempt=%d terminated=%s: %s",
+            record.task_id,
+            env.task if env is not None else "?",
+            delivery.queue,
+            attempt,
+            terminated,
+            record.error_message,
+        )
+        if env is not None and task is not None:
+            request = self._request(env, task, delivery, attempt)
+            signals.task_revoked.send(task, request=request, terminated=terminated, signum=signum, expired=False)
+        return Ack("revoked")
+
     def lost(self, delivery: Delivery, reason: str, timed_out: bool = False) -> Outcome:
         """The process running ``delivery`` died, or was killed at its hard time limit: decide what
         happens next as if the task had raised WorkerLost / TimeLimitExceeded. Runs no task code."""
@@ -343,11 +365,14 @@ class Executor:
         error: BaseException = TimeLimitExceeded(reason) if timed_out else WorkerLost(reason)
         return self._failed(delivery, env, task, attempt, error, time.monotonic())
 
-    def run_eagerly(self, body: bytes) -> Outcome:
+    def run_eagerly(self, body: bytes, revoked: ResultRecord | None = None) -> Outcome:
         """Eager mode: run a just-sent task in this thread through the same path as a worker; a
-        retry runs at once (as in Celery). ``eager_exception`` keeps the failure, as raised."""
+        retry runs at once (as in Celery). ``eager_exception`` keeps the failure, as raised.
+        ``revoked``: the task's REVOKED record, found before the run: it does not run."""
         count = 0
         self.eager_exception = None
+        if revoked is not None:
+            return self.revoked(Delivery(body, _EAGER_RECEIPT, 1, EAGER_QUEUE), revoked)
         while True:
             count += 1
             outcome = self.execute(Delivery(body, _EAGER_RECEIPT, count, EAGER_QUEUE))

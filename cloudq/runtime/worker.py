@@ -28,12 +28,14 @@ from ..util.chunks import chunks
 from .acker import ACK_INTERVAL_S, Acker
 from .burst import DEFAULT_MAX_WAIT_S, Burst
 from .consumer import Consumer
-from .executor import Executor
+from .executor import Executor, Outcome
 from .givebacks import GiveBacks
 from .heartbeat import Heartbeat
 from .inbox import Held, Inbox
 from .pools import ProcessRunner, Runner, ThreadRunner, pool_log_config, start_all
 from .result_batch import BatchedResults
+from .revocations import KnownRevoked, RevokeCheck
+from .revoke_watch import RevokeWatch
 
 if TYPE_CHECKING:
     from ..app import App
@@ -105,10 +107,12 @@ class Worker:
         kill_grace_s: float = DEFAULT_KILL_GRACE_S,
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         unreachable_timeout_s: float = DEFAULT_UNREACHABLE_TIMEOUT_S,
+        revoke_poll_s: float | None = None,
     ) -> None:
         """Burst mode: ``max_wait_s`` bounds how long an idle worker waits for delayed work (retries
         and ETAs due within it); ``unreachable_timeout_s`` how long it retries a failing broker
-        before exiting 1. A long-running worker waits and retries for as long as it runs."""
+        before exiting 1. A long-running worker waits and retries for as long as it runs.
+        ``revoke_poll_s`` (default: the ``revoke_poll`` setting) paces the revoke poll of held tasks."""
         s = app.settings
         self.app = app
         self.queues = list(queues) if queues else app.queues()
@@ -124,6 +128,7 @@ class Worker:
         self.kill_grace_s = kill_grace_s
         self.max_wait_s = max_wait_s
         self.unreachable_timeout_s = unreachable_timeout_s
+        self.revoke_poll_s = s.revoke_poll if revoke_poll_s is None else revoke_poll_s
         if not self.queues:
             raise ConfigurationError("the worker has no queues to consume: pass queues or define a task")
         if self.pool not in POOLS:
@@ -147,6 +152,9 @@ class Worker:
         self._burst: Burst | None = None
         self._batched: BatchedResults | None = None
         self._on_exit: list[Callable[[], None]] = []
+        self._known_revoked = KnownRevoked()
+        self._revoke_watch: RevokeWatch | None = None
+        self._active: dict[int, tuple[Delivery, Runner]] = {}  # id(delivery) -> what runs it
         self._broker: Broker | None = None
         self.runners: list[Runner] = []  # one per pool slot, while running
         self._slots: list[threading.Thread] = []
@@ -186,6 +194,11 @@ class Worker:
         """Leases extended by the heartbeat so far."""
         return self._heartbeat.extended if self._heartbeat else 0
 
+    @property
+    def revoke_polls(self) -> int:
+        """Revoke polls of the held tasks' records made so far (one batched read each)."""
+        return self._revoke_watch.polls if self._revoke_watch else 0
+
     # -- run --------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -214,18 +227,34 @@ class Worker:
         burst = None
         if givebacks is not None:
             burst = self._burst = Burst(broker, self.queues, givebacks, self.max_wait_s, settle=acker.flush)
+        check = RevokeCheck(self.app)
+        known = self._known_revoked
         consumer = Consumer(
-            broker, self.queues, lease, poll_wait, burst=burst, unsettled=acker.unsettled, settle=acker.flush
+            broker,
+            self.queues,
+            lease,
+            poll_wait,
+            burst=burst,
+            unsettled=acker.unsettled,
+            settle=acker.flush,
+            screen=(lambda batch: known.add(check.revoked(batch))) if check.enabled else None,
         )
         give_up = self.unreachable_timeout_s if self.burst else None
         inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
+        watch = None
+        if check.enabled and self.revoke_poll_s > 0:
+            watch = self._revoke_watch = RevokeWatch(
+                check, known, self.revoke_poll_s, inbox.held, lambda: list(self._active.values())
+            )
         runners: list[Runner] = []
         previous = self._install_signals()
         try:
             runners = self.runners = self._runners()
             acker.start()
             heartbeat.start()
+            if watch is not None:
+                watch.start()
             self._slots = [
                 threading.Thread(target=self._slot, args=(runner,), name=f"cloudq-slot-{i}", daemon=True)
                 for i, runner in enumerate(runners)
@@ -309,7 +338,7 @@ class Worker:
                 held = inbox.take(held)
                 if held is None:
                     return
-                acker.put(held.delivery, runner.run(held.delivery))
+                acker.put(held.delivery, self._run(runner, held.delivery))
         except BaseException:
             log.exception("pool slot crashed; stopping the worker")
             self._crashed = True
@@ -319,6 +348,18 @@ class Worker:
                 self._slots_left -= 1
             if self._waker is not None:
                 self._waker.wake()
+
+    def _run(self, runner: Runner, delivery: Delivery) -> Outcome:
+        """Run one delivery in ``runner``, unless its task is known revoked (then acked unrun)."""
+        record = self._known_revoked.take(delivery)
+        if record is not None:
+            return self.app.executor.revoked(delivery, record)
+        key = id(delivery)
+        self._active[key] = (delivery, runner)
+        try:
+            return runner.run(delivery)
+        finally:
+            del self._active[key]
 
     def _warn_unrouted(self) -> None:
         """A queue no task routes to is usually a typo (``-Q nosuch``); it is still consumed,
@@ -376,6 +417,8 @@ class Worker:
                 break
             waker.wait(end - now)
         self._abandon(runners)
+        if self._revoke_watch is not None:
+            self._revoke_watch.stop()
         heartbeat.stop()
         acker.close()  # flushes the batched results first
         if self._batched is not None:

@@ -5,6 +5,9 @@ keeps the dead-letter policy that makes Pub/Sub count deliveries. Each request r
 app's executor, as in the container worker, and its outcome goes through the core's ``settle``
 partition, as in the worker's acker; the answer maps each group to HTTP:
 
+* revoked (``app.control.revoke``): acked without running, 200. The check reads the message's
+  result record first (``runtime/revocations.py``): one extra read per push request, since a
+  push carries one message (``revoke_check = false`` turns it off);
 * acks: 200. dead: published to the queue's dead-letter topic with the reason, then 200.
   sends (Requeue): published, then 200;
 * nacks (RetryIn): 429 (Retry-After says the task's backoff; Pub/Sub redelivers after the
@@ -31,6 +34,7 @@ from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Outcome
 from cloudq.runtime.requirements import BrokerRequirement
+from cloudq.runtime.revocations import RevokeCheck
 from cloudq.runtime.settle import settle
 
 from ..deferral import Plan, Step
@@ -106,6 +110,7 @@ class PushHandler:
         check_time_limits(app)
         self.app = app
         self.executor = app.executor
+        self.revocations = RevokeCheck(app)
         self.queue = queue
         self.verifier = OIDCVerifier(audience, service_account, certs_url) if audience else None
         self._checked_tasks = len(app.tasks)
@@ -151,7 +156,8 @@ class PushHandler:
             delivery = broker.delivery_from_push(queue, pushed)  # malformed: it says why, the executor dead-letters it
             if isinstance(delivery, Plan):
                 return _deferred(delivery)
-            return _answer(broker, delivery, self.executor.execute(delivery))
+            revoked = self.revocations.revoked([delivery])
+            return _answer(broker, delivery, self.revocations.run(self.executor, delivery, revoked))
         except Exception as exc:  # the message stays with Pub/Sub: a duplicate later, never a loss
             log.warning("could not handle message %s of %s: %s: %s", message_id, queue, type(exc).__name__, exc)
             return PushResponse(UNAVAILABLE_STATUS, {"error": f"{type(exc).__name__}: {exc}"})
