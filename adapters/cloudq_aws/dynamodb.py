@@ -13,13 +13,15 @@ region, endpoint_url, max_connections.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -29,6 +31,7 @@ from cloudq.backends.urls import read_options
 from cloudq.claimcheck import ClaimCheckStore, Pointer, parse_pointer
 from cloudq.errors import CloudqError, ConfigurationError, ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
+from cloudq.util.chunks import chunks
 
 from . import resources as res
 from .errors import TableNotFound, error_code, translated
@@ -44,6 +47,10 @@ T = TypeVar("T")
 ITEM_MARGIN_BYTES = 1024  # room for DynamoDB's own per-attribute overhead
 EXACT_EXPIRY = "expires_exact"  # expires_at to the fraction of a second (the TTL attribute is whole seconds)
 RESULT_REF = "result_ref"  # pointer to an offloaded result in S3
+BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
+UNPROCESSED_ROUNDS = 8  # BatchGetItem rounds in a row that return nothing before giving up
+UNPROCESSED_FIRST_PAUSE_S = 0.05  # doubling, jittered, up to UNPROCESSED_MAX_PAUSE_S
+UNPROCESSED_MAX_PAUSE_S = 2.0
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _NUMBER_FIELDS = ("started_at", "finished_at", "claim_until")
 _TEXT_FIELDS = ("error_type", "error_message", "traceback", "claim_owner")
@@ -245,6 +252,47 @@ class DynamoDBResultStore(AWSBackend):
         )
         item = self._live(response.get("Item"), time.time())
         return self._record(item) if item else None
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """Strongly consistent BatchGetItem requests of up to 100 distinct keys; the keys DynamoDB
+        leaves unprocessed (throttling, or past 16 MB in one response) are asked again, at once
+        while a round makes progress and with backoff while it does not."""
+        now = time.time()
+        found: dict[str, ResultRecord] = {}
+        for batch in chunks(list(dict.fromkeys(task_ids)), BATCH_GET_KEYS):
+            for item in self._batch_get([{res.RESULTS_KEY: {"S": task_id}} for task_id in batch]):
+                live = self._live(item, now)
+                if live is not None:
+                    record = self._record(live)
+                    found[record.task_id] = record
+        return found
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items of ``keys`` (at most BATCH_GET_KEYS) that exist, through as many rounds as it takes."""
+        db = self.clients.get("dynamodb", producer=True)  # group results are read by producers, like get
+        items: list[dict[str, Any]] = []
+        pause, idle = UNPROCESSED_FIRST_PAUSE_S, 0
+        while keys:
+            request = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            response = self._run("BatchGetItem", functools.partial(db.batch_get_item, RequestItems=request))
+            got = response.get("Responses", {}).get(self.table, [])
+            items.extend(got)
+            left = len(keys)
+            keys = response.get("UnprocessedKeys", {}).get(self.table, {}).get("Keys", [])
+            if not keys:
+                break
+            if got or len(keys) < left:
+                pause, idle = UNPROCESSED_FIRST_PAUSE_S, 0
+                continue
+            idle += 1
+            if idle >= UNPROCESSED_ROUNDS:
+                raise ResultStoreError(
+                    f"dynamodb:BatchGetItem on {self.table}: {len(keys)} keys still unprocessed after "
+                    f"{UNPROCESSED_ROUNDS} rounds with backoff (the table is throttling reads)"
+                )
+            time.sleep(pause * (0.5 + random.random() / 2))
+            pause = min(pause * 2, UNPROCESSED_MAX_PAUSE_S)
+        return items
 
     def set(self, record: ResultRecord) -> bool:
         """One conditional PutItem: written unless a live terminal record exists."""

@@ -25,12 +25,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudq.errors import ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
 from cloudq.states import STARTED, TERMINAL_STATES
+from cloudq.util.chunks import chunks
 from cloudq.util.polling import PollSchedule
 
 from . import firestore_records as fr
@@ -54,6 +55,7 @@ T = TypeVar("T")
 MAX_CONFLICTS = 50  # compare-and-set rounds before giving up (each lost round means another writer won)
 POLL_MIN_S = 0.05  # the first pause of a polling waiter (each poll is a billed read)
 POLL_MAX_S = 1.0
+BATCH_GET_DOCUMENTS = 100  # documents per BatchGetDocuments stream (billed per document, not per request)
 LISTENER_CHECK_S = 1.0  # how often a waiter checks that its listener is still alive
 
 
@@ -148,6 +150,26 @@ class FirestoreResultStore:
         """One read within ``send_timeout``: callers (``.status``, ``.get()``) wait on it."""
         fields = self._live(self._read(self._doc(task_id), Deadline(self.options.send_timeout, FIRESTORE)), time.time())
         return self._record(fields) if fields is not None else None
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """BatchGetDocuments (``get_all``, no transaction) of up to BATCH_GET_DOCUMENTS documents
+        per request, each bounded by ``send_timeout`` like ``get``."""
+        found: dict[str, ResultRecord] = {}
+        for batch in chunks(list(dict.fromkeys(task_ids)), BATCH_GET_DOCUMENTS):
+            refs = [self._doc(task_id) for task_id in batch]
+            deadline = Deadline(self.options.send_timeout, FIRESTORE)
+            snapshots = self._run(f"reading {len(refs)} documents", self._batch_get_documents, refs, deadline=deadline)
+            now = time.time()
+            for snapshot in snapshots:
+                fields = self._live(snapshot, now)
+                if fields is not None:
+                    record = self._record(fields)
+                    found[record.task_id] = record
+        return found
+
+    def _batch_get_documents(self, refs: list[DocumentReference], **limits: Any) -> list[DocumentSnapshot]:
+        """One BatchGetDocuments stream, read to its end (inside ``_run``'s error translation)."""
+        return list(self._db().get_all(refs, **limits))
 
     def set(self, record: ResultRecord) -> bool:
         ref = self._doc(record.task_id)

@@ -246,6 +246,12 @@ class MemoryResultStore:
             record = self._live(task_id, time.time())
             return copy.copy(record) if record else None
 
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        now = time.time()
+        with self._cond:
+            found = {task_id: self._live(task_id, now) for task_id in task_ids}
+            return {task_id: copy.copy(record) for task_id, record in found.items() if record is not None}
+
     def set(self, record: ResultRecord) -> bool:
         with self._cond:
             current = self._live(record.task_id, time.time())

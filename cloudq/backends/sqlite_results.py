@@ -43,6 +43,11 @@ _UPSERT = """
     WHERE cloudq_results.terminal = 0 OR cloudq_results.expires_at <= ?
 """
 _SELECT = "SELECT data FROM cloudq_results WHERE task_id = ? AND (expires_at IS NULL OR expires_at > ?)"
+# the ids travel as one JSON array parameter: any number of them in one query, no variable limit
+_SELECT_MANY = (
+    "SELECT data FROM cloudq_results WHERE task_id IN (SELECT value FROM json_each(?))"
+    " AND (expires_at IS NULL OR expires_at > ?)"
+)
 _EXPIRED = "SELECT rowid FROM cloudq_results WHERE expires_at <= ? LIMIT ?"
 _SWEEP = "DELETE FROM cloudq_results WHERE rowid IN (SELECT value FROM json_each(?)) AND expires_at <= ?"
 
@@ -78,6 +83,13 @@ class SQLiteResultStore:
         now = time.time()
         rows = self.db.query(_SELECT, (task_id, now))
         return _decode(rows[0][0]) if rows else None
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """One query (one snapshot) for any number of ids."""
+        if not task_ids:
+            return {}
+        rows = self.db.query(_SELECT_MANY, (json.dumps(list(task_ids)), time.time()))
+        return {record.task_id: record for record in (_decode(row[0]) for row in rows)}
 
     def set(self, record: ResultRecord) -> bool:
         row = _encode(record)

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import pytest
 
 from .. import states
-from ..interfaces import Claim, ResultRecord, ResultStore
+from ..interfaces import Claim, ManyReader, ResultRecord, ResultStore
 
 JSON_RESULTS = [
     pytest.param({"nested": {"list": [1, 2.5, None, True, "x"], "empty": {}}, "n": -3}, id="nested-dict"),
@@ -56,9 +56,18 @@ class ResultStoreContract:
     #: how long a claim is held in the test where it must run out (seconds)
     short_claim_s: ClassVar[float] = 0.3
 
+    #: a result this large is offloaded by stores that offload (DynamoDB's 400 KB, Firestore's 1 MiB)
+    large_result_bytes: ClassVar[int] = 1_100_000
+
     @pytest.fixture
     def store(self) -> ResultStore:
         pytest.fail(f"{type(self).__name__} must define a 'store' fixture")
+
+    @pytest.fixture
+    def offloading_store(self, store: ResultStore) -> ResultStore:
+        """A store that moves large results out of the record (a bucket configured); by default
+        ``store``, for stores that keep every result inline."""
+        return store
 
     # -- get and set -------------------------------------------------------------------------
 
@@ -241,6 +250,48 @@ class ResultStoreContract:
             thread.join()
         assert not errors, errors
         return outcomes
+
+    # -- get_many ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _many(store: ResultStore) -> ManyReader:
+        assert isinstance(store, ManyReader), f"{type(store).__name__} does not implement get_many"
+        return store
+
+    def test_get_many_leaves_out_absent_and_expired_ids(self, store: ResultStore) -> None:
+        now = time.time()
+        done, running, expired, absent = (new_task_id() for _ in range(4))
+        store.set(ResultRecord(done, states.SUCCESS, "t", result={"n": 1}, expires_at=now + 3600))
+        store.set(ResultRecord(running, states.STARTED, "t", attempts=2))
+        store.set(ResultRecord(expired, states.SUCCESS, "t", result=1, expires_at=now - 1))
+        got = self._many(store).get_many([done, absent, running, expired])
+        assert sorted(got) == sorted([done, running])
+        for task_id in (done, running):
+            assert canonical(got[task_id]) == canonical(store.get(task_id))
+
+    def test_get_many_of_no_ids_or_repeated_ids(self, store: ResultStore) -> None:
+        task_id = new_task_id()
+        store.set(ResultRecord(task_id, states.SUCCESS, "t", result=3))
+        assert self._many(store).get_many([]) == {}
+        got = self._many(store).get_many([task_id, task_id, task_id])
+        assert list(got) == [task_id] and got[task_id].result == 3
+
+    def test_get_many_reads_more_ids_than_one_batch(self, store: ResultStore) -> None:
+        """250 ids: more than a DynamoDB BatchGetItem (100) or a Firestore batch read holds."""
+        ids = [new_task_id() for _ in range(250)]
+        for i, task_id in enumerate(ids[:200]):
+            store.set(ResultRecord(task_id, states.SUCCESS, "t", result=i))
+        got = self._many(store).get_many(ids)
+        assert {task_id: record.result for task_id, record in got.items()} == {t: i for i, t in enumerate(ids[:200])}
+
+    def test_get_many_reads_offloaded_results(self, offloading_store: ResultStore) -> None:
+        store = offloading_store
+        large, small = new_task_id(), new_task_id()
+        result = {"blob": "x" * self.large_result_bytes}
+        store.set(ResultRecord(large, states.SUCCESS, "t", result=result))
+        store.set(ResultRecord(small, states.SUCCESS, "t", result="small"))
+        got = self._many(store).get_many([large, small])
+        assert (got[large].result, got[small].result) == (result, "small")
 
     # -- forget ------------------------------------------------------------------------------
 

@@ -30,6 +30,12 @@ class TestDynamoDB(ResultStoreContract):
         yield store
         store.close()
 
+    @pytest.fixture
+    def offloading_store(self, prefix: str, bucket: str) -> Iterator[DynamoDBResultStore]:
+        store = make_store(prefix, f"?bucket={bucket}")
+        yield store
+        store.close()
+
 
 @pytest.fixture
 def store(prefix: str) -> Iterator[DynamoDBResultStore]:
@@ -121,3 +127,38 @@ def test_url_must_name_a_valid_table() -> None:
         DynamoDBResultStore.from_url("dynamodb://a", Settings())
     with pytest.raises(ConfigurationError, match="unknown option"):
         DynamoDBResultStore.from_url("dynamodb://table?prefix=x", Settings())
+
+
+def test_get_many_is_one_batch_get_item_per_100_ids(store: DynamoDBResultStore, aws: MotoServer) -> None:
+    ids = [new_task_id() for _ in range(250)]
+    for i, task_id in enumerate(ids[:20]):
+        store.set(ResultRecord(task_id, states.SUCCESS, "t", result=i))
+    with aws.count_requests() as ten:
+        assert len(store.get_many(ids[:10])) == 10
+    with aws.count_requests() as all_ids:
+        assert len(store.get_many(ids + ids[:50])) == 20  # repeated ids are asked once
+    assert ten.of("dynamodb") == {"BatchGetItem": 1}
+    assert all_ids.of("dynamodb") == {"BatchGetItem": 3}
+
+
+def test_get_many_reads_each_offloaded_result_once(prefix: str, bucket: str, aws: MotoServer) -> None:
+    store = make_store(prefix, f"?bucket={bucket}")
+    big, small = new_task_id(), new_task_id()
+    store.set(ResultRecord(big, states.SUCCESS, "t", result="x" * 500_000))
+    store.set(ResultRecord(small, states.SUCCESS, "t", result=1))
+    with aws.count_requests() as calls:
+        got = store.get_many([big, small])
+    assert (len(got[big].result), got[small].result) == (500_000, 1)
+    assert (calls.of("dynamodb"), calls.of("s3")) == ({"BatchGetItem": 1}, {"GET": 1})
+    store.close()
+
+
+def test_get_many_asks_again_for_unprocessed_keys(store: DynamoDBResultStore, aws: MotoServer) -> None:
+    """DynamoDB answers at most 16 MB per BatchGetItem and returns the rest as UnprocessedKeys."""
+    ids = [new_task_id() for _ in range(45)]
+    for task_id in ids:  # 45 items of ~380 KB: about 17 MB
+        store.set(ResultRecord(task_id, states.SUCCESS, "t", result="y" * 380_000))
+    with aws.count_requests() as calls:
+        got = store.get_many(ids)
+    assert sorted(got) == sorted(ids)
+    assert calls.of("dynamodb") == {"BatchGetItem": 2}

@@ -9,8 +9,11 @@ import pytest
 from cloudq_gcp.firestore import FirestoreResultStore
 from cloudq_gcp.options import FirestoreOptions, PubSubOptions
 from cloudq_gcp.pubsub import PubSubBroker
+from test_gcp_offload import bucket
 
 from cloudq.testing import BrokerContract, ResultStoreContract, unique_queue
+
+__all__ = ["bucket"]  # the fixture, used by name
 
 pytestmark = pytest.mark.gcp
 
@@ -45,5 +48,13 @@ class TestFirestore(ResultStoreContract):
     @pytest.fixture
     def store(self, firestore_emulator, project: str, unique: str) -> Iterator[FirestoreResultStore]:
         store = FirestoreResultStore(FirestoreOptions(project, f"results-{unique}", timeout=10))
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def offloading_store(
+        self, firestore_emulator, bucket: str, project: str, unique: str
+    ) -> Iterator[FirestoreResultStore]:
+        store = FirestoreResultStore(FirestoreOptions(project, f"results-{unique}", timeout=10, bucket=bucket))
         yield store
         store.close()

@@ -168,3 +168,16 @@ def test_from_url_reads_collection_and_options(monkeypatch: pytest.MonkeyPatch) 
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(ConfigurationError, match="needs a Google Cloud project"):
         FirestoreResultStore.from_url("firestore://results", settings)
+
+
+def test_get_many_is_one_batch_read_per_100_documents(store: CountingStore) -> None:
+    ids = [f"many-{i}" for i in range(250)]
+    for i, task_id in enumerate(ids[:20]):
+        store.set(ResultRecord(task_id, states.SUCCESS, "t", result=i))
+    store.requests.clear()
+    assert len(store.get_many(ids[:10])) == 10
+    assert dict(store.requests) == {"_batch_get_documents": 1}
+    store.requests.clear()
+    assert len(store.get_many(ids + ids[:50])) == 20  # repeated ids are read once
+    assert dict(store.requests) == {"_batch_get_documents": 3}
+    assert store.reads == 0  # no document was read on its own
