@@ -6,6 +6,8 @@ App is created.
 
 from . import signals, states
 from .app import App, current_app, shared_task
+from .canvas.chain import chain
+from .canvas.signature import Signature, signature
 from .errors import (
     CloudqError,
     ConfigurationError,
@@ -24,7 +26,7 @@ from .errors import (
 )
 from .results import AsyncResult, EagerResult
 from .retry import RetryPolicy
-from .task import Signature, Task
+from .task import Task
 
 __version__ = "0.1.0"
 
@@ -49,8 +51,10 @@ __all__ = [
     "TimeLimitExceeded",
     "UnknownTask",
     "WorkerLost",
+    "chain",
     "current_app",
     "shared_task",
     "signals",
+    "signature",
     "states",
 ]

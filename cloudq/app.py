@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from .canvas.signature import Signature
 from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
 from .results import AsyncResult, EagerResult
 from .routing import Router
-from .task import Request, Signature, Task, check_headers, current_request
+from .task import Request, Task, check_headers, current_request
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -642,72 +643,117 @@ class App:
         return handles
 
     def _prepare(self, signatures: Iterable[Signature]) -> tuple[dict[str, list[OutgoingMessage]], list[ResultHandle]]:
-        """Validate and encode every call (eager mode runs them here instead)."""
-        build = self._build_message
+        """Validate and encode every call (eager mode runs them here instead); composite
+        signatures (a chain) expand into the calls they send now."""
         now = time.time()
         self._mark_used("a task was sent")
-        max_delay = self.broker.limits.max_delay_s if not self.settings.eager else None
         by_queue: dict[str, list[OutgoingMessage]] = {}
         handles: list[ResultHandle] = []
         eager: list[tuple[int, str, bytes]] = []
-        from .signals import before_task_publish
-
         parent = current_request.get()
-        for sig in signatures:
-            opts = sig.options
-            args, kwargs = sig.task.validator.to_message(sig.args, sig.kwargs)
-            eta, expires = _send_times(opts, now)
-            delay = max(0.0, eta - now) if eta else 0.0
-            task_id = opts.get("task_id") or new_task_id()
-            where = f"{sig.task.name}.apply_async"
-            check_serializer(opts.get("serializer"), where)
-            check_priority(opts.get("priority"), where)
-            extra = _lineage(parent, opts)
-            headers = check_headers(opts.get("headers"))
-            if before_task_publish.receivers and not self.settings.eager:
-                headers = dict(headers or {})  # receivers may add headers (tracing): they are sent
-                before_task_publish.send(
-                    sig.task.name,
-                    body={"id": task_id, "task": sig.task.name, "args": args, "kwargs": kwargs, **extra},
-                    exchange="",
-                    routing_key=self.queue_for(sig.task, opts.get("queue")),
-                    headers=headers,
-                    properties={"correlation_id": task_id, "priority": opts.get("priority")},
-                    declare=[],
-                    retry_policy=None,
-                )
-                headers = check_headers(headers)
-            body = build(
-                task_id,
-                sig.task.name,
-                args,
-                kwargs,
-                sent_at=now,
-                eta=eta if delay > 0 else None,
-                expires=expires,
-                headers=headers,
-                key=self.signing_key,
-                extra=extra,
-            )
-            if self.settings.eager:
-                eager.append((len(handles), task_id, body))
-            else:
-                queue = self.queue_for(sig.task, opts.get("queue"))
-                if max_delay is not None:
-                    delay = min(delay, max_delay)
-                by_queue.setdefault(queue, []).append(
-                    OutgoingMessage(
-                        body=body,
-                        delay_s=delay,
-                        ordering_key=opts.get("ordering_key"),
-                        dedup_id=task_id,
-                        attributes={"task": sig.task.name},
-                    )
-                )
-            handles.append(AsyncResult(task_id, app=self))
+        for given in signatures:
+            calls, handle = given.expand()
+            for sig in calls:
+                queue, message, task_id = self._encode(sig, now, parent)
+                if handle is None:
+                    if self.settings.eager:
+                        eager.append((len(handles), task_id, message.body))
+                    handles.append(AsyncResult(task_id, app=self))
+                elif self.settings.eager:
+                    self.run_eagerly(task_id, message.body, store=True, throw=self.settings.eager_propagates)
+                if not self.settings.eager:
+                    by_queue.setdefault(queue, []).append(message)
+            if handle is not None:
+                handles.append(handle)
         for index, task_id, body in eager:  # Celery's task_always_eager: apply() in place of the send
             handles[index] = self.run_eagerly(task_id, body, store=True, throw=self.settings.eager_propagates)
         return by_queue, handles
+
+    def messages_for(self, signatures: Iterable[Signature]) -> list[tuple[str, OutgoingMessage]]:
+        """The (queue, message) of each call, encoded and validated as a send would, but not sent
+        (in eager mode too): the follow-ups a finishing task hands to its runtime's settle step."""
+        now = time.time()
+        found: list[tuple[str, OutgoingMessage]] = []
+        for given in signatures:
+            for sig in given.expand()[0]:
+                queue, message, _ = self._encode(sig, now, None)
+                found.append((queue, message))
+        return found
+
+    def _encode(self, sig: Signature, now: float, parent: Request | None) -> tuple[str, OutgoingMessage, str]:
+        """One call's queue, message and task id; raises before anything is sent when the call
+        cannot be sent (bad arguments or options)."""
+        from .canvas.signature import SEND_OPTIONS, options_to_json
+        from .signals import before_task_publish
+        from .validation import to_json_value
+
+        opts = sig.options
+        unknown = sorted(set(opts) - SEND_OPTIONS)
+        where = f"{sig.task}.apply_async"
+        if unknown:
+            raise InvalidOptions(
+                f"{where}: unknown option(s) {', '.join(unknown)} (cloudq sends with: {', '.join(sorted(SEND_OPTIONS))})"
+            )
+        task = self.tasks.get(sig.task)
+        if task is not None:
+            args, kwargs = task.validator.to_message(sig.args, sig.kwargs)
+        else:  # a task this producer does not import (signature("proj.add")): JSON, unchecked
+            args = to_json_value(list(sig.args), f"args of {sig.task}")
+            kwargs = to_json_value(dict(sig.kwargs), f"kwargs of {sig.task}")
+        expires_opt = opts.get("expires")
+        if isinstance(expires_opt, str):  # a signature's JSON form keeps a datetime as ISO 8601
+            try:
+                opts = {**opts, "expires": datetime.fromisoformat(expires_opt)}
+            except ValueError:
+                raise InvalidOptions(f"{where}: expires {expires_opt!r} is not an ISO 8601 time") from None
+        eta, expires = _send_times(opts, now)
+        delay = max(0.0, eta - now) if eta else 0.0
+        task_id = opts.get("task_id") or new_task_id()
+        check_serializer(opts.get("serializer"), where)
+        check_priority(opts.get("priority"), where)
+        extra = _lineage(parent, opts)
+        links = options_to_json(sig.task, {k: opts[k] for k in ("link", "link_error", "chain") if opts.get(k)})
+        for option, field_name in (("link", "callbacks"), ("link_error", "errbacks"), ("chain", "chain")):
+            if option in links:
+                extra[field_name] = links[option]
+        headers = check_headers(opts.get("headers"))
+        queue = self.router.route(sig.task, task.queue if task is not None else None, opts.get("queue"))
+        if before_task_publish.receivers and not self.settings.eager:
+            headers = dict(headers or {})  # receivers may add headers (tracing): they are sent
+            before_task_publish.send(
+                sig.task,
+                body={"id": task_id, "task": sig.task, "args": args, "kwargs": kwargs, **extra},
+                exchange="",
+                routing_key=queue,
+                headers=headers,
+                properties={"correlation_id": task_id, "priority": opts.get("priority")},
+                declare=[],
+                retry_policy=None,
+            )
+            headers = check_headers(headers)
+        body = self._build_message(
+            task_id,
+            sig.task,
+            args,
+            kwargs,
+            sent_at=now,
+            eta=eta if delay > 0 else None,
+            expires=expires,
+            headers=headers,
+            key=self.signing_key,
+            extra=extra,
+        )
+        max_delay = self.broker.limits.max_delay_s if not self.settings.eager else None
+        if max_delay is not None:
+            delay = min(delay, max_delay)
+        message = OutgoingMessage(
+            body=body,
+            delay_s=delay,
+            ordering_key=opts.get("ordering_key"),
+            dedup_id=task_id,
+            attributes={"task": sig.task},
+        )
+        return queue, message, task_id
 
     def run_eagerly(self, task_id: str, body: bytes, *, store: bool, throw: bool) -> EagerResult:
         """Run one encoded task in this thread now (retries included, at once) and return its
@@ -719,9 +765,10 @@ class App:
         writer = EagerWriter(self.results if store else None)
         executor = Executor(self, writer=writer)
         revoked = RevokeCheck(self).read([task_id]).get(task_id) if store else None  # apply(): as Celery's, unchecked
-        executor.run_eagerly(body, revoked)
-        record = writer.records.get(task_id) or revoked
-        result = EagerResult(task_id, self, record, executor.eager_exception)
+        outcome = executor.run_eagerly(body, revoked)
+        result = EagerResult(task_id, self, writer.records.get(task_id) or revoked, executor.eager_exception)
+        for _, message in getattr(outcome, "followups", ()):  # the chain's next step, links: run here too
+            self.run_eagerly(message.dedup_id or new_task_id(), message.body, store=store, throw=False)
         if throw and result.failed():
             result.get()  # raises the task's exception
         return result
@@ -745,6 +792,9 @@ def _lineage(parent: Request | None, options: dict[str, Any]) -> dict[str, Any]:
     if parent is not None and parent.id:
         extra["parent_id"] = parent.id
         extra["root_id"] = parent.root_id or parent.id
+    for name in ("parent_id", "root_id"):  # given (a chain step sent by the executor)
+        if options.get(name):
+            extra[name] = options[name]
     if options.get("group_id"):
         extra["group"] = options["group_id"]
     if options.get("ignore_result") is not None:

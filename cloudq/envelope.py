@@ -33,8 +33,9 @@ SIG_PREFIX = "v2:"
 _LEGACY_SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", "retries")
 _SIGNED_FIELDS = (*_LEGACY_SIGNED_FIELDS, "headers")
 # optional fields a v2 signature covers when the message has them (so messages signed before
-# they existed still verify): a task's lineage and a per-call ignore_result
-_OPTIONAL_SIGNED_FIELDS = ("parent_id", "root_id", "group", "ignore_result")
+# they existed still verify): a task's lineage, a per-call ignore_result, and the canvas: what
+# runs after it (links, the rest of its chain), since those are task calls too
+_OPTIONAL_SIGNED_FIELDS = ("parent_id", "root_id", "group", "ignore_result", "callbacks", "errbacks", "chain")
 
 
 def _epoch_field(description: str) -> Any:
@@ -60,6 +61,15 @@ class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the pl
     root_id: str | None = Field(None, max_length=256, description="id of the first task of the chain of senders")
     group: str | None = Field(None, max_length=256, description="id of the group this task belongs to")
     ignore_result: bool | None = Field(None, description="this call's ignore_result (else the task's)")
+    callbacks: list[dict[str, Any]] | None = Field(
+        None, description="signature dicts sent when the task succeeds, its result prepended (link)"
+    )
+    errbacks: list[dict[str, Any]] | None = Field(
+        None, description="signature dicts called when the task fails for good (link_error)"
+    )
+    chain: list[dict[str, Any]] | None = Field(
+        None, description="the remaining steps of its chain as signature dicts, the next step LAST"
+    )
     sig: str | None = Field(
         None,
         description="HMAC-SHA256 when signing is on: 'v2:<hex>' over every field the task sees; "

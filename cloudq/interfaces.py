@@ -293,7 +293,10 @@ class AtomicCounter(Protocol):
     def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
         """Add ``by`` atomically (creating the counter at 0) and return the new value: two
         concurrent increments never return the same value. ``expires_at`` (epoch seconds) lets
-        the store drop an abandoned counter."""
+        the store drop an abandoned counter: pass the same one to every increment of a counter
+        (stores keep the one it was created with; Firestore the earliest given). Past it the
+        counter is gone and the next increment starts again at 0. Counters never read as task
+        records (``get`` of their key is None)."""
 
     def delete_counter(self, key: str) -> None:
         """Remove the counter; absent is not an error."""

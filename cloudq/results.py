@@ -109,15 +109,18 @@ def rebuild_exception(record: ResultRecord, allowed_modules: tuple[str, ...] = (
 
 
 class AsyncResult:
-    __slots__ = ("_record", "app", "id")
+    __slots__ = ("_record", "app", "id", "parent")
 
-    def __init__(self, id: str, app: App | None = None) -> None:
+    def __init__(self, id: str, app: App | None = None, parent: AsyncResult | None = None) -> None:
+        """``parent``: the result of the task before this one in its chain (Celery's
+        ``result.parent``), set on the handles a chain's send returns."""
         if app is None:
             from .app import current_app
 
             app = current_app()
         self.id = id
         self.app = app
+        self.parent = parent
         self._record: ResultRecord | None = None
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+from .canvas.signature import Signature
 from .errors import MaxRetriesExceededError, Retry
 from .retry import RetryPolicy
 
@@ -76,19 +77,6 @@ class ExceptionInfo:
 
 
 current_request: ContextVar[Request | None] = ContextVar("cloudq_request", default=None)
-
-
-@dataclass(frozen=True, slots=True)
-class Signature:
-    """A task call packed for later: what ``task.s(...)`` returns and ``app.send_many`` takes."""
-
-    task: Task[Any, Any]
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def delay(self) -> AsyncResult:
-        return self.task.apply_async(self.args, self.kwargs, **self.options)
 
 
 def check_headers(headers: Any) -> dict[str, str] | None:
@@ -292,32 +280,35 @@ class Task(Generic[P, R]):
         serializer: str | None = None,
         priority: int | None = None,
         group_id: str | None = None,
+        link: Signature | list[Signature] | None = None,
+        link_error: Signature | list[Signature] | None = None,
+        parent_id: str | None = None,
+        root_id: str | None = None,
     ) -> AsyncResult:
         """Validate and send; raises InvalidArguments or MessageTooLarge before anything is sent.
         ``ignore_result`` overrides the task's for this call; ``serializer`` is "json" only;
-        ``priority`` is checked (0-255) and ignored: no cloudq broker orders by priority."""
-        return self.app.send_many(
-            [
-                Signature(
-                    self,
-                    tuple(args),
-                    kwargs or {},
-                    dict(
-                        countdown=countdown,
-                        eta=eta,
-                        expires=expires,
-                        queue=queue,
-                        task_id=task_id,
-                        ordering_key=ordering_key,
-                        headers=headers,
-                        ignore_result=ignore_result,
-                        serializer=serializer,
-                        priority=priority,
-                        group_id=group_id,
-                    ),
-                )
-            ]
-        )[0]
+        ``priority`` is checked (0-255) and ignored: no cloudq broker orders by priority.
+        ``link``/``link_error``: signatures (or lists) called on success (result prepended) or
+        on final failure, sent by the worker as part of this task's outcome."""
+        options: dict[str, Any] = dict(
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            task_id=task_id,
+            ordering_key=ordering_key,
+            headers=headers,
+            ignore_result=ignore_result,
+            serializer=serializer,
+            priority=priority,
+            group_id=group_id,
+            parent_id=parent_id,
+            root_id=root_id,
+        )
+        for key, value in (("link", link), ("link_error", link_error)):
+            if value is not None:
+                options[key] = list(value) if isinstance(value, (list, tuple)) else [value]
+        return self.app.send_many([Signature(self, tuple(args), kwargs or {}, options)])[0]
 
     def apply(
         self,
@@ -357,9 +348,27 @@ class Task(Generic[P, R]):
         return (await self.app.send_many_async([Signature(self, args, kwargs)]))[0]
 
     def s(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+        """Celery's ``task.s(*args, **kwargs)``: a signature of this call (partial, mutable)."""
         return Signature(self, args, kwargs)
 
-    signature = s
+    def si(self, *args: P.args, **kwargs: P.kwargs) -> Signature:
+        """An immutable signature: a chain or link does not prepend the previous result."""
+        return Signature(self, args, kwargs, immutable=True)
+
+    def signature(
+        self,
+        args: Iterable[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        options: dict[str, Any] | None = None,
+        *,
+        immutable: bool = False,
+        **more_options: Any,
+    ) -> Signature:
+        """Celery's ``task.signature(args, kwargs, options, **options)``: keyword arguments here are
+        send OPTIONS (``add.signature((2, 2), countdown=10)``), not the task's kwargs."""
+        return Signature(self, tuple(args or ()), kwargs, options, immutable=immutable, **more_options)
+
+    subtask = signature
 
     def map(self, items: Iterable[Any], **options: Any) -> list[AsyncResult]:
         """Send one task per item (a tuple is spread as positional arguments) in batched calls."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from cloudq import states
+from cloudq.backends.common import COUNTER_KIND, COUNTER_PREFIX, counter_id, counter_live
 from cloudq.backends.urls import read_options
 from cloudq.claimcheck import ClaimCheckStore, Pointer, parse_pointer
 from cloudq.errors import CloudqError, ConfigurationError, ResultStoreError, ResultTooLarge
@@ -47,6 +48,9 @@ T = TypeVar("T")
 ITEM_MARGIN_BYTES = 1024  # room for DynamoDB's own per-attribute overhead
 EXACT_EXPIRY = "expires_exact"  # expires_at to the fraction of a second (the TTL attribute is whole seconds)
 RESULT_REF = "result_ref"  # pointer to an offloaded result in S3
+KIND = "kind"  # COUNTER_KIND on counter items; task records have none
+COUNT = "count"
+MAX_COUNTER_RESETS = 20  # rounds of replacing an expired counter before giving up (each lost one means progress)
 BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
 UNPROCESSED_ROUNDS = 8  # BatchGetItem rounds in a row that return nothing before giving up
 UNPROCESSED_FIRST_PAUSE_S = 0.05  # doubling, jittered, up to UNPROCESSED_MAX_PAUSE_S
@@ -117,6 +121,11 @@ def from_item(item: dict[str, Any], result: Any = None) -> ResultRecord:
         claim_owner=text("claim_owner"),
         claim_until=_read_number(item.get("claim_until")),
     )
+
+
+def _check_task_id(task_id: str) -> None:
+    if task_id.startswith(COUNTER_PREFIX):
+        raise ResultStoreError(f"task id {task_id!r}: ids starting with {COUNTER_PREFIX!r} are reserved for counters")
 
 
 def item_size(item: dict[str, dict[str, str]]) -> int:
@@ -236,7 +245,8 @@ class DynamoDBResultStore(AWSBackend):
 
     @staticmethod
     def _live(item: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
-        if not item:
+        """The item when it is a task record that has not expired (counters are never records)."""
+        if not item or KIND in item:
             return None
         expiry = _read_number(item.get(EXACT_EXPIRY) or item.get(res.RESULTS_TTL_ATTRIBUTE))
         return None if expiry is not None and expiry <= now else item
@@ -296,6 +306,7 @@ class DynamoDBResultStore(AWSBackend):
 
     def set(self, record: ResultRecord) -> bool:
         """One conditional PutItem: written unless a live terminal record exists."""
+        _check_task_id(record.task_id)
         item, ref = self._fit(record)
         values = {**_TERMINAL, ":now": _number(time.time())}
         condition = f"attribute_not_exists({res.RESULTS_KEY}) OR {_NOT_TERMINAL} OR NOT {_LIVE}"
@@ -369,6 +380,7 @@ class DynamoDBResultStore(AWSBackend):
 
     def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
         """One conditional UpdateItem; on refusal DynamoDB returns the holder's record with it."""
+        _check_task_id(task_id)
         now = time.time()
         values = {
             **_TERMINAL,
@@ -421,7 +433,14 @@ class DynamoDBResultStore(AWSBackend):
         fresh = to_item(
             ResultRecord(task_id, states.STARTED, task_name, started_at=now, claim_owner=owner, claim_until=until)
         )
-        expected = old.get(EXACT_EXPIRY) or old.get(res.RESULTS_TTL_ATTRIBUTE)
+        if self._replace_expired(old, fresh):
+            self._drop_offloaded(old)
+            return Claim(True, None)
+        return self.claim(task_id, owner, until, task_name)  # someone replaced it first: decide again
+
+    def _replace_expired(self, old: dict[str, Any], fresh: dict[str, Any]) -> bool:
+        """One PutItem of ``fresh`` over the expired item ``old``, on condition that it is still
+        that item (same expiry); False when someone replaced it first."""
         attribute = EXACT_EXPIRY if EXACT_EXPIRY in old else res.RESULTS_TTL_ATTRIBUTE
 
         def put() -> bool:
@@ -430,7 +449,7 @@ class DynamoDBResultStore(AWSBackend):
                     TableName=self.table,
                     Item=fresh,
                     ConditionExpression=f"{attribute} = :old",
-                    ExpressionAttributeValues={":old": expected},
+                    ExpressionAttributeValues={":old": old[attribute]},
                 )
             except Exception as exc:
                 if error_code(exc) == "ConditionalCheckFailedException":
@@ -438,10 +457,7 @@ class DynamoDBResultStore(AWSBackend):
                 raise
             return True
 
-        if self._run("PutItem", put):
-            self._drop_offloaded(old)
-            return Claim(True, None)
-        return self.claim(task_id, owner, until, task_name)  # someone replaced it first: decide again
+        return self._run("PutItem", put)
 
     def forget(self, task_id: str) -> None:
         response = self._run(
@@ -451,6 +467,85 @@ class DynamoDBResultStore(AWSBackend):
             ),
         )
         self._drop_offloaded(response.get("Attributes") or {})
+
+    # -- AtomicCounter ----------------------------------------------------------------------------
+
+    def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
+        """One UpdateItem ``ADD count :by`` returning the new total (UPDATED_NEW), on condition that
+        the item is absent or a live counter. The expiry given when the counter is created stays
+        (the TTL attribute lets DynamoDB delete an abandoned one); an expired counter DynamoDB has
+        not deleted yet is replaced by a fresh one (a second, conditional request)."""
+        item_id = counter_id(key, by)
+        values: dict[str, Any] = {":by": {"N": str(by)}, ":counter": {"S": COUNTER_KIND}}
+        update = "SET #kind = :counter ADD #count :by"
+        if expires_at is not None:
+            values.update({":ttl": {"N": str(math.ceil(expires_at))}, ":exact": _number(expires_at)})
+            update = (
+                f"SET #kind = :counter, {res.RESULTS_TTL_ATTRIBUTE} = if_not_exists({res.RESULTS_TTL_ATTRIBUTE}, :ttl), "
+                f"{EXACT_EXPIRY} = if_not_exists({EXACT_EXPIRY}, :exact) ADD #count :by"
+            )
+        for _ in range(MAX_COUNTER_RESETS):
+            values[":now"] = _number(time.time())
+            request = {
+                "TableName": self.table,
+                "Key": {res.RESULTS_KEY: {"S": item_id}},
+                "UpdateExpression": update,
+                "ConditionExpression": f"attribute_not_exists({res.RESULTS_KEY}) OR (#kind = :counter AND {_LIVE})",
+                "ExpressionAttributeNames": {"#kind": KIND, "#count": COUNT},
+                "ExpressionAttributeValues": values,
+                "ReturnValues": "UPDATED_NEW",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            new, old = self._run("UpdateItem", functools.partial(self._conditional_update, request))
+            if new is not None:
+                return int(new[COUNT]["N"])
+            if self._replace_expired_counter(item_id, old, by, expires_at):
+                return by
+        raise ResultStoreError(
+            f"gave up incrementing counter {key!r} in {self.table}: it kept expiring and being replaced"
+        )
+
+    def _conditional_update(self, request: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """(the updated attributes, None) or (None, the item whose condition failed)."""
+        try:
+            return self._db().update_item(**request).get("Attributes", {}), {}
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None, getattr(exc, "response", {}).get("Item") or {}
+            raise
+
+    def _replace_expired_counter(self, item_id: str, old: dict[str, Any], by: int, expires_at: float | None) -> bool:
+        """Put a fresh counter over an expired one, on condition that it is still that one."""
+        if old.get(KIND, {}).get("S") != COUNTER_KIND:
+            raise ResultStoreError(f"counter item {item_id!r} in {self.table} is not a counter (a task record?)")
+        expiry = _read_number(old.get(EXACT_EXPIRY) or old.get(res.RESULTS_TTL_ATTRIBUTE))
+        if expiry is None or counter_live(expiry, time.time()):
+            return False  # changed since the failed update: ask again
+        item = {res.RESULTS_KEY: {"S": item_id}, KIND: {"S": COUNTER_KIND}, COUNT: {"N": str(by)}}
+        if expires_at is not None:
+            item[res.RESULTS_TTL_ATTRIBUTE] = {"N": str(math.ceil(expires_at))}
+            item[EXACT_EXPIRY] = _number(expires_at)
+        return self._replace_expired(old, item)
+
+    def delete_counter(self, key: str) -> None:
+        """One DeleteItem, on condition that the item is a counter (or absent)."""
+        item_id = counter_id(key)
+
+        def delete() -> None:
+            try:
+                self._db().delete_item(
+                    TableName=self.table,
+                    Key={res.RESULTS_KEY: {"S": item_id}},
+                    ConditionExpression=f"attribute_not_exists({res.RESULTS_KEY}) OR #kind = :counter",
+                    ExpressionAttributeNames={"#kind": KIND},
+                    ExpressionAttributeValues={":counter": {"S": COUNTER_KIND}},
+                )
+            except Exception as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+                raise ResultStoreError(f"item {item_id!r} in {self.table} is not a counter: not deleted") from None
+
+        self._run("DeleteItem", delete)
 
     async def get_async(self, task_id: str) -> ResultRecord | None:
         """``get`` on aiobotocore, for callers in an event loop: one strongly consistent GetItem;

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from cloudq.backends.common import COUNTER_KIND, COUNTER_PREFIX, counter_id
 from cloudq.errors import ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
 from cloudq.states import STARTED, TERMINAL_STATES
@@ -57,6 +58,11 @@ POLL_MIN_S = 0.05  # the first pause of a polling waiter (each poll is a billed 
 POLL_MAX_S = 1.0
 BATCH_GET_DOCUMENTS = 100  # documents per BatchGetDocuments stream (billed per document, not per request)
 LISTENER_CHECK_S = 1.0  # how often a waiter checks that its listener is still alive
+
+
+def _check_task_id(task_id: str) -> None:
+    if task_id.startswith(COUNTER_PREFIX):
+        raise ResultStoreError(f"task id {task_id!r}: ids starting with {COUNTER_PREFIX!r} are reserved for counters")
 
 
 class FirestoreResultStore:
@@ -136,8 +142,11 @@ class FirestoreResultStore:
 
     @staticmethod
     def _live(snapshot: DocumentSnapshot, now: float) -> dict[str, Any] | None:
+        """The fields of a task record that has not expired (a counter is never a record)."""
         fields = snapshot.to_dict() if snapshot.exists else None
-        return None if fields is None or fr.expired(fields, now) else fields
+        if fields is None or fields.get(fr.KIND) == COUNTER_KIND or fr.expired(fields, now):
+            return None
+        return fields
 
     def _offload(self) -> GCSOffload:
         if self.offload is None:
@@ -172,6 +181,7 @@ class FirestoreResultStore:
         return list(self._db().get_all(refs, **limits))
 
     def set(self, record: ResultRecord) -> bool:
+        _check_task_id(record.task_id)
         ref = self._doc(record.task_id)
         fields = self._fields(record, ref.path)
         if record.terminal and self._create(ref, fields):  # the common case: one request
@@ -245,6 +255,7 @@ class FirestoreResultStore:
                 log.warning("could not delete offloaded result %s: %s", ref, exc)
 
     def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
+        _check_task_id(task_id)
         ref = self._doc(task_id)
         for _ in range(MAX_CONFLICTS):
             snapshot = self._read(ref)
@@ -270,6 +281,42 @@ class FirestoreResultStore:
             snapshot = self._read(ref)
             if snapshot.exists:
                 self._drop_result(snapshot.to_dict() or {})
+        self._run(f"deleting {ref.id}", ref.delete)
+
+    # -- AtomicCounter --------------------------------------------------------------------------
+
+    def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
+        """One write, no transaction: a merge with two server-side transforms, ``Increment`` on the
+        count and ``Minimum`` on the exact expiry, whose results come back in the commit response.
+        So concurrent increments never conflict and each sees its own total, and the returned
+        expiry says whether the counter had expired (then it is replaced, on condition that no one
+        wrote since: a second request). The expiry given at creation stays (the earliest one given)."""
+        from google.api_core.exceptions import FailedPrecondition, NotFound
+        from google.cloud.firestore import Increment, Minimum
+
+        ref = self._doc(counter_id(key, by))
+        expiry = fr.NO_EXPIRY if expires_at is None else float(expires_at)
+        fields: dict[str, Any] = {fr.KIND: COUNTER_KIND, fr.COUNT: Increment(by), fr.EXPIRES_EXACT: Minimum(expiry)}
+        fields.update(fr.expiry_timestamp(expires_at))
+        for _ in range(MAX_CONFLICTS):
+            written = self._run(f"incrementing {ref.id}", ref.set, fields, merge=True)
+            # the transforms' results, in field-path order: count, expires_exact
+            count, until = (fr.number(value) for value in written.transform_results)
+            if until > time.time():
+                return int(count)
+            fresh = {fr.COUNT: by, fr.EXPIRES_EXACT: expiry, **fr.expiry_timestamp(expires_at, delete=True)}
+            option = self._db().write_option(last_update_time=written.update_time)
+            try:  # it had expired: start again from ``by``, unless someone wrote in between
+                self._run(
+                    f"resetting {ref.id}", ref.update, fresh, option=option, expected=(FailedPrecondition, NotFound)
+                )
+                return by
+            except (FailedPrecondition, NotFound):
+                continue
+        raise ResultStoreError(f"gave up incrementing counter {key!r} after {MAX_CONFLICTS} conflicting writes")
+
+    def delete_counter(self, key: str) -> None:
+        ref = self._doc(counter_id(key))
         self._run(f"deleting {ref.id}", ref.delete)
 
     # -- waiting --------------------------------------------------------------------------------

@@ -22,6 +22,9 @@ RESULT_JSON = "result_json"
 RESULT_REF = "result_ref"  # gs:// reference of an offloaded result
 EXPIRES_AT = "expires_at"  # the TTL policy's field
 EXPIRES_EXACT = "expires_exact"
+KIND = "kind"  # COUNTER_KIND on counter documents; task records have none
+COUNT = "count"
+NO_EXPIRY = float("inf")  # a counter's expires_exact when it never expires (the Minimum transform needs a number)
 _TEXT = ("error_type", "error_message", "traceback", "claim_owner")
 _NUMBERS = ("started_at", "finished_at", "claim_until")
 FIELDS = (
@@ -102,3 +105,24 @@ def from_fields(fields: dict[str, Any], result: Any) -> ResultRecord:
         expires_at=fields.get(EXPIRES_EXACT),
         **{name: fields.get(name) for name in (*_TEXT, *_NUMBERS)},
     )
+
+
+def expiry_timestamp(expires_at: float | None, delete: bool = False) -> dict[str, Any]:
+    """The TTL policy's field for a counter (absent, or deleted with ``delete``, when it never expires)."""
+    if expires_at is not None:
+        return {EXPIRES_AT: datetime.fromtimestamp(expires_at, UTC)}
+    if not delete:
+        return {}
+    from google.cloud.firestore import DELETE_FIELD
+
+    return {EXPIRES_AT: DELETE_FIELD}
+
+
+def number(value: Any) -> int | float:
+    """An integer or double Firestore ``Value`` (a transform's result) as a Python number."""
+    pb = type(value).pb(value)
+    kind = pb.WhichOneof("value_type")
+    if kind not in ("integer_value", "double_value"):
+        raise ValueError(f"expected a number from Firestore, got {kind}")
+    found: int | float = getattr(pb, kind)
+    return found

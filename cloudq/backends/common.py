@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import states
-from ..errors import MessageTooLarge
+from ..errors import InvalidArguments, MessageTooLarge
 from ..interfaces import OutgoingMessage, ResultRecord
 
 MAX_LEASE_S = 12 * 3600.0  # SQS's ceiling; no backend holds a lease longer
+# Counters (AtomicCounter) share the results table of the cloud stores: their keys carry this
+# prefix and their items a ``kind`` of COUNTER_KIND, so no record read ever returns one.
+COUNTER_PREFIX = "cloudq.counter:"
+COUNTER_KIND = "counter"
 
 
 def check_sizes(messages: Sequence[OutgoingMessage], limit: int) -> None:
@@ -53,3 +57,17 @@ def claimed(
         attempts=current.attempts if current else 0,
         expires_at=current.expires_at if current else None,
     )
+
+
+def counter_id(key: str, by: int = 1) -> str:
+    """The stored id of counter ``key``; checks the arguments of ``increment`` first."""
+    if not isinstance(key, str) or not key:
+        raise InvalidArguments(f"a counter key is a non-empty string, got {key!r}")
+    if not isinstance(by, int) or isinstance(by, bool):
+        raise InvalidArguments(f"a counter is incremented by an integer, got {by!r}")
+    return COUNTER_PREFIX + key
+
+
+def counter_live(expires_at: float | None, now: float) -> bool:
+    """A counter past its expiry is gone: the next increment starts again at 0."""
+    return expires_at is None or expires_at > now

@@ -24,7 +24,16 @@ from ..interfaces import (
     QueueStats,
     ResultRecord,
 )
-from .common import MAX_LEASE_S, check_sizes, claim_refused, claimed, is_live, max_deliveries_reason
+from .common import (
+    MAX_LEASE_S,
+    check_sizes,
+    claim_refused,
+    claimed,
+    counter_id,
+    counter_live,
+    is_live,
+    max_deliveries_reason,
+)
 from .urls import Parser, integer_in, read_options
 
 if TYPE_CHECKING:
@@ -227,6 +236,7 @@ class MemoryResultStore:
 
     def __init__(self) -> None:
         self._records: dict[str, ResultRecord] = {}
+        self._counters: dict[str, tuple[int, float | None]] = {}  # key -> (value, expires_at)
         self._cond = threading.Condition()
 
     @classmethod
@@ -286,6 +296,20 @@ class MemoryResultStore:
     def forget(self, task_id: str) -> None:
         with self._cond:
             self._records.pop(task_id, None)
+
+    def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
+        """Under the store's lock. The expiry is the one given when the counter was created."""
+        counter_id(key, by)
+        with self._cond:
+            value, expiry = self._counters.get(key, (0, expires_at))
+            if not counter_live(expiry, time.time()):
+                value, expiry = 0, expires_at
+            self._counters[key] = (value + by, expiry)
+            return value + by
+
+    def delete_counter(self, key: str) -> None:
+        with self._cond:
+            self._counters.pop(key, None)
 
     def close(self) -> None:
         pass

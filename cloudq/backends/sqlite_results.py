@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import NotSerializable, ResultStoreError
 from ..interfaces import Claim, ResultRecord
-from .common import claim_refused, claimed
+from .common import claim_refused, claimed, counter_id
 from .sqlite_db import DEFAULT_TIMEOUT_S, SQLiteDatabase, database_options, sqlite_options, sqlite_path
 
 if TYPE_CHECKING:
@@ -35,6 +35,12 @@ _SCHEMA = (
         expires_at REAL,
         data TEXT NOT NULL
     )""",
+    # counters (chords, periodic-task slots) in their own table: no key can collide with a task id
+    """CREATE TABLE IF NOT EXISTS cloudq_counters (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL,
+        expires_at REAL
+    )""",
 )
 _UPSERT = """
     INSERT INTO cloudq_results (task_id, terminal, expires_at, data) VALUES (?, ?, ?, ?)
@@ -48,6 +54,16 @@ _SELECT_MANY = (
     "SELECT data FROM cloudq_results WHERE task_id IN (SELECT value FROM json_each(?))"
     " AND (expires_at IS NULL OR expires_at > ?)"
 )
+# One statement, so one write lock: concurrent increments are serialised and each sees its own total.
+# An expired counter starts again from 0 with the new expiry; a live one keeps the expiry it was created with.
+_INCREMENT = """
+    INSERT INTO cloudq_counters (key, value, expires_at) VALUES (:key, :by, :expires_at)
+    ON CONFLICT (key) DO UPDATE SET
+        value = CASE WHEN cloudq_counters.expires_at <= :now THEN :by ELSE cloudq_counters.value + :by END,
+        expires_at = CASE WHEN cloudq_counters.expires_at <= :now THEN :expires_at ELSE cloudq_counters.expires_at END
+    RETURNING value
+"""
+_SWEEP_COUNTERS = "DELETE FROM cloudq_counters WHERE expires_at <= ?"
 _EXPIRED = "SELECT rowid FROM cloudq_results WHERE expires_at <= ? LIMIT ?"
 _SWEEP = "DELETE FROM cloudq_results WHERE rowid IN (SELECT value FROM json_each(?)) AND expires_at <= ?"
 
@@ -112,9 +128,10 @@ class SQLiteResultStore:
         deleted by one short write that checks their expiry again."""
         now = time.time() if now is None else now
         expired = self.db.query(_EXPIRED, (now, SWEEP_BATCH))
+        counters = self.db.change(_SWEEP_COUNTERS, (now,))  # few rows: chords in progress, periodic slots
         if not expired:
-            return 0
-        return self.db.change(_SWEEP, (json.dumps([row[0] for row in expired]), now))
+            return counters
+        return counters + self.db.change(_SWEEP, (json.dumps([row[0] for row in expired]), now))
 
     def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
         now = time.time()
@@ -133,6 +150,15 @@ class SQLiteResultStore:
     def _current(conn: sqlite3.Connection, task_id: str, now: float) -> ResultRecord | None:
         row = conn.execute(_SELECT, (task_id, now)).fetchone()
         return _decode(row[0]) if row else None
+
+    def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
+        """One ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` statement (SQLite 3.35+)."""
+        counter_id(key, by)
+        rows = self.db.query(_INCREMENT, {"key": key, "by": by, "expires_at": expires_at, "now": time.time()})
+        return int(rows[0][0])
+
+    def delete_counter(self, key: str) -> None:
+        self.db.change("DELETE FROM cloudq_counters WHERE key = ?", (key,))
 
     def forget(self, task_id: str) -> None:
         self.db.change("DELETE FROM cloudq_results WHERE task_id = ?", (task_id,))

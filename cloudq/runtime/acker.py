@@ -15,14 +15,17 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..interfaces import Broker, Delivery
 from ..util.chunks import chunks
 from .batching import Batcher
 from .executor import Ack, Outcome
 from .givebacks import GiveBacks
-from .settle import settle
+from .settle import send_followups, settle
+
+if TYPE_CHECKING:
+    from ..app import App
 
 log = logging.getLogger("cloudq.worker")
 
@@ -37,11 +40,14 @@ class Acker:
         interval_s: float = ACK_INTERVAL_S,
         before_apply: Callable[[], None] | None = None,
         givebacks: GiveBacks | None = None,
+        app: App | None = None,
     ) -> None:
         """``before_apply`` runs before each batch reaches the broker (the batched result writes);
         if it fails, the batch is not applied and its messages come back after their lease.
-        ``givebacks`` records each retried or re-sent message and when it is due (burst mode)."""
+        ``givebacks`` records each retried or re-sent message and when it is due (burst mode);
+        ``app`` records the follow-ups (chain steps, links) sent before their acks."""
         self.broker = broker
+        self.app = app
         self.before_apply = before_apply
         self.givebacks = givebacks
         self.max_batch = max(1, broker.limits.max_batch)
@@ -77,6 +83,10 @@ class Acker:
         if self.before_apply is not None and not self._call("result write", len(batch), self.before_apply)[0]:
             return
         settled = settle(batch)
+        if settled.followups and self.app is not None:
+            # sent first, through the broker this acker settles with; a failed send leaves its
+            # tasks' messages to come back (their follow-ups then go again, with the same ids)
+            send_followups(settled, self.app, lambda queue, messages: self.broker.send(queue, messages))
         acks = settled.acks
         for queue, pairs in settled.sends.items():
             for part in chunks(pairs, self.max_batch):

@@ -14,7 +14,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..interfaces import Delivery, OutgoingMessage
-from .executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
+from .executor import Ack, DeadLetter, Followups, Outcome, Requeue, RetryIn
 
 READY = "ready"
 FATAL = "fatal"
@@ -55,13 +55,26 @@ def decode_delivery(data: bytes) -> Delivery:
     return Delivery(body, None, int(h["count"]), str(h["queue"]), str(h["id"]), dict(h["attrs"]), h["key"])
 
 
+def _followups(followups: Followups) -> list[list[Any]]:
+    """Follow-up messages as JSON (their bodies are envelopes: UTF-8 JSON)."""
+    return [[q, m.body.decode(), m.delay_s, m.ordering_key, m.dedup_id, dict(m.attributes)] for q, m in followups]
+
+
+def _read_followups(items: Any) -> Followups:
+    return tuple(
+        (str(q), OutgoingMessage(body.encode(), float(d), k, i, dict(a))) for q, body, d, k, i, a in items or ()
+    )
+
+
 def encode_outcome(outcome: Outcome) -> bytes:
     if isinstance(outcome, Ack):
-        return frame({"kind": "ack", "event": outcome.event})
+        return frame(
+            {"kind": "ack", "event": outcome.event, "followups": _followups(outcome.followups), "step": outcome.step}
+        )
     if isinstance(outcome, RetryIn):
         return frame({"kind": "retry", "delay": outcome.delay_s})
     if isinstance(outcome, DeadLetter):
-        return frame({"kind": "dead", "reason": outcome.reason})
+        return frame({"kind": "dead", "reason": outcome.reason, "followups": _followups(outcome.followups)})
     m = outcome.message
     header = {
         "kind": "requeue",
@@ -79,11 +92,11 @@ def decode_outcome(data: bytes) -> Outcome:
     h, payload = unframe(data)
     kind = h.get("kind")
     if kind == "ack":
-        return Ack(str(h["event"]))
+        return Ack(str(h["event"]), _read_followups(h.get("followups")), h.get("step"))
     if kind == "retry":
         return RetryIn(float(h["delay"]))
     if kind == "dead":
-        return DeadLetter(str(h["reason"]))
+        return DeadLetter(str(h["reason"]), _read_followups(h.get("followups")))
     if kind == "requeue":
         message = OutgoingMessage(payload, float(h["delay"]), h["key"], h["dedup"], dict(h["attrs"]))
         return Requeue(message, str(h["event"]))

@@ -18,9 +18,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
+from ..canvas.followups import (
+    children_id,
+    expects_followups,
+    fail_rest_of_chain,
+    followups_on_failure,
+    followups_on_success,
+)
 from ..envelope import Envelope, decode, peek_id
 from ..errors import (
     BackendUnavailable,
+    CloudqError,
     InvalidArguments,
     MalformedMessage,
     MaxRetriesExceededError,
@@ -35,23 +43,31 @@ from ..errors import (
     WorkerLost,
 )
 from ..interfaces import Delivery, OutgoingMessage, ResultRecord, ResultWriter
-from ..results import exception_name
+from ..results import exception_name, read_many
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
+from .result_batch import BatchedResults
 from .timelimit import soft_time_limit, time_limit
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..canvas.signature import Signature
 
 log = logging.getLogger("cloudq.task")
 
 
+Followups = tuple[tuple[str, OutgoingMessage], ...]  # (queue, message) sent before the ack
+
+
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """Done: delete the message."""
+    """Done: delete the message, after sending ``followups`` (the next chain step, links) and
+    recording that ``step`` sent them (``cloudq/canvas/followups.py``)."""
 
     event: str = "succeeded"
+    followups: Followups = ()
+    step: str | None = None  # the task id whose ``children`` record is written once they are sent
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +91,10 @@ class Requeue:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """Failed for good: dead-letter the message with ``reason``, after sending ``followups`` (errbacks)."""
+
     reason: str
+    followups: Followups = ()
 
 
 Outcome = Ack | RetryIn | Requeue | DeadLetter
@@ -257,6 +276,7 @@ class Executor:
             self._log("expired", env, delivery, 0, started)
             revoked = self._request(env, task, delivery, env.retries + max(1, delivery.delivery_count))
             signals.task_revoked.send(task, request=revoked, terminated=False, signum=None, expired=True)
+            self._revoke_rest_of_chain(env, "expired")
             return Ack("expired")
         attempt = env.retries + max(1, delivery.delivery_count)
         policy = task.retry_policy
@@ -270,12 +290,12 @@ class Executor:
                 "an earlier delivery was never acknowledged"
             )
             self._write_failure(env, task, "cloudq.errors.WorkerLost", message, None, attempt - 1)
-            return self._dead(delivery, env, attempt, f"WorkerLost: {message}", started)
+            return self._dead(delivery, env, attempt, f"WorkerLost: {message}", started, task, WorkerLost(message))
         try:
             call_args, call_kwargs = task.validator.to_call(env.args, env.kwargs)
         except InvalidArguments as exc:
             self._write_failure(env, task, "cloudq.errors.InvalidArguments", str(exc), None, attempt)
-            return self._dead(delivery, env, attempt, f"InvalidArguments: {exc}", started)
+            return self._dead(delivery, env, attempt, f"InvalidArguments: {exc}", started, task, exc)
         if task.idempotent:
             claimed = self._claim(env, task)
             if claimed is not None:
@@ -291,22 +311,26 @@ class Executor:
             value = self._call(task, call_args, call_kwargs, request)
             if request.pending_retry:  # task.retry(throw=False): the retry stands, the value is dropped
                 raise request.pending_retry[-1]
-            result = None if _ignores(env, task) else to_json_value(value, f"result of {task.name}")
+            chained = expects_followups(env)
+            ignored = _ignores(env, task)
+            # a chain step passes its value on even when its result is not stored (Celery)
+            result = to_json_value(value, f"result of {task.name}") if chained or not ignored else None
         except Reject as exc:
             self._write_failure(env, task, "cloudq.errors.Reject", exc.reason, tb.format_exc(), attempt)
             self._after_failure(task, request, exc, tb.format_exc())
-            return self._dead(delivery, env, attempt, f"Reject: {exc.reason}", started)
+            return self._dead(delivery, env, attempt, f"Reject: {exc.reason}", started, task, exc, request)
         except NotSerializable as exc:
             self._write_failure(env, task, "cloudq.errors.NotSerializable", str(exc), tb.format_exc(), attempt)
             self._after_failure(task, request, exc, tb.format_exc())
-            return self._dead(delivery, env, attempt, f"NotSerializable: {exc}", started)
+            return self._dead(delivery, env, attempt, f"NotSerializable: {exc}", started, task, exc, request)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             return self._failed(delivery, env, task, attempt, exc, started, request)
-        if not _ignores(env, task):
+        written = True
+        if not ignored:
             try:
-                self._write(
+                written = self._write(
                     ResultRecord(
                         env.id,
                         states.SUCCESS,
@@ -316,17 +340,20 @@ class Executor:
                         started_at=now,
                         finished_at=time.time(),
                         expires_at=self._expiry(),
-                    )
+                    ),
+                    direct=chained,
                 )
             except ResultTooLarge as exc:  # retrying cannot shrink it: record why, keep the message
                 self._write_failure(env, task, "cloudq.errors.ResultTooLarge", str(exc), None, attempt)
                 self._after_failure(task, request, exc, "".join(tb.format_exception(exc)))
-                return self._dead(delivery, env, attempt, f"ResultTooLarge: {exc}", started)
+                return self._dead(delivery, env, attempt, f"ResultTooLarge: {exc}", started, task, exc, request)
         self._log("succeeded", env, delivery, attempt, started)
         if _overrides(task, "on_success"):
             self._hook(request, task.on_success, value, env.id, env.args, env.kwargs)
         signals.task_success.send(task, result=value)
         self._after_return(task, request, states.SUCCESS, value, None)
+        if chained:
+            return self._succeeded_with_followups(env, result, written)
         return Ack()
 
     def revoked(
@@ -349,7 +376,68 @@ class Executor:
         if env is not None and task is not None:
             request = self._request(env, task, delivery, attempt)
             signals.task_revoked.send(task, request=request, terminated=terminated, signum=signum, expired=False)
+        if env is not None:
+            self._revoke_rest_of_chain(env, "was revoked")
         return Ack("revoked")
+
+    def _revoke_rest_of_chain(self, env: Envelope, why: str) -> None:
+        """A chain step that will never run: the steps after it will not either, so they are
+        recorded REVOKED (waiting on them raises, never hangs)."""
+        if not env.chain:
+            return
+        record = ResultRecord(
+            env.id,
+            states.REVOKED,
+            env.task,
+            error_type="cloudq.errors.TaskRevokedError",
+            error_message=f"not run: step {env.task}[{env.id}] of its chain {why}",
+            finished_at=time.time(),
+            expires_at=self._expiry(),
+        )
+        fail_rest_of_chain(env, self.writer or self.app.results, record)
+
+    def _succeeded_with_followups(self, env: Envelope, result: Any, written: bool) -> Outcome:
+        """The Ack of a successful step carrying what it sends next. ``written`` False: the SUCCESS
+        record already existed, so this is a redelivery of a step that ran before: send nothing if
+        its follow-ups were recorded as sent, else those of the STORED result (the first run's)."""
+        if not written:
+            store, ids = self.app.results, [children_id(env.id), env.id]
+            found = read_many(store, ids)  # one request where the store can (BatchGetItem, get_all, one query)
+            if ids[0] in found:
+                log.info("duplicate %s %s: its follow-ups were already sent", env.task, env.id)
+                return Ack("duplicate")
+            stored = found.get(env.id)
+            if stored is None or stored.state != states.SUCCESS:
+                return Ack("duplicate")
+            result = stored.result
+        return Ack(followups=self._encode_followups(env, followups_on_success(self.app, env, result)), step=env.id)
+
+    def _encode_followups(self, env: Envelope, calls: list[Signature]) -> Followups:
+        """The messages of ``calls``; a call that cannot be sent (its task refuses the arguments,
+        a bad option) is recorded as FAILED with the reason, and the chain steps after it too."""
+        messages: list[tuple[str, OutgoingMessage]] = []
+        for call in calls:
+            try:
+                messages.extend(self.app.messages_for([call]))
+            except CloudqError as exc:
+                log.error(
+                    "task %s[%s]: cannot send its follow-up %r: %s: %s", env.task, env.id, call, type(exc).__name__, exc
+                )
+                failure = ResultRecord(
+                    call.id or "",
+                    states.FAILURE,
+                    call.task,
+                    error_type=exception_name(exc),
+                    error_message=f"not sent after {env.task}[{env.id}]: {exc}",
+                    finished_at=time.time(),
+                    expires_at=self._expiry(),
+                )
+                if call.id:
+                    self._record_anyway(failure)
+                rest = call.options.get("chain")
+                if rest:
+                    fail_rest_of_chain(env.model_copy(update={"chain": rest}), self.writer or self.app.results, failure)
+        return tuple(messages)
 
     def lost(self, delivery: Delivery, reason: str, timed_out: bool = False) -> Outcome:
         """The process running ``delivery`` died, or was killed at its hard time limit: decide what
@@ -532,7 +620,14 @@ class Executor:
             else:
                 why = "not retryable"
             return self._dead(
-                delivery, env, attempt, f"{error_type}: {message} ({why} after attempt {attempt})", started
+                delivery,
+                env,
+                attempt,
+                f"{error_type}: {message} ({why} after attempt {attempt})",
+                started,
+                task,
+                cause,
+                request,
             )
         self._write_error(env, task, states.RETRY, error_type, message, trace, attempt)
         if request is not None:
@@ -589,6 +684,8 @@ class Executor:
         record = claim.record
         if record is not None and record.terminal:
             log.info("duplicate %s %s skipped: already %s", task.name, env.id, record.state)
+            if expects_followups(env):  # its follow-ups may not have gone out: send them if not
+                return self._succeeded_with_followups(env, None, written=False)
             return Ack("duplicate")
         wait = max(1.0, (record.claim_until or time.time()) - time.time()) if record else 1.0
         return RetryIn(min(wait, self.app.broker.limits.max_lease_s))
@@ -632,9 +729,43 @@ class Executor:
                 exc,
             )
 
-    def _dead(self, delivery: Delivery, env: Envelope, attempt: int, reason: str, started: float) -> Outcome:
+    def _dead(
+        self,
+        delivery: Delivery,
+        env: Envelope,
+        attempt: int,
+        reason: str,
+        started: float,
+        task: Task[Any, Any] | None = None,
+        exc: BaseException | None = None,
+        request: Request | None = None,
+    ) -> Outcome:
+        """Failed for good: the chain steps after it fail too, its errbacks fire (sent with the
+        dead letter, or called here when they take ``(request, exc, traceback)``)."""
         self._log("dead-lettered", env, delivery, attempt, started, error=reason)
-        return DeadLetter(reason)
+        if exc is None or task is None or not (env.chain or env.errbacks):
+            return DeadLetter(reason)
+        trace = "".join(tb.format_exception(exc))
+        if env.chain:
+            failure = ResultRecord(
+                env.id,
+                states.FAILURE,
+                env.task,
+                error_type=exception_name(exc),
+                error_message=str(exc),
+                traceback=trace,
+                finished_at=time.time(),
+                expires_at=self._expiry(),
+            )
+            try:
+                fail_rest_of_chain(env, self.writer or self.app.results, failure)
+            except Exception as error:
+                log.error("task %s[%s]: could not fail the rest of its chain: %s", env.task, env.id, error)
+        if not env.errbacks:
+            return DeadLetter(reason)
+        request = request or self._request(env, task, delivery, attempt)
+        calls = followups_on_failure(self.app, env, request, exc, trace)
+        return DeadLetter(reason, self._encode_followups(env, calls))
 
     def _write_failure(
         self, env: Envelope, task: Task[Any, Any], error_type: str, message: str, trace: str | None, attempt: int
@@ -667,11 +798,16 @@ class Executor:
         if final or not _ignores(env, task):
             self._write(record)
 
-    def _write(self, record: ResultRecord) -> None:
-        """Callers decide whether to write (``ignore_result`` tasks still record failures)."""
+    def _write(self, record: ResultRecord, direct: bool = False) -> bool:
+        """Callers decide whether to write (``ignore_result`` tasks still record failures).
+        ``direct``: past the worker's batch, so the answer says whether a terminal record
+        already existed (a chain step needs it to tell a redelivery). Whether it was written."""
         if record.expires_at is None:
             record.expires_at = self._expiry()
-        (self.writer or self.app.results).set(record)
+        writer = self.writer or self.app.results
+        if direct and isinstance(writer, BatchedResults):
+            writer = self.app.results
+        return writer.set(record)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires

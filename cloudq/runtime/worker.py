@@ -223,6 +223,7 @@ class Worker:
             min(self.ack_interval_s, lease * ACK_LEASE_FRACTION),
             before_apply=batched.flush if batched else None,
             givebacks=givebacks,
+            app=self.app,
         )
         burst = None
         if givebacks is not None:

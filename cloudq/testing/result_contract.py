@@ -24,7 +24,9 @@ from typing import Any, ClassVar
 import pytest
 
 from .. import states
-from ..interfaces import Claim, ManyReader, ResultRecord, ResultStore
+from ..backends.common import COUNTER_PREFIX
+from ..errors import InvalidArguments
+from ..interfaces import AtomicCounter, Claim, ManyReader, ResultRecord, ResultStore
 
 JSON_RESULTS = [
     pytest.param({"nested": {"list": [1, 2.5, None, True, "x"], "empty": {}}, "n": -3}, id="nested-dict"),
@@ -55,6 +57,9 @@ class ResultStoreContract:
 
     #: how long a claim is held in the test where it must run out (seconds)
     short_claim_s: ClassVar[float] = 0.3
+
+    #: threads that increment one counter at once
+    concurrent_increments: ClassVar[int] = 16
 
     #: a result this large is offloaded by stores that offload (DynamoDB's 400 KB, Firestore's 1 MiB)
     large_result_bytes: ClassVar[int] = 1_100_000
@@ -292,6 +297,52 @@ class ResultStoreContract:
         store.set(ResultRecord(small, states.SUCCESS, "t", result="small"))
         got = self._many(store).get_many([large, small])
         assert (got[large].result, got[small].result) == (result, "small")
+
+    # -- counters ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _counter(store: ResultStore) -> AtomicCounter:
+        assert isinstance(store, AtomicCounter), f"{type(store).__name__} does not implement increment"
+        return store
+
+    def test_increment_creates_at_zero_and_returns_each_new_total(self, store: ResultStore) -> None:
+        counters, key, other = self._counter(store), new_task_id(), new_task_id()
+        assert [counters.increment(key), counters.increment(key, 4), counters.increment(other)] == [1, 5, 1]
+        assert counters.increment(key, expires_at=time.time() + 3600) == 6
+
+    def test_concurrent_increments_each_see_their_own_total(self, store: ResultStore) -> None:
+        counters, key, n = self._counter(store), new_task_id(), self.concurrent_increments
+        outcomes = self._race(n, lambda i: counters.increment(key, expires_at=time.time() + 3600))
+        assert sorted(outcomes) == list(range(1, n + 1))
+
+    def test_a_counter_is_never_read_as_a_task_record(self, store: ResultStore) -> None:
+        counters, key = self._counter(store), new_task_id()
+        counters.increment(key)
+        assert store.get(key) is None and store.get(COUNTER_PREFIX + key) is None
+        assert self._many(store).get_many([key, COUNTER_PREFIX + key]) == {}
+        store.set(ResultRecord(key, states.SUCCESS, "t", result="a task with the key as its id"))
+        assert counters.increment(key) == 2
+        got = store.get(key)
+        assert got is not None and got.result == "a task with the key as its id"
+
+    def test_delete_counter_starts_it_again(self, store: ResultStore) -> None:
+        counters, key = self._counter(store), new_task_id()
+        counters.increment(key, 3)
+        counters.delete_counter(key)
+        assert counters.increment(key) == 1
+        counters.delete_counter(new_task_id())  # deleting an unknown counter is not an error
+
+    def test_an_expired_counter_starts_again_at_zero(self, store: ResultStore) -> None:
+        counters, key = self._counter(store), new_task_id()
+        assert counters.increment(key, 2, expires_at=time.time() - 1) == 2
+        assert counters.increment(key, 5, expires_at=time.time() + 3600) == 5  # the old one had expired
+        assert counters.increment(key, expires_at=time.time() + 3600) == 6
+
+    def test_increment_refuses_bad_arguments(self, store: ResultStore) -> None:
+        counters = self._counter(store)
+        for key, by in (("", 1), (None, 1), ("k", 1.5), ("k", "1"), ("k", True)):
+            with pytest.raises(InvalidArguments):
+                counters.increment(key, by)  # type: ignore[arg-type]
 
     # -- forget ------------------------------------------------------------------------------
 

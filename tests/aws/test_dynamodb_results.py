@@ -11,8 +11,9 @@ from cloudq_aws.errors import TableNotFound
 from cloudq_aws.testing import MotoServer
 
 from cloudq import states
+from cloudq.backends.common import COUNTER_PREFIX
 from cloudq.config import Settings
-from cloudq.errors import ConfigurationError, ResultTooLarge
+from cloudq.errors import ConfigurationError, ResultStoreError, ResultTooLarge
 from cloudq.interfaces import ResultRecord
 from cloudq.testing.result_contract import ResultStoreContract, new_task_id
 
@@ -162,3 +163,37 @@ def test_get_many_asks_again_for_unprocessed_keys(store: DynamoDBResultStore, aw
         got = store.get_many(ids)
     assert sorted(got) == sorted(ids)
     assert calls.of("dynamodb") == {"BatchGetItem": 2}
+
+
+def test_increment_is_one_update_item_with_the_ttl_attribute(store: DynamoDBResultStore, aws: MotoServer) -> None:
+    store.get(new_task_id())  # creates the table
+    with aws.count_requests() as calls:
+        assert store.increment("chord-1", expires_at=1_900_000_000.25) == 1
+    assert calls.of("dynamodb") == {"UpdateItem": 1}
+    key = {"task_id": {"S": COUNTER_PREFIX + "chord-1"}}
+    item = store.clients.get("dynamodb").get_item(TableName=store.table, Key=key)["Item"]
+    assert (item["kind"], item["count"], item["expires_at"]) == ({"S": "counter"}, {"N": "1"}, {"N": "1900000001"})
+    assert store.increment("chord-1", 2, expires_at=2_000_000_000) == 3
+    item = store.clients.get("dynamodb").get_item(TableName=store.table, Key=key)["Item"]
+    assert item["expires_at"] == {"N": "1900000001"}  # the expiry given first stays
+
+
+def test_an_expired_counter_is_replaced_in_a_second_request(store: DynamoDBResultStore, aws: MotoServer) -> None:
+    store.increment("old", 7, expires_at=time.time() - 5)  # moto never deletes it
+    with aws.count_requests() as calls:
+        assert store.increment("old", expires_at=time.time() + 60) == 1
+    assert calls.of("dynamodb") == {"UpdateItem": 1, "PutItem": 1}
+
+
+def test_counters_never_touch_task_records(store: DynamoDBResultStore) -> None:
+    with pytest.raises(ResultStoreError, match="reserved for counters"):
+        store.set(ResultRecord(COUNTER_PREFIX + "x", states.SUCCESS, "t"))
+    with pytest.raises(ResultStoreError, match="reserved for counters"):
+        store.claim(COUNTER_PREFIX + "x", "w", time.time() + 60)
+    store.get(new_task_id())  # creates the table
+    forged = {"task_id": {"S": COUNTER_PREFIX + "forged"}, "state": {"S": states.SUCCESS}}
+    store.clients.get("dynamodb").put_item(TableName=store.table, Item=forged)  # a record written by someone else
+    with pytest.raises(ResultStoreError, match="not a counter"):
+        store.increment("forged")
+    with pytest.raises(ResultStoreError, match="not a counter"):
+        store.delete_counter("forged")

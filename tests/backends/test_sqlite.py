@@ -456,3 +456,33 @@ def test_an_unreadable_attributes_column_makes_that_message_malformed_not_the_re
     assert [d.body for d in got] == [b"before", b"forged", b"after"]
     assert got[0].attributes == {"task": "a"} and got[0].malformed is None and got[2].malformed is None
     assert got[1].malformed is not None and why in got[1].malformed and got[1].attributes == {}
+
+
+INCREMENTER = """
+    import json, sys
+    from cloudq.backends.sqlite import SQLiteResultStore
+
+    store = SQLiteResultStore(sys.argv[1])
+    print(json.dumps([store.increment("chord") for _ in range(int(sys.argv[2]))]), flush=True)
+"""
+
+
+def test_processes_incrementing_one_counter_each_see_their_own_total(db: str) -> None:
+    procs = [start(INCREMENTER, db, "200") for _ in range(3)]
+    outputs = [proc.communicate(timeout=45) for proc in procs]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    values = sorted(v for out, _ in outputs for v in json.loads(out))
+    assert values == list(range(1, 601))
+
+
+def test_counters_have_their_own_table_and_are_swept(db: str) -> None:
+    store = SQLiteResultStore(db)
+    store.increment("gone", expires_at=time.time() - 1)
+    store.increment("kept", expires_at=time.time() + 3600)
+    store.set(ResultRecord("gone", states.SUCCESS, "t", result=1))  # a task with the same id is its own row
+    assert store.sweep() == 1
+    rows = sqlite3.connect(db).execute("SELECT key, value FROM cloudq_counters").fetchall()
+    assert rows == [("kept", 1)]
+    assert store.get("gone").result == 1  # type: ignore[union-attr]
+    store.close()

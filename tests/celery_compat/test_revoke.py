@@ -233,3 +233,25 @@ def test_revoke_arguments_are_celerys_and_refusals_say_why(app: App) -> None:
         app.control.revoke("t-3", nope=1)
     assert app.control.revoke([]) == RevokeReport((), ())
     assert app.results.get("t-3") is None  # refused before anything was written
+
+
+def test_revoking_a_chain_step_stops_the_chain_there(app: App) -> None:
+    from cloudq import chain
+
+    ran: list[int] = []
+
+    @app.task()
+    def add(x: int, y: int) -> int:
+        ran.append(y)
+        return x + y
+
+    workflow: chain = add.s(1, 1) | add.s(2) | add.s(3)  # type: ignore[assignment]
+    last = workflow.apply_async()
+    middle = last.parent
+    assert middle is not None and middle.parent is not None
+    middle.revoke()
+    run_burst(app)
+    assert ran == [1] and middle.parent.get(timeout=5) == 2
+    assert middle.state == states.REVOKED
+    with pytest.raises(TaskRevokedError, match="of its chain was revoked"):
+        last.get(timeout=5)  # the step after it will never run: waiting on it raises, never hangs

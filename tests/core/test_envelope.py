@@ -107,6 +107,9 @@ _VARIANTS: dict[str, list[object]] = {
     "root_id": [None, "r1", [], "r" * 257],
     "group": [None, "g1", 1.5],
     "ignore_result": [None, True, False, "true", 1],
+    "callbacks": [None, [], [{"task": "m.t", "args": [1]}], {"task": "m.t"}, ["m.t"], "x"],
+    "errbacks": [None, [{"task": "m.t"}], [1], {}],
+    "chain": [None, [{"task": "m.t", "options": {"task_id": "c1"}}], [[]], "x", 5],
     "trace": [_MISSING, {"span": 1}],  # an unknown field from a newer producer
 }
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from cloudq_aws.deploy.iam import RESULT_ACTIONS
 from cloudq_aws.testing import MotoServer
 from deploy_helpers import Project
 
@@ -212,6 +213,8 @@ def test_iam_policy_grants_only_cloudq_actions_on_this_apps_arns(
     assert {r for r in resources if ":dynamodb:" in r} == {
         f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}results"
     }
+    [results] = [s for s in policy["Statement"] if s["Sid"] == "CloudqResults"]
+    assert set(results["Action"]) == set(RESULT_ACTIONS)  # what the store calls (test_deploy_iam_results.py)
     # deploy creates the log groups itself: the role only writes streams into them
     assert all(not a.endswith("*") and ":Create" not in a.replace("logs:CreateLogStream", "") for a in actions), actions
     assert "sqs:DeleteQueue" not in actions and "dynamodb:DeleteTable" not in actions

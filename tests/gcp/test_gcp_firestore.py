@@ -15,8 +15,9 @@ from cloudq_gcp.firestore_records import document_id
 from cloudq_gcp.options import FirestoreOptions
 
 from cloudq import App, ResultTimeout, states
+from cloudq.backends.common import COUNTER_PREFIX
 from cloudq.config import load_settings
-from cloudq.errors import BackendUnavailable, ConfigurationError, ResultTooLarge
+from cloudq.errors import BackendUnavailable, ConfigurationError, ResultStoreError, ResultTooLarge
 from cloudq.interfaces import ResultRecord
 from cloudq.registry import open_results
 
@@ -181,3 +182,33 @@ def test_get_many_is_one_batch_read_per_100_documents(store: CountingStore) -> N
     assert len(store.get_many(ids + ids[:50])) == 20  # repeated ids are read once
     assert dict(store.requests) == {"_batch_get_documents": 3}
     assert store.reads == 0  # no document was read on its own
+
+
+def test_increment_is_one_write_and_a_counter_has_a_ttl_timestamp(store: CountingStore) -> None:
+    from google.cloud import firestore
+
+    store.requests.clear()
+    assert store.increment("chord-1", expires_at=time.time() + 3600) == 1
+    assert dict(store.requests) == {"set": 1}  # the new total comes back in the commit response
+    raw = firestore.Client(project=store.options.project).collection(store.options.collection)
+    fields = raw.document(document_id(COUNTER_PREFIX + "chord-1")).get().to_dict()
+    assert (fields["kind"], fields["count"], isinstance(fields["expires_at"], datetime)) == ("counter", 1, True)
+    store.requests.clear()
+    assert store.increment("chord-1", 2, expires_at=time.time() + 7200) == 3
+    assert dict(store.requests) == {"set": 1}
+    later = raw.document(document_id(COUNTER_PREFIX + "chord-1")).get().to_dict()
+    assert later["expires_exact"] == fields["expires_exact"]  # the earliest expiry given stays
+
+
+def test_an_expired_counter_is_replaced_in_a_second_request(store: CountingStore) -> None:
+    store.increment("old", 7, expires_at=time.time() - 1)
+    store.requests.clear()
+    assert store.increment("old", expires_at=time.time() + 60) == 1
+    assert dict(store.requests) == {"set": 1, "update": 1}
+
+
+def test_task_ids_in_the_counter_namespace_are_refused(store: CountingStore) -> None:
+    with pytest.raises(ResultStoreError, match="reserved for counters"):
+        store.set(ResultRecord(COUNTER_PREFIX + "x", states.SUCCESS, "t"))
+    with pytest.raises(ResultStoreError, match="reserved for counters"):
+        store.claim(COUNTER_PREFIX + "x", "w", time.time() + 60)

@@ -25,7 +25,14 @@ QUEUE_ACTIONS = (
     "sqs:ReceiveMessage",
     "sqs:SendMessage",
 )
-RESULT_ACTIONS = ("dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")
+# BatchGetItem: group results, revocation checks (get_many); UpdateItem: claims and counters (increment)
+RESULT_ACTIONS = (
+    "dynamodb:BatchGetItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
 PAYLOAD_ACTIONS = ("s3:DeleteObject", "s3:GetObject", "s3:PutObject")
 LOG_STREAM_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 LAMBDA_PRINCIPAL = "lambda.amazonaws.com"

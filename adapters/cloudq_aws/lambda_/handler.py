@@ -34,7 +34,7 @@ from cloudq.interfaces import Delivery, ResultRecord
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.revocations import RevokeCheck, task_id_of
-from cloudq.runtime.settle import settle
+from cloudq.runtime.settle import send_followups, settle
 
 from .records import InvalidRecord, queue_name, received_message, records
 
@@ -281,6 +281,9 @@ class LambdaHandler:
         delays = {id(d): delay for delay, group in plan.nacks.items() for d in group}
         ids = {id(i.delivery): i.message_id for i in items}
         failed: list[str] = []
+        # follow-ups (chain steps, links) first: a record whose follow-ups could not be sent is
+        # reported failed and comes back, its follow-ups then sent again with the same task ids
+        failed += [ids[id(d)] for d in send_followups(plan, self.app, broker.send)]
         visibility: list[tuple[Delivery, float]] = []
         for item in items:
             delivery = item.delivery

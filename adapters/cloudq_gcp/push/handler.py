@@ -35,7 +35,7 @@ from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Outcome
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.revocations import RevokeCheck
-from cloudq.runtime.settle import settle
+from cloudq.runtime.settle import send_followups, settle
 
 from ..deferral import Plan, Step
 from ..pubsub_admin import queue_paths
@@ -157,7 +157,7 @@ class PushHandler:
             if isinstance(delivery, Plan):
                 return _deferred(delivery)
             revoked = self.revocations.revoked([delivery])
-            return _answer(broker, delivery, self.revocations.run(self.executor, delivery, revoked))
+            return _answer(self.app, broker, delivery, self.revocations.run(self.executor, delivery, revoked))
         except Exception as exc:  # the message stays with Pub/Sub: a duplicate later, never a loss
             log.warning("could not handle message %s of %s: %s: %s", message_id, queue, type(exc).__name__, exc)
             return PushResponse(UNAVAILABLE_STATUS, {"error": f"{type(exc).__name__}: {exc}"})
@@ -221,9 +221,12 @@ def _deferred(plan: Plan) -> PushResponse:
     return PushResponse(RETRY_STATUS, {"outcome": "not due", "due_in_s": round(left, 3)}, left)
 
 
-def _answer(broker: PubSubBroker, delivery: Delivery, outcome: Outcome) -> PushResponse:
-    """Apply the one-message settlement (re-sends first, as the acker does) and answer for it."""
+def _answer(app: App, broker: PubSubBroker, delivery: Delivery, outcome: Outcome) -> PushResponse:
+    """Apply the one-message settlement (follow-ups and re-sends first, as the acker does) and
+    answer for it; follow-ups that could not be sent get the message pushed again."""
     done = settle([(delivery, outcome)])
+    if send_followups(done, app, broker.send):
+        return PushResponse(UNAVAILABLE_STATUS, {"outcome": "retry", "reason": "follow-ups not sent"})
     for queue, pairs in done.sends.items():
         broker.send(queue, [message for _, message in pairs])
         broker.finish_pushed([d for d, _ in pairs])
