@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from . import cli_deadletters
 from .app import App
 from .app import load_app as import_app
 from .config import ENV_PREFIX
@@ -233,20 +234,7 @@ def purge(app_path: str, queue: str, yes: bool) -> None:
     click.echo(f"purged {count} message(s) from {queue}")
 
 
-@main.command("dead-letters")
-@app_option
-@click.argument("queue")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
-@user_errors
-def dead_letters(app_path: str, queue: str, limit: int) -> None:
-    """List dead-lettered messages of QUEUE with their reasons."""
-    app = load_app(app_path)
-    for item in app.broker.dead_letters(queue, limit):
-        click.echo(
-            json.dumps(
-                {"message_id": item.message_id, "reason": item.reason, "body": item.body.decode("utf-8", "replace")}
-            )
-        )
+cli_deadletters.register(main, app_option, load_app, user_errors)
 
 
 @main.command()

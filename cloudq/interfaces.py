@@ -6,7 +6,7 @@ per task id with conditional writes. Both are protocols so adapters need not sub
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -137,10 +137,15 @@ class Broker(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """One dead-lettered message. ``message_id`` is the id its first send got, kept by every
+    copy, so it addresses the message in ``DeadLetterAdmin`` calls; ``dead_at`` is epoch seconds
+    when it was dead-lettered (None where the service does not tell)."""
+
     body: bytes
     reason: str
     queue: str
     message_id: str = ""
+    dead_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -261,6 +266,35 @@ class ManyReader(Protocol):
         left out); any number of ids (split into the service's batch size), strongly consistent."""
 
 
+@runtime_checkable
+class DeadLetterAdmin(Protocol):
+    """A broker that puts dead letters back on their queue and deletes them by id (``cloudq
+    dead-letters QUEUE redrive | purge``). Without it those commands say the broker cannot.
+
+    Redriving never loses a message: each is copied to the queue first and removed from the
+    dead letters only once the copy is stored, so a crash leaves it in the dead letters, on the
+    queue, or (between the two steps) in both -- a duplicate, never a loss."""
+
+    def redrive(
+        self,
+        queue: str,
+        ids: Collection[str] | None = None,
+        *,
+        rewrite: Callable[[bytes], bytes] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Move the dead letters of ``queue`` whose ``message_id`` is in ``ids`` (all when None)
+        back to ``queue``, as new deliveries: their delivery count starts over, the dead-letter
+        reason is dropped, the message id is kept. ``rewrite`` maps each body before it is sent
+        (the core resets the envelope's retries; bodies kept in object storage are moved as
+        they are). ``progress`` is called with how many moved after each batch. Returns how
+        many moved (copies of one id that were both dead-lettered count each)."""
+
+    def delete_dead_letters(self, queue: str, ids: Collection[str]) -> int:
+        """Delete the dead letters of ``queue`` whose ``message_id`` is in ``ids`` (and their
+        claim-check objects); returns how many."""
+
+
 # Declared for what comes (canvas, periodic tasks, operations): nothing implements them yet; the
 # contracts are fixed here first so adapters grow them in one shape.
 
@@ -296,7 +330,9 @@ class AtomicCounter(Protocol):
         the store drop an abandoned counter: pass the same one to every increment of a counter
         (stores keep the one it was created with; Firestore the earliest given). Past it the
         counter is gone and the next increment starts again at 0. Counters never read as task
-        records (``get`` of their key is None)."""
+        records (``get`` of their key is None). At least once: an increment whose response is
+        lost and that the SDK retries (DynamoDB, Firestore) counts twice, so exactly-once callers
+        (chord bodies) must make each contribution idempotent themselves."""
 
     def delete_counter(self, key: str) -> None:
         """Remove the counter; absent is not an error."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from cloudq import states
-from cloudq.backends.common import COUNTER_KIND, COUNTER_PREFIX, counter_id, counter_live
+from cloudq.backends.common import COUNTER_KIND, check_task_id, counter_id, counter_live
 from cloudq.backends.urls import read_options
 from cloudq.claimcheck import ClaimCheckStore, Pointer, parse_pointer
 from cloudq.errors import CloudqError, ConfigurationError, ResultStoreError, ResultTooLarge
@@ -121,11 +121,6 @@ def from_item(item: dict[str, Any], result: Any = None) -> ResultRecord:
         claim_owner=text("claim_owner"),
         claim_until=_read_number(item.get("claim_until")),
     )
-
-
-def _check_task_id(task_id: str) -> None:
-    if task_id.startswith(COUNTER_PREFIX):
-        raise ResultStoreError(f"task id {task_id!r}: ids starting with {COUNTER_PREFIX!r} are reserved for counters")
 
 
 def item_size(item: dict[str, dict[str, str]]) -> int:
@@ -306,7 +301,7 @@ class DynamoDBResultStore(AWSBackend):
 
     def set(self, record: ResultRecord) -> bool:
         """One conditional PutItem: written unless a live terminal record exists."""
-        _check_task_id(record.task_id)
+        check_task_id(record.task_id)
         item, ref = self._fit(record)
         values = {**_TERMINAL, ":now": _number(time.time())}
         condition = f"attribute_not_exists({res.RESULTS_KEY}) OR {_NOT_TERMINAL} OR NOT {_LIVE}"
@@ -380,7 +375,7 @@ class DynamoDBResultStore(AWSBackend):
 
     def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
         """One conditional UpdateItem; on refusal DynamoDB returns the holder's record with it."""
-        _check_task_id(task_id)
+        check_task_id(task_id)
         now = time.time()
         values = {
             **_TERMINAL,

@@ -14,12 +14,13 @@ visibility, create_missing, max_receive_count, fifo, region, endpoint_url, max_c
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -45,6 +46,10 @@ S3_MAX_OBJECT_BYTES = 5 * 1024**3  # one PutObject
 VISIBILITY_MARGIN_S = 5  # keep lease changes this far inside SQS's 12-hour window
 CLAIM_RETRY_S = 5  # a message whose S3 payload cannot be read now is visible again after this
 DEAD_LETTER_SCAN_LEASE_S = 30  # hide dead letters this long while listing them, then show them again
+# hide dead letters this long while a redrive or delete goes through them: longer than the scan
+# takes, so none comes round twice (a crashed scan leaves them hidden this long, never lost)
+DEAD_LETTER_ACTION_LEASE_S = 300
+LONG_LISTING = 1000  # dead letters listed beyond this are hidden as long as for an action
 LARGE_BODY_MARGIN = 4096  # send_async prepares bodies this close to the limit in a thread (they may go to S3)
 # batch entry failures meaning "this lease is over" (the message was deleted or leased again): skipped, not raised
 _GONE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight"}
@@ -361,7 +366,7 @@ class SQSBroker(AWSBackend):
                 VisibilityTimeout=visibility,
                 WaitTimeSeconds=wait,
                 MessageAttributeNames=["All"],
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId"],
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "MessageGroupId", "SentTimestamp"],
             )
         messages: list[dict[str, Any]] = response.get("Messages", [])
         return messages
@@ -552,25 +557,154 @@ class SQSBroker(AWSBackend):
         """Read dead letters without consuming them: each is hidden briefly while the list is
         built, then made visible again."""
         q = self.queue(queue)
-        url = self._dead_letter_url(q)
         found: dict[str, DeadLetter] = {}
-        handles: list[str] = []
+
+        def keep(batch: list[dict[str, Any]]) -> list[str]:
+            for m in batch:
+                letter = self._dead_letter_entry(q, m)
+                found.setdefault(letter.message_id, letter)
+            return [m["ReceiptHandle"] for m in batch]
+
+        # a long listing (the command's selection for a redrive) hides them as long as an action does
+        lease = DEAD_LETTER_SCAN_LEASE_S if limit <= LONG_LISTING else DEAD_LETTER_ACTION_LEASE_S
+        self._scan_dead(q, keep, lease, limit)
+        return list(found.values())[:limit]
+
+    def _scan_dead(
+        self,
+        q: SQSQueue,
+        act: Callable[[list[dict[str, Any]]], list[str]],
+        lease_s: int,
+        limit: int | None = None,
+    ) -> None:
+        """Receive the dead-letter queue's messages (each once, hidden for ``lease_s``) and hand
+        each batch to ``act``, which returns the receipt handles of those it left there: they are
+        made visible again at the end. Ends when a receive brings no message not seen yet."""
+        url = self._dead_letter_url(q)
+        seen: set[str] = set()
+        shown: list[str] = []
         try:
-            while len(found) < limit:
-                raw = self._receive_raw(
-                    q, min(res.SQS_MAX_BATCH_ENTRIES, limit - len(found)), DEAD_LETTER_SCAN_LEASE_S, 1, url
+            while limit is None or len(seen) < limit:
+                count = (
+                    res.SQS_MAX_BATCH_ENTRIES if limit is None else min(res.SQS_MAX_BATCH_ENTRIES, limit - len(seen))
                 )
-                if not raw:
+                raw = self._receive_raw(q, count, lease_s, 1, url)
+                fresh = [m for m in raw if m["MessageId"] not in seen]
+                shown.extend(m["ReceiptHandle"] for m in raw if m["MessageId"] in seen)
+                if not fresh:
                     break
-                for m in raw:
-                    handles.append(m["ReceiptHandle"])
-                    if m["MessageId"] not in found:
-                        found[m["MessageId"]] = self._dead_letter_entry(q, m)
+                seen.update(m["MessageId"] for m in fresh)
+                shown.extend(act(fresh))
         finally:
-            for chunk in chunks(handles, res.SQS_MAX_BATCH_ENTRIES):
+            for chunk in chunks(shown, res.SQS_MAX_BATCH_ENTRIES):
                 entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, h in enumerate(chunk)]
                 self._batch_call("ChangeMessageVisibilityBatch", q.dead_letter_name, url, entries, tolerate=_GONE)
-        return list(found.values())[:limit]
+
+    def redrive(
+        self,
+        queue: str,
+        ids: Collection[str] | None = None,
+        *,
+        rewrite: Callable[[bytes], bytes] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Receive from the dead-letter queue, SendMessageBatch to the queue, then
+        DeleteMessageBatch only the dead letters whose copy was accepted: a crash between the two
+        leaves a message in both (on FIFO queues the copy's deduplication id, from the dead
+        letter's SQS id, drops a second copy sent within 5 minutes). About 0.3 requests per
+        message: one of each call per 10. StartMessageMoveTask is not used: it keeps the
+        attributes that hold the dead-letter reason and the deliveries already spent."""
+        q = self.queue(queue)
+        dead_url = self._dead_letter_url(q)
+        moved = 0
+
+        def move(batch: list[dict[str, Any]]) -> list[str]:
+            nonlocal moved
+            chosen = [m for m in batch if ids is None or self._dead_letter_id(m) in ids]
+            pairs = [(self._redriven(q, m, rewrite), m["ReceiptHandle"]) for m in chosen]
+            sent: list[str] = []
+            try:
+                for chunk in sized_chunks(pairs, res.SQS_MAX_BATCH_ENTRIES, msg.batch_bytes(q.max_bytes), _pair_size):
+                    done = self._batch_call(
+                        "SendMessageBatch", q.sqs_name, q.url, msg.batch_request(e for e, _ in chunk), retry=True
+                    )
+                    sent.extend(h for i, (_, h) in enumerate(chunk) if str(i) in done)
+            finally:  # what was copied leaves the dead letters, even when a later request fails
+                self._delete_handles(q.dead_letter_name, dead_url, sent)
+                moved += len(sent)
+                if progress is not None and sent:
+                    progress(len(sent))
+            return [m["ReceiptHandle"] for m in batch if m["ReceiptHandle"] not in sent]  # a failed copy too
+
+        self._scan_dead(q, move, DEAD_LETTER_ACTION_LEASE_S)
+        return moved
+
+    def delete_dead_letters(self, queue: str, ids: Collection[str]) -> int:
+        """DeleteMessageBatch the chosen dead letters, then their S3 payloads."""
+        q = self.queue(queue)
+        dead_url = self._dead_letter_url(q)
+        deleted = 0
+
+        def drop(batch: list[dict[str, Any]]) -> list[str]:
+            nonlocal deleted
+            chosen = [m for m in batch if self._dead_letter_id(m) in ids]
+            self._delete_handles(q.dead_letter_name, dead_url, [m["ReceiptHandle"] for m in chosen])
+            refs = [ref for m in chosen if (ref := self._dead_claim(m)) is not None]
+            if refs and self.claims is not None:
+                self.claims.delete(refs)
+            deleted += len(chosen)
+            return [m["ReceiptHandle"] for m in batch if m not in chosen]
+
+        self._scan_dead(q, drop, DEAD_LETTER_ACTION_LEASE_S)
+        return deleted
+
+    def _delete_handles(self, name: str, url: str, handles: Sequence[str]) -> None:
+        for chunk in chunks(handles, res.SQS_MAX_BATCH_ENTRIES):
+            entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)]
+            self._batch_call("DeleteMessageBatch", name, url, entries, tolerate=_GONE)
+
+    @staticmethod
+    def _dead_letter_id(m: dict[str, Any]) -> str:
+        _, internal = msg.split_attributes(msg.forwardable(m.get("MessageAttributes", {})))
+        try:
+            return msg.message_id(internal, m["MessageId"])
+        except msg.Malformed:
+            return str(m["MessageId"])
+
+    def _dead_claim(self, m: dict[str, Any]) -> Pointer | None:
+        _, internal = msg.split_attributes(msg.forwardable(m.get("MessageAttributes", {})))
+        try:
+            return self._claim(m["Body"], internal)
+        except msg.Malformed:
+            return None
+
+    def _redriven(self, q: SQSQueue, m: dict[str, Any], rewrite: Callable[[bytes], bytes] | None) -> msg.Entry:
+        """The copy of dead letter ``m`` for its queue: without the dead-letter reason, the source
+        and the deliveries spent (so its count starts over), with its first message id. ``rewrite``
+        applies to bodies carried in the message (a claim-check pointer moves as it is)."""
+        raw = msg.forwardable(m.get("MessageAttributes", {}))
+        dropped = {msg.DEAD_LETTER_REASON, msg.SOURCE_QUEUE, msg.PRIOR_DELIVERIES}
+        attributes = {k: v for k, v in raw.items() if k not in dropped}
+        if msg.MESSAGE_ID in attributes or len(attributes) < res.SQS_MAX_MESSAGE_ATTRIBUTES:
+            attributes[msg.MESSAGE_ID] = msg.attribute(self._dead_letter_id(m))  # else SQS's id for the copy
+        text = m["Body"]
+        if rewrite is not None and msg.CLAIM_CHECK not in attributes:
+            _, internal = msg.split_attributes(raw)
+            try:
+                body = msg.decode_body(text, internal.get(msg.ENCODING))
+            except msg.Malformed:
+                body = None  # moved as it came: the worker dead-letters it again with the reason
+            if body is not None:
+                text, encoding = msg.encode_body(rewrite(body))
+                attributes.pop(msg.ENCODING, None)
+                if encoding:
+                    attributes[msg.ENCODING] = msg.attribute(encoding)
+        entry = msg.Entry(text, attributes)
+        if q.fifo:
+            entry.dedup_id = hashlib.sha256(f"redrive:{m['MessageId']}".encode()).hexdigest()
+            group = m.get("Attributes", {}).get("MessageGroupId")
+            entry.group_id = msg.safe_token(group) if group else entry.dedup_id
+        return entry
 
     def _dead_letter_entry(self, queue: SQSQueue, m: dict[str, Any]) -> DeadLetter:
         _, internal = msg.split_attributes(msg.forwardable(m.get("MessageAttributes", {})))
@@ -578,16 +712,15 @@ class SQSBroker(AWSBackend):
             f"MaxReceiveCount: received more than the redrive policy allows (ApproximateReceiveCount "
             f"{m.get('Attributes', {}).get('ApproximateReceiveCount', '?')}) without an ack"
         )
-        try:
-            message_id = msg.message_id(internal, m["MessageId"])
-        except msg.Malformed:
-            message_id = m["MessageId"]
+        message_id = self._dead_letter_id(m)
         try:
             claim = self._claim(m["Body"], internal)
             body = msg.decode_body(m["Body"], internal.get(msg.ENCODING)) if claim is None else self._fetch(claim)
         except msg.Malformed:  # dead-lettered because of it: show it as it came
             body = m["Body"].encode()
-        return DeadLetter(body, reason, queue.name, message_id)
+        sent = m.get("Attributes", {}).get("SentTimestamp")
+        dead_at = int(sent) / 1000 if isinstance(sent, str) and sent.isdigit() else None
+        return DeadLetter(body, reason, queue.name, message_id, dead_at)
 
     def stats(self, queue: str) -> QueueStats:
         q = self.queue(queue)

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from cloudq.backends.common import COUNTER_KIND, COUNTER_PREFIX, counter_id
+from cloudq.backends.common import COUNTER_KIND, check_task_id, counter_id
 from cloudq.errors import ResultStoreError, ResultTooLarge
 from cloudq.interfaces import Claim, ResultRecord
 from cloudq.states import STARTED, TERMINAL_STATES
@@ -58,11 +58,6 @@ POLL_MIN_S = 0.05  # the first pause of a polling waiter (each poll is a billed 
 POLL_MAX_S = 1.0
 BATCH_GET_DOCUMENTS = 100  # documents per BatchGetDocuments stream (billed per document, not per request)
 LISTENER_CHECK_S = 1.0  # how often a waiter checks that its listener is still alive
-
-
-def _check_task_id(task_id: str) -> None:
-    if task_id.startswith(COUNTER_PREFIX):
-        raise ResultStoreError(f"task id {task_id!r}: ids starting with {COUNTER_PREFIX!r} are reserved for counters")
 
 
 class FirestoreResultStore:
@@ -181,7 +176,7 @@ class FirestoreResultStore:
         return list(self._db().get_all(refs, **limits))
 
     def set(self, record: ResultRecord) -> bool:
-        _check_task_id(record.task_id)
+        check_task_id(record.task_id)
         ref = self._doc(record.task_id)
         fields = self._fields(record, ref.path)
         if record.terminal and self._create(ref, fields):  # the common case: one request
@@ -255,7 +250,7 @@ class FirestoreResultStore:
                 log.warning("could not delete offloaded result %s: %s", ref, exc)
 
     def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
-        _check_task_id(task_id)
+        check_task_id(task_id)
         ref = self._doc(task_id)
         for _ in range(MAX_CONFLICTS):
             snapshot = self._read(ref)

@@ -41,7 +41,7 @@ import time
 import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -90,6 +90,8 @@ MAX_WAIT_S = 20.0  # longest receive(wait_s)
 MIN_PULL_WAIT_S = 1.0  # shortest deadline of a pull that may wait
 HIDDEN_GRACE_S = 30.0  # how long past its due time a hidden message still counts as delayed here
 HIDDEN_PRUNE_AT = 10_000  # entries before _hide prunes (a long-running worker never calls stats)
+DEAD_SCAN_LEASE_S = 600  # dead letters a redrive or delete leaves are held this long, then given back
+NATIVE_DEAD_PREFIX = "CloudPubSubDeadLetter"  # attributes Pub/Sub's dead-letter policy adds
 UNREADABLE_RETRY_S = 10  # ack deadline for a message whose claim-check Cloud Storage failed to serve
 PUBLISH_LATENCY_S = 0.005  # the publisher's batching window for publishes from other threads
 
@@ -633,8 +635,77 @@ class PubSubBroker:
                 body, unreadable = self._claimed(attributes[CLAIM], body)
                 if unreadable:
                     reason = f"{reason}; body lost: {unreadable}"
-            letters.append(DeadLetter(body, reason, queue, attributes.get(MESSAGE_ID, item.message.message_id)))
+            dead_at = item.message.publish_time.timestamp() if item.message.publish_time else None
+            letters.append(DeadLetter(body, reason, queue, _dead_id(item), dead_at))
         return letters
+
+    def _scan_dead(self, paths: QueuePaths, act: Callable[[list[ReceivedMessage]], list[str]]) -> None:
+        """Pull the dead-letter subscription's messages (each once) and hand each batch to ``act``,
+        which settles what it chose and returns the ack ids of the rest: those are held while the
+        scan goes on and given back at the end. Ends when a pull brings nothing not seen yet."""
+        seen: set[str] = set()
+        held: list[str] = []
+        try:
+            while True:
+                batch = self._pull(paths.dead_subscription, MAX_BATCH, MIN_PULL_WAIT_S)
+                fresh = [m for m in batch if m.message.message_id not in seen]
+                held += [m.ack_id for m in batch if m.message.message_id in seen]
+                if not fresh:
+                    break
+                seen.update(m.message.message_id for m in fresh)
+                left = act(fresh)
+                if left:
+                    self._modack(paths.dead_subscription, left, DEAD_SCAN_LEASE_S)
+                    held += left
+        finally:
+            if held:
+                self._modack(paths.dead_subscription, held, 0)
+
+    def redrive(
+        self,
+        queue: str,
+        ids: Collection[str] | None = None,
+        *,
+        rewrite: Callable[[bytes], bytes] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Republish dead letters to the queue's topic, and ack each on the dead-letter subscription
+        only once its publish is confirmed: a crash between the two leaves a message in both.
+        The copy drops the dead-letter reason and the deliveries spent (its count starts over)."""
+        paths = self._paths(queue)
+        moved = 0
+
+        def move(batch: list[ReceivedMessage]) -> list[str]:
+            nonlocal moved
+            chosen = [m for m in batch if ids is None or _dead_id(m) in ids]
+            outs = [_redriven(m, rewrite) for m in chosen]
+            self._publish(paths.topic, outs, f"redriving dead letters to {paths.topic}")
+            self._ack_ids(paths.dead_subscription, [m.ack_id for m in chosen])
+            moved += len(chosen)
+            if progress is not None and chosen:
+                progress(len(chosen))
+            return [m.ack_id for m in batch if m not in chosen]
+
+        self._scan_dead(paths, move)
+        return moved
+
+    def delete_dead_letters(self, queue: str, ids: Collection[str]) -> int:
+        """Ack the chosen dead letters, then delete their Cloud Storage payloads."""
+        paths = self._paths(queue)
+        deleted = 0
+
+        def drop(batch: list[ReceivedMessage]) -> list[str]:
+            nonlocal deleted
+            chosen = [m for m in batch if _dead_id(m) in ids]
+            self._ack_ids(paths.dead_subscription, [m.ack_id for m in chosen])
+            for m in chosen:
+                if CLAIM in m.message.attributes:
+                    self._drop_claim(m.message.attributes[CLAIM])
+            deleted += len(chosen)
+            return [m.ack_id for m in batch if m not in chosen]
+
+        self._scan_dead(paths, drop)
+        return deleted
 
     def stats(self, queue: str) -> QueueStats:
         paths = self._paths(queue)
@@ -672,3 +743,23 @@ class PubSubBroker:
             subscriber.close()
         if self.offload is not None:
             self.offload.close()
+
+
+def _dead_id(item: ReceivedMessage) -> str:
+    """cloudq's id of a dead letter (kept from its first publish), else Pub/Sub's."""
+    return str(item.message.attributes.get(MESSAGE_ID) or item.message.message_id)
+
+
+def _redriven(item: ReceivedMessage, rewrite: Callable[[bytes], bytes] | None) -> Outgoing:
+    """The copy of a dead letter for its queue: without the reason, the source queue, the
+    deliveries spent and the dead-letter policy's attributes; with its first message id. ``rewrite``
+    applies to bodies carried in the message (a claim-check pointer moves as it is)."""
+    dropped = {DEAD_REASON, DEAD_QUEUE, deferral.PRIOR}
+    attributes = {
+        k: v for k, v in item.message.attributes.items() if k not in dropped and not k.startswith(NATIVE_DEAD_PREFIX)
+    }
+    attributes[MESSAGE_ID] = _dead_id(item)
+    data = bytes(item.message.data)
+    if rewrite is not None and CLAIM not in attributes:
+        data = rewrite(data)
+    return Outgoing(data, attributes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .. import states
-from ..errors import InvalidArguments, MessageTooLarge
+from ..errors import InvalidArguments, MessageTooLarge, ResultStoreError
 from ..interfaces import OutgoingMessage, ResultRecord
 
 MAX_LEASE_S = 12 * 3600.0  # SQS's ceiling; no backend holds a lease longer
@@ -66,6 +66,12 @@ def counter_id(key: str, by: int = 1) -> str:
     if not isinstance(by, int) or isinstance(by, bool):
         raise InvalidArguments(f"a counter is incremented by an integer, got {by!r}")
     return COUNTER_PREFIX + key
+
+
+def check_task_id(task_id: str) -> None:
+    """Refuse a task id in the counters' namespace (stores that keep both in one table)."""
+    if task_id.startswith(COUNTER_PREFIX):
+        raise ResultStoreError(f"task id {task_id!r}: ids starting with {COUNTER_PREFIX!r} are reserved for counters")
 
 
 def counter_live(expires_at: float | None, now: float) -> bool:

@@ -11,7 +11,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -65,7 +65,7 @@ class _Queue:
     delayed: list[tuple[float, int, _Message]] = field(default_factory=list)
     leased: dict[int, tuple[_Message, float]] = field(default_factory=dict)
     lease_heap: list[tuple[float, int]] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
+    dead: list[tuple[DeadLetter, _Message]] = field(default_factory=list)
 
 
 class MemoryBroker:
@@ -146,7 +146,7 @@ class MemoryBroker:
                 msg = q.ready.popleft()
                 msg.deliveries += 1
                 if self.max_deliveries and msg.deliveries > self.max_deliveries:
-                    q.dead.append(DeadLetter(msg.body, max_deliveries_reason(self.max_deliveries), queue, msg.id))
+                    self._bury(q, queue, msg, max_deliveries_reason(self.max_deliveries))
                     continue
                 receipt = next(self._seq)
                 msg.receipt = receipt
@@ -205,11 +205,45 @@ class MemoryBroker:
                 q = self._queue(d.queue)
                 msg = self._take(q, d)
                 if msg is not None:
-                    q.dead.append(DeadLetter(msg.body, reason, d.queue, msg.id))
+                    self._bury(q, d.queue, msg, reason)
+
+    @staticmethod
+    def _bury(q: _Queue, queue: str, msg: _Message, reason: str) -> None:
+        q.dead.append((DeadLetter(msg.body, reason, queue, msg.id, time.time()), msg))
 
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         with self._cond:
-            return list(self._queue(queue).dead[:limit])
+            return [letter for letter, _ in self._queue(queue).dead[:limit]]
+
+    def redrive(
+        self,
+        queue: str,
+        ids: Collection[str] | None = None,
+        *,
+        rewrite: Callable[[bytes], bytes] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """One step under the lock: a message is in the dead letters or on the queue, never both."""
+        with self._cond:
+            q = self._queue(queue)
+            moved = [
+                _Message(msg.id, rewrite(msg.body) if rewrite else msg.body, msg.attributes, msg.ordering_key)
+                for letter, msg in q.dead
+                if ids is None or letter.message_id in ids
+            ]  # built before anything changes: a rewrite that raises moves nothing
+            q.dead = [pair for pair in q.dead if ids is not None and pair[0].message_id not in ids]
+            q.ready.extend(moved)
+            self._cond.notify_all()
+        if progress is not None and moved:
+            progress(len(moved))
+        return len(moved)
+
+    def delete_dead_letters(self, queue: str, ids: Collection[str]) -> int:
+        with self._cond:
+            q = self._queue(queue)
+            kept = [pair for pair in q.dead if pair[0].message_id not in ids]
+            count, q.dead = len(q.dead) - len(kept), kept
+            return count
 
     def stats(self, queue: str) -> QueueStats:
         with self._cond:

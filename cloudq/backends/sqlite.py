@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailable
@@ -86,6 +86,12 @@ _BURY = f"""
     INSERT INTO cloudq_dead_letters (queue, message_id, body, reason, attributes, deliveries, dead_at)
     SELECT queue, CAST(id AS TEXT), body, :reason, attributes, deliveries, :now FROM cloudq_messages WHERE {_HELD}
 """
+_DEAD_SELECTED = """
+    SELECT id, message_id, body, attributes FROM cloudq_dead_letters
+    WHERE queue = :queue AND (:all OR message_id IN (SELECT value FROM json_each(:ids)))
+    ORDER BY id LIMIT :n
+"""
+REDRIVE_BATCH = 500  # dead letters moved per transaction
 _SEND_ROW = "(?, ?, ?, ?, ?, ?)"
 SEND_CHUNK = 1000  # rows per INSERT: 6 parameters each, well under SQLite's 32766
 _STATS = """
@@ -281,10 +287,48 @@ class SQLiteBroker:
 
     def dead_letters(self, queue: str, limit: int = 100) -> list[DeadLetter]:
         rows = self.db.query(
-            "SELECT body, reason, message_id FROM cloudq_dead_letters WHERE queue = ? ORDER BY id LIMIT ?",
+            "SELECT body, reason, message_id, dead_at FROM cloudq_dead_letters WHERE queue = ? ORDER BY id LIMIT ?",
             (queue, limit),
         )
-        return [DeadLetter(body, reason, queue, message_id) for body, reason, message_id in rows]
+        return [DeadLetter(body, reason, queue, message_id, dead_at) for body, reason, message_id, dead_at in rows]
+
+    def redrive(
+        self,
+        queue: str,
+        ids: Collection[str] | None = None,
+        *,
+        rewrite: Callable[[bytes], bytes] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Each batch is one transaction that inserts the messages (under their old ids, with no
+        deliveries) and deletes their dead letters: a crash leaves each on one side, never both."""
+        params = {"queue": queue, "all": ids is None, "ids": json.dumps(sorted(ids or ())), "n": REDRIVE_BATCH}
+        moved = 0
+        while True:
+            with self.db.write() as conn:
+                rows = conn.execute(_DEAD_SELECTED, params).fetchall()
+                if not rows:
+                    break
+                now = time.time()
+                conn.executemany(
+                    "INSERT INTO cloudq_messages (id, queue, visible_at, sent_at, body, attributes) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (int(mid), queue, now, now, rewrite(body) if rewrite else body, attrs)
+                        for _, mid, body, attrs in rows
+                    ],
+                )
+                conn.executemany("DELETE FROM cloudq_dead_letters WHERE id = ?", [(row[0],) for row in rows])
+            moved += len(rows)
+            if progress is not None:
+                progress(len(rows))
+        return moved
+
+    def delete_dead_letters(self, queue: str, ids: Collection[str]) -> int:
+        return self.db.change(
+            "DELETE FROM cloudq_dead_letters WHERE queue = ? AND message_id IN (SELECT value FROM json_each(?))",
+            (queue, json.dumps(sorted(ids))),
+        )
 
     def stats(self, queue: str) -> QueueStats:
         now = time.time()

@@ -10,17 +10,22 @@ import pytest
 
 # before the imports below, so their asserts report values like a test module's would
 pytest.register_assert_rewrite(
-    "cloudq.testing.broker_contract", "cloudq.testing.burst_contract", "cloudq.testing.result_contract"
+    "cloudq.testing.broker_contract",
+    "cloudq.testing.burst_contract",
+    "cloudq.testing.redrive_contract",
+    "cloudq.testing.result_contract",
 )
 
 from .broker_contract import BrokerContract, assert_nothing_arrives, receive_until, unique_queue  # noqa: E402
 from .burst_contract import BurstContract  # noqa: E402
+from .redrive_contract import RedriveContract  # noqa: E402
 from .result_contract import ResultStoreContract  # noqa: E402
 from .waiting import eventually, poll, wait_for  # noqa: E402
 
 __all__ = [
     "BrokerContract",
     "BurstContract",
+    "RedriveContract",
     "ResultStoreContract",
     "assert_nothing_arrives",
     "eventually",

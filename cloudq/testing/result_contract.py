@@ -9,7 +9,10 @@
             yield store
             store.close()
 
-Each test uses fresh task ids, so a store may be shared between tests.
+Each test uses fresh task ids, so a store may be shared between tests. The contract includes the
+capabilities canvas, revocation and periodic tasks need (``ManyReader.get_many``,
+``AtomicCounter``); a store that offloads large results overrides ``offloading_store`` with one
+that has its bucket configured.
 """
 
 from __future__ import annotations
