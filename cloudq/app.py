@@ -463,18 +463,53 @@ class App:
         self, fn: Callable[..., Any], *, base: type[Task[Any, Any]] | None = None, **options: Any
     ) -> Task[Any, Any]:
         """Register ``fn`` as a task of class ``base`` (a Task subclass: Celery's ``base=``, for
-        ``on_success``/``on_failure``/``on_retry``/``after_return``/``before_start`` hooks)."""
+        ``on_success``/``on_failure``/``on_retry``/``after_return``/``before_start`` hooks; its
+        class attributes are option defaults, the decorator's options win)."""
         task_name = options.get("name") or _task_name(self, fn)
         if task_name in self._tasks and self._tasks[task_name].fn is not fn:
             raise ConfigurationError(f"task name {task_name!r} is already registered by another function")
         cls = base or Task
         if not (isinstance(cls, type) and issubclass(cls, Task)):
             raise ConfigurationError(f"task {task_name}: base= takes a subclass of cloudq.Task, got {base!r}")
-        attrs = self._task_attrs(fn, task_name, options)
-        task: Task[Any, Any] = cls(self, fn, name=task_name, **attrs)
+        return self._bind(cls(), fn, task_name, {**self._class_options(cls), **options})
+
+    def register_task(self, task: Task[Any, Any] | type[Task[Any, Any]]) -> Task[Any, Any]:
+        """Celery 4+'s class-based tasks: ``app.register_task(MyTask())`` (or the class). The
+        class gives ``run(self, ...)`` (its signature validates the arguments), ``name`` (default
+        ``module.ClassName``), options as class attributes and the handlers as methods."""
+        if isinstance(task, type):
+            task = task()
+        cls = type(task)
+        if not isinstance(task, Task):
+            raise ConfigurationError(f"register_task takes a cloudq.Task subclass instance, got {task!r}")
+        if cls.run is Task.run:
+            raise ConfigurationError(f"register_task: {cls.__qualname__} defines no run(self, ...) method")
+        explicit = getattr(cls, "name", None)  # a class attribute (Task itself has none)
+        task_name = explicit if isinstance(explicit, str) and explicit else _task_name(self, cls)
+        known = self._tasks.get(task_name)
+        if known is task:
+            return task
+        if known is not None:
+            raise ConfigurationError(f"task name {task_name!r} is already registered by another task")
+        return self._bind(task, task.run, task_name, self._class_options(cls))
+
+    def _bind(
+        self, task: Task[Any, Any], fn: Callable[..., Any], task_name: str, options: dict[str, Any]
+    ) -> Task[Any, Any]:
+        task.bind_to(self, fn, task_name, self._task_attrs(fn, task_name, options))
         task.options = dict(options)
         self._tasks[task_name] = task
         return task
+
+    def _class_options(self, cls: type[Task[Any, Any]]) -> dict[str, Any]:
+        """Task options a Task subclass sets as class attributes (``max_retries = 5``...), as Celery
+        reads them; ``name`` and ``bind`` are not options of a class."""
+        names = set(inspect.signature(self._task_options).parameters) - {"fn", "task_name", "bind"}
+        found: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):  # subclasses override their bases
+            if isinstance(klass, type) and issubclass(klass, Task) and klass is not Task:
+                found.update((k, v) for k, v in vars(klass).items() if k in names)
+        return found
 
     def _task_attrs(self, fn: Callable[..., Any], task_name: str, options: dict[str, Any]) -> dict[str, Any]:
         """The task's attributes from its options, the app's ``annotations`` (which win, as
@@ -541,13 +576,8 @@ class App:
             retries = extra.get("max_retries", s.max_retries)
         if retries is not None and (not isinstance(retries, int) or retries < 0):
             raise ConfigurationError(f"task {task_name}: max_retries must be >= 0 or None (forever), got {retries}")
-        if soft_time_limit is not None and inspect.iscoroutinefunction(fn):
-            raise ConfigurationError(
-                f"task {task_name}: soft_time_limit is for sync tasks (raised in the task's thread); "
-                "an async def task can use asyncio.timeout() inside, and time_limit as the hard limit"
-            )
-        if soft_time_limit is None and not inspect.iscoroutinefunction(fn):
-            soft_time_limit = s.soft_time_limit  # the app-wide soft limit applies to sync tasks
+        if soft_time_limit is None:
+            soft_time_limit = s.soft_time_limit  # the app-wide soft limit (async tasks: at their next await)
         for label, limit in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit)):
             if limit is not None and limit <= 0:
                 raise ConfigurationError(f"task {task_name}: {label} must be > 0 seconds, got {limit}")

@@ -25,7 +25,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "result_expires": ("result_expires", "seconds or a timedelta; None keeps results forever (0)"),
     "task_track_started": ("track_started", "same meaning"),
     "task_time_limit": ("time_limit", "seconds, the hard limit"),
-    "task_soft_time_limit": ("soft_time_limit", "seconds; raises SoftTimeLimitExceeded in sync tasks"),
+    "task_soft_time_limit": (
+        "soft_time_limit",
+        "seconds; raises SoftTimeLimitExceeded in the task (async: at its await)",
+    ),
     "task_default_retry_delay": ("default_retry_delay", "seconds (Celery's 180 s default too)"),
     "task_annotations": ("annotations", "{task name or '*': {option: value}} applied at registration"),
     "task_create_missing_queues": ("create_missing", "same meaning: queues are created on first use"),
@@ -51,10 +54,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "task_default_routing_key": (None, "cloudq has no routing keys: the queue name is the route"),
     "task_default_rate_limit": (None, "rate limits are not implemented yet"),
     "task_ignore_result": (None, "use @app.task(ignore_result=True) or apply_async(ignore_result=True)"),
-    "result_extended": (
-        None,
-        "result records always carry name, retries and date_done; args/kwargs/queue are not stored",
-    ),
+    "result_extended": ("result_extended", "same meaning: records keep args, kwargs, queue and worker"),
     "worker_max_tasks_per_child": (None, "not implemented yet: cloudq worker has no --max-tasks-per-child"),
     "worker_max_memory_per_child": (None, "not implemented yet: cloudq worker has no --max-memory-per-child"),
     "worker_send_task_events": (None, "cloudq sends no events: each task logs one line per event"),

@@ -50,6 +50,9 @@ class Settings(BaseModel):
     routes: dict[str, str] = Field(default_factory=dict, description="glob on task name -> queue")
     result_expires: float = Field(86400.0, ge=0, description="seconds a result is kept; 0 keeps it forever")
     track_started: bool = False
+    result_extended: bool = Field(
+        False, description="keep each task's args, kwargs, queue and worker in its result record (Celery's)"
+    )
     visibility_timeout: float = Field(60.0, gt=0, le=43200)
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
     concurrency: int | None = Field(None, ge=1, le=1024)
@@ -76,7 +79,7 @@ class Settings(BaseModel):
     retry_jitter: bool = True
     time_limit: float | None = Field(None, gt=0)
     soft_time_limit: float | None = Field(
-        None, gt=0, description="seconds; the soft limit of every sync task that sets none (Celery's)"
+        None, gt=0, description="seconds; the soft limit of every task that sets none (Celery's)"
     )
     annotations: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

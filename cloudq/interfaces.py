@@ -150,7 +150,11 @@ class DeadLetter:
 
 @dataclass(slots=True)
 class ResultRecord:
-    """What the result store keeps per task id. ``result`` is already JSON-compatible."""
+    """What the result store keeps per task id. ``result`` is already JSON-compatible.
+
+    ``args``/``kwargs``/``queue``/``worker`` are Celery's extended results (the ``result_extended``
+    setting; None when it is off): the call as sent (JSON), the queue it was delivered from and the
+    worker's hostname. A store keeps them like the result, offloading large ``args``/``kwargs``."""
 
     task_id: str
     state: str
@@ -165,6 +169,10 @@ class ResultRecord:
     expires_at: float | None = None  # epoch seconds; absent on read after this
     claim_owner: str | None = None
     claim_until: float | None = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    queue: str | None = None
+    worker: str | None = None
 
     @property
     def terminal(self) -> bool:

@@ -214,24 +214,28 @@ class AsyncResult:
 
     @property
     def worker(self) -> str | None:
-        """The worker that claimed the task (``host:pid``): idempotent tasks' records carry it."""
+        """The worker's hostname (``result_extended``), else the worker that claimed an idempotent
+        task (``host:pid``)."""
         record = self._fetch()
-        return record.claim_owner if record else None
+        return (record.worker or record.claim_owner) if record else None
 
     @property
     def args(self) -> list[Any] | None:
-        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
-        return None
+        """The positional arguments as sent (JSON), with ``result_extended``; else None."""
+        record = self._fetch()
+        return record.args if record else None
 
     @property
     def kwargs(self) -> dict[str, Any] | None:
-        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
-        return None
+        """The keyword arguments as sent (JSON), with ``result_extended``; else None."""
+        record = self._fetch()
+        return record.kwargs if record else None
 
     @property
     def queue(self) -> str | None:
-        """Not kept by cloudq's result records (Celery's ``result_extended``): None."""
-        return None
+        """The queue the task was delivered from, with ``result_extended``; else None."""
+        record = self._fetch()
+        return record.queue if record else None
 
     def maybe_throw(self, propagate: bool = True, callback: Callable[[Any], Any] | None = None) -> None:
         """Raise the task's exception if it failed (or was revoked); ``callback(result)`` otherwise

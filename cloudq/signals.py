@@ -6,7 +6,9 @@ logged and skipped: it never loses the task nor stops the other receivers.
 
 Where they fire: the ``task_*`` signals in the executor, so in every runtime (worker, Lambda,
 Pub/Sub push) and in eager runs; ``before_task_publish``/``after_task_publish`` in the send path.
-The ``worker_*`` signals are declared for receivers to connect to; the worker runtime fires them.
+The ``worker_*`` signals in each runtime's lifecycle (``cloudq.runtime.lifecycle``): the container
+worker around its run, its process-pool children around theirs, and the Lambda and push handlers
+once per function instance (cold start), as docs/coming-from-celery.md tells.
 """
 
 from __future__ import annotations
@@ -101,11 +103,13 @@ task_failure = Signal("task_failure", ("task_id", "exception", "args", "kwargs",
 task_retry = Signal("task_retry", ("request", "reason", "einfo"))
 task_revoked = Signal("task_revoked", ("request", "terminated", "signum", "expired"))
 task_unknown = Signal("task_unknown", ("name", "id", "message", "exc"))
-# declared for receivers; fired by the worker runtime (see docs/coming-from-celery.md)
+# the runtimes' lifecycle (cloudq/runtime/lifecycle.py); sender: the worker or handler, None in pool children
 worker_init = Signal("worker_init")
 worker_process_init = Signal("worker_process_init")
 worker_ready = Signal("worker_ready")
+worker_shutting_down = Signal("worker_shutting_down", ("sig", "how", "exitcode"))
 worker_shutdown = Signal("worker_shutdown")
+worker_process_shutdown = Signal("worker_process_shutdown", ("pid", "exitcode"))
 
 __all__ = [
     "Signal",
@@ -120,6 +124,8 @@ __all__ = [
     "task_unknown",
     "worker_init",
     "worker_process_init",
+    "worker_process_shutdown",
     "worker_ready",
     "worker_shutdown",
+    "worker_shutting_down",
 ]

@@ -98,14 +98,49 @@ def check_headers(headers: Any) -> dict[str, str] | None:
 
 
 class Task(Generic[P, R]):
-    """Calling a Task runs the function locally; ``delay``/``apply_async`` send it to a queue."""
+    """Calling a Task runs the function locally; ``delay``/``apply_async`` send it to a queue.
+
+    Made by ``@app.task`` around a function, or Celery 4+ style as a class: subclass it, give
+    it ``name`` (default ``module.ClassName``), task options as class attributes and a
+    ``run(self, ...)`` method, then ``app.register_task(MyTask())``. Handlers (``on_success``...)
+    are methods either way (``base=`` names the class for decorated functions)."""
 
     def __init__(
         self,
-        app: App,
-        fn: Callable[P, R],
+        app: App | None = None,
+        fn: Callable[P, R] | None = None,
         *,
-        name: str,
+        name: str | None = None,
+        **attrs: Any,
+    ) -> None:
+        """``Task()`` without an app is a class-based task waiting for ``app.register_task``."""
+        self.options: dict[str, Any] = {}  # as given to @app.task: re-applied when app.conf changes
+        self.shared = False  # registered by shared_task
+        if app is not None:
+            assert fn is not None and name is not None, "a Task with an app needs fn and name"
+            self.bind_to(app, fn, name, attrs)
+
+    def bind_to(self, app: App, fn: Callable[P, R], name: str, attrs: dict[str, Any]) -> None:
+        """Attach the task to ``app`` with its body and options (the App's registration does this)."""
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.configure(**attrs)
+        own_class = getattr(fn, "__self__", None) is self  # class-based: fn is this task's run()
+        described = type(self) if own_class else fn
+        self.__doc__ = described.__doc__
+        self.__name__ = getattr(described, "__name__", name)
+        self.__module__ = getattr(described, "__module__", __name__)
+        self.__wrapped__ = fn
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """The task's body: a class-based task defines it; a decorated task's is its function."""
+        return self.fn(self, *args, **kwargs) if self.bind else self.fn(*args, **kwargs)  # type: ignore[arg-type]
+
+    def configure(
+        self,
+        *,
         queue: str | None,
         retry_policy: RetryPolicy,
         time_limit: float | None,
@@ -117,45 +152,6 @@ class Task(Generic[P, R]):
         typing: bool = True,
         throws: tuple[type[BaseException], ...] = (),
         priority: int | None = None,
-    ) -> None:
-        self.app = app
-        self.fn = fn
-        self.name = name
-        self.options: dict[str, Any] = {}  # as given to @app.task: re-applied when app.conf changes
-        self.shared = False  # registered by shared_task
-        self.is_async = inspect.iscoroutinefunction(fn)
-        self.configure(
-            queue=queue,
-            retry_policy=retry_policy,
-            time_limit=time_limit,
-            idempotent=idempotent,
-            soft_time_limit=soft_time_limit,
-            ignore_result=ignore_result,
-            bind=bind,
-            track_started=track_started,
-            typing=typing,
-            throws=throws,
-            priority=priority,
-        )
-        self.__doc__ = fn.__doc__
-        self.__name__ = getattr(fn, "__name__", name)
-        self.__module__ = getattr(fn, "__module__", __name__)
-        self.__wrapped__ = fn
-
-    def configure(
-        self,
-        *,
-        queue: str | None,
-        retry_policy: RetryPolicy,
-        time_limit: float | None,
-        idempotent: bool,
-        soft_time_limit: float | None,
-        ignore_result: bool,
-        bind: bool,
-        track_started: bool,
-        typing: bool,
-        throws: tuple[type[BaseException], ...],
-        priority: int | None,
     ) -> None:
         """Set the options (at registration, and again when the app's settings change)."""
         self.queue = queue
@@ -229,6 +225,9 @@ class Task(Generic[P, R]):
             result=to_json_value(meta, f"meta of {self.name}.update_state"),
             attempts=request.attempt if request and request.id == task_id else 0,
         )
+        if self.app.settings.result_extended and request and request.id == task_id:
+            record.args, record.kwargs, record.queue = request.args, request.kwargs, request.queue
+            record.worker = request.hostname
         keep = self.app.settings.result_expires
         if keep:
             import time
@@ -240,9 +239,8 @@ class Task(Generic[P, R]):
         return f"<Task {self.name}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        if self.bind:
-            return self.fn(self, *args, **kwargs)  # type: ignore[arg-type]
-        return self.fn(*args, **kwargs)
+        """Run the body here (Celery's ``__call__``: a subclass may wrap it; workers call it then)."""
+        return self.run(*args, **kwargs)
 
     @property
     def validator(self) -> ArgumentValidator:

@@ -5,7 +5,8 @@ cannot overwrite a terminal (SUCCESS/FAILURE) record, ``claim`` an UpdateItem th
 while no one else holds an unexpired claim, so there is no read before a write. Reads are
 strongly consistent. ``expires_at`` is the table's TTL attribute (whole epoch seconds); DynamoDB
 deletes expired items lazily, so reads treat anything past its exact expiry as absent. Results
-that would push an item over DynamoDB's 400 KB go to S3 when a bucket is configured.
+and extended-result arguments (``call``) that would push an item over DynamoDB's 400 KB go to S3,
+the larger first, when a bucket is configured.
 
 Options (URL query, ``results_options`` or ``CLOUDQ_RESULTS_OPTIONS``): bucket, create_missing,
 region, endpoint_url, max_connections.
@@ -48,6 +49,9 @@ T = TypeVar("T")
 ITEM_MARGIN_BYTES = 1024  # room for DynamoDB's own per-attribute overhead
 EXACT_EXPIRY = "expires_exact"  # expires_at to the fraction of a second (the TTL attribute is whole seconds)
 RESULT_REF = "result_ref"  # pointer to an offloaded result in S3
+CALL = "call"  # result_extended: {"args": [...], "kwargs": {...}} as JSON text
+CALL_REF = "call_ref"  # pointer to an offloaded call in S3
+_OFFLOADABLE = (("result", RESULT_REF), (CALL, CALL_REF))
 KIND = "kind"  # COUNTER_KIND on counter items; task records have none
 COUNT = "count"
 MAX_COUNTER_RESETS = 20  # rounds of replacing an expired counter before giving up (each lost one means progress)
@@ -57,7 +61,7 @@ UNPROCESSED_FIRST_PAUSE_S = 0.05  # doubling, jittered, up to UNPROCESSED_MAX_PA
 UNPROCESSED_MAX_PAUSE_S = 2.0
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _NUMBER_FIELDS = ("started_at", "finished_at", "claim_until")
-_TEXT_FIELDS = ("error_type", "error_message", "traceback", "claim_owner")
+_TEXT_FIELDS = ("error_type", "error_message", "traceback", "claim_owner", "queue", "worker")
 # every terminal state (SUCCESS, FAILURE, REVOKED): a terminal record is never overwritten or claimed
 _TERMINAL = {f":terminal{i}": {"S": state} for i, state in enumerate(sorted(states.TERMINAL_STATES))}
 _UNCLAIMED = "(attribute_not_exists(claim_until) OR claim_until <= :now OR claim_owner = :owner)"
@@ -85,6 +89,9 @@ def to_item(record: ResultRecord) -> dict[str, dict[str, str]]:
     }
     if record.result is not None:
         item["result"] = {"S": json.dumps(record.result, ensure_ascii=False, separators=(",", ":"))}
+    if record.args is not None or record.kwargs is not None:
+        call = {"args": record.args, "kwargs": record.kwargs}
+        item[CALL] = {"S": json.dumps(call, ensure_ascii=False, separators=(",", ":"))}
     for name in _TEXT_FIELDS:
         value = getattr(record, name)
         if value is not None:
@@ -99,12 +106,17 @@ def to_item(record: ResultRecord) -> dict[str, dict[str, str]]:
     return item
 
 
-def from_item(item: dict[str, Any], result: Any = None) -> ResultRecord:
+def from_item(item: dict[str, Any], result: Any = None, call: Any = None) -> ResultRecord:
+    """The record of ``item``; ``result`` and ``call`` are the offloaded ones, already read."""
+
     def text(name: str) -> str | None:
         return item[name]["S"] if name in item else None
 
     if "result" in item:
         result = json.loads(item["result"]["S"])
+    if CALL in item:
+        call = json.loads(item[CALL]["S"])
+    call = call if isinstance(call, dict) else {}
     expiry = item.get(EXACT_EXPIRY) or item.get(res.RESULTS_TTL_ATTRIBUTE)
     return ResultRecord(
         task_id=item[res.RESULTS_KEY]["S"],
@@ -120,6 +132,10 @@ def from_item(item: dict[str, Any], result: Any = None) -> ResultRecord:
         expires_at=_read_number(expiry),
         claim_owner=text("claim_owner"),
         claim_until=_read_number(item.get("claim_until")),
+        args=call.get("args"),
+        kwargs=call.get("kwargs"),
+        queue=text("queue"),
+        worker=text("worker"),
     )
 
 
@@ -211,19 +227,22 @@ class DynamoDBResultStore(AWSBackend):
         """The record; an offloaded result is read only from this store's own bucket, prefix and
         task folder, never from wherever an item says (anyone who can write the table could
         otherwise have a reader fetch, and a later write delete, any object the role can reach)."""
-        result = None
-        if RESULT_REF in item:
-            result = json.loads(self._offloaded(item).get(self._result_ref(item), item[res.RESULTS_KEY]["S"]))
-        return from_item(item, result)
+        result, call = (
+            json.loads(self._offloaded(item, ref).get(self._result_ref(item, ref), item[res.RESULTS_KEY]["S"]))
+            if ref in item
+            else None
+            for ref in (RESULT_REF, CALL_REF)
+        )
+        return from_item(item, result, call)
 
-    def _result_ref(self, item: dict[str, Any]) -> Pointer:
-        return parse_pointer(item[RESULT_REF]["S"], "s3")
+    def _result_ref(self, item: dict[str, Any], attribute: str = RESULT_REF) -> Pointer:
+        return parse_pointer(item[attribute]["S"], "s3")
 
-    def _offloaded(self, item: dict[str, Any]) -> ClaimCheckStore:
-        """This store's offload, when the item's result pointer lies inside it; else ResultStoreError."""
+    def _offloaded(self, item: dict[str, Any], attribute: str = RESULT_REF) -> ClaimCheckStore:
+        """This store's offload, when the item's pointer (result or call) lies inside it; else ResultStoreError."""
         task_id = item[res.RESULTS_KEY]["S"]
         try:
-            ref = self._result_ref(item)
+            ref = self._result_ref(item, attribute)
         except CloudqError as exc:
             raise ResultStoreError(f"result record of task {task_id} in {self.table}: {exc}") from None
         if self.offload is None:
@@ -302,7 +321,7 @@ class DynamoDBResultStore(AWSBackend):
     def set(self, record: ResultRecord) -> bool:
         """One conditional PutItem: written unless a live terminal record exists."""
         check_task_id(record.task_id)
-        item, ref = self._fit(record)
+        item, refs = self._fit(record)
         values = {**_TERMINAL, ":now": _number(time.time())}
         condition = f"attribute_not_exists({res.RESULTS_KEY}) OR {_NOT_TERMINAL} OR NOT {_LIVE}"
 
@@ -325,31 +344,34 @@ class DynamoDBResultStore(AWSBackend):
 
         old = self._run("PutItem", put)
         if old is None:
-            if ref is not None and self.offload is not None:
-                self.offload.delete([ref])
+            if refs and self.offload is not None:
+                self.offload.delete(refs)
             return False
         self._drop_offloaded(old)
         return True
 
-    def _fit(self, record: ResultRecord) -> tuple[dict[str, dict[str, str]], Pointer | None]:
-        """The item for ``record``, with the result moved to S3 (or long texts shortened) when it
-        would exceed DynamoDB's item size limit."""
+    def _fit(self, record: ResultRecord) -> tuple[dict[str, dict[str, str]], list[Pointer]]:
+        """The item for ``record``, with the result and the call moved to S3 (the larger first) or
+        long texts shortened, when it would exceed DynamoDB's item size limit."""
         item = to_item(record)
         limit = res.DYNAMODB_MAX_ITEM_BYTES - ITEM_MARGIN_BYTES
-        size = item_size(item)
-        if size <= limit:
-            return item, None
-        ref = None
-        if "result" in item and size - len(item["result"]["S"].encode()) < limit:
-            if self.offload is None:
-                raise ResultTooLarge(
-                    f"result of task {record.task_id} is {len(item['result']['S'].encode())} bytes of JSON; a DynamoDB "
-                    f"item holds {res.DYNAMODB_MAX_ITEM_BYTES}: configure an S3 bucket (dynamodb://{self.table}?bucket=NAME)"
-                )
-            text = item.pop("result")["S"]
-            ref = self.offload.put(text.encode(), record.task_id)
-            item[RESULT_REF] = {"S": pointer_text(ref, len(text))}
-            return item, ref
+        refs: list[Pointer] = []
+        movable = sorted((n for n in _OFFLOADABLE if n[0] in item), key=lambda n: -len(item[n[0]]["S"].encode()))
+        if item_size(item) - sum(len(item[name]["S"].encode()) for name, _ in movable) < limit:
+            for name, ref_name in movable:  # moving them makes it fit
+                if item_size(item) <= limit:
+                    break
+                text = item[name]["S"]
+                if self.offload is None:
+                    what = "result" if name == "result" else "extended result (args and kwargs)"
+                    raise ResultTooLarge(
+                        f"{what} of task {record.task_id} is {len(text.encode())} bytes of JSON; a DynamoDB item "
+                        f"holds {res.DYNAMODB_MAX_ITEM_BYTES}: configure an S3 bucket (dynamodb://{self.table}?bucket=NAME)"
+                    )
+                del item[name]
+                refs.append(self.offload.put(text.encode(), record.task_id))
+                item[ref_name] = {"S": pointer_text(refs[-1], len(text))}
+            return item, refs
         for name in ("traceback", "error_message"):  # keep a failure recordable: keep the ends of long texts
             if name in item and item_size(item) > limit:
                 text = item[name]["S"]
@@ -360,18 +382,19 @@ class DynamoDBResultStore(AWSBackend):
             raise ResultTooLarge(
                 f"record of task {record.task_id} does not fit in a DynamoDB item even without its result"
             )
-        return item, ref
+        return item, refs
 
     def _drop_offloaded(self, old: dict[str, Any]) -> None:
-        """Delete the replaced record's offloaded result, if it is this store's own object."""
-        if RESULT_REF not in old:
-            return
-        try:
-            offload = self._offloaded(old)
-        except ResultStoreError as exc:  # never delete what the store did not write
-            log.warning("left an offloaded result in place: %s", exc)
-            return
-        offload.delete([self._result_ref(old)])
+        """Delete the replaced record's offloaded result and call, if they are this store's own objects."""
+        for _, ref in _OFFLOADABLE:
+            if ref not in old:
+                continue
+            try:
+                offload = self._offloaded(old, ref)
+            except ResultStoreError as exc:  # never delete what the store did not write
+                log.warning("left an offloaded result in place: %s", exc)
+                continue
+            offload.delete([self._result_ref(old, ref)])
 
     def claim(self, task_id: str, owner: str, until: float, task_name: str = "") -> Claim:
         """One conditional UpdateItem; on refusal DynamoDB returns the holder's record with it."""
@@ -559,6 +582,6 @@ class DynamoDBResultStore(AWSBackend):
         item = self._live(response.get("Item"), time.time())
         if not item:
             return None
-        if RESULT_REF in item:
+        if RESULT_REF in item or CALL_REF in item:
             return await asyncio.to_thread(self._record, item)
         return from_item(item)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from cloudq.config import Settings
 
+_JSON_FIELDS = ((fr.RESULT_JSON, fr.RESULT_REF), (fr.CALL_JSON, fr.CALL_REF))  # inline text, offloaded ref
 log = logging.getLogger("cloudq.firestore")
 T = TypeVar("T")
 
@@ -127,13 +128,14 @@ class FirestoreResultStore:
         return self._run(f"reading {ref.id}", ref.get, deadline=deadline)
 
     def _record(self, fields: dict[str, Any]) -> ResultRecord:
-        if fr.RESULT_REF in fields:
-            result = json.loads(self._offload().get(fields[fr.RESULT_REF]))
-        elif fr.RESULT_JSON in fields:
-            result = json.loads(fields[fr.RESULT_JSON])
-        else:
-            result = None
-        return fr.from_fields(fields, result)
+        result, call = (self._json(fields, text, ref) for text, ref in _JSON_FIELDS)
+        return fr.from_fields(fields, result, call)
+
+    def _json(self, fields: dict[str, Any], text: str, ref: str) -> Any:
+        """A JSON field's value, read from Cloud Storage when it was offloaded."""
+        if ref in fields:
+            return json.loads(self._offload().get(fields[ref]))
+        return json.loads(fields[text]) if text in fields else None
 
     @staticmethod
     def _live(snapshot: DocumentSnapshot, now: float) -> dict[str, Any] | None:
@@ -192,17 +194,31 @@ class FirestoreResultStore:
         raise ResultStoreError(f"gave up writing {record.task_id} after {MAX_CONFLICTS} conflicting writes")
 
     def _fields(self, record: ResultRecord, path: str) -> dict[str, Any]:
-        """The document, with the result offloaded when it would not fit."""
-        text = fr.result_text(record)
-        fields = fr.to_fields(record, text, None)
+        """The document, with the result and the call offloaded (the larger first) when it would not fit."""
+        texts = {fr.RESULT_REF: fr.result_text(record), fr.CALL_REF: fr.call_text(record)}
+        refs: dict[str, str] = {}
+
+        def document() -> dict[str, Any]:
+            inline = {ref: None if ref in refs else text for ref, text in texts.items()}
+            return fr.to_fields(
+                record,
+                inline[fr.RESULT_REF],
+                refs.get(fr.RESULT_REF),
+                call_json=inline[fr.CALL_REF],
+                call_ref=refs.get(fr.CALL_REF),
+            )
+
+        fields = document()
         if fr.fits(fields, path):
             return fields
-        if text is not None and self.offload is not None:
-            ref = self.offload.put(text.encode(), "application/json")
-            fields = fr.to_fields(record, None, ref)
-            if fr.fits(fields, path):
-                return fields
-            self.offload.delete(ref)
+        if self.offload is not None:
+            for ref in sorted((r for r, t in texts.items() if t is not None), key=lambda r: -len(texts[r] or "")):
+                refs[ref] = self.offload.put((texts[ref] or "").encode(), "application/json")
+                fields = document()
+                if fr.fits(fields, path):
+                    return fields
+            for ref in refs.values():
+                self.offload.delete(ref)
         size = fr.size_estimate(fields, path)
         hint = (
             ""
@@ -236,14 +252,15 @@ class FirestoreResultStore:
             self._run(f"updating {ref.id}", ref.update, update, option=option, expected=(FailedPrecondition, NotFound))
         except (FailedPrecondition, NotFound):  # someone wrote (or deleted) in between: look again
             return False
-        old = snapshot.to_dict() or {}
-        if old.get(fr.RESULT_REF) and old.get(fr.RESULT_REF) != fields.get(fr.RESULT_REF):
-            self._drop_result(old)
+        self._drop_result(snapshot.to_dict() or {}, keep=fields)
         return True
 
-    def _drop_result(self, fields: dict[str, Any]) -> None:
-        ref = fields.get(fr.RESULT_REF)
-        if ref and self.offload is not None:
+    def _drop_result(self, fields: dict[str, Any], keep: dict[str, Any] | None = None) -> None:
+        """Delete the document's offloaded result and call (but those ``keep`` still points to)."""
+        for name in fr.REFS:
+            ref = fields.get(name)
+            if not ref or self.offload is None or (keep is not None and keep.get(name) == ref):
+                continue
             try:
                 self.offload.delete(ref)
             except Exception as exc:  # only storage is lost; a lifecycle rule cleans up

@@ -3,7 +3,9 @@
 ``result`` is stored as JSON text (``result_json``): exact for every JSON value, including nested
 arrays, which Firestore's own arrays cannot hold. ``expires_at`` is a timestamp so a Firestore TTL
 policy can delete the document; ``expires_exact`` keeps the float the record carried, which reads
-compare against (TTL deletion is lazy, so expired documents read as absent).
+compare against (TTL deletion is lazy, so expired documents read as absent). Extended results
+keep the call as JSON text too (``call_json``: ``{"args": [...], "kwargs": {...}}``), offloaded
+like the result (``call_ref``) when the document would not fit.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ FIRESTORE_MAX_DOCUMENT_BYTES = 1_048_576  # 1 MiB per document
 DOCUMENT_MARGIN_BYTES = 16 * 1024  # room for Firestore's per-field accounting and the document name
 RESULT_JSON = "result_json"
 RESULT_REF = "result_ref"  # gs:// reference of an offloaded result
+CALL_JSON = "call_json"  # result_extended: the task's args and kwargs
+CALL_REF = "call_ref"  # gs:// reference of an offloaded call
+REFS = (RESULT_REF, CALL_REF)
 EXPIRES_AT = "expires_at"  # the TTL policy's field
 EXPIRES_EXACT = "expires_exact"
 KIND = "kind"  # COUNTER_KIND on counter documents; task records have none
 COUNT = "count"
 NO_EXPIRY = float("inf")  # a counter's expires_exact when it never expires (the Minimum transform needs a number)
-_TEXT = ("error_type", "error_message", "traceback", "claim_owner")
+_TEXT = ("error_type", "error_message", "traceback", "claim_owner", "queue", "worker")
 _NUMBERS = ("started_at", "finished_at", "claim_until")
 FIELDS = (
     "task_id",
@@ -34,6 +39,8 @@ FIELDS = (
     "attempts",
     RESULT_JSON,
     RESULT_REF,
+    CALL_JSON,
+    CALL_REF,
     EXPIRES_AT,
     EXPIRES_EXACT,
     *_TEXT,
@@ -56,7 +63,20 @@ def result_text(record: ResultRecord) -> str | None:
     return json.dumps(record.result, ensure_ascii=False, separators=(",", ":"))
 
 
-def to_fields(record: ResultRecord, result_json: str | None, result_ref: str | None) -> dict[str, Any]:
+def call_text(record: ResultRecord) -> str | None:
+    if record.args is None and record.kwargs is None:
+        return None
+    return json.dumps({"args": record.args, "kwargs": record.kwargs}, ensure_ascii=False, separators=(",", ":"))
+
+
+def to_fields(
+    record: ResultRecord,
+    result_json: str | None,
+    result_ref: str | None,
+    *,
+    call_json: str | None = None,
+    call_ref: str | None = None,
+) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "task_id": record.task_id,
         "state": record.state,
@@ -67,6 +87,10 @@ def to_fields(record: ResultRecord, result_json: str | None, result_ref: str | N
         fields[RESULT_REF] = result_ref
     elif result_json is not None:
         fields[RESULT_JSON] = result_json
+    if call_ref is not None:
+        fields[CALL_REF] = call_ref
+    elif call_json is not None:
+        fields[CALL_JSON] = call_json
     for name in (*_TEXT, *_NUMBERS):
         value = getattr(record, name)
         if value is not None:
@@ -94,8 +118,9 @@ def expired(fields: dict[str, Any], now: float) -> bool:
     return until is not None and until <= now
 
 
-def from_fields(fields: dict[str, Any], result: Any) -> ResultRecord:
-    """The record; ``result`` is the already decoded (or downloaded) result value."""
+def from_fields(fields: dict[str, Any], result: Any, call: Any = None) -> ResultRecord:
+    """The record; ``result`` and ``call`` are the already decoded (or downloaded) values."""
+    call = call if isinstance(call, dict) else {}
     return ResultRecord(
         task_id=fields["task_id"],
         state=fields["state"],
@@ -103,6 +128,8 @@ def from_fields(fields: dict[str, Any], result: Any) -> ResultRecord:
         result=result,
         attempts=fields.get("attempts", 0),
         expires_at=fields.get(EXPIRES_EXACT),
+        args=call.get("args"),
+        kwargs=call.get("kwargs"),
         **{name: fields.get(name) for name in (*_TEXT, *_NUMBERS)},
     )
 

@@ -14,7 +14,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from ..interfaces import Delivery, OutgoingMessage
-from .executor import Ack, DeadLetter, Followups, Outcome, Requeue, RetryIn
+from .executor import Ack, DeadLetter, Executor, Followups, Outcome, Requeue, RetryIn
+from .lifecycle import process_init, process_shutdown
 
 READY = "ready"
 FATAL = "fatal"
@@ -121,12 +122,21 @@ def child_main(app_path: str, conn: Connection, log_level: int, log_format: str 
     except BaseException as exc:  # anything at import time is a start failure
         conn.send_bytes(frame({"kind": FATAL, "error": f"cannot load app {app_path!r}: {describe(exc)}"}))
         return
+    process_init()  # after the app is loaded, before the first task (a raising receiver is logged)
     conn.send_bytes(frame({"kind": READY}))
+    try:
+        _serve(conn, executor)
+    finally:
+        process_shutdown()
+
+
+def _serve(conn: Connection, executor: Executor) -> None:
+    """Run deliveries until the parent closes the pipe (or is gone)."""
     while True:
         try:
             data = conn.recv_bytes()
         except (EOFError, OSError):
-            return  # the parent closed the pipe or is gone
+            return
         try:
             reply = encode_outcome(executor.execute(decode_delivery(data)))
         except BaseException as exc:  # report: the parent gives the message back

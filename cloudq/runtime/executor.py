@@ -14,6 +14,7 @@ import os
 import socket
 import time
 import traceback as tb
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,7 @@ from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
 from .result_batch import BatchedResults
-from .timelimit import soft_time_limit, time_limit
+from .timelimit import soft_limited, soft_time_limit, time_limit
 
 if TYPE_CHECKING:
     from ..app import App
@@ -157,6 +158,10 @@ def _overrides(task: Task[Any, Any], hook: str) -> bool:
     return getattr(type(task), hook) is not getattr(Task, hook)
 
 
+# Celery's result_extended: the call of the delivery being run, added to each record it writes
+_extended: ContextVar[dict[str, Any] | None] = ContextVar("cloudq_extended", default=None)
+EXTENDED_FIELDS = ("args", "kwargs", "queue", "worker")
+
 EAGER_QUEUE = "eager"
 _EAGER_RECEIPT = object()  # marks the deliveries run_eagerly makes: request.is_eager
 
@@ -186,7 +191,14 @@ class Executor:
             if not isinstance(decoded, Envelope):
                 return decoded
             env = decoded
-            return self._execute(delivery, env, started)
+            if not self.app.settings.result_extended:
+                return self._execute(delivery, env, started)
+            call = {"task_id": env.id, "args": env.args, "kwargs": env.kwargs, "queue": delivery.queue}
+            token = _extended.set({**call, "worker": self.hostname})
+            try:
+                return self._execute(delivery, env, started)
+            finally:
+                _extended.reset(token)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
@@ -476,12 +488,17 @@ class Executor:
     def _call(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
         token = current_request.set(request)
         try:
-            if not (task.bind or task.is_async or task.time_limit or task.soft_time_limit):
-                return task.fn(*args, **kwargs)
-            if task.bind:
+            body: Any = task.fn
+            if _overrides(task, "__call__"):  # a base class wrapping the body: Celery calls it then
+                body = task
+            elif task.bind:
                 args = [task, *args]
+            if not (task.is_async or task.time_limit or task.soft_time_limit):
+                return body(*args, **kwargs)
             if task.is_async:
-                coro = task.fn(*args, **kwargs)
+                coro = body(*args, **kwargs)
+                if task.soft_time_limit:
+                    coro = soft_limited(coro, task.soft_time_limit)
                 if task.time_limit:
                     coro = asyncio.wait_for(coro, task.time_limit)
                 try:
@@ -492,7 +509,7 @@ class Executor:
                 except TimeoutError:
                     raise TimeLimitExceeded(f"task exceeded its time limit of {task.time_limit}s") from None
             with time_limit(task.time_limit), soft_time_limit(task.soft_time_limit):
-                return task.fn(*args, **kwargs)
+                return body(*args, **kwargs)
         finally:
             current_request.reset(token)
 
@@ -801,13 +818,24 @@ class Executor:
     def _write(self, record: ResultRecord, direct: bool = False) -> bool:
         """Callers decide whether to write (``ignore_result`` tasks still record failures).
         ``direct``: past the worker's batch, so the answer says whether a terminal record
-        already existed (a chain step needs it to tell a redelivery). Whether it was written."""
+        already existed (a chain step needs it to tell a redelivery). Whether it was written.
+        With ``result_extended`` the record keeps the call; a store that cannot hold its
+        arguments (ResultTooLarge) gets the record without them, and says so in the log."""
         if record.expires_at is None:
             record.expires_at = self._expiry()
         writer = self.writer or self.app.results
         if direct and isinstance(writer, BatchedResults):
             writer = self.app.results
-        return writer.set(record)
+        call = _extended.get()
+        if call is None or call["task_id"] != record.task_id:
+            return writer.set(record)
+        try:
+            return writer.set(dataclasses.replace(record, **{name: call[name] for name in EXTENDED_FIELDS}))
+        except ResultTooLarge as exc:
+            log.warning(
+                "task %s[%s]: its arguments are kept out of its record: %s", record.task_name, record.task_id, exc
+            )
+            return writer.set(record)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires

@@ -32,6 +32,7 @@ from .executor import Executor, Outcome
 from .givebacks import GiveBacks
 from .heartbeat import Heartbeat
 from .inbox import Held, Inbox
+from .lifecycle import Lifecycle
 from .pools import ProcessRunner, Runner, ThreadRunner, pool_log_config, start_all
 from .result_batch import BatchedResults
 from .revocations import KnownRevoked, RevokeCheck
@@ -161,6 +162,7 @@ class Worker:
         self._slots_left = 0  # slot threads not yet finished (counted before they wake the main thread)
         self._exit_lock = threading.Lock()
         self._crashed = False
+        self.lifecycle = Lifecycle(self)  # the worker_* signals, sender: this worker
 
     # -- control ----------------------------------------------------------------------------
 
@@ -251,6 +253,7 @@ class Worker:
         runners: list[Runner] = []
         previous = self._install_signals()
         try:
+            self.lifecycle.init()  # before the pool starts (Celery's worker_init)
             runners = self.runners = self._runners()
             acker.start()
             heartbeat.start()
@@ -261,6 +264,7 @@ class Worker:
                 for i, runner in enumerate(runners)
             ]
             self._slots_left = len(self._slots)
+            self.lifecycle.ready()  # the pool is up; the slots receive from now on, so no task runs before it
             for thread in self._slots:
                 thread.start()
             log.info(
@@ -282,6 +286,7 @@ class Worker:
             self._restore_signals(previous)
             for runner in runners:
                 runner.close()
+            self.lifecycle.shutdown()  # after the drain, pool children gone
 
     def capacity(self, broker: Broker) -> int:
         """Messages held at most: prefetch x concurrency, but never less than one full receive
@@ -403,6 +408,8 @@ class Worker:
             log.info("worker stopping: burst done, %s", self._burst.summary if self._burst else "the queues are empty")
         else:
             log.info("worker stopping (%s); running tasks get up to %ss", self._stop_reason, self.grace)
+        reason = self._stop_reason or ""
+        self.lifecycle.shutting_down(reason.removeprefix("received ") if reason.startswith("received SIG") else None)
         unstarted = inbox.stop()
         if unstarted:
             self._release(unstarted)

@@ -3,7 +3,8 @@
 ``from cloudq.testing import BrokerContract, BurstContract, ResultStoreContract``, subclass, and
 provide the ``broker`` / ``burst_env`` / ``store`` fixture. Needs pytest (the ``dev`` extra).
 Shared helpers: ``wait_for`` / ``eventually`` / ``poll`` (waiting.py), ``run_burst`` and
-``run_worker_process`` (workers.py), ``FaultProxy`` (netfault.py).
+``run_worker_process`` (workers.py), ``FaultProxy`` (netfault.py), ``HookScenario`` and
+``SignalRecorder`` (hooks.py: the same hooks and signals in every runtime).
 """
 
 import pytest
@@ -18,6 +19,7 @@ pytest.register_assert_rewrite(
 
 from .broker_contract import BrokerContract, assert_nothing_arrives, receive_until, unique_queue  # noqa: E402
 from .burst_contract import BurstContract  # noqa: E402
+from .hooks import HookScenario, SignalRecorder  # noqa: E402
 from .redrive_contract import RedriveContract  # noqa: E402
 from .result_contract import ResultStoreContract  # noqa: E402
 from .waiting import eventually, poll, wait_for  # noqa: E402
@@ -25,8 +27,10 @@ from .waiting import eventually, poll, wait_for  # noqa: E402
 __all__ = [
     "BrokerContract",
     "BurstContract",
+    "HookScenario",
     "RedriveContract",
     "ResultStoreContract",
+    "SignalRecorder",
     "assert_nothing_arrives",
     "eventually",
     "poll",

@@ -105,6 +105,28 @@ class ResultStoreContract:
         assert canonical(store.get(record.task_id)) == expected
         assert canonical(record) == expected, "set must not change the record it was given"
 
+    @pytest.mark.parametrize("state", [states.STARTED, states.RETRY, states.SUCCESS, states.FAILURE])
+    def test_extended_fields_round_trip(self, store: ResultStore, state: str) -> None:
+        """Celery's ``result_extended``: the call (JSON as sent), the queue and the worker."""
+        record = ResultRecord(
+            task_id=new_task_id(),
+            state=state,
+            task_name="app.tasks.add",
+            result=[1, {"k": None}] if state == states.SUCCESS else None,
+            attempts=2,
+            args=[1, 2.5, "h\u00e9llo \U0001f680", [None, True, {"nested": []}], 2**40 + 1],
+            kwargs={"page": 3, "when": None, "tags": ["a", "b"], "empty": {}},
+            queue="emails",
+            worker="cloudq@host-1",
+        )
+        expected = canonical(record)
+        assert store.set(record) is True
+        assert canonical(store.get(record.task_id)) == expected
+        bare = ResultRecord(new_task_id(), state, "app.tasks.add", args=[], kwargs={})
+        store.set(bare)
+        got = store.get(bare.task_id)
+        assert got is not None and (got.args, got.kwargs, got.queue, got.worker) == ([], {}, None, None)
+
     def test_get_returns_a_copy(self, store: ResultStore) -> None:
         record = ResultRecord(new_task_id(), states.SUCCESS, result={"a": 1})
         store.set(record)

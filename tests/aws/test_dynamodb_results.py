@@ -101,6 +101,40 @@ def test_large_result_goes_to_s3_and_back(prefix: str, bucket: str) -> None:
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+def test_large_extended_args_go_to_s3_the_larger_first_and_go_with_the_record(prefix: str, bucket: str) -> None:
+    store = make_store(prefix, f"?bucket={bucket}")
+    s3 = store.clients.get("s3")
+    task_id = new_task_id()
+    args, kwargs = ["a" * 370_000, [1, 2.5]], {"page": "p" * 50_000}  # 420 kB of call: over the 400 KB item
+    small = ResultRecord(
+        task_id, states.SUCCESS, "t", result={"ok": 1}, args=args, kwargs=kwargs, queue="q", worker="w"
+    )
+    assert store.set(small) is True  # only the call moves: the result stays in the item
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 1
+    got = store.get(task_id)
+    assert got is not None and (got.args, got.kwargs, got.queue, got.worker, got.result) == (
+        args,
+        kwargs,
+        "q",
+        "w",
+        {"ok": 1},
+    )
+    both = new_task_id()
+    big = {"blob": "r" * 410_000}
+    assert store.set(ResultRecord(both, states.SUCCESS, "t", result=big, args=args, kwargs=kwargs)) is True
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 3  # each too large with the other: both moved
+    record = store.get(both)
+    assert record is not None and (record.result, record.args) == (big, args)
+    store.forget(task_id)
+    store.forget(both)
+    assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
+
+
+def test_large_extended_args_without_bucket_are_result_too_large(store: DynamoDBResultStore) -> None:
+    with pytest.raises(ResultTooLarge, match=r"extended result \(args and kwargs\).*bucket"):
+        store.set(ResultRecord(new_task_id(), states.SUCCESS, result=1, args=["x" * 500_000]))
+
+
 def test_large_result_without_bucket_is_result_too_large(store: DynamoDBResultStore) -> None:
     with pytest.raises(ResultTooLarge, match="bucket"):
         store.set(ResultRecord(new_task_id(), states.SUCCESS, result="x" * 500_000))

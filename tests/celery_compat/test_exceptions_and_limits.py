@@ -102,11 +102,65 @@ def test_exception_modules_setting_allows_importing_listed_modules(make_app: Any
         sys.modules.pop("shop_errors", None)
 
 
-def test_soft_time_limit_on_an_async_task_is_refused_not_ignored(app: App) -> None:
-    from cloudq import ConfigurationError
+def test_soft_time_limit_reaches_an_async_task_at_its_await_and_keeps_its_recovery_value(app: App) -> None:
+    import asyncio
 
-    with pytest.raises(ConfigurationError, match="soft_time_limit is for sync tasks"):
+    @app.task(soft_time_limit=0.05, time_limit=20)
+    async def fetch() -> str:
+        try:
+            await asyncio.sleep(10)
+            return "slept"
+        except SoftTimeLimitExceeded:
+            try:  # asyncio.timeout still counts right after the soft limit's cancellation
+                async with asyncio.timeout(0.01):
+                    await asyncio.sleep(10)
+            except TimeoutError:
+                return "cleaned up"
+            return "timeout missed"
 
-        @app.task(soft_time_limit=1)
-        async def fetch() -> None:
-            pass
+    result = fetch.delay()
+    drain(app)
+    assert result.get(timeout=1) == "cleaned up" and result.state == states.SUCCESS
+
+
+def test_an_uncaught_async_soft_time_limit_fails_the_task_and_time_limit_stays_hard(make_app: Any) -> None:
+    import asyncio
+
+    app = make_app(soft_time_limit=0.05)  # the app-wide soft limit reaches async tasks too
+
+    @app.task()
+    async def stuck() -> None:
+        await asyncio.sleep(10)
+
+    @app.task(time_limit=0.05, soft_time_limit=10)
+    async def hard() -> str:
+        try:
+            await asyncio.sleep(10)
+        except SoftTimeLimitExceeded:
+            return "never"
+        return "never either"
+
+    soft, limit = stuck.delay(), hard.delay()
+    drain(app)
+    with pytest.raises(SoftTimeLimitExceeded, match="soft time limit of 0.05s"):
+        soft.get(timeout=1)
+    with pytest.raises(TimeLimitExceeded):
+        limit.get(timeout=1)
+
+
+def test_the_async_pool_raises_the_soft_limit_in_its_shared_event_loop(app: App) -> None:
+    import asyncio
+
+    from cloudq.testing.workers import run_burst
+
+    @app.task(soft_time_limit=0.05)
+    async def fetch(n: int) -> int:
+        try:
+            await asyncio.sleep(10)
+        except SoftTimeLimitExceeded:
+            return -n
+        return n
+
+    results = fetch.map(range(4))
+    run_burst(app, pool="async", concurrency=4)
+    assert [r.get(timeout=1) for r in results] == [0, -1, -2, -3]

@@ -129,13 +129,65 @@ def test_async_result_extras(app: App) -> None:
     drain(app, wait_delays=True)
     assert ok.wait(timeout=5) == 3  # wait = get
     assert ok.name == "proj.add" and ok.retries == 1 and ok.date_done is not None and ok.date_done >= before
-    assert (ok.args, ok.kwargs, ok.queue) == (None, None, None)  # not kept by cloudq's records
+    assert (ok.args, ok.kwargs, ok.queue) == (None, None, None)  # result_extended is off by default, as in Celery
     assert bad.failed() and not ok.failed()
     with pytest.raises(ValueError, match="no"):
         bad.maybe_throw()
     got: list[Any] = []
     ok.maybe_throw(callback=got.append)
     assert got == [3]
+
+
+def test_result_extended_keeps_the_call_the_queue_and_the_worker_in_every_state(make_app: Any) -> None:
+    app = make_app(result_extended=True)
+    seen: list[tuple[Any, ...]] = []
+
+    @app.task(bind=True, autoretry_for=(KeyError,), default_retry_delay=0, max_retries=1, track_started=True)
+    def report(self: Task[Any, Any], when: str, page: int = 1, *, tags: list[str]) -> str:
+        self.update_state(state="PROGRESS", meta={"page": page})
+        progress = app.AsyncResult(self.request.id or "").record
+        assert progress is not None
+        seen.append((progress.state, progress.args, progress.kwargs, progress.queue))
+        if self.request.retries == 0:
+            raise KeyError("first try")
+        return f"{when}:{page}:{','.join(tags)}"
+
+    @app.task(queue="other")
+    def fail(n: int) -> None:
+        raise ValueError(n)
+
+    result = report.apply_async(("today",), {"page": 2, "tags": ["a", "b"]})
+    failed = fail.delay(5)
+    drain(app, wait_delays=True)
+    drain(app, "other")
+    assert result.get(timeout=1) == "today:2:a,b"
+    call = (["today", 2], {"tags": ["a", "b"]})  # as the message carries them (self.request.args/kwargs)
+    assert (result.args, result.kwargs, result.queue, result.name) == (*call, "default", report.name)
+    assert result.worker == app.executor.hostname  # Celery's worker: the node name (cloudq@host)
+    assert seen == [("PROGRESS", *call, "default")] * 2
+    assert failed.failed() and (failed.args, failed.kwargs, failed.queue) == ([5], {}, "other")
+
+
+def test_an_embedded_database_from_before_extended_results_reads_as_is(tmp_path: Any) -> None:
+    import json
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    App("old", broker=url, results=url).results.get("warm-up")  # creates the table
+    old_row = {"task_id": "t-old", "state": states.SUCCESS, "task_name": "proj.add", "result": 3, "attempts": 1}
+    with sqlite3.connect(tmp_path / "old.db") as db:  # a row as cloudq wrote it before the extended fields
+        db.execute("INSERT INTO cloudq_results VALUES (?, 1, NULL, ?)", ("t-old", json.dumps(old_row)))
+    app = App("new", broker=url, results=url, result_extended=True)
+    old = app.AsyncResult("t-old")
+    assert (old.get(timeout=1), old.name, old.args, old.kwargs, old.queue, old.worker) == (
+        3,
+        "proj.add",
+        None,
+        None,
+        None,
+        None,
+    )
+    app.close()
 
 
 def test_then_calls_back_when_ready(sqlite_app: App) -> None:
@@ -154,3 +206,42 @@ def test_then_calls_back_when_ready(sqlite_app: App) -> None:
     assert called.wait(5) and values == [3]
     result.then(lambda r: values.append("now"))  # ready: at once
     assert values == [3, "now"]
+
+
+@pytest.mark.aws
+@pytest.mark.timeout(90)
+def test_result_extended_through_the_lambda_handler_on_dynamodb_costs_no_request(
+    aws: Any, sqs: Any, prefix: str
+) -> None:
+    from cloudq_aws.testing import SQSPoller
+
+    costs = []
+    for extended in (False, True):
+        app = App(
+            f"lambda-extended-{extended}",
+            broker=f"sqs://?prefix={prefix}{int(extended)}&wait=0",
+            results=f"dynamodb://{prefix}results",
+            result_extended=extended,
+        )
+
+        @app.task()
+        def add(x: int, y: int) -> int:
+            return x + y
+
+        handler = app.lambda_handler()
+        result = add.delay(2, y=3)
+        app.results.get("warm-up")  # the table exists before counting
+        poller = SQSPoller(sqs, app.broker.queue("default").url)  # type: ignore[attr-defined]
+        batch = poller.receive_all(1)
+        with aws.count_requests() as counts:
+            assert handler(poller.event(batch)) == {"batchItemFailures": []}
+        costs.append(dict(counts))
+        assert result.get(timeout=5) == 5
+        if extended:
+            assert (result.args, result.kwargs, result.queue) == ([2, 3], {}, "default")
+            assert result.worker == handler.executor.hostname
+        else:
+            assert (result.args, result.kwargs, result.queue) == (None, None, None)
+        app.close()
+    # the same one PutItem (and the revoke check's one BatchGetItem of the batch) either way
+    assert costs[0] == costs[1] == {"dynamodb:BatchGetItem": 1, "dynamodb:PutItem": 1}, costs

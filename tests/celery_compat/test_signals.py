@@ -1,6 +1,7 @@
 """cloudq.signals as Celery's signals guide uses them: connected with the decorator or
-``connect``, fired by the executor (so in every runtime: here the drain loop, eager runs, and
-the Lambda handler on a real SQS batch) and by the send path."""
+``connect``, fired by the executor (so in every runtime: here the drain loop, eager runs, a real
+burst worker and the Lambda handler on a real SQS batch), by the send path, and by each runtime's
+lifecycle (the worker_* signals; the push handler's are in tests/push/test_push_signals.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 
 from cloudq import App, signals, states
 from cloudq.runtime.executor import Ack
+from cloudq.testing import HookScenario
+from cloudq.testing.workers import run_burst
 
 from .conftest import drain
 
@@ -155,9 +158,41 @@ def test_connect_with_sender_filters_and_eager_runs_fire_too(make_app: Any) -> N
     assert got == [2, 2]
 
 
-def test_worker_signals_are_declared() -> None:
-    for name in ("worker_init", "worker_process_init", "worker_ready", "worker_shutdown"):
-        assert isinstance(getattr(signals, name), signals.Signal)
+def test_the_worker_fires_the_task_hooks_and_its_lifecycle_signals(app: App) -> None:
+    scenario = HookScenario(app)
+    with scenario.recorder as recorder:
+        app.broker.send(app.settings.default_queue, scenario.messages())
+        worker = run_burst(app, concurrency=1)
+    assert scenario.trace() == scenario.expected()
+    lifecycle = recorder.named("worker_init", "worker_ready", "worker_shutting_down", "worker_shutdown")
+    assert [name for name, _ in lifecycle] == ["worker_init", "worker_ready", "worker_shutting_down", "worker_shutdown"]
+    assert all(arguments["sender"] is worker for _, arguments in lifecycle)
+    assert lifecycle[2][1] == {"sender": worker, "sig": None, "how": "Warm", "exitcode": 0}
+    assert not recorder.named("worker_process_init")  # the threads pool has no child processes (as Celery's solo)
+
+
+def test_worker_ready_comes_before_the_first_task_and_a_failing_receiver_stops_nothing(app: App) -> None:
+    order: list[str] = []
+
+    @app.task()
+    def job() -> str:
+        order.append("task")
+        return "done"
+
+    def broken(**_: Any) -> None:
+        order.append("signal")
+        raise RuntimeError("receiver bug")
+
+    signals.worker_ready.connect(broken)
+    signals.worker_init.connect(broken)
+    try:
+        result = job.delay()
+        worker = run_burst(app, concurrency=1)
+    finally:
+        signals.worker_ready.disconnect(broken)
+        signals.worker_init.disconnect(broken)
+    assert order == ["signal", "signal", "task"] and result.get(timeout=5) == "done"
+    assert worker.counts["ack"] == 1
 
 
 @pytest.mark.aws
@@ -189,4 +224,29 @@ def test_task_signals_fire_in_the_lambda_handler_on_a_real_sqs_batch(
     assert successes == [3, 7] and failures == [failed.id]
     assert _names(fired).count("task_prerun") == 3 == _names(fired).count("task_postrun")
     assert [r.get(timeout=5) for r in results] == [3, 7]
+    app.close()
+
+
+@pytest.mark.aws
+@pytest.mark.timeout(60)
+def test_the_lambda_handler_fires_the_same_hooks_and_a_cold_start(sqs: Any, prefix: str) -> None:
+    from cloudq_aws.testing import SQSPoller
+
+    app = App("lambda-hooks", broker=f"sqs://?prefix={prefix}&wait=0", results="memory://")
+    scenario = HookScenario(app)
+    handler = app.lambda_handler()
+    app.broker.send("default", scenario.messages())
+    poller = SQSPoller(sqs, app.broker.queue("default").url)  # type: ignore[attr-defined]
+    with scenario.recorder as recorder:
+        first = poller.invoke(handler, poller.receive_all(4))
+        assert len(first.failed) == 1  # the retry: visibility 0, reported failed
+        second = poller.invoke(handler, poller.receive_all(1))
+        assert second.response == {"batchItemFailures": []}
+    assert scenario.trace() == scenario.expected()
+    lifecycle = recorder.named(*(n for n in signals.__all__ if n.startswith("worker_")))
+    assert [(name, arguments["sender"]) for name, arguments in lifecycle] == [
+        ("worker_init", handler),
+        ("worker_ready", handler),
+    ]  # once per function instance, before its first task; Lambda gives no shutdown hook
+    assert recorder.events.index(lifecycle[1]) < recorder.events.index(recorder.named("task_prerun")[0])
     app.close()

@@ -210,3 +210,110 @@ def test_unknown_task_options_name_the_known_ones(make_app: Callable[..., App]) 
     app = make_app()
     with pytest.raises(ConfigurationError, match="rate_limt.*task options: .*acks_late"):
         app.task(rate_limt="1/s")(lambda: None)
+
+
+class Multiply(Task[Any, Any]):
+    """A class-based task as Celery 4+ writes them: name, options as attributes, run(), handlers."""
+
+    name = "math.multiply"
+    autoretry_for = (KeyError,)
+    max_retries = 1
+    default_retry_delay = 0
+    seen: list[tuple[Any, ...]] = []
+
+    def run(self, x: int, y: int = 2) -> int:
+        self.seen.append(("run", self.request.id, self.request.retries))
+        if x < 0:
+            raise KeyError("negative")
+        return x * y
+
+    def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
+        self.seen.append(("on_success", retval, task_id))
+
+    def on_retry(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        self.seen.append(("on_retry", type(exc).__name__))
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        self.seen.append(("on_failure", type(exc).__name__))
+
+
+def test_class_based_tasks_register_celery_4_style(app: App) -> None:
+    from cloudq import InvalidArguments
+
+    Multiply.seen = []
+    multiply = app.register_task(Multiply())
+    assert app.tasks["math.multiply"] is multiply and app.register_task(multiply) is multiply
+    assert (multiply.max_retries, multiply.autoretry_for) == (1, (KeyError,))
+    assert multiply(3) == 6  # called directly: run() here, request.called_directly
+    assert Multiply.seen == [("run", None, 0)]
+    with pytest.raises(InvalidArguments, match="math.multiply"):  # validated from run's signature
+        multiply.delay("three")
+    with pytest.raises(InvalidArguments):
+        multiply.delay(1, 2, 3)
+    Multiply.seen = []
+    ok = multiply.delay(4, y=5)
+    drain(app)
+    assert ok.get(timeout=1) == 20
+    assert Multiply.seen == [("run", ok.id, 0), ("on_success", 20, ok.id)]
+    Multiply.seen = []
+    bad = multiply.delay(-1)
+    drain(app, wait_delays=True)  # the class's autoretry_for/max_retries apply
+    assert [s[0] for s in Multiply.seen] == ["run", "on_retry", "run", "on_failure"] and bad.failed()
+
+
+def test_register_task_names_refusals_and_async_run(app: App) -> None:
+    class Unnamed(Task[Any, Any]):
+        async def run(self, text: str) -> str:
+            return text.upper()
+
+    class NoRun(Task[Any, Any]):
+        pass
+
+    class Clash(Task[Any, Any]):
+        name = "math.multiply"
+
+        def run(self) -> None: ...
+
+    unnamed = app.register_task(Unnamed)  # the class itself is accepted, as in Celery
+    assert unnamed.name == f"{__name__}.test_register_task_names_refusals_and_async_run.<locals>.Unnamed"
+    result = unnamed.delay("hi")
+    drain(app)
+    assert result.get(timeout=1) == "HI"
+    with pytest.raises(ConfigurationError, match="NoRun defines no run"):
+        app.register_task(NoRun())
+    app.register_task(Multiply())
+    with pytest.raises(ConfigurationError, match="'math.multiply' is already registered by another task"):
+        app.register_task(Clash())
+    with pytest.raises(ConfigurationError, match="takes a cloudq.Task subclass instance"):
+        app.register_task(object())  # type: ignore[arg-type]
+
+
+def test_base_class_attributes_are_option_defaults_and_its_call_wraps_the_body(app: App) -> None:
+    wrapped: list[str] = []
+
+    class Retrying(Task[Any, Any]):
+        autoretry_for = (KeyError,)
+        max_retries = 1
+        default_retry_delay = 0
+
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:  # Celery's DatabaseTask pattern
+            wrapped.append(self.name)
+            return super().__call__(*args, **kwargs)
+
+    runs: list[str] = []
+
+    @app.task(base=Retrying, name="retried")
+    def retried() -> None:
+        runs.append("retried")
+        raise KeyError("k")
+
+    @app.task(base=Retrying, name="once", max_retries=0)  # the decorator's options win
+    def once() -> None:
+        runs.append("once")
+        raise KeyError("k")
+
+    retried.delay()
+    once.delay()
+    drain(app, wait_delays=True)
+    assert sorted(runs) == ["once", "retried", "retried"]
+    assert sorted(wrapped) == ["once", "retried", "retried"]  # the worker called the class's __call__

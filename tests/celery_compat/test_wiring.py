@@ -243,7 +243,7 @@ def test_config_from_object_module_string_and_celery_namespace(
     @other.task()
     def slow() -> None: ...
 
-    assert slow.soft_time_limit == 20  # the app-wide soft limit applies to sync tasks
+    assert slow.soft_time_limit == 20  # the app-wide soft limit applies to every task
     third = make_app()
     third.config_from_object(SimpleNamespace(task_default_queue="ns"))
     third.config_from_object({"task_eager_propagates": True})

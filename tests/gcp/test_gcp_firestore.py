@@ -212,3 +212,28 @@ def test_task_ids_in_the_counter_namespace_are_refused(store: CountingStore) -> 
         store.set(ResultRecord(COUNTER_PREFIX + "x", states.SUCCESS, "t"))
     with pytest.raises(ResultStoreError, match="reserved for counters"):
         store.claim(COUNTER_PREFIX + "x", "w", time.time() + 60)
+
+
+def test_oversize_extended_args_go_through_a_bucket(
+    firestore_emulator, gcs_emulator, project: str, unique: str
+) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    bucket = storage.Client(project=project, credentials=AnonymousCredentials()).create_bucket(f"calls-{unique}")
+    store = make_store(project, unique, bucket=bucket.name)
+    args, kwargs = [["z" * 1000] * 1200], {"flag": True}  # ~1.2 MB of JSON arguments
+    record = ResultRecord("call", states.SUCCESS, "t", result=[1], args=args, kwargs=kwargs, queue="q", worker="w")
+    assert store.set(record) is True
+    got = store.get("call")
+    assert got is not None and (got.args, got.kwargs, got.queue, got.worker, got.result) == (
+        args,
+        kwargs,
+        "q",
+        "w",
+        [1],
+    )
+    assert len(list(bucket.list_blobs())) == 1  # the call only: the small result stays in the document
+    store.forget("call")
+    assert list(bucket.list_blobs()) == []
+    store.close()

@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from cloudq import App
+from cloudq import App, signals
 
 app = App("worker-tests", retry_backoff=0)
 
@@ -58,3 +58,26 @@ def stuck(seconds: float) -> None:
 @app.task(max_retries=1)
 def die(code: int) -> None:
     os._exit(code)
+
+
+# the process pool's lifecycle signals, fired in each child (marks go to CLOUDQ_TEST_PROCESS_MARKS)
+_process_inits: list[int] = []
+
+
+@signals.worker_process_init.connect
+def _child_started(**_: object) -> None:
+    _process_inits.append(os.getpid())
+    if os.environ.get("CLOUDQ_TEST_PROCESS_MARKS"):
+        _mark(os.environ["CLOUDQ_TEST_PROCESS_MARKS"], f"init {os.getpid()}")
+
+
+@signals.worker_process_shutdown.connect
+def _child_stopped(pid: int = 0, exitcode: int = -1, **_: object) -> None:
+    if os.environ.get("CLOUDQ_TEST_PROCESS_MARKS"):
+        _mark(os.environ["CLOUDQ_TEST_PROCESS_MARKS"], f"shutdown {pid} {exitcode}")
+
+
+@app.task()
+def process_inits() -> list[int]:
+    """The pids worker_process_init fired for in this process, before this task ran."""
+    return list(_process_inits)

@@ -13,6 +13,7 @@ from worker_helpers import Running, run_burst, wait_for
 from cloudq import states
 from cloudq.errors import ConfigurationError
 from cloudq.runtime.worker import Worker
+from cloudq.testing import SignalRecorder
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -79,3 +80,24 @@ def test_a_child_that_dies_while_idle_is_replaced_without_costing_an_attempt(tas
         assert handle.get(timeout=30) == 4
     assert handle.record is not None and handle.record.attempts == 1
     assert any("exited with code -9 while idle" in r.getMessage() for r in caplog.records)
+
+
+def test_each_child_fires_worker_process_init_before_its_tasks_and_process_shutdown_at_exit(
+    tasks_app, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    marks = tmp_path / "process-marks.txt"
+    monkeypatch.setenv("CLOUDQ_TEST_PROCESS_MARKS", str(marks))
+    handles = [tasks_app.process_inits.delay() for _ in range(6)]
+    with SignalRecorder() as recorder:
+        worker = process_worker(tasks_app.app)
+        assert run_burst(worker) == 0
+    seen = [h.get(timeout=5) for h in handles]
+    assert all(len(pids) == 1 for pids in seen)  # fired once in the child, before its first task
+    lines = marks.read_text().splitlines()
+    children = {int(line.split()[1]) for line in lines if line.startswith("init")}
+    assert len(children) == 2 and {pids[0] for pids in seen} <= children
+    assert sorted(line for line in lines if line.startswith("shutdown")) == sorted(
+        f"shutdown {pid} 0" for pid in children
+    )
+    names = [name for name, _ in recorder.named()]  # the parent's: no process signal fires there
+    assert names == ["worker_init", "worker_ready", "worker_shutting_down", "worker_shutdown"]

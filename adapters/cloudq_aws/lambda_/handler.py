@@ -16,6 +16,9 @@ few SQS calls the Lambda service does not make itself:
   its FIFO message group failed (order is kept; other groups go on).
 
 All visibility changes of a batch go in one ChangeMessageVisibilityBatch per 10 records.
+The first invocation of a function instance fires ``worker_init`` and ``worker_ready`` (its cold
+start, with every module imported); ``worker_shutdown`` is not fired: Lambda freezes and ends an
+instance without telling the function.
 Importing this module creates no client: the app builds its broker and result store on first use
 and keeps them for the container's later invocations.
 """
@@ -32,6 +35,7 @@ from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery, ResultRecord
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
+from cloudq.runtime.lifecycle import Lifecycle
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.revocations import RevokeCheck, task_id_of
 from cloudq.runtime.settle import send_followups, settle
@@ -99,6 +103,7 @@ class LambdaHandler:
         self._estimates: dict[str, float] = {}  # task name -> seconds it may take
         self._learning: set[str] = set()  # tasks without time_limit: estimated from their runs
         self._pool: ThreadPoolExecutor | None = None
+        self.lifecycle = Lifecycle(self)  # worker_init + worker_ready at the first invocation
 
     def __repr__(self) -> str:
         return f"<LambdaHandler app={self.app.name} concurrency={self.concurrency}>"
@@ -106,6 +111,7 @@ class LambdaHandler:
     # -- one invocation ---------------------------------------------------------------------------
 
     def __call__(self, event: Mapping[str, Any], context: LambdaContext | None = None) -> Response:
+        self.lifecycle.start()  # once per function instance; worker_shutdown: Lambda gives no hook
         batch = records(event)
         if not batch:
             return {"batchItemFailures": []}

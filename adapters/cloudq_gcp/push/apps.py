@@ -119,11 +119,13 @@ class PushASGI:
         while True:
             event = await receive()
             if event["type"] == "lifespan.startup":
+                self.handler.lifecycle.start()  # worker_init + worker_ready
                 await send({"type": "lifespan.startup.complete"})
             elif event["type"] == "lifespan.shutdown":
                 if self._pool is not None:
                     self._pool.shutdown(wait=True)
                     self._pool = None
+                self.handler.lifecycle.shutdown()  # after the running requests finished
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Outcome
+from cloudq.runtime.lifecycle import Lifecycle
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.revocations import RevokeCheck
 from cloudq.runtime.settle import send_followups, settle
@@ -115,6 +116,9 @@ class PushHandler:
         self.verifier = OIDCVerifier(audience, service_account, certs_url) if audience else None
         self._checked_tasks = len(app.tasks)
         self._queues: dict[str, str | None] = {}  # subscription or topic -> queue
+        # worker_init + worker_ready at the ASGI lifespan startup or the first message, whichever
+        # comes first; worker_shutdown at the ASGI lifespan shutdown (WSGI and CloudEvents give no hook)
+        self.lifecycle = Lifecycle(self)
 
     def __repr__(self) -> str:
         return f"<PushHandler app={self.app.name} oidc={'on' if self.verifier else 'off'}>"
@@ -141,6 +145,7 @@ class PushHandler:
 
     def handle_message(self, pushed: PushedMessage, queue: str | None) -> PushResponse:
         """Run one pushed message of ``queue`` (None: not a queue of this app -> 400)."""
+        self.lifecycle.start()
         message_id = pushed.message.message_id
         if queue is None:
             log.error("push of message %s from %r, which is not a queue of this app", message_id, pushed.subscription)
