@@ -5,7 +5,7 @@
   Celery and dramatiq). Argument validation is always on; results on, or ``ignore_result=True``.
 - sqlite (one WAL file for broker and results, the backend's defaults) with two
   ``cloudq worker`` processes of one thread slot each, while this process sends with ``.delay()``
-  or with ``task.map()`` in batches; done when the queue has nothing ready, delayed or in flight.
+  or with ``task.send_each()`` in batches; done when the queue has nothing ready, delayed or in flight.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _sender(task: Task[Any, Any], batched: bool, handles: list[AsyncResult]) -> 
     if batched:
 
         def send_batch(chunk: Iterable[int]) -> None:
-            handles.extend(task.map(chunk))
+            handles.extend(task.send_each(chunk))
 
         return send_batch
 
@@ -139,7 +139,7 @@ def sqlite(
         finally:
             stop(workers)
             app.close()
-    how = f"map() batches of {BATCH}" if batched else "delay()"
+    how = f"send_each() batches of {BATCH}" if batched else "delay()"
     system = f"cloudq sqlite {SQLITE_WORKERS} worker processes, {how}, synchronous={synchronous}"
     if loglevel != "WARNING":
         system += f", log {loglevel}"

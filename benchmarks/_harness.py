@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BATCH = 100  # tasks per batched send (task.map / send_many), where a system has one
+BATCH = 100  # tasks per batched send (task.send_each / send_many), where a system has one
 LOGLEVEL_ENV = "BENCH_WORKER_LOGLEVEL"  # --loglevel of the cloudq worker processes (WARNING unless set)
 WARMUP = 10  # tasks run before the clock starts: lazy set-up (validators, connections) is not timed
 

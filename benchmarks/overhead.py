@@ -5,7 +5,7 @@ that runs while the worker(s) consume, timed from the first enqueue to the last 
 
   in-process, one worker thread   cloudq memory:// (results on; ignore_result), Celery 5 memory://
                                   (results off), dramatiq StubBroker
-  SQLite, two worker processes    cloudq sqlite (delay(); map() in batches), huey SqliteHuey, both
+  SQLite, two worker processes    cloudq sqlite (delay(); send_each() in batches), huey SqliteHuey, both
                                   at cloudq's default synchronous=NORMAL; and both at FULL (huey's
                                   default: an fsync per commit) with delay()
 

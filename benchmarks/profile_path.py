@@ -3,7 +3,7 @@
 Stages, each timed without the profiler first (µs per task), then profiled with cProfile:
 
   produce   ``noop.delay(i)`` N times into a memory broker (validation, envelope, send)
-  map       ``noop.map(range(N))`` in batches of 100 (one send call per batch)
+  map       ``noop.send_each(range(N))`` in batches of 100 (one send call per batch)
   execute   ``executor.execute(delivery)`` for N received deliveries, then acked in batches
             (decode, validation, call, result write) with no worker threads around it
   worker    the end-to-end overhead case of benchmarks/overhead.py (producer thread + Worker;
@@ -58,7 +58,7 @@ def stage_map(n: int, url: str) -> Callable[[], None]:
 
     def run() -> None:
         for start in range(0, n, BATCH):
-            noop.map(range(start, min(start + BATCH, n)))
+            noop.send_each(range(start, min(start + BATCH, n)))
         app.broker.purge(QUEUE)
 
     return run
@@ -71,7 +71,7 @@ def stage_execute(n: int, url: str) -> Callable[[], None]:
     def run() -> None:
         broker = app.broker
         for start in range(0, n, BATCH):
-            noop.map(range(start, min(start + BATCH, n)))
+            noop.send_each(range(start, min(start + BATCH, n)))
         batch_size = broker.limits.max_batch
         left = n
         while left:

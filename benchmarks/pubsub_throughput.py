@@ -100,7 +100,7 @@ def run_case(case: str, n: int, concurrency: int) -> Result:
     store.requests.clear()
 
     t0 = time.perf_counter()
-    handles = noop.map(range(n))
+    handles = noop.send_each(range(n))
     produce_s = time.perf_counter() - t0
     produce_requests = counter.take()
 

@@ -148,7 +148,7 @@ def run_cloudq(server: MotoServer, n: int, batch: bool, workdir: Path, prefetch:
     app.results.get("warm-up")
     with server.count_requests() as run.produce:
         if batch:
-            handles = stamp.map(range(n))
+            handles = stamp.send_each(range(n))
         else:
             handles = [stamp.delay(i) for i in range(n)]
     worker = Worker(app, burst=True, concurrency=2, prefetch_multiplier=prefetch)

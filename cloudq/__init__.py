@@ -7,6 +7,9 @@ App is created.
 from . import signals, states
 from .app import App, current_app, shared_task
 from .canvas.chain import chain
+from .canvas.chord import chord
+from .canvas.group import group
+from .canvas.results import GroupResult
 from .canvas.signature import Signature, signature
 from .errors import (
     CloudqError,
@@ -36,6 +39,7 @@ __all__ = [
     "CloudqError",
     "ConfigurationError",
     "EagerResult",
+    "GroupResult",
     "InvalidArguments",
     "MaxRetriesExceededError",
     "MessageTooLarge",
@@ -52,7 +56,9 @@ __all__ = [
     "UnknownTask",
     "WorkerLost",
     "chain",
+    "chord",
     "current_app",
+    "group",
     "shared_task",
     "signals",
     "signature",

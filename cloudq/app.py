@@ -20,6 +20,7 @@ from .interfaces import OutgoingMessage
 from .results import AsyncResult, EagerResult
 from .routing import Router
 from .task import Request, Task, check_headers, current_request
+from .util.rates import parse_rate
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -552,6 +553,7 @@ class App:
         typing: bool = True,
         throws: Sequence[type[BaseException]] | type[BaseException] = (),
         priority: int | None = None,
+        rate_limit: str | float | None = None,
     ) -> dict[str, Any]:
         """Celery's retry options: ``autoretry_for`` (= ``retry_on``; default: the app's
         ``retry_on`` setting, empty unless set), ``dont_autoretry_for``, ``retry_kwargs``
@@ -560,7 +562,9 @@ class App:
         ``acks_late``/``reject_on_worker_lost`` are accepted (cloudq always acks after the
         outcome and runs a lost worker's delivery again); ``serializer`` is "json" only;
         ``typing=False`` skips argument validation; ``throws``: expected exceptions, logged
-        without a traceback; ``priority`` is accepted and ignored (no cloudq broker orders by it)."""
+        without a traceback; ``priority`` is accepted and ignored (no cloudq broker orders by it);
+        ``rate_limit`` ("10/s", "100/m", "1000/h", a number per second; default: the
+        ``default_rate_limit`` setting) is per worker, as in Celery (runtime/ratelimit.py)."""
         from .retry import RetryPolicy
 
         s = self.settings
@@ -585,6 +589,8 @@ class App:
             raise ConfigurationError(f"task {task_name}: give retry_on or its alias autoretry_for, not both")
         check_serializer(serializer, f"task {task_name}")
         check_priority(priority, f"task {task_name}")
+        rate_limit = s.default_rate_limit if rate_limit is None else rate_limit
+        rate = parse_rate(rate_limit, f"task {task_name}")
         if not (acks_late and reject_on_worker_lost):
             raise ConfigurationError(
                 f"task {task_name}: acks_late/reject_on_worker_lost=False are not available: cloudq acknowledges a "
@@ -613,6 +619,8 @@ class App:
             typing=typing,
             throws=_exception_types(throws) if throws else (),
             priority=priority,
+            rate_limit=rate_limit if rate else None,
+            rate_per_s=rate,
         )
 
     # -- serverless runtimes (from the extras) --------------------------------------------------
@@ -829,6 +837,8 @@ def _lineage(parent: Request | None, options: dict[str, Any]) -> dict[str, Any]:
         extra["group"] = options["group_id"]
     if options.get("ignore_result") is not None:
         extra["ignore_result"] = bool(options["ignore_result"])
+    if options.get("chord"):
+        extra["chord"] = options["chord"]
     return extra
 
 

@@ -78,7 +78,44 @@ def main() -> None:
 @app_option
 @click.option("-Q", "--queues", help="Comma-separated queues to consume (default: every queue the app routes to).")
 @click.option("-c", "--concurrency", type=click.IntRange(1, 1024), help="Tasks run at once (default: CPU count).")
-@click.option("--pool", type=click.Choice(["threads", "process", "async"]), help="How tasks run (default: threads).")
+@click.option(
+    "-P",
+    "--pool",
+    type=click.Choice(["threads", "process", "async", "prefork", "solo"]),
+    help="How tasks run (default: threads). Celery's prefork = process; solo = one task at a time "
+    "(one pool thread, concurrency 1).",
+)
+@click.option(
+    "-n",
+    "--hostname",
+    help="Node name, Celery's: name@host with %h (host), %n (host's first label), %d (domain) expanded; "
+    "self.request.hostname and the start log line (default: cloudq@%h).",
+)
+@click.option(
+    "--max-tasks-per-child",
+    type=click.IntRange(1),
+    help="Process pool: replace a child after it ran N tasks (between tasks, never mid-task); "
+    "setting max_tasks_per_child (Celery's worker_max_tasks_per_child).",
+)
+@click.option(
+    "--max-memory-per-child",
+    type=click.IntRange(1),
+    help="Process pool: replace a child after a task leaves it above this resident size in KiB (Linux); "
+    "setting max_memory_per_child.",
+)
+@click.option(
+    "--autoscale",
+    metavar="MAX,MIN",
+    help="Threads/process pools: run MIN to MAX tasks at once, growing while messages wait, "
+    "shrinking when idle (instead of -c).",
+)
+@click.option(
+    "-E",
+    "--task-events",
+    is_flag=True,
+    help="Accepted for Celery compatibility and ignored: cloudq has no event stream. Each task logs one "
+    "line per event (logger cloudq.task) and fires cloudq.signals; monitor with those and `cloudq inspect`.",
+)
 @click.option("--prefetch-multiplier", type=click.IntRange(1, 1000), help="Messages leased per unit of concurrency.")
 @click.option("--burst", is_flag=True, help="Process until the queues are empty, then exit 0.")
 @seconds_option(
@@ -111,6 +148,11 @@ def worker(
     queues: str | None,
     concurrency: int | None,
     pool: str | None,
+    hostname: str | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
+    autoscale: str | None,
+    task_events: bool,
     prefetch_multiplier: int | None,
     burst: bool,
     max_wait: float,
@@ -120,14 +162,30 @@ def worker(
     loglevel: str | None,
 ) -> None:
     """Run a worker that consumes the app's queues."""
+    from .runtime.autoscale import parse_autoscale
+    from .runtime.nodename import node_name
+
+    scale = parse_autoscale(autoscale, "--autoscale") if autoscale else None
+    if scale is not None and concurrency is not None:
+        raise click.UsageError("give --autoscale MAX,MIN or -c/--concurrency, not both")
+    if pool == "solo" and concurrency is None:
+        concurrency = 1
+    if scale is not None:
+        concurrency = scale[0]  # clients are sized for the most tasks that may run at once
+    # before the app is built, so its settings (and the clients they size, and pool children) see them
     if concurrency is not None:
-        # before the app is built, so its settings (and the clients they size, and pool children) see it
         os.environ[f"{ENV_PREFIX}CONCURRENCY"] = str(concurrency)
+    if hostname is not None:
+        os.environ[f"{ENV_PREFIX}HOSTNAME"] = node_name(hostname)
     app = load_app(app_path)
     from .runtime.pools import LOG_FORMAT
     from .runtime.worker import Worker
 
     logging.basicConfig(level=(loglevel or app.settings.log_level).upper(), format=LOG_FORMAT)
+    if task_events:
+        logging.getLogger("cloudq.worker").info(
+            "-E: cloudq has no event stream; task events are log lines (cloudq.task) and cloudq.signals"
+        )
 
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     code = Worker(
@@ -142,6 +200,9 @@ def worker(
         poll_wait_s=poll_wait,
         max_wait_s=max_wait,
         unreachable_timeout_s=unreachable_timeout,
+        max_tasks_per_child=max_tasks_per_child,
+        max_memory_per_child=max_memory_per_child,
+        autoscale=scale,
     ).run()
     sys.exit(code)
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from .backends.urls import close_match
 from .errors import ConfigurationError
+from .util.rates import parse_rate
 
 ENV_PREFIX = "CLOUDQ_"
 DEFAULT_DB = "cloudq.db"
@@ -44,6 +45,16 @@ class Settings(BaseModel):
             raise ValueError("retry_backoff must be true, false or a number of seconds >= 0")
         return number
 
+    @field_validator("default_rate_limit")
+    @classmethod
+    def _rate(cls, value: Any) -> Any:
+        """Celery's rate syntax, checked when the settings are read rather than at the first task."""
+        try:
+            parse_rate(value, "default_rate_limit")
+        except ConfigurationError as exc:
+            raise ValueError(str(exc).partition(": ")[2]) from None
+        return value
+
     broker: str | None = None
     results: str | None = None
     default_queue: str = Field("default", min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -56,7 +67,18 @@ class Settings(BaseModel):
     visibility_timeout: float = Field(60.0, gt=0, le=43200)
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
     concurrency: int | None = Field(None, ge=1, le=1024)
-    pool: Literal["threads", "process", "async"] = "threads"
+    pool: Literal["threads", "process", "async", "prefork", "solo"] = Field(
+        "threads", description="prefork = process; solo = threads with concurrency 1 (Celery's names)"
+    )
+    max_tasks_per_child: int | None = Field(
+        None, ge=1, description="process pool: a child is replaced after this many tasks (Celery's)"
+    )
+    max_memory_per_child: int | None = Field(
+        None, ge=1, description="process pool: KiB of resident memory past which a child is replaced after its task"
+    )
+    hostname: str | None = Field(
+        None, min_length=1, description="the worker's node name (self.request.hostname); default cloudq@<host>"
+    )
     poll_wait: float = Field(
         1.0, gt=0, le=20, description="seconds an idle worker long-polls; also bounds how long a stop waits for it"
     )
@@ -78,6 +100,12 @@ class Settings(BaseModel):
     retry_backoff_max: float = Field(600.0, ge=0)
     retry_jitter: bool = True
     time_limit: float | None = Field(None, gt=0)
+    disable_rate_limits: bool = Field(
+        False, description="ignore every task's rate_limit (Celery's worker_disable_rate_limits)"
+    )
+    default_rate_limit: str | float | None = Field(
+        None, description="rate_limit of every task that sets none: '10/s', '100/m', '1000/h' (per worker, Celery's)"
+    )
     soft_time_limit: float | None = Field(
         None, gt=0, description="seconds; the soft limit of every task that sets none (Celery's)"
     )

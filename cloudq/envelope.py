@@ -34,12 +34,26 @@ _LEGACY_SIGNED_FIELDS = ("v", "id", "task", "args", "kwargs", "eta", "expires", 
 _SIGNED_FIELDS = (*_LEGACY_SIGNED_FIELDS, "headers")
 # optional fields a v2 signature covers when the message has them (so messages signed before
 # they existed still verify): a task's lineage, a per-call ignore_result, and the canvas: what
-# runs after it (links, the rest of its chain), since those are task calls too
-_OPTIONAL_SIGNED_FIELDS = ("parent_id", "root_id", "group", "ignore_result", "callbacks", "errbacks", "chain")
+# runs after it (links, the rest of its chain, a chord header's part), since those are task calls too
+_OPTIONAL_SIGNED_FIELDS = ("parent_id", "root_id", "group", "ignore_result", "callbacks", "errbacks", "chain", "chord")
 
 
 def _epoch_field(description: str) -> Any:
     return Field(None, ge=0, le=MAX_EPOCH_S, allow_inf_nan=False, description=description)
+
+
+class ChordPart(BaseModel):
+    """A chord header task's part: the chord's id (its header's group id), how many header tasks
+    it has and which one this is, the body to send when all have ended, and the result store
+    counter they count on (None: the store has no counter and a ``cloudq.chord_unlock`` task polls)."""
+
+    model_config = ConfigDict(extra="allow", strict=True, title="chord part")
+
+    id: str = Field(min_length=1, max_length=256, description="chord id: the header's group id")
+    size: int = Field(ge=1, le=MAX_RETRIES, description="number of header tasks")
+    index: int = Field(ge=0, le=MAX_RETRIES, description="this task's place in the header")
+    body: dict[str, Any] = Field(description="the body's signature (its JSON form)")
+    counter: str | None = Field(None, max_length=512, description="the result store counter of the chord")
 
 
 class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the plugin's __init__(**kwargs)
@@ -69,6 +83,9 @@ class Envelope(BaseModel):  # type: ignore[no-redef]  # field "kwargs" vs the pl
     )
     chain: list[dict[str, Any]] | None = Field(
         None, description="the remaining steps of its chain as signature dicts, the next step LAST"
+    )
+    chord: ChordPart | None = Field(
+        None, description="on a chord header task: its part in the chord (the count that completes it sends the body)"
     )
     sig: str | None = Field(
         None,

@@ -113,6 +113,11 @@ class TaskRevokedError(CloudqError):
     """The task was revoked (e.g. its ``expires`` passed before it ran): ``.get()`` raises this."""
 
 
+class ChordError(CloudqError):
+    """A chord's header task failed, so its body never runs (Celery's ChordError): the body's
+    ``.get()`` raises this, naming the failed task."""
+
+
 class TaskExpired(CloudqError):
     """The task's ``expires`` time passed before it could run."""
 

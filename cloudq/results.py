@@ -32,6 +32,7 @@ _REBUILDABLE = {
         errors.SoftTimeLimitExceeded,
         errors.MaxRetriesExceededError,
         errors.TaskRevokedError,
+        errors.ChordError,
         errors.InternalError,
         errors.Reject,
     )
@@ -152,6 +153,24 @@ class AsyncResult:
         request = current_request.get()
         if request is not None and not request.is_eager:
             raise RuntimeError(SYNC_SUBTASK_ERROR)
+
+    @property
+    def final_record(self) -> ResultRecord | None:
+        """The terminal record already read (it never changes again), else None: no read."""
+        record = self._record
+        return record if record is not None and record.terminal else None
+
+    def take_record(self, record: ResultRecord | None) -> None:
+        """Use ``record``, read elsewhere (a group's batched read), as this result's latest state."""
+        self._record = record
+
+    def assert_will_not_block(self) -> None:
+        """Raise RuntimeError when called from inside a running task (see ``get``)."""
+        self._assert_will_not_block()
+
+    def outcome(self, record: ResultRecord, propagate: bool) -> Any:
+        """What ``get`` returns (or raises, with ``propagate``) for terminal ``record``."""
+        return self._outcome(record, propagate)
 
     def _fetch(self) -> ResultRecord | None:
         if self._record is not None and self._record.terminal:

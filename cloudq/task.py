@@ -15,6 +15,7 @@ from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .app import App
+    from .canvas.mapping import chunks
     from .results import AsyncResult, EagerResult
     from .validation import ArgumentValidator
 
@@ -152,6 +153,8 @@ class Task(Generic[P, R]):
         typing: bool = True,
         throws: tuple[type[BaseException], ...] = (),
         priority: int | None = None,
+        rate_limit: str | float | None = None,
+        rate_per_s: float | None = None,
     ) -> None:
         """Set the options (at registration, and again when the app's settings change)."""
         self.queue = queue
@@ -168,6 +171,8 @@ class Task(Generic[P, R]):
         self.typing = typing
         self.throws = throws
         self.priority = priority
+        self.rate_limit = rate_limit  # as given, Celery's: "10/m"; None: no limit
+        self.rate_per_s = rate_per_s  # the same in tasks per second, in each worker (runtime/ratelimit.py)
         self.acks_late = True  # cloudq always acknowledges after the outcome is recorded
         self._validator: ArgumentValidator | None = None
 
@@ -368,11 +373,31 @@ class Task(Generic[P, R]):
 
     subtask = signature
 
-    def map(self, items: Iterable[Any], **options: Any) -> list[AsyncResult]:
-        """Send one task per item (a tuple is spread as positional arguments) in batched calls."""
+    def send_each(self, items: Iterable[Any], **options: Any) -> list[AsyncResult]:
+        """Send one task per item (a tuple is spread as positional arguments) in batched calls
+        (what ``task.map`` did before the canvas gave it Celery's meaning)."""
         return self.app.send_many(
             [Signature(self, item if isinstance(item, tuple) else (item,), {}, options) for item in items]
         )
+
+    def map(self, items: Iterable[Any]) -> Signature:
+        """Celery's ``map``: a signature of ONE task calling this one on each item in order
+        (``.delay()`` sends it; its result is the list). To send one task per item, ``send_each``."""
+        from .canvas.mapping import map_signature
+
+        return map_signature(self, items)
+
+    def starmap(self, items: Iterable[Any]) -> Signature:
+        """Celery's ``starmap``: as ``map``, calling ``task(*item)``."""
+        from .canvas.mapping import map_signature
+
+        return map_signature(self, items, star=True)
+
+    def chunks(self, items: Iterable[Any], n: int) -> chunks:
+        """Celery's ``chunks``: the items (argument tuples) in n-sized starmap tasks, sent as a group."""
+        from .canvas.mapping import chunks
+
+        return chunks(self, items, n)
 
     def retry(
         self,

@@ -91,11 +91,7 @@ class chain(Signature):  # noqa: N801 - Celery's name
         if _id is not None or self.options.get("task_id"):
             steps[-1].options["task_id"] = _id or self.options["task_id"]
         parent: AsyncResult | None = None
-        for step in steps:
-            if step.subtask_type:
-                raise InvalidOptions(
-                    f"chain step {step!r}: a {step.subtask_type} inside a chain is not supported yet (plain task signatures only)"
-                )
+        for step in steps:  # a group step freezes to a GroupResult, a chord to its body's result
             result = step.freeze()
             result.parent = parent
             parent = result

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import states
 from ..interfaces import ManyWriter, ResultRecord, ResultWriter
-from . import chord
 from .signature import Signature, from_dict
 
 if TYPE_CHECKING:
@@ -41,8 +40,9 @@ def children_id(task_id: str) -> str:
 
 
 def expects_followups(env: Envelope) -> bool:
-    """Whether a successful run of ``env`` sends anything (a chain step, links, a chord part)."""
-    return bool(env.chain or env.callbacks or getattr(env, "chord", None))
+    """Whether a successful run of ``env`` sends anything (a chain step, links). A chord header's
+    count is made where its record is written (``chord.on_header_done``), on every final state."""
+    return bool(env.chain or env.callbacks)
 
 
 def _lineage(env: Envelope) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def _lineage(env: Envelope) -> dict[str, Any]:
 
 def followups_on_success(app: App, env: Envelope, result: Any) -> list[Signature]:
     """The calls a success of ``env`` with ``result`` (JSON) makes: the next chain step (carrying
-    the rest), each link, and the chord body when this completes a chord's header. The result is
+    the rest) and each link. The result is
     prepended to each one's arguments unless it is immutable (Celery)."""
     calls: list[Signature] = []
     lineage = _lineage(env)
@@ -63,7 +63,6 @@ def followups_on_success(app: App, env: Envelope, result: Any) -> list[Signature
         calls.append(step)
     for callback in env.callbacks or ():
         calls.append(from_dict(callback, app).clone((result,), **lineage))
-    calls.extend(chord.on_header_done(app, env, result))
     return calls
 
 

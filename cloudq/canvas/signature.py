@@ -43,6 +43,7 @@ SEND_OPTIONS = frozenset(
         "parent_id",
         "root_id",
         "chain",  # the remaining steps of a chain (set by chain, not by users)
+        "chord",  # a chord header task's part (set by chord, not by users)
     }
 )
 _LINK_OPTIONS = ("link", "link_error")

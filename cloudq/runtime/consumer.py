@@ -57,9 +57,10 @@ class Consumer:
         self._next = 0
         self._idle_pause = IDLE_PAUSE_MIN_S
 
-    def fetch(self, want: int, idle: bool) -> list[Held] | None:
-        """Lease up to ``want`` messages. None only in burst mode, when ``idle`` and drained."""
-        got = self._fetch(want, idle)
+    def fetch(self, want: int, idle: bool, max_wait_s: float | None = None) -> list[Held] | None:
+        """Lease up to ``want`` messages. None only in burst mode, when ``idle`` and drained.
+        ``max_wait_s`` shortens the long poll (a buffered message is due to start by then)."""
+        got = self._fetch(want, idle, max_wait_s)
         if got and self._screen is not None:
             try:
                 self._screen([held.delivery for held in got])
@@ -67,36 +68,38 @@ class Consumer:
                 log.error("screening %d received message(s) failed: %s: %s", len(got), type(exc).__name__, exc)
         return got
 
-    def _fetch(self, want: int, idle: bool) -> list[Held] | None:
+    def _fetch(self, want: int, idle: bool, max_wait_s: float | None) -> list[Held] | None:
         """Outcomes linger to fill batches only while there is more work: before settling into a
         long poll on empty queues, the ones waiting are flushed."""
+        poll = self.poll_wait_s if max_wait_s is None else min(self.poll_wait_s, max_wait_s)
         if self._burst is not None and idle:
             got = self._round(want, wait=False)
             if got or not self._burst.drained():
-                return got or self._round(want, wait=True)
+                return got or self._round(want, wait=True, poll=poll)
             return None
         if self._unsettled is not None and self._settle is not None and self._unsettled():
             got = self._round(want, wait=False)
             if got:
                 return got
             self._settle()
-        return self._round(want, wait=True)
+        return self._round(want, wait=True, poll=poll)
 
-    def _round(self, want: int, wait: bool) -> list[Held]:
+    def _round(self, want: int, wait: bool, poll: float | None = None) -> list[Held]:
         queues = self.queues
         count = len(queues)
         start = self._next
         self._next = (start + 1) % count
+        poll = self.poll_wait_s if poll is None else poll
         if count == 1:
-            got = self._receive(queues[0], want, self.poll_wait_s if wait else 0.0)
+            got = self._receive(queues[0], want, poll if wait else 0.0)
         else:
-            got = self._fair(queues, start, want, wait)
+            got = self._fair(queues, start, want, wait, poll)
         if got:
             self._idle_pause = IDLE_PAUSE_MIN_S
             return got
         return self._nothing() if wait else got
 
-    def _fair(self, queues: list[str], start: int, want: int, wait: bool) -> list[Held]:
+    def _fair(self, queues: list[str], start: int, want: int, wait: bool, poll: float) -> list[Held]:
         """One failing queue neither loses what the others leased nor keeps them from being asked;
         the error is raised only when nothing was leased at all (the inbox then backs off)."""
         count = len(queues)
@@ -117,7 +120,7 @@ class Consumer:
             return got
         if failure is not None:
             raise failure
-        return self._receive(queues[start], want, self.poll_wait_s) if wait else got
+        return self._receive(queues[start], want, poll) if wait else got
 
     def _nothing(self) -> list[Held]:
         """A broker without long polling answered at once: pause (growing, up to the poll wait)

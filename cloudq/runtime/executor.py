@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
+from ..canvas.builtins import builtin
+from ..canvas.chord import on_header_done
 from ..canvas.followups import (
     children_id,
     expects_followups,
@@ -48,6 +50,7 @@ from ..results import exception_name, read_many
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
+from .nodename import node_name
 from .result_batch import BatchedResults
 from .timelimit import soft_limited, soft_time_limit, time_limit
 
@@ -176,7 +179,7 @@ class Executor:
         self.writer = writer
         self.loop = loop
         self.owner = _worker_id()
-        self.hostname = f"cloudq@{socket.gethostname()}"  # self.request.hostname (Celery's node name)
+        self.hostname = node_name(app.settings.hostname)  # self.request.hostname (cloudq worker -n)
         self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
 
     # -- entry points -------------------------------------------------------------------------
@@ -233,7 +236,7 @@ class Executor:
                 attempts=attempt,
                 finished_at=time.time(),
             )
-            self._record_anyway(failure)
+            self._record_anyway(failure, env)
         log.error("dead-lettered message %s from %s: InternalError: %s", delivery.message_id, delivery.queue, message)
         return DeadLetter(f"InternalError: {message}\n{trace}")
 
@@ -267,7 +270,7 @@ class Executor:
             return self._reject(delivery, peek_id(delivery.body), f"{type(exc).__name__}: {exc}", exc=exc)
 
     def _execute(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
-        task = self.app.tasks.get(env.task)
+        task = self.app.tasks.get(env.task) or builtin(self.app, env.task)
         if task is None:
             unknown = UnknownTask(unknown_task_message(self.app, env.task))
             return self._reject(delivery, env.id, f"UnknownTask: {unknown}", env=env, exc=unknown)
@@ -354,6 +357,7 @@ class Executor:
                         expires_at=self._expiry(),
                     ),
                     direct=chained,
+                    env=env,
                 )
             except ResultTooLarge as exc:  # retrying cannot shrink it: record why, keep the message
                 self._write_failure(env, task, "cloudq.errors.ResultTooLarge", str(exc), None, attempt)
@@ -458,7 +462,7 @@ class Executor:
             env = decode(delivery.body, self.app.signing_key)
         except MalformedMessage as bad:
             return DeadLetter(f"{type(bad).__name__}: {bad}")
-        task = self.app.tasks.get(env.task)
+        task = self.app.tasks.get(env.task) or builtin(self.app, env.task)
         if task is None:
             return DeadLetter(f"UnknownTask: {unknown_task_message(self.app, env.task)}")
         attempt = env.retries + max(1, delivery.delivery_count)
@@ -728,16 +732,17 @@ class Executor:
                     attempts=delivery.delivery_count,
                     finished_at=time.time(),
                     expires_at=self._expiry(),
-                )
+                ),
+                env,
             )
         log.warning("dead-lettered message %s from %s: %s", delivery.message_id or task_id, delivery.queue, reason)
         return DeadLetter(reason)
 
-    def _record_anyway(self, record: ResultRecord) -> None:
+    def _record_anyway(self, record: ResultRecord, env: Envelope | None = None) -> None:
         """Write the FAILURE of a message being dead-lettered; if the store refuses it (unreachable,
         or a value it cannot hold), log that and go on: the dead letter keeps the reason."""
         try:
-            self._write(record)
+            self._write(record, env=env)
         except Exception as exc:
             logging.getLogger("cloudq.worker").error(
                 "could not record the failure of task %s, dead-lettering it anyway: %s: %s",
@@ -813,19 +818,29 @@ class Executor:
             expires_at=self._expiry(),
         )
         if final or not _ignores(env, task):
-            self._write(record)
+            self._write(record, env=env)
 
-    def _write(self, record: ResultRecord, direct: bool = False) -> bool:
+    def _write(self, record: ResultRecord, direct: bool = False, env: Envelope | None = None) -> bool:
         """Callers decide whether to write (``ignore_result`` tasks still record failures).
         ``direct``: past the worker's batch, so the answer says whether a terminal record
         already existed (a chain step needs it to tell a redelivery). Whether it was written.
         With ``result_extended`` the record keeps the call; a store that cannot hold its
-        arguments (ResultTooLarge) gets the record without them, and says so in the log."""
+        arguments (ResultTooLarge) gets the record without them, and says so in the log.
+        A chord header task's end (``env.chord``) is always written directly, then counted
+        toward its chord (``cloudq/canvas/chord.py``)."""
         if record.expires_at is None:
             record.expires_at = self._expiry()
+        header = env is not None and env.chord is not None and record.terminal
         writer = self.writer or self.app.results
-        if direct and isinstance(writer, BatchedResults):
+        if (direct or header) and isinstance(writer, BatchedResults):
             writer = self.app.results
+        written = self._set(writer, record)
+        if header:
+            assert env is not None
+            on_header_done(self.app, env, written)
+        return written
+
+    def _set(self, writer: ResultWriter, record: ResultRecord) -> bool:
         call = _extended.get()
         if call is None or call["task_id"] != record.task_id:
             return writer.set(record)

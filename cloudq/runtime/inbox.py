@@ -8,6 +8,9 @@ receive/run/ack cycle stays on one thread.
 Ordered queues (SQS FIFO groups, Pub/Sub ordering keys) hand over several messages of one key in
 a single batch, in order: a message whose (queue, ordering key) is running waits in the buffer
 until that one finishes, so one key never has two tasks running at once.
+
+A ``gate`` (the worker's rate limits) may hold a buffered message back for some seconds: the
+slots run other messages meanwhile and look again when it is due.
 """
 
 from __future__ import annotations
@@ -64,19 +67,24 @@ class Inbox:
         consumer: Consumer,
         release: Callable[[list[Delivery]], None],
         give_up_after_s: float | None = None,
+        gate: Callable[[Delivery], float] | None = None,
     ) -> None:
         """``give_up_after_s`` (burst mode): stop once receives have failed for that long, with
-        the last error in ``failure``; without it the worker keeps retrying (long-running)."""
+        the last error in ``failure``; without it the worker keeps retrying (long-running).
+        ``gate(delivery)``: 0 when it may start now, else seconds to hold it in the buffer."""
         self.capacity = capacity
         self._consumer = consumer
         self._release = release
         self._give_up_after_s = give_up_after_s
+        self._gate = gate
+        self._due: float | None = None  # seconds until a held-back message may start
         self.failure: str | None = None  # why receiving was given up
         self._cond = threading.Condition(threading.Lock())
         self._buffer: deque[Held] = deque()
         self._running: set[Held] = set()
         self._busy_keys: set[tuple[str, str]] = set()  # ordering keys with a task running
         self._receiving = False
+        self._retiring = 0  # slots asked to exit (autoscale shrinking): the next ones to ask for work
         self._stopping = False
         self.drained = False  # burst mode found the queues empty
 
@@ -89,6 +97,9 @@ class Inbox:
                     self._finish(done)
                     done = None
                 while True:
+                    if self._retiring > 0 and not self._stopping:
+                        self._retiring -= 1
+                        return None
                     held = self._pop_runnable()
                     if held is not None:
                         return held
@@ -97,7 +108,7 @@ class Inbox:
                     if not self._receiving and self._free() > 0:
                         self._receiving = True
                         break
-                    cond.wait()
+                    cond.wait(self._due)
             self._lead()
 
     def _finish(self, held: Held) -> None:
@@ -108,10 +119,19 @@ class Inbox:
             self._cond.notify_all()  # a buffered message of this key may run now
 
     def _pop_runnable(self) -> Held | None:
-        """The oldest buffered message whose ordering key is not running, marked as running."""
+        """The oldest buffered message whose ordering key is not running (nor held back by the
+        gate: a later message of its key waits behind it), marked as running."""
+        self._due = None
+        blocked: set[tuple[str, str]] = set()
         for index, held in enumerate(self._buffer):
             key = order_key(held.delivery)
-            if key is None or key not in self._busy_keys:
+            if key is None or (key not in self._busy_keys and key not in blocked):
+                wait = self._gate(held.delivery) if self._gate is not None else 0.0
+                if wait > 0:
+                    self._due = wait if self._due is None else min(self._due, wait)
+                    if key is not None:
+                        blocked.add(key)
+                    continue
                 del self._buffer[index]
                 if key is not None:
                     self._busy_keys.add(key)
@@ -162,10 +182,11 @@ class Inbox:
                 if self._stopping:
                     return []
                 free = self._free()
-                idle = not self._running
+                idle = not self._running and not self._buffer
+                due = self._due
             started = time.monotonic()
             try:
-                got = self._consumer.fetch(free, idle)
+                got = self._consumer.fetch(free, idle, due)
             except Exception as exc:
                 failing_since = started if failing_since is None else failing_since
                 failing_for = time.monotonic() - failing_since
@@ -181,8 +202,8 @@ class Inbox:
                     self.drained = self._stopping = True
                     self._cond.notify_all()
                 return []
-            if got:
-                return got
+            if got or due is not None:
+                return got  # empty: a held-back message is due, the slots look again
 
     def _backoff(self, backoff: float, failing_for: float, error: str) -> float:
         """Seconds to wait before the next receive after a failure, logged at ERROR (the error
@@ -198,6 +219,18 @@ class Inbox:
         wait = backoff if limit is None else max(0.0, min(backoff, limit - failing_for))
         log.error("receive failed, retrying in %.1fs: %s", wait, error)
         return wait
+
+    def resize(self, capacity: int, retire: int = 0) -> None:
+        """Autoscale: hold at most ``capacity`` messages from now on, and let ``retire`` slots exit
+        (``take`` returns None to the next ones asking, after their current task)."""
+        with self._cond:
+            self.capacity = capacity
+            self._retiring += retire
+            self._cond.notify_all()
+
+    def retired(self) -> bool:
+        """Whether a slot that got None from ``take`` was retired (rather than stopped)."""
+        return not self._stopping
 
     def stop(self) -> list[Delivery]:
         """Stop handing out messages; return the buffered ones, which were never started."""

@@ -21,6 +21,7 @@ from ..interfaces import Delivery, ResultRecord
 from .child import FATAL, READY, ChildError, child_main, decode_outcome, describe, encode_delivery, unframe
 from .consumer import peek
 from .executor import Executor, Outcome, RetryIn, give_back
+from .recycle import Recycle
 
 if TYPE_CHECKING:
     from ..app import App
@@ -73,14 +74,24 @@ class ProcessRunner:
     """Owns one child process and runs deliveries in it, enforcing the hard time limit.
 
     A child that dies or overruns ``time_limit + kill_grace_s`` is replaced; the delivery's fate
-    is decided by ``executor.lost`` in this (parent) process. ``terminate`` (a revoke) kills the
-    child with the revoke's signal, then SIGKILL after ``kill_grace_s`` (children ignore SIGTERM
-    and SIGINT, so a signal to the process group cannot kill tasks the worker lets finish).
+    is decided by ``executor.lost`` in this (parent) process. ``recycle`` replaces a child between
+    tasks (max tasks / memory per child): the new one starts at once and is awaited by the next run.
+    ``terminate`` (a revoke) kills the child with the revoke's signal, then SIGKILL after
+    ``kill_grace_s`` (children ignore SIGTERM and SIGINT, so a signal to the process group cannot
+    kill tasks the worker lets finish).
     """
 
     can_terminate = True
 
-    def __init__(self, app: App, app_path: str, kill_grace_s: float, log_level: int, log_format: str | None) -> None:
+    def __init__(
+        self,
+        app: App,
+        app_path: str,
+        kill_grace_s: float,
+        log_level: int,
+        log_format: str | None,
+        recycle: Recycle | None = None,
+    ) -> None:
         self.app = app
         self.app_path = app_path
         self.kill_grace_s = kill_grace_s
@@ -92,6 +103,9 @@ class ProcessRunner:
         self._lock = threading.Lock()
         self._current: Delivery | None = None  # the delivery running in the child
         self._terminated: tuple[Delivery, int, ResultRecord] | None = None
+        self._recycle = recycle or Recycle()
+        self._served = 0  # tasks the current child has run
+        self._starting = False  # launched, its READY frame not read yet
         self._limits = {name: task.time_limit for name, task in app.tasks.items() if task.time_limit}
 
     @property
@@ -111,10 +125,12 @@ class ProcessRunner:
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
+        self._served, self._starting = 0, True
 
     def await_ready(self) -> None:
         conn = self._conn
         assert conn is not None
+        self._starting = False
         try:
             if not conn.poll(CHILD_START_TIMEOUT_S):
                 self._reap(kill=True)
@@ -177,6 +193,11 @@ class ProcessRunner:
             return self._died(delivery)
         if data is None:
             return self._timed_out(delivery, limit or 0.0)
+        with self._lock:
+            self._current = None  # answered: a revoke from now on must not kill the next child
+        self._served += 1
+        if self._recycle:
+            self._replace_if_due()
         try:
             return decode_outcome(data)
         except ChildError as exc:
@@ -186,9 +207,25 @@ class ProcessRunner:
                 delivery, ValueError(f"unreadable answer from the pool process: {describe(exc)}")
             )
 
+    def _replace_if_due(self) -> None:
+        """Between tasks: replace the child when it has run its share or grown too large."""
+        proc = self._proc
+        reason = self._recycle.reason(self._served, proc.pid if proc is not None else None)
+        if reason is None:
+            return
+        pid = proc.pid if proc is not None else None
+        self._reap()
+        log.info("replacing pool process %s: %s", pid, reason)
+        try:
+            self.launch()
+        except OSError as exc:  # the next run starts one (or gives its message back)
+            log.warning("could not start a new pool process now: %s", describe(exc))
+
     def _send(self, data: bytes) -> Connection:
         """Hand a delivery to the child, first replacing one that died while idle (the delivery
         never started there, so it costs no attempt)."""
+        if self._conn is not None and self._starting:
+            self.await_ready()
         if self._conn is not None:
             try:
                 self._conn.send_bytes(data)

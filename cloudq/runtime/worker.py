@@ -26,6 +26,7 @@ from ..errors import ConfigurationError
 from ..interfaces import Broker, Delivery, ManyWriter
 from ..util.chunks import chunks
 from .acker import ACK_INTERVAL_S, Acker
+from .autoscale import INTERVAL_S, KEEPALIVE_S, Autoscaler
 from .burst import DEFAULT_MAX_WAIT_S, Burst
 from .consumer import Consumer
 from .executor import Executor, Outcome
@@ -34,6 +35,8 @@ from .heartbeat import Heartbeat
 from .inbox import Held, Inbox
 from .lifecycle import Lifecycle
 from .pools import ProcessRunner, Runner, ThreadRunner, pool_log_config, start_all
+from .ratelimit import RateLimits
+from .recycle import Recycle
 from .result_batch import BatchedResults
 from .revocations import KnownRevoked, RevokeCheck
 from .revoke_watch import RevokeWatch
@@ -44,6 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("cloudq.worker")
 
 POOLS = ("threads", "process", "async")
+# Celery's pool names: prefork is the process pool; solo runs one task at a time (one pool thread)
+POOL_ALIASES = {"prefork": "process", "solo": "threads"}
 DEFAULT_KILL_GRACE_S = 2.0  # process pool: seconds past a task's time limit before its child is killed
 DEFAULT_UNREACHABLE_TIMEOUT_S = 60.0  # burst mode: give up after receives failed this long
 RECEIVE_SETTLE_S = 1.0  # shutdown waits this long past the poll wait for a receive in flight
@@ -81,6 +86,27 @@ class _Waker:
         os.close(self._w)
 
 
+def pool_concurrency(pool: str, concurrency: int | None, autoscale: tuple[int, int] | None) -> int | None:
+    """The concurrency Celery's pool options imply: autoscale's max, 1 for solo; ConfigurationError
+    (one line) for combinations that contradict each other."""
+    if autoscale is not None:
+        high, low = autoscale
+        if pool not in ("threads", "process", "prefork"):
+            raise ConfigurationError(f"autoscale is for the threads and process pools, not {pool}")
+        if concurrency is not None and concurrency != high:
+            raise ConfigurationError("give autoscale=(max, min) or concurrency, not both")
+        if not 1 <= low <= high:
+            raise ConfigurationError(f"autoscale takes (max, min) with 1 <= min <= max, got {autoscale}")
+        return high
+    if pool == "solo":
+        if concurrency is not None and concurrency != 1:
+            raise ConfigurationError(
+                f"the solo pool runs one task at a time: drop concurrency={concurrency} or use the threads pool"
+            )
+        return 1
+    return concurrency
+
+
 def redact(url: str) -> str:
     """A backend URL for logs: no credentials, no query options."""
     parts = urlsplit(url)
@@ -109,16 +135,35 @@ class Worker:
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         unreachable_timeout_s: float = DEFAULT_UNREACHABLE_TIMEOUT_S,
         revoke_poll_s: float | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
+        autoscale: tuple[int, int] | None = None,
+        autoscale_keepalive_s: float = KEEPALIVE_S,
+        autoscale_interval_s: float = INTERVAL_S,
     ) -> None:
         """Burst mode: ``max_wait_s`` bounds how long an idle worker waits for delayed work (retries
         and ETAs due within it); ``unreachable_timeout_s`` how long it retries a failing broker
         before exiting 1. A long-running worker waits and retries for as long as it runs.
+        ``pool`` takes Celery's ``prefork`` (= process) and ``solo`` (threads, concurrency 1);
+        ``max_tasks_per_child``/``max_memory_per_child`` (KiB) replace process-pool children
+        between tasks (default: the settings of the same names). ``autoscale=(max, min)``: the
+        threads or process pool runs min to max slots (autoscale.py); ``concurrency`` is then max.
         ``revoke_poll_s`` (default: the ``revoke_poll`` setting) paces the revoke poll of held tasks."""
         s = app.settings
         self.app = app
         self.queues = list(queues) if queues else app.queues()
+        chosen = pool or s.pool
+        self.pool = POOL_ALIASES.get(chosen, chosen)
+        concurrency = pool_concurrency(chosen, concurrency, autoscale)
         self.concurrency = concurrency or s.concurrency or os.cpu_count() or 1
-        self.pool = pool or s.pool
+        # slots running now: concurrency, or between autoscale's min and max
+        self.live = autoscale[1] if autoscale else self.concurrency
+        self.autoscale_interval_s = autoscale_interval_s
+        self._scaler = Autoscaler(autoscale[0], autoscale[1], autoscale_keepalive_s) if autoscale else None
+        self.recycle = Recycle(
+            s.max_tasks_per_child if max_tasks_per_child is None else max_tasks_per_child,
+            s.max_memory_per_child if max_memory_per_child is None else max_memory_per_child,
+        )
         self.prefetch_multiplier = prefetch_multiplier or s.prefetch_multiplier
         self.burst = burst
         self.grace = grace
@@ -133,7 +178,12 @@ class Worker:
         if not self.queues:
             raise ConfigurationError("the worker has no queues to consume: pass queues or define a task")
         if self.pool not in POOLS:
-            raise ConfigurationError(f"unknown pool {self.pool!r}; choose one of {', '.join(POOLS)}")
+            raise ConfigurationError(f"unknown pool {chosen!r}; choose one of {', '.join((*POOLS, *POOL_ALIASES))}")
+        if self.recycle and self.pool != "process":
+            raise ConfigurationError(
+                f"max_tasks_per_child/max_memory_per_child replace pool processes: they need the process pool "
+                f"(--pool process or prefork), not {chosen}"
+            )
         if self.concurrency < 1 or self.prefetch_multiplier < 1:
             raise ConfigurationError("concurrency and prefetch_multiplier must be at least 1")
         if self.lease_s <= 0 or grace < 0:
@@ -162,6 +212,8 @@ class Worker:
         self._slots_left = 0  # slot threads not yet finished (counted before they wake the main thread)
         self._exit_lock = threading.Lock()
         self._crashed = False
+        self.rate_limits = RateLimits(app)
+        self._shared: ThreadRunner | None = None  # the threads pools' runner, shared by every slot
         self.lifecycle = Lifecycle(self)  # the worker_* signals, sender: this worker
 
     # -- control ----------------------------------------------------------------------------
@@ -190,6 +242,11 @@ class Worker:
     def holding(self) -> int:
         """Messages buffered or running now (at most prefetch_multiplier x concurrency)."""
         return len(self._inbox.held()) if self._inbox else 0
+
+    @property
+    def budget(self) -> int:
+        """Messages the worker may hold now: prefetch x live slots (autoscale moves it)."""
+        return self._inbox.capacity if self._inbox else 0
 
     @property
     def extended(self) -> int:
@@ -243,7 +300,9 @@ class Worker:
             screen=(lambda batch: known.add(check.revoked(batch))) if check.enabled else None,
         )
         give_up = self.unreachable_timeout_s if self.burst else None
-        inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up)
+        # one bucket per task for all slots, in this process (Celery: rate limits are per worker)
+        gate = self.rate_limits.delay  # reads no body while no task has a rate limit
+        inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up, gate=gate)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         watch = None
         if check.enabled and self.revoke_poll_s > 0:
@@ -259,32 +318,32 @@ class Worker:
             heartbeat.start()
             if watch is not None:
                 watch.start()
-            self._slots = [
-                threading.Thread(target=self._slot, args=(runner,), name=f"cloudq-slot-{i}", daemon=True)
-                for i, runner in enumerate(runners)
-            ]
-            self._slots_left = len(self._slots)
+            self._slots = []
             self.lifecycle.ready()  # the pool is up; the slots receive from now on, so no task runs before it
-            for thread in self._slots:
-                thread.start()
+            for runner in runners:
+                self._start_slot(runner)
             log.info(
-                "worker started: app=%s queues=%s pool=%s concurrency=%d prefetch=%d lease=%ss broker=%s%s",
+                "worker started: %s app=%s queues=%s pool=%s concurrency=%s prefetch=%d lease=%ss broker=%s%s",
+                self.app.executor.hostname,
                 self.app.name,
                 ",".join(self.queues),
                 self.pool,
-                self.concurrency,
+                f"{self.concurrency} (autoscale from {self.live})" if self._scaler else self.concurrency,
                 inbox.capacity,
                 lease,
                 redact(self.app.broker_url),
                 f" burst (max_wait={self.max_wait_s:g}s)" if self.burst else "",
             )
             self._warn_unrouted()
+            scaler = self._scaler
             while self._stop_reason is None and not inbox.stopping:
-                waker.wait(None)
+                waker.wait(self.autoscale_interval_s if scaler else None)
+                if scaler is not None and self._stop_reason is None and not inbox.stopping:
+                    self._rescale(scaler, broker)
             return self._shutdown(runners, poll_wait)
         finally:
             self._restore_signals(previous)
-            for runner in runners:
+            for runner in list(runners):
                 runner.close()
             self.lifecycle.shutdown()  # after the drain, pool children gone
 
@@ -293,7 +352,7 @@ class Worker:
         batch (``limits.min_receive_batch``), or every receive would come back partly empty and
         cost requests for nothing."""
         limits = broker.limits
-        return max(self.prefetch_multiplier * self.concurrency, min(limits.max_batch, limits.min_receive_batch))
+        return max(self.prefetch_multiplier * self.live, min(limits.max_batch, limits.min_receive_batch))
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The async pool: one event loop in its own thread runs every slot's ``async def`` task,
@@ -323,26 +382,66 @@ class Worker:
         if self.pool != "process":
             loop = self._event_loop() if self.pool == "async" else None
             executor = Executor(self.app, writer=self._batched, loop=loop) if self._batched or loop else None
-            shared = ThreadRunner(self.app, executor)
-            return [shared] * self.concurrency
-        assert self.app_path is not None
-        level, fmt = pool_log_config()
-        children = [
-            ProcessRunner(self.app, self.app_path, self.kill_grace_s, level, fmt) for _ in range(self.concurrency)
-        ]
+            shared = self._shared = ThreadRunner(self.app, executor)
+            return [shared] * self.live
+        children = [self._child() for _ in range(self.live)]
         start_all(children)
         return list(children)
 
+    def _child(self) -> ProcessRunner:
+        assert self.app_path is not None
+        level, fmt = pool_log_config()
+        return ProcessRunner(self.app, self.app_path, self.kill_grace_s, level, fmt, self.recycle)
+
+    def _start_slot(self, runner: Runner) -> None:
+        thread = threading.Thread(
+            target=self._slot, args=(runner,), name=f"cloudq-slot-{len(self._slots)}", daemon=True
+        )
+        with self._exit_lock:
+            self._slots_left += 1
+            self._slots.append(thread)
+        thread.start()
+
+    def _rescale(self, scaler: Autoscaler, broker: Broker) -> None:
+        """Autoscale: start slots up to the target, or ask the surplus to exit after their task;
+        the buffer follows the live slot count."""
+        inbox = self._inbox
+        assert inbox is not None
+        target = scaler.target(self.live, len(inbox.held()))
+        if target == self.live:
+            return
+        retire = max(0, self.live - target)
+        for _ in range(target - self.live):
+            runner: Runner
+            if self._shared is not None:
+                runner = self._shared
+            else:
+                child = self._child()
+                try:
+                    child.launch()  # its first run waits until it has imported the app
+                except OSError as exc:
+                    log.warning("autoscale: could not start a pool process: %s: %s", type(exc).__name__, exc)
+                    break
+                runner = child
+            with self._exit_lock:
+                self.runners.append(runner)
+            self._start_slot(runner)
+            self.live += 1
+        self.live -= retire
+        inbox.resize(self.capacity(broker), retire)
+
     def _slot(self, runner: Runner) -> None:
         """One pool slot: take a message (receiving for everyone when the buffer is empty), run it,
-        hand the outcome to the acker."""
+        hand the outcome to the acker. Autoscale may retire it between tasks."""
         inbox, acker = self._inbox, self._acker
         assert inbox is not None and acker is not None
         held: Held | None = None
+        retired = False
         try:
             while True:
                 held = inbox.take(held)
                 if held is None:
+                    retired = inbox.retired()
                     return
                 acker.put(held.delivery, self._run(runner, held.delivery))
         except BaseException:
@@ -352,6 +451,10 @@ class Worker:
         finally:
             with self._exit_lock:
                 self._slots_left -= 1
+                if retired:
+                    self.runners.remove(runner)
+            if retired and runner is not self._shared:
+                runner.close()  # its child process exits
             if self._waker is not None:
                 self._waker.wake()
 

@@ -8,7 +8,7 @@ import sys
 
 from tasks import add, flaky_fetch, slow
 
-results = add.map([(i, i * 10) for i in range(10)])  # ten tasks in one batched send
+results = add.send_each([(i, i * 10) for i in range(10)])  # ten tasks in one batched send
 results.append(flaky_fetch.delay("https://example.com/data.json"))
 results.append(slow.delay(0.5))
 print(f"enqueued {len(results)} tasks; starting a worker in burst mode")

@@ -15,6 +15,10 @@ from cloudq import App, states
 from cloudq.envelope import Envelope
 from cloudq.errors import MessageTooLarge, QueueNotFound
 from cloudq.interfaces import OutgoingMessage
+from cloudq.runtime.ratelimit import RateLimits
+from cloudq.runtime.worker import Worker
+from cloudq.testing.clock import FakeClock
+from cloudq.testing.waiting import wait_for
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(120)]
 
@@ -27,7 +31,7 @@ def test_batch_sent_tasks_run_with_batched_calls_and_one_write_each(app: App, aw
     app.broker.queue("default")  # create the queue before counting
     app.results.get("warm-up")  # and the table
     with aws.count_requests() as sent:
-        handles = add.map([(i, i) for i in range(25)])
+        handles = add.send_each([(i, i) for i in range(25)])
     assert sent.of("sqs") == {"SendMessageBatch": 3}
     with aws.count_requests() as worked:
         worker = run_burst(app)
@@ -228,3 +232,39 @@ def test_a_released_message_keeps_its_retry_budget(app: App) -> None:
     run_burst(app)
     assert handle.get(timeout=5) == 7
     assert ran == [7]
+
+
+def test_a_task_over_its_rate_waits_leased_and_runs_on_its_first_delivery(app: App, aws: MotoServer) -> None:
+    @app.task(rate_limit="1/m")
+    def limited(i: int) -> int:
+        return i
+
+    @app.task()
+    def free(i: int) -> int:
+        return i
+
+    app.broker.queue("default")
+    app.results.get("warm-up")
+    held = [limited.delay(i) for i in range(3)]
+    others = free.map([(i,) for i in range(5)])
+    clock = FakeClock()
+    worker = Worker(app, concurrency=2, lease_s=2.0, poll_wait_s=1.0)
+    worker.rate_limits = RateLimits(app, clock)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    with aws.count_requests() as calls:
+        thread.start()
+        wait_for(lambda: all(h.ready() for h in others) and held[0].ready(), timeout=30)
+        assert not held[1].ready() and not held[2].ready()
+        wait_for(lambda: worker.extended >= 4, timeout=30)  # held past their 2 s lease, extended
+        clock.now += 60
+        wait_for(lambda: held[1].ready(), timeout=30)
+        clock.now += 60
+        wait_for(lambda: held[2].ready(), timeout=30)
+        worker.stop()
+        thread.join(30)
+    assert [h.get(timeout=5) for h in held] == [0, 1, 2]
+    assert all(h.record is not None and h.record.attempts == 1 for h in held)  # SQS's receive count: 1
+    sqs = calls.of("sqs")
+    assert "SendMessage" not in sqs and "SendMessageBatch" not in sqs  # never requeued
+    assert "ChangeMessageVisibility" not in sqs and sqs.get("ChangeMessageVisibilityBatch", 0) >= 2
+    assert not worker.counts.get("nack") and not worker.counts.get("dead_letter")

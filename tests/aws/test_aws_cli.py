@@ -41,7 +41,7 @@ def test_worker_subprocess_runs_sqs_tasks_and_writes_dynamodb_results(
     monkeypatch.setenv("CLOUDQ_RESULTS", f"dynamodb://{prefix}results")
     monkeypatch.setenv("CLOUDQ_RETRY_BACKOFF", "0")
     tasks = importlib.import_module(module)
-    handles = tasks.add.map([(i, 1) for i in range(12)])
+    handles = tasks.add.send_each([(i, 1) for i in range(12)])
     failed = tasks.boom.delay()
     done = run_worker_process(f"{module}:app", tmp_path, "-c", "2", "-l", "WARNING")
     assert done.returncode == 0, done.stderr[-3000:]

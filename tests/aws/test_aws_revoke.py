@@ -24,7 +24,7 @@ def test_revoked_queued_tasks_never_run_and_the_check_is_one_batch_read_per_rece
 
     app.broker.queue("default")
     app.results.get("warm-up")
-    handles = add.map([(i, i) for i in range(30)])
+    handles = add.send_each([(i, i) for i in range(30)])
     doomed = handles[::3]
     with aws.count_requests() as revoking:
         report = app.control.revoke([h.id for h in doomed])
@@ -57,7 +57,7 @@ def test_the_lambda_handler_skips_revoked_records_with_one_batch_read(aws: MotoS
     def receiver(sender: Any = None, **kwargs: Any) -> None:
         fired.append(kwargs)
 
-    handles = work.map(range(10))
+    handles = work.send_each(range(10))
     handles[3].revoke()
     handler = make_handler(app)
     poller = SQSPoller(sqs, app.broker.queue("default").url)  # type: ignore[attr-defined]

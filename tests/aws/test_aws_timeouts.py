@@ -56,7 +56,7 @@ def test_delay_and_result_reads_fail_within_send_timeout_in_a_partition(aws: Mot
         sent = noop.delay()  # queue and table resolved while the network works
         assert sent.status == "PENDING"
         proxy.stall()
-        for call in (noop.delay, lambda: noop.map([(), ()]), lambda: sent.status):
+        for call in (noop.delay, lambda: noop.send_each([(), ()]), lambda: sent.status):
             error, took = bounded(call, SEND_TIMEOUT_S + 10)
             assert isinstance(error, BackendUnavailable), error
             assert endpoint in str(error)

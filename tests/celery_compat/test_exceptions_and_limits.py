@@ -161,6 +161,6 @@ def test_the_async_pool_raises_the_soft_limit_in_its_shared_event_loop(app: App)
             return -n
         return n
 
-    results = fetch.map(range(4))
+    results = fetch.send_each(range(4))
     run_burst(app, pool="async", concurrency=4)
     assert [r.get(timeout=1) for r in results] == [0, -1, -2, -3]

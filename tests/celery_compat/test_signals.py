@@ -213,7 +213,7 @@ def test_task_signals_fire_in_the_lambda_handler_on_a_real_sqs_batch(
         raise ValueError("bad")
 
     handler = app.lambda_handler()
-    results = add.map([(1, 2), (3, 4)])
+    results = add.send_each([(1, 2), (3, 4)])
     failed = fail.delay()
     poller = SQSPoller(sqs, app.broker.queue("default").url)  # type: ignore[attr-defined]
     fired.clear()

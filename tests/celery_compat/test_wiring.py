@@ -178,7 +178,7 @@ def test_a_refused_setting_changes_nothing(make_app: Callable[..., App]) -> None
         ("task_queues", ["Queue('default', Exchange('default'))"], "no AMQP exchanges"),
         ("task_default_exchange", "tasks", "no AMQP exchanges"),
         ("beat_schedule", {}, "beat"),
-        ("task_default_rate_limit", "10/s", "not implemented"),
+        ("worker_send_task_events", True, "sends no events"),
         ("timezone", "Europe/Paris", "UTC"),
     ],
 )

@@ -24,7 +24,7 @@ def test_load_through_two_workers_runs_every_task_exactly_once(target: Target, w
     count = env_int(f"FAULTS_LOAD_{target.name.upper()}", SIZES[target.name])
     canary = target.module.canary
     sent_at = time.monotonic()
-    handles = canary.map([(str(journal), f"t{i}") for i in range(count)])
+    handles = canary.send_each([(str(journal), f"t{i}") for i in range(count)])
     send_s = time.monotonic() - sent_at
     args = ("-c", "4", "--poll-wait", "0.5")
     pair = [workers(*args, lease_s=60), workers(*args, lease_s=60)]

@@ -49,7 +49,7 @@ def test_worker_subprocess_runs_pubsub_tasks_and_writes_firestore_results(
     monkeypatch.setenv("CLOUDQ_BROKER", broker)
     monkeypatch.setenv("CLOUDQ_RESULTS", results)
     tasks = importlib.import_module(module)
-    handles = tasks.add.map([(i, 1) for i in range(12)])
+    handles = tasks.add.send_each([(i, 1) for i in range(12)])
     eta = time.time() + 2
     delayed = tasks.stamp.apply_async(eta=eta)
     failed = tasks.boom.delay()

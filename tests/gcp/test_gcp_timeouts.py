@@ -80,7 +80,7 @@ def test_delay_and_result_reads_fail_within_send_timeout_in_a_partition(
         assert sent.status == "PENDING"
         pubsub.stall()
         firestore.stall()
-        for call in (noop.delay, lambda: noop.map([(), ()]), first_use.delay):
+        for call in (noop.delay, lambda: noop.send_each([(), ()]), first_use.delay):
             assert pubsub_at in str(raises_in_time(call))
         for call in (lambda: sent.status, lambda: sent.get(timeout=30)):
             assert firestore_at in str(raises_in_time(call))

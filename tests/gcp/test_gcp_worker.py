@@ -28,7 +28,7 @@ def test_tasks_run_and_results_land_in_firestore(app: App) -> None:
     def add(a: int, b: int) -> int:
         return a + b
 
-    handles = add.map([(i, i) for i in range(20)])
+    handles = add.send_each([(i, i) for i in range(20)])
     worker = run_burst(app)
     assert [h.get(timeout=10) for h in handles] == [2 * i for i in range(20)]
     assert worker.counts["ack"] == 20

@@ -77,7 +77,7 @@ def test_successes_are_reported_done_and_results_stored(sqs: Any, prefix: str) -
         return a + b
 
     handler = make_handler(app)
-    results = add.map([(1, 2), (3, 4), (5, 6)])
+    results = add.send_each([(1, 2), (3, 4), (5, 6)])
     poller = poller_for(app, sqs)
     invocation = poller.invoke(handler, poller.receive_all(3))
     assert invocation.response == {"batchItemFailures": []}
@@ -92,7 +92,7 @@ def test_retries_get_their_backoff_as_visibility_in_one_batch_call(aws: MotoServ
     def flaky(n: int) -> int:
         raise ValueError(f"boom {n}")
 
-    results = flaky.map(range(3))
+    results = flaky.send_each(range(3))
     handler = make_handler(app)
     poller = poller_for(app, sqs)
     messages = poller.receive_all(3)
@@ -143,7 +143,7 @@ def test_deadline_leaves_unstarted_records_visible_at_once(aws: MotoServer, sqs:
             raise ValueError("first one fails")
         return n
 
-    step.map(range(4))
+    step.send_each(range(4))
     poller = poller_for(app, sqs)
     messages = poller.receive_all(4)
     with aws.count_requests() as requests:
@@ -166,7 +166,7 @@ def test_tasks_without_time_limit_are_estimated_from_their_longest_run(sqs: Any,
         time.sleep(0.3)
         return n
 
-    slowish.map(range(2))
+    slowish.send_each(range(2))
     poller = poller_for(app, sqs)
     handler = make_handler(app, safety_margin_s=0.0, task_estimate_s=0.1)
     first = poller.invoke(handler, poller.receive_all(1), context)
@@ -429,3 +429,56 @@ def test_poison_records_are_dead_lettered_and_the_rest_of_the_batch_runs(sqs: An
     reasons = sorted(letter.reason for letter in app.broker.dead_letters("default"))
     assert reasons[0].startswith("MalformedMessage: body is nested too deeply")
     assert reasons[1].startswith("MalformedMessage: invalid envelope: eta")
+
+
+def test_rate_limit_applies_per_function_instance_and_records_wait_leased(sqs: Any, prefix: str) -> None:
+    """rate_limit="1/m": the second and third records of one invocation wait for their tokens (a
+    clock the test owns), then run; none is failed back to the queue or retried."""
+    from cloudq.runtime.ratelimit import RateLimits
+    from cloudq.testing.clock import FakeClock
+
+    app = make_app(prefix)
+
+    @app.task(rate_limit="1/m")
+    def limited(i: int) -> int:
+        return i
+
+    handler = make_handler(app)
+    clock = FakeClock()
+    handler.rate_limits = RateLimits(app, clock, clock.sleep)
+    results = limited.map([(1,), (2,), (3,)])
+    poller = poller_for(app, sqs)
+    invocation = poller.invoke(handler, poller.receive_all(3))
+    assert invocation.response == {"batchItemFailures": []}
+    assert [r.get(timeout=5) for r in results] == [1, 2, 3]
+    assert clock.slept == [pytest.approx(60.0)] * 2
+    assert poller.counts() == (0, 0)
+
+
+def test_a_record_whose_token_is_past_the_invocation_is_sent_again_delayed(
+    aws: MotoServer, sqs: Any, prefix: str
+) -> None:
+    """30 s left and a token every 60 s: the later records are re-sent with a 60 s delay in one
+    batch call and reported done; their envelope is unchanged, so no delivery is spent."""
+    from cloudq.runtime.ratelimit import RateLimits
+    from cloudq.testing.clock import FakeClock
+
+    app = make_app(prefix)
+
+    @app.task(rate_limit="1/m", time_limit=1)
+    def limited(i: int) -> int:
+        return i
+
+    handler = make_handler(app, safety_margin_s=1.0)
+    clock = FakeClock()
+    handler.rate_limits = RateLimits(app, clock, clock.sleep)
+    results = limited.map([(1,), (2,), (3,)])
+    poller = poller_for(app, sqs)
+    messages = poller.receive_all(3)
+    with aws.count_requests() as requests:
+        invocation = poller.invoke(handler, messages, FakeLambdaContext(remaining_ms=30_000))
+    assert invocation.response == {"batchItemFailures": []}
+    assert results[0].get(timeout=5) == 1 and not results[1].ready() and not results[2].ready()
+    assert clock.slept == []  # nothing waited past what the invocation had
+    assert requests["sqs:SendMessageBatch"] == 1 and "sqs:ChangeMessageVisibilityBatch" not in requests
+    assert app.broker.stats("default").delayed == 2

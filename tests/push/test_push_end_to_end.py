@@ -33,7 +33,7 @@ def test_wsgi_app_runs_pushed_tasks_and_stores_results(
         return a + b
 
     push_to(app, wsgi_server(make_wsgi_app(app)) + "/")
-    results = add.map([(1, 2), (3, 4), (5, 6)])
+    results = add.send_each([(1, 2), (3, 4), (5, 6)])
     assert [r.get(timeout=20) for r in results] == [3, 7, 11]
 
 
@@ -47,7 +47,7 @@ def test_asgi_app_under_uvicorn_runs_pushed_tasks(project: str, unique: str, asg
         return a * b
 
     push_to(app, asgi_server(make_asgi_app(app, threads=2)) + "/push")
-    results = mul.map([(2, 3), (4, 5)])
+    results = mul.send_each([(2, 3), (4, 5)])
     assert [r.get(timeout=20) for r in results] == [6, 20]
     assert all(name.startswith("cloudq-push") for name in threads)  # off the event loop
 

@@ -14,7 +14,7 @@ import pytest
 from cloudq_gcp.deferral import NOT_BEFORE
 from cloudq_gcp.push import PushRetry, make_cloud_event_function, make_wsgi_app
 from cloudq_gcp.push.envelope import MalformedPush
-from push_helpers import ensure_queue, make_app, post, push_body
+from push_helpers import ensure_queue, make_app, post, push_body, wait_for
 
 from cloudq import App
 from cloudq.envelope import build
@@ -406,3 +406,57 @@ def test_poison_pushes_are_dead_lettered_and_the_pushes_around_them_run(
     assert reasons["eta"].startswith("MalformedMessage: invalid envelope: eta")
     assert reasons["retries"].startswith("MalformedMessage: invalid envelope: retries")
     assert runs == [0, 1, 2]
+
+
+def test_rate_limit_applies_per_instance_the_push_request_waits_or_defers(
+    project: str, unique: str, wsgi_server: Callable[[Any], str]
+) -> None:
+    """ack_deadline=10: a push may wait 5 s for its token. 1/s waits in place; 1/m is published
+    again with the delay until its token and answered 200 (no delivery attempt spent)."""
+    from cloudq.runtime.ratelimit import RateLimits
+    from cloudq.testing.clock import FakeClock
+
+    app = make_app(project, unique)
+
+    @app.task(name="often", rate_limit="1/s")
+    def often(n: int) -> int:
+        return n
+
+    @app.task(name="rarely", rate_limit="1/m")
+    def rarely(n: int) -> int:
+        return n
+
+    paths = ensure_queue(app)
+    wsgi = make_wsgi_app(app)
+    clock = FakeClock()
+    wsgi.handler.rate_limits = RateLimits(app, clock, clock.sleep)
+    url = wsgi_server(wsgi)
+
+    bodies: list[bytes] = []
+
+    def push(name: str, n: int) -> tuple[int, str]:
+        bodies.append(task_body(app, name, n))
+        status, answer, _ = post(url, push_body(bodies[-1], paths.subscription, attempt=1, attributes={"task": name}))
+        return status, answer["outcome"]
+
+    assert [push("often", 1), push("often", 2)] == [(200, "succeeded")] * 2
+    assert clock.slept == [pytest.approx(1.0)]  # the second waited for its token, then ran
+    assert [push("rarely", 1), push("rarely", 2)] == [(200, "succeeded"), (200, "rate-limited")]
+    assert clock.slept == [pytest.approx(1.0)]  # 60 s is past what a push may wait: not slept
+    from google.cloud import pubsub_v1  # type: ignore[import-untyped]
+
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        pulled = wait_for(
+            lambda: (
+                subscriber.pull(
+                    request={"subscription": paths.subscription, "max_messages": 10}, timeout=10
+                ).received_messages
+            ),
+            what="the delayed copy",
+        )
+    finally:
+        subscriber.close()
+    [copy] = pulled
+    assert copy.message.data == bodies[-1]  # the same envelope: same attempt count
+    assert float(copy.message.attributes[NOT_BEFORE]) > time.time() + 50  # due with its token, 60 s on

@@ -81,3 +81,21 @@ def _child_stopped(pid: int = 0, exitcode: int = -1, **_: object) -> None:
 def process_inits() -> list[int]:
     """The pids worker_process_init fired for in this process, before this task ran."""
     return list(_process_inits)
+
+
+@app.task()
+def pid(i: int) -> int:
+    """The process that ran it: tells pool children apart (max tasks / memory per child)."""
+    return os.getpid()
+
+
+@app.task(bind=True)
+def node(self) -> str:
+    """self.request.hostname where it ran (a pool child: the worker's -n node name too)."""
+    return str(self.request.hostname)
+
+
+@app.task(rate_limit="1/m")
+def limited(i: int) -> int:
+    """Rate-limited: the worker's one bucket holds it back in the parent, whatever the pool."""
+    return os.getpid()

@@ -88,7 +88,7 @@ def test_a_sqlite_worker_batches_its_result_writes(make_app, tmp_path):
     def square(n: int) -> int:
         return n * n
 
-    handles = square.map(range(200))
+    handles = square.send_each(range(200))
     worker = Worker(app, concurrency=2, burst=True)
     assert run_burst(worker) == 0
     assert isinstance(worker._batched, BatchedResults)  # SQLite writes many at once

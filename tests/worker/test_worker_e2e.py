@@ -117,7 +117,7 @@ def test_sigkill_mid_task_runs_the_task_again_after_its_lease(tasks_app, workers
 
 
 def test_process_pool_from_the_command_line(tasks_app, workers):
-    handles = tasks_app.add.map([(i, i) for i in range(10)])
+    handles = tasks_app.add.send_each([(i, i) for i in range(10)])
     worker = workers("--pool", "process", "-c", "2", "--burst")
     assert worker.wait(60) == 0, worker.output()
     assert [h.get(timeout=1) for h in handles] == [2 * i for i in range(10)]

@@ -25,7 +25,7 @@ def process_worker(app, **options) -> Worker:
 
 def test_process_pool_runs_tasks_in_children(tasks_app, tmp_path: Path):
     marks = tmp_path / "marks.txt"
-    handles = tasks_app.add.map([(i, 1) for i in range(20)])
+    handles = tasks_app.add.send_each([(i, 1) for i in range(20)])
     token = tasks_app.mark.delay(str(marks), "ran")
     worker = process_worker(tasks_app.app)
     assert run_burst(worker) == 0
@@ -37,7 +37,7 @@ def test_process_pool_runs_tasks_in_children(tasks_app, tmp_path: Path):
 
 def test_hard_time_limit_kills_a_child_stuck_in_c_and_the_pool_goes_on(tasks_app):
     stuck = tasks_app.stuck.delay(60)  # time_limit=0.5, max_retries=0: time.sleep ignores the soft limit
-    after = tasks_app.add.map([(1, 1), (2, 2), (3, 3)])
+    after = tasks_app.add.send_each([(1, 1), (2, 2), (3, 3)])
     assert run_burst(process_worker(tasks_app.app, concurrency=1)) == 0
     record = stuck.record
     assert record is not None and record.state == states.FAILURE

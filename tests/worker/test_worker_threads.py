@@ -28,7 +28,7 @@ def test_burst_runs_every_task_and_acks_it(make_app):
     def add(a: int, b: int) -> int:
         return a + b
 
-    handles = add.map([(i, i) for i in range(50)])
+    handles = add.send_each([(i, i) for i in range(50)])
     assert run_burst(Worker(app, concurrency=2, burst=True)) == 0
     assert [h.get(timeout=1) for h in handles] == [2 * i for i in range(50)]
     stats = app.broker.stats(app.queues()[0])
@@ -150,7 +150,7 @@ def test_graceful_stop_releases_prefetched_messages_at_once(make_app):
 
     queue = app.queues()[0]
     slow = blocker.delay()
-    quick.map(range(3))
+    quick.send_each(range(3))
     worker = Worker(app, concurrency=1, prefetch_multiplier=4, lease_s=60)
     running = Running(worker).__enter__()
     assert started.wait(10)
@@ -293,8 +293,8 @@ def test_consumption_is_fair_across_queues(make_app):
     def urgent(i: int) -> None:
         order.append("urgent")
 
-    bulk.map(range(300))
-    urgent.map(range(5))
+    bulk.send_each(range(300))
+    urgent.send_each(range(5))
     assert run_burst(Worker(app, queues=["bulk", "urgent"], concurrency=1, prefetch_multiplier=4, burst=True)) == 0
     assert len(order) == 305
     assert max(i for i, q in enumerate(order) if q == "urgent") < 20  # not stuck behind 300 bulk tasks
@@ -312,7 +312,7 @@ def test_never_holds_more_than_its_capacity(make_app, concurrency, multiplier, c
     def probe(i: int) -> None:
         seen.append(worker.holding)
 
-    probe.map(range(60))
+    probe.send_each(range(60))
     assert run_burst(worker) == 0
     assert len(seen) == 60 and max(seen) == capacity  # buffered + running, counted while each task runs
 
@@ -342,7 +342,7 @@ def test_async_pool_runs_async_tasks(make_app):
         await asyncio.sleep(0.01)
         return 2 * x
 
-    handles = double.map(range(5))
+    handles = double.send_each(range(5))
     assert run_burst(Worker(app, concurrency=2, pool="async", burst=True)) == 0
     assert [h.get(timeout=1) for h in handles] == [0, 2, 4, 6, 8]
 
@@ -440,7 +440,7 @@ def test_async_pool_runs_coroutines_concurrently_on_one_loop(make_app):
         running[0] -= 1
         return n
 
-    handles = fetch.map(range(8))
+    handles = fetch.send_each(range(8))
     assert run_burst(Worker(app, concurrency=8, pool="async", burst=True)) == 0
     assert [h.get(timeout=5) for h in handles] == list(range(8))
     assert len(loops) == 1  # one shared event loop, not one per task

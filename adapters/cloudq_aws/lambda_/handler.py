@@ -36,6 +36,7 @@ from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery, ResultRecord
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
 from cloudq.runtime.lifecycle import Lifecycle
+from cloudq.runtime.ratelimit import RateLimits, later
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.revocations import RevokeCheck, task_id_of
 from cloudq.runtime.settle import send_followups, settle
@@ -75,6 +76,7 @@ class _Item:
     outcome: Outcome | None = None  # None: not run
     revoked: ResultRecord | None = None  # its REVOKED record, found before the batch ran
     why: str = ""  # why it was not run
+    later: float = 0.0  # not run: seconds until it may run (its visibility timeout)
 
 
 class LambdaHandler:
@@ -96,6 +98,7 @@ class LambdaHandler:
         self.app = app
         self.executor = app.executor
         self.revocations = RevokeCheck(app)
+        self.rate_limits = RateLimits(app)  # Celery's rate_limit, per function instance
         self.concurrency = concurrency
         self.safety_margin_s = safety_margin_s
         self.task_estimate_s = task_estimate_s
@@ -212,6 +215,10 @@ class LambdaHandler:
                 if item.group is not None:
                     blocked.add(item.group)
                 return
+        if item.revoked is None and self._rate_limited(item, None if context is None else left - need):
+            if item.group is not None:
+                blocked.add(item.group)
+            return
         started = time.monotonic()
         item.outcome = outcome = self._execute(delivery, item.revoked)
         if name in self._learning:  # no time_limit: expect as long as its longest run so far
@@ -220,6 +227,22 @@ class LambdaHandler:
                 self._estimates[name] = took
         if item.group is not None and isinstance(outcome, RetryIn):
             blocked.add(item.group)
+
+    def _rate_limited(self, item: _Item, within_s: float | None) -> bool:
+        """rate_limit, per function instance: wait for the task's token while the record stays
+        leased, as long as the invocation allows. Past that it is sent again, delayed until its
+        token (its delivery count is kept); a FIFO or claim-checked record instead returns when
+        due (that costs it a delivery: a new message could not keep its group order or payload)."""
+        delivery = item.delivery
+        assert delivery is not None
+        pause = self.rate_limits.wait(delivery, within_s)
+        if not pause:
+            return False
+        if item.group is None and delivery.receipt.claim is None:
+            item.outcome = later(delivery, pause, self._broker().limits.max_delay_s)
+        else:
+            item.why, item.later = f"its rate_limit has no run for it in this invocation (due in {pause:.3f}s)", pause
+        return True
 
     def _execute(self, delivery: Delivery, revoked: ResultRecord | None) -> Outcome:
         try:
@@ -297,7 +320,7 @@ class LambdaHandler:
                 failed.append(item.message_id)
             elif item.outcome is None or id(delivery) in delays:
                 failed.append(item.message_id)
-                visibility.append((delivery, delays.get(id(delivery), 0.0)))
+                visibility.append((delivery, delays.get(id(delivery), item.later)))
                 if item.outcome is None:
                     log.info("message %s not started: %s", delivery.message_id, item.why)
         paid = [d for d in plan.acks if d.receipt.claim is not None]  # done, with an S3 payload to delete

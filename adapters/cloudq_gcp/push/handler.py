@@ -34,6 +34,7 @@ from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Outcome
 from cloudq.runtime.lifecycle import Lifecycle
+from cloudq.runtime.ratelimit import RateLimits, later
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.revocations import RevokeCheck
 from cloudq.runtime.settle import send_followups, settle
@@ -112,6 +113,7 @@ class PushHandler:
         self.app = app
         self.executor = app.executor
         self.revocations = RevokeCheck(app)
+        self.rate_limits = RateLimits(app)  # Celery's rate_limit, per function instance
         self.queue = queue
         self.verifier = OIDCVerifier(audience, service_account, certs_url) if audience else None
         self._checked_tasks = len(app.tasks)
@@ -161,11 +163,22 @@ class PushHandler:
             delivery = broker.delivery_from_push(queue, pushed)  # malformed: it says why, the executor dead-letters it
             if isinstance(delivery, Plan):
                 return _deferred(delivery)
-            revoked = self.revocations.revoked([delivery])
+            revoked = self.revocations.revoked([delivery])  # before the rate limit: a revoked task takes no token
+            if not revoked:
+                pause = self.rate_limits.wait(delivery, self._rate_wait_s(broker, delivery))
+                if pause:  # its token is further off than this request can wait: published again, delayed
+                    return _answer(self.app, broker, delivery, later(delivery, pause, broker.limits.max_delay_s))
             return _answer(self.app, broker, delivery, self.revocations.run(self.executor, delivery, revoked))
         except Exception as exc:  # the message stays with Pub/Sub: a duplicate later, never a loss
             log.warning("could not handle message %s of %s: %s: %s", message_id, queue, type(exc).__name__, exc)
             return PushResponse(UNAVAILABLE_STATUS, {"error": f"{type(exc).__name__}: {exc}"})
+
+    def _rate_wait_s(self, broker: PubSubBroker, delivery: Delivery) -> float:
+        """rate_limit, per instance: how long this request may wait for the task's token (Pub/Sub
+        waits up to the ack deadline for the answer): half of it, less the task's time limit."""
+        task = self.app.tasks.get(delivery.attributes.get("task", ""))
+        limit = task.time_limit if task is not None and task.time_limit else 0.0
+        return max(0.0, broker.options.ack_deadline / 2 - limit)
 
     def handle_cloud_event(self, event: Any) -> PushResponse:
         """A CloudEvent of an Eventarc Pub/Sub trigger: ``data`` is the push envelope, ``source``

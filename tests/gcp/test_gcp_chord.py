@@ -1,0 +1,21 @@
+"""Groups and chords on Pub/Sub + Firestore emulators (the chord contract)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from gcp_apps import gcp_app
+
+from cloudq import App
+from cloudq.testing import ChordContract
+
+pytestmark = [pytest.mark.gcp, pytest.mark.timeout(180)]
+
+
+class TestChordOnPubSubAndFirestore(ChordContract):
+    @pytest.fixture
+    def chord_app(self, pubsub_emulator, firestore_emulator, project: str, unique: str) -> Iterator[App]:
+        application = gcp_app(project, unique)
+        yield application
+        application.close()
