@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .canvas.signature import Signature
 from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
+from .periodic import PeriodicTable, PeriodicTask, periodic_entry, signature_parts
+from .periodic import from_setting as periodic_from_setting
 from .results import AsyncResult, EagerResult
 from .routing import Router
 from .task import Request, Task, check_headers, current_request
@@ -226,6 +228,7 @@ class App:
         self._executor: Executor | None = None
         self._lock = threading.RLock()
         self._build_message = build
+        self._periodic = PeriodicTable(self)
         self._configure()
         _last_app = weakref.ref(self)
 
@@ -251,6 +254,8 @@ class App:
         retry_on = list(self.settings.retry_on) + list(self.settings.autoretry_for)
         self._retry_on = _exception_types(retry_on)
         self._check_backends()
+        for name, value in self.settings.beat_schedule.items():
+            periodic_from_setting(name, value)  # a bad entry fails here, naming it
         for task in getattr(self, "_tasks", {}).values():
             task.configure(**self._task_attrs(task.fn, task.name, task.options))
 
@@ -622,6 +627,63 @@ class App:
             rate_limit=rate_limit if rate else None,
             rate_per_s=rate,
         )
+
+    # -- periodic tasks ---------------------------------------------------------------------
+
+    def periodic_task(
+        self,
+        schedule: Any,
+        *,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        missed: str = "latest",
+        options: dict[str, Any] | None = None,
+        **task_options: Any,
+    ) -> Callable[[Callable[..., Any]], Task[Any, Any]]:
+        """Register a task (``task_options`` as ``@app.task``) and run it on ``schedule``: seconds,
+        a timedelta, ``every(...)``, ``crontab(...)`` or a cron string. ``name`` names the schedule
+        (default: the task's name); ``queue`` is where runs are sent; ``missed`` is what a beat that
+        was down sends on its return: the ``latest`` missed run, ``all`` of them, or none (``skip``)."""
+
+        def declare(fn: Callable[..., Any]) -> Task[Any, Any]:
+            task = fn if isinstance(fn, Task) else self._register(fn, **task_options)
+            run_options = {**(options or {}), **({"queue": queue} if queue else {})}
+            item = periodic_entry(name or task.name, task.name, schedule, args, kwargs, run_options, missed)
+            self._periodic.add(item)
+            return task
+
+        return declare
+
+    def add_periodic_task(
+        self,
+        schedule: Any,
+        sig: Any,
+        args: Sequence[Any] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        missed: str = "latest",
+        **opts: Any,
+    ) -> PeriodicTask:
+        """Celery's ``add_periodic_task(schedule, task.s(...), name=...)``: the signature's args,
+        kwargs and options (``opts`` are more apply_async options) are sent at each due time."""
+        task_name, sig_args, sig_kwargs, sig_options = signature_parts(sig)
+        item = periodic_entry(
+            name or task_name,
+            task_name,
+            schedule,
+            tuple(sig_args) + tuple(args),
+            {**sig_kwargs, **(kwargs or {})},
+            {**sig_options, **opts},
+            missed,
+        )
+        return self._periodic.add(item)
+
+    @property
+    def periodic_tasks(self) -> dict[str, PeriodicTask]:
+        """Every periodic task by schedule name: declared in code and in ``beat_schedule``."""
+        return self._periodic.entries()
 
     # -- serverless runtimes (from the extras) --------------------------------------------------
 

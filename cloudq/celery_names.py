@@ -42,7 +42,11 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "result_serializer": (None, "accepted as 'json' only: results are JSON"),
     "accept_content": (None, "accepted when it lists json only: cloudq reads JSON, never pickle"),
     "enable_utc": (None, "accepted as True: cloudq's times are UTC"),
-    "timezone": (None, "accepted as 'UTC' only: eta/expires are epoch seconds, naive datetimes UTC"),
+    "timezone": (
+        None,
+        "accepted as 'UTC' only: eta/expires are epoch seconds, naive datetimes UTC; periodic tasks take "
+        "crontab(timezone=...)",
+    ),
     "worker_prefetch_multiplier": (
         None,
         "use prefetch_multiplier (or cloudq worker --prefetch-multiplier): it counts messages per slot",
@@ -61,7 +65,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "worker_max_memory_per_child": ("max_memory_per_child", "same meaning: KiB resident, process pool"),
     "worker_send_task_events": (None, "cloudq sends no events: each task logs one line per event"),
     "task_send_sent_event": (None, "cloudq sends no events: use the after_task_publish signal"),
-    "beat_schedule": (None, "periodic tasks (beat) are not implemented yet"),
+    "beat_schedule": (
+        "beat_schedule",
+        "same entries (task, schedule, args, kwargs, options) plus missed=; run by cloudq beat or the cloud's scheduler",
+    ),
     "imports": (None, "use App(include=[...]) or app.autodiscover_tasks([...])"),
     "include": (None, "use App(include=[...]) or app.autodiscover_tasks([...])"),
 }

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -60,6 +63,13 @@ def _json_arg(value: str | None, what: str, kind: type) -> Any:
     return parsed
 
 
+loglevel_option = click.option(
+    "-l",
+    "--loglevel",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log level.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 app_option = click.option("-A", "--app", "app_path", envvar="CLOUDQ_APP", required=True, help=APP_HELP)
 
 
@@ -136,11 +146,9 @@ def main() -> None:
     help="Seconds an idle worker long-polls (default: the poll_wait setting, 1 s; use 10-20 on SQS to cut idle requests).",
 )
 @seconds_option("--grace", 30.0, "Seconds running tasks get to finish on shutdown.")
+@loglevel_option
 @click.option(
-    "-l",
-    "--loglevel",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    help="Log level.",
+    "--beat", "with_beat", is_flag=True, help="Also run the periodic tasks' beat (replica-safe) in this process."
 )
 @user_errors
 def worker(
@@ -160,6 +168,7 @@ def worker(
     poll_wait: float | None,
     grace: float,
     loglevel: str | None,
+    with_beat: bool,
 ) -> None:
     """Run a worker that consumes the app's queues."""
     from .runtime.autoscale import parse_autoscale
@@ -188,6 +197,11 @@ def worker(
         )
 
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    stop_beat = threading.Event()
+    if with_beat:
+        from .beat import run_in_thread
+
+        run_in_thread(app, stop_beat)
     code = Worker(
         app,
         queues=names,
@@ -204,7 +218,83 @@ def worker(
         max_memory_per_child=max_memory_per_child,
         autoscale=scale,
     ).run()
+    stop_beat.set()
     sys.exit(code)
+
+
+@main.command()
+@app_option
+@click.option("--dry-run", is_flag=True, help="Print the next run times of each periodic task and exit.")
+@click.option(
+    "-n", "--count", type=click.IntRange(1, 1000), default=5, show_default=True, help="--dry-run: runs shown."
+)
+@seconds_option("--late-after", 60.0, "missed='skip': a run reached later than this after its due time is skipped.")
+@loglevel_option
+@user_errors
+def beat(app_path: str, dry_run: bool, count: int, late_after: float, loglevel: str | None) -> None:
+    """Send the app's periodic tasks when due. Safe on every replica: each run is claimed in the
+    result store first, so exactly one beat sends it."""
+    from .beat import Beat
+    from .schedules import iso, next_runs
+
+    app = load_app(app_path)
+    entries = app.periodic_tasks
+    if dry_run:
+        now = time.time()
+        for name, item in entries.items():
+            runs = ", ".join(iso(t) for t in next_runs(item.schedule, now, count))
+            click.echo(f"{name} ({item.task}, {item.schedule.describe()}): {runs}")
+        if not entries:
+            click.echo("no periodic tasks")
+        return
+    from .runtime.pools import LOG_FORMAT
+
+    logging.basicConfig(level=(loglevel or app.settings.log_level).upper(), format=LOG_FORMAT)
+    if not entries:
+        raise click.ClickException(f"app {app.name!r} declares no periodic tasks: nothing to schedule")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    Beat(app, late_after_s=late_after).run(stop)
+
+
+@main.command()
+@app_option
+@json_option
+@user_errors
+def schedules(app_path: str, as_json: bool) -> None:
+    """The periodic tasks: schedule, next run, last run sent, and what runs them."""
+    from .beat import last_runs
+    from .deploy.registry import scheduler_for
+    from .schedules import iso
+
+    app = load_app(app_path)
+    entries = app.periodic_tasks
+    last = last_runs(app, list(entries)) if entries else {}
+    where = scheduler_for(app.broker_url)
+    now = time.time()
+    rows = [
+        {
+            "name": name,
+            "task": item.task,
+            "schedule": item.schedule.describe(),
+            "missed": item.missed,
+            "next_run": iso(item.schedule.next_after(now)),
+            "last_run": iso(last[name]) if name in last else None,
+            "runs_on": where,
+        }
+        for name, item in entries.items()
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no periodic tasks")
+        return
+    click.echo(f"{'name':<24} {'schedule':<36} {'next run':<21} {'last run':<21} runs on")
+    for row in rows:
+        last_text = row["last_run"] or "never"
+        click.echo(f"{row['name']:<24} {row['schedule']:<36} {row['next_run']:<21} {last_text:<21} {row['runs_on']}")
 
 
 @main.command()
@@ -252,7 +342,7 @@ def result(app_path: str, task_id: str, wait_s: float | None) -> None:
 
 @main.command()
 @app_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@json_option
 @user_errors
 def inspect(app_path: str, as_json: bool) -> None:
     """Per queue: messages ready, in flight, delayed and dead-lettered."""

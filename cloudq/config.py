@@ -138,6 +138,10 @@ class Settings(BaseModel):
     broker_options: dict[str, Any] = Field(default_factory=dict)
     results_options: dict[str, Any] = Field(default_factory=dict)
     deploy: dict[str, Any] = Field(default_factory=dict, description="options of `cloudq deploy` (deploy/settings.py)")
+    beat_schedule: dict[str, Any] = Field(
+        default_factory=dict,
+        description="periodic tasks, Celery's beat_schedule: name -> {task, schedule, args, kwargs, options, missed}",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 

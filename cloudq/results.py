@@ -234,9 +234,11 @@ class AsyncResult:
     @property
     def worker(self) -> str | None:
         """The worker's hostname (``result_extended``), else the worker that claimed an idempotent
-        task (``host:pid``)."""
+        task (``host:pid``; the claim's owner is ``host:pid/message id``)."""
         record = self._fetch()
-        return (record.worker or record.claim_owner) if record else None
+        if record is None:
+            return None
+        return record.worker or (record.claim_owner.partition("/")[0] if record.claim_owner else None)
 
     @property
     def args(self) -> list[Any] | None:

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudq.errors import BackendUnavailable, CloudqError, ConfigurationError, MessageTooLarge, QueueNotFound
 from cloudq.interfaces import UNKNOWN, BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
+from cloudq.periodic import fill_publish_minute
 from cloudq.util.chunks import chunks
 
 from . import deferral
@@ -419,6 +420,8 @@ class PubSubBroker:
             body, malformed = self._claimed(internal[CLAIM], body)
             if malformed:  # copies keep the message's own data; the reason names the pointer
                 del internal[CLAIM]
+        if malformed is None:  # a Cloud Scheduler job's run: its due minute comes from the publish time
+            body = fill_publish_minute(body, message.publish_time.timestamp())
         attempt = item.delivery_attempt if item.delivery_attempt > 0 else 1
         with self._lock:
             self._hidden.pop((paths.subscription, internal[MESSAGE_ID]), None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .model import QueueSpec
+from .model import AppModel, QueueSpec, ScheduleSpec
 from .settings import queue_table
 
 
@@ -24,3 +24,29 @@ def time_limit_problems(queue: QueueSpec, runtime: str, most_s: float, timeout_s
                 f"{queue.name!r} on {runtime}: raise timeout in {where} or lower the task's time_limit"
             )
     return out
+
+
+def beat_hint() -> str:
+    return 'run it with `cloudq beat` instead (schedules = "beat" in [tool.cloudq.deploy])'
+
+
+def schedule_problems(model: AppModel, scheduler: str) -> tuple[list[ScheduleSpec], list[str]]:
+    """The periodic tasks a cloud scheduler can send as they are, and why the others cannot: the
+    scheduler builds each run's message, so it cannot sign it nor compute an ``expires`` from the
+    due time."""
+    problems: list[str] = []
+    if model.schedules and model.settings.signing_key is not None:
+        problems.append(
+            f"periodic tasks cannot be deployed to {scheduler} with a signing key: the scheduler builds each "
+            f"run's message and cannot sign it; {beat_hint()}"
+        )
+    fine = []
+    for spec in model.schedules:
+        if "expires" in spec.options:
+            problems.append(
+                f"periodic task {spec.name!r}: options expires is relative to each run's due time, which "
+                f"{scheduler} cannot compute into the message; remove it or {beat_hint()}"
+            )
+        else:
+            fine.append(spec)
+    return fine, problems

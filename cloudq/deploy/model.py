@@ -9,9 +9,11 @@ serves a queue and how is the ``deploy`` table's business (settings.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..periodic import scheduled_message
 from ..retry import deliveries_allowed
+from ..schedules import Schedule
 from .settings import DeploySettings, PackageOptions, QueueOptions, check_stage, parse_deploy_settings
 
 if TYPE_CHECKING:
@@ -51,6 +53,32 @@ class QueueSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """A periodic task as a cloud scheduler runs it: where its runs go and what they carry."""
+
+    name: str
+    task: str
+    queue: str  # the queue its runs are sent to (routed like any send)
+    schedule: Schedule
+    args: list[Any]  # JSON-compatible (the task's validator's output)
+    kwargs: dict[str, Any]
+    options: dict[str, Any]  # the entry's apply_async options
+
+    def message(self, scheduled_time: str, headers: dict[str, str] | None = None) -> str:
+        """The envelope text, with the scheduler's due-time placeholder in the id and headers."""
+        own = dict(self.options.get("headers") or {})
+        return scheduled_message(
+            self.name,
+            self.task,
+            self.args,
+            self.kwargs,
+            scheduled_time,
+            {**own, **(headers or {})},
+            self.options.get("ignore_result"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class AppModel:
     app: str
     app_path: str  # module:attribute, as the functions will import it
@@ -61,7 +89,7 @@ class AppModel:
     queues: tuple[QueueSpec, ...]
     package: PackageOptions
     tags: dict[str, str] = field(default_factory=dict)
-    schedules: tuple[str, ...] = ()  # periodic tasks: the App declares none yet
+    schedules: tuple[ScheduleSpec, ...] = ()  # periodic tasks the cloud's scheduler runs (deploy schedules="cloud")
     options: DeploySettings = field(default_factory=DeploySettings)  # the whole deploy table
 
     def queue(self, name: str) -> QueueSpec:
@@ -85,6 +113,9 @@ def build_model(app: App, app_path: str, stage: str | None = None) -> AppModel:
         backoff = 1.0 if policy.backoff is True else float(policy.backoff)
         spec = TaskSpec(task.name, retries, task.time_limit, backoff, policy.backoff_max)
         queues.setdefault(app.queue_for(task), []).append(spec)
+    schedules = _schedules(app) if options.schedules == "cloud" else ()
+    for scheduled in schedules:
+        queues.setdefault(scheduled.queue, [])
     specs = []
     for name, tasks in queues.items():
         queue_options = options.for_queue(name)
@@ -111,5 +142,16 @@ def build_model(app: App, app_path: str, stage: str | None = None) -> AppModel:
         queues=tuple(specs),
         package=options.package,
         tags=dict(options.tags),
+        schedules=schedules,
         options=options,
     )
+
+
+def _schedules(app: App) -> tuple[ScheduleSpec, ...]:
+    out = []
+    for item in app.periodic_tasks.values():
+        task = app.tasks[item.task]
+        args, kwargs = task.validator.to_message(item.args, item.kwargs)
+        queue = app.queue_for(task, item.queue)
+        out.append(ScheduleSpec(item.name, item.task, queue, item.schedule, args, kwargs, dict(item.options)))
+    return tuple(out)

@@ -37,3 +37,16 @@ def deployer_for(model: AppModel) -> Deployer:
         )
     deployer: Deployer = deployer_factory(scheme)(model)
     return deployer
+
+
+def scheduler_for(broker_url: str) -> str:
+    """What runs the periodic tasks of an app on this broker: its deployer's cloud scheduler
+    (``scheduler`` attribute) once deployed, else ``cloudq beat``."""
+    scheme = urlsplit(broker_url).scheme
+    if scheme in _EMBEDDED:
+        return "cloudq beat"
+    try:
+        name = getattr(deployer_factory(scheme), "scheduler", None)
+    except ConfigurationError:
+        name = None
+    return f"{name} (cloudq deploy) or cloudq beat" if name else "cloudq beat"

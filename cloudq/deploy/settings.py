@@ -7,6 +7,8 @@ tags = { team = "payments" }           # added to every resource cloudq creates
 lambda_runtime = "python3.13"          # the functions' runtime; the package is built for it
 lambda_architecture = "x86_64"         # or "arm64"
 log_retention_days = 30                # the functions' CloudWatch log groups
+schedules = "cloud"                    # periodic tasks on the cloud's scheduler; "beat": run `cloudq beat`
+scheduler_location = "us-central1"     # Cloud Scheduler's location (GCP)
 
 [tool.cloudq.deploy.queues."*"]        # every queue (globs apply in order, then the exact name)
 runtime = "container"                  # container | lambda | push
@@ -96,6 +98,9 @@ class DeploySettings(BaseModel):
     lambda_runtime: str = DEFAULT_LAMBDA_RUNTIME
     lambda_architecture: LambdaArchitecture = DEFAULT_LAMBDA_ARCHITECTURE
     log_retention_days: int = DEFAULT_LOG_RETENTION_DAYS
+    # periodic tasks: "cloud" deploys them to the cloud's scheduler, "beat" leaves them to `cloudq beat`
+    schedules: Literal["cloud", "beat"] = "cloud"
+    scheduler_location: str = Field("us-central1", description="Cloud Scheduler's location for the jobs (GCP)")
 
     @field_validator("lambda_runtime")
     @classmethod

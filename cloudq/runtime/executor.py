@@ -46,6 +46,7 @@ from ..errors import (
     WorkerLost,
 )
 from ..interfaces import Delivery, OutgoingMessage, ResultRecord, ResultWriter
+from ..periodic import SCHEDULE_HEADER
 from ..results import exception_name, read_many
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
@@ -311,8 +312,8 @@ class Executor:
         except InvalidArguments as exc:
             self._write_failure(env, task, "cloudq.errors.InvalidArguments", str(exc), None, attempt)
             return self._dead(delivery, env, attempt, f"InvalidArguments: {exc}", started, task, exc)
-        if task.idempotent:
-            claimed = self._claim(env, task)
+        if task.idempotent or SCHEDULE_HEADER in env.headers:  # a periodic run's id is its slot: run it once
+            claimed = self._claim(env, task, delivery)
             if claimed is not None:
                 return claimed
         elif task.track_started and not _ignores(env, task):
@@ -695,11 +696,14 @@ class Executor:
             attributes={"task": env.task},
         )
 
-    def _claim(self, env: Envelope, task: Task[Any, Any]) -> Outcome | None:
-        """Idempotent tasks: claim the id before running; a duplicate of a finished or running
-        task does not run again."""
+    def _claim(self, env: Envelope, task: Task[Any, Any], delivery: Delivery) -> Outcome | None:
+        """Idempotent tasks and periodic runs: claim the id before running; a duplicate of a
+        finished or running task does not run again. The owner is this worker's delivery, so two
+        copies of one id received by the same worker are duplicates too; a redelivery of the same
+        message may take its claim over."""
         lease = task.time_limit or self.app.settings.visibility_timeout
-        claim = self.app.results.claim(env.id, self.owner, time.time() + lease + 5, task.name)
+        owner = f"{self.owner}/{delivery.message_id}" if delivery.message_id else self.owner
+        claim = self.app.results.claim(env.id, owner, time.time() + lease + 5, task.name)
         if claim.acquired:
             return None
         record = claim.record

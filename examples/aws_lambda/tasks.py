@@ -14,6 +14,7 @@ import os
 from cloudq_aws.lambda_.handler import make_handler
 
 from cloudq import App
+from cloudq.schedules import crontab
 
 app = App(
     "lambda_example",
@@ -42,6 +43,13 @@ def charge(order_id: str, cents: int) -> str:
 def nightly_report(day: str) -> str:
     """With a time_limit, the handler starts it only when the invocation has 20 s (+ margin) left."""
     return f"report for {day}"
+
+
+@app.periodic_task(crontab(minute=0, hour=2, timezone="Europe/Paris"), name="nightly-cleanup")
+def cleanup() -> str:
+    """Every night at 02:00 Paris time: `cloudq deploy` makes it an EventBridge Scheduler schedule that
+    sends it to the queue (no beat to run); locally, `cloudq beat -A tasks:app` sends it."""
+    return "cleaned"
 
 
 # Lambda calls handler(event, context) for each batch; clients are made on the first call and reused

@@ -15,6 +15,7 @@ import unicodedata
 from cloudq_gcp.push import make_asgi_app, make_wsgi_app
 
 from cloudq import App, Reject
+from cloudq.schedules import crontab
 
 app = App(
     "cloud_run_example",
@@ -36,6 +37,13 @@ def notify(user_id: int, message: str) -> str:
     if user_id < 0:
         raise Reject(f"user {user_id} does not exist")  # final: dead-lettered with this reason
     return f"notified user {user_id}: {message}"
+
+
+@app.periodic_task(crontab(minute="*/30"), name="refresh-feeds")
+def refresh_feeds() -> str:
+    """Every half hour: `cloudq deploy` prints the Cloud Scheduler job that publishes it to the queue's
+    topic; locally, `cloudq beat -A main:app` sends it."""
+    return "refreshed"
 
 
 # the same variables `cloudq deploy` sets on push services (and cloudq_gcp.push_entry reads)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 
 from cloudq import App
+from cloudq.schedules import every
 
 app = App("quickstart")
 
@@ -33,3 +34,9 @@ def flaky_fetch(self, url: str) -> str:
 def slow(seconds: float) -> str:
     time.sleep(seconds)
     return f"slept {seconds}s"
+
+
+@app.periodic_task(every(60), name="heartbeat")
+def heartbeat() -> str:
+    """Once a minute while `cloudq beat -A tasks:app` runs (on any number of machines: each run is sent once)."""
+    return "alive"

@@ -6,6 +6,7 @@ Regenerate the template after a change to the deployer (tests/deploy checks it i
 """
 
 from cloudq import App
+from cloudq.schedules import crontab
 
 app = App(
     "shop",
@@ -28,3 +29,8 @@ def send_email(to: str, subject: str) -> None:
 def add(a: int, b: int) -> int:
     """Runs on container workers (cloudq worker -A reference_app:app -Q default)."""
     return a + b
+
+
+@app.periodic_task(crontab(minute=0, hour=6, timezone="Europe/Paris"), name="nightly-report")
+def nightly_report() -> None:
+    """Every day at 06:00 Paris time: an EventBridge Scheduler schedule sends it to the default queue."""

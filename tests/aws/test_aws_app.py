@@ -246,7 +246,7 @@ def test_a_task_over_its_rate_waits_leased_and_runs_on_its_first_delivery(app: A
     app.broker.queue("default")
     app.results.get("warm-up")
     held = [limited.delay(i) for i in range(3)]
-    others = free.map([(i,) for i in range(5)])
+    others = free.send_each([(i,) for i in range(5)])
     clock = FakeClock()
     worker = Worker(app, concurrency=2, lease_s=2.0, poll_wait_s=1.0)
     worker.rate_limits = RateLimits(app, clock)

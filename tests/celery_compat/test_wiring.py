@@ -177,7 +177,6 @@ def test_a_refused_setting_changes_nothing(make_app: Callable[..., App]) -> None
         ("worker_prefetch_multiplier", 1, "use prefetch_multiplier"),
         ("task_queues", ["Queue('default', Exchange('default'))"], "no AMQP exchanges"),
         ("task_default_exchange", "tasks", "no AMQP exchanges"),
-        ("beat_schedule", {}, "beat"),
         ("worker_send_task_events", True, "sends no events"),
         ("timezone", "Europe/Paris", "UTC"),
     ],

@@ -446,7 +446,7 @@ def test_rate_limit_applies_per_function_instance_and_records_wait_leased(sqs: A
     handler = make_handler(app)
     clock = FakeClock()
     handler.rate_limits = RateLimits(app, clock, clock.sleep)
-    results = limited.map([(1,), (2,), (3,)])
+    results = limited.send_each([(1,), (2,), (3,)])
     poller = poller_for(app, sqs)
     invocation = poller.invoke(handler, poller.receive_all(3))
     assert invocation.response == {"batchItemFailures": []}
@@ -472,7 +472,7 @@ def test_a_record_whose_token_is_past_the_invocation_is_sent_again_delayed(
     handler = make_handler(app, safety_margin_s=1.0)
     clock = FakeClock()
     handler.rate_limits = RateLimits(app, clock, clock.sleep)
-    results = limited.map([(1,), (2,), (3,)])
+    results = limited.send_each([(1,), (2,), (3,)])
     poller = poller_for(app, sqs)
     messages = poller.receive_all(3)
     with aws.count_requests() as requests:

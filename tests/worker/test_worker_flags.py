@@ -68,7 +68,7 @@ def test_a_node_name_code_cloudq_cannot_expand_is_one_line(pattern):
 
 
 def test_prefork_is_the_process_pool(tasks_app):
-    handles = tasks_app.pid.map([(i,) for i in range(3)])
+    handles = tasks_app.pid.send_each([(i,) for i in range(3)])
     worker = Worker(tasks_app.app, pool="prefork", app_path="tasks_app:app", concurrency=1, burst=True)
     assert worker.pool == "process"
     assert run_burst(worker) == 0
@@ -90,7 +90,7 @@ def test_solo_runs_one_task_at_a_time_in_one_thread(make_app):
             running[0] -= 1
         return i
 
-    handles = work.map([(i,) for i in range(20)])
+    handles = work.send_each([(i,) for i in range(20)])
     worker = Worker(app, pool="solo", burst=True)
     assert (worker.pool, worker.concurrency) == ("threads", 1)
     assert run_burst(worker) == 0
@@ -113,7 +113,7 @@ def test_an_unknown_pool_lists_celerys_names_too(make_app):
 
 
 def test_max_tasks_per_child_replaces_the_child_between_tasks(tasks_app):
-    handles = tasks_app.pid.map([(i,) for i in range(5)])
+    handles = tasks_app.pid.send_each([(i,) for i in range(5)])
     worker = Worker(
         tasks_app.app, pool="process", app_path="tasks_app:app", concurrency=1, burst=True, max_tasks_per_child=2
     )
@@ -126,13 +126,13 @@ def test_max_tasks_per_child_replaces_the_child_between_tasks(tasks_app):
 
 def test_the_setting_and_celerys_name_apply_too(tasks_app):
     tasks_app.app.conf.worker_max_tasks_per_child = 1
-    handles = tasks_app.pid.map([(i,) for i in range(3)])
+    handles = tasks_app.pid.send_each([(i,) for i in range(3)])
     assert run_burst(Worker(tasks_app.app, pool="process", app_path="tasks_app:app", concurrency=1, burst=True)) == 0
     assert len({h.get(timeout=5) for h in handles}) == 3
 
 
 def test_max_memory_per_child_replaces_a_child_left_above_it(tasks_app, caplog):
-    handles = tasks_app.pid.map([(i,) for i in range(3)])
+    handles = tasks_app.pid.send_each([(i,) for i in range(3)])
     worker = Worker(
         tasks_app.app, pool="process", app_path="tasks_app:app", concurrency=1, burst=True, max_memory_per_child=1
     )  # 1 KiB: every child is above it after its task
@@ -143,7 +143,7 @@ def test_max_memory_per_child_replaces_a_child_left_above_it(tasks_app, caplog):
 
 
 def test_a_child_under_its_memory_limit_is_kept(tasks_app):
-    handles = tasks_app.pid.map([(i,) for i in range(3)])
+    handles = tasks_app.pid.send_each([(i,) for i in range(3)])
     worker = Worker(
         tasks_app.app, pool="process", app_path="tasks_app:app", concurrency=1, burst=True, max_memory_per_child=2**30
     )
@@ -203,7 +203,7 @@ def test_the_threads_pool_autoscales_and_its_buffer_follows_the_live_slots(make_
             running[0] -= 1
         return i
 
-    handles = blocked.map([(i,) for i in range(12)])
+    handles = blocked.send_each([(i,) for i in range(12)])
     worker = Worker(
         app,
         autoscale=(4, 1),
@@ -290,7 +290,7 @@ def test_cloudq_worker_with_celerys_flags(tasks_app, clean_env):
     """A real ``cloudq worker -P prefork -n w1@%h -E --max-tasks-per-child 1``: the node name
     reaches the pool child's self.request.hostname, -E says what it does."""
     handles = [tasks_app.node.delay() for _ in range(2)]
-    pids = tasks_app.pid.map([(i,) for i in range(2)])
+    pids = tasks_app.pid.send_each([(i,) for i in range(2)])
     args = ["-P", "prefork", "-c", "1", "-n", "w1@%h", "-E", "--max-tasks-per-child", "1", "--burst"]
     done = subprocess.run(
         [sys.executable, "-m", "cloudq", "worker", "-A", "tasks_app:app", "-l", "INFO", *args],
@@ -311,7 +311,7 @@ def test_the_process_pools_children_share_the_workers_one_bucket(tasks_app):
     """Celery's rate limits are per worker: two children, one token per minute between them."""
     from cloudq.runtime.ratelimit import RateLimits
 
-    handles = tasks_app.limited.map([(i,) for i in range(3)])
+    handles = tasks_app.limited.send_each([(i,) for i in range(3)])
     clock = FakeClock()
     worker = Worker(tasks_app.app, pool="process", app_path="tasks_app:app", concurrency=2, poll_wait_s=0.05)
     worker.rate_limits = RateLimits(tasks_app.app, clock)

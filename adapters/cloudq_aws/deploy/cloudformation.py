@@ -87,20 +87,47 @@ def _table(table: str, tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def _role(layout: AWSLayout, tags: dict[str, str]) -> dict[str, Any]:
-    policy = layout.policy(iam.Arns.cloudformation())
+def _role(name: str, principals: list[str], policy: dict[str, Any], tags: dict[str, str]) -> dict[str, Any]:
+    """A role whose policy's ARNs (built with ``Arns.cloudformation()``) are substituted."""
     for statement in policy["Statement"]:
         statement["Resource"] = [{"Fn::Sub": arn} for arn in statement["Resource"]]
     return {
         "Type": "AWS::IAM::Role",
         "Properties": {
-            "RoleName": layout.role_name,
+            "RoleName": name,
             "Path": iam.ROLE_PATH,
-            "AssumeRolePolicyDocument": iam.trust_policy(layout.principals()),
+            "AssumeRolePolicyDocument": iam.trust_policy(principals),
             "Policies": [{"PolicyName": iam.POLICY_NAME, "PolicyDocument": policy}],
             "Tags": _tags(tags),
         },
     }
+
+
+def _schedules(layout: AWSLayout, tags: dict[str, str]) -> dict[str, Any]:
+    """The schedule group, the role the schedules send with, and one schedule per periodic task."""
+    group_id, role_id = logical_id("ScheduleGroup", layout.schedule_group), "SchedulerRole"
+    policy = layout.scheduler_policy(iam.Arns.cloudformation())
+    out: dict[str, Any] = {
+        group_id: {
+            "Type": "AWS::Scheduler::ScheduleGroup",
+            "Properties": {"Name": layout.schedule_group, "Tags": _tags(tags)},
+        },
+        role_id: _role(layout.scheduler_role_name, [iam.SCHEDULER_PRINCIPAL], policy, tags),
+    }
+    for s in layout.schedules:
+        out[logical_id("Schedule", s.spec.name)] = {
+            "Type": "AWS::Scheduler::Schedule",
+            "Properties": {
+                "Name": s.spec.name,
+                "GroupName": {"Ref": group_id},
+                "ScheduleExpression": s.expression,
+                "ScheduleExpressionTimezone": s.timezone,
+                "FlexibleTimeWindow": {"Mode": "OFF"},
+                "State": "ENABLED",
+                "Target": s.target(_arn(logical_id("Queue", s.queue_sqs_name)), _arn(role_id)),
+            },
+        }
+    return out
 
 
 def template(layout: AWSLayout) -> dict[str, Any]:
@@ -117,7 +144,7 @@ def template(layout: AWSLayout) -> dict[str, Any]:
     if layout.table:
         resources[logical_id("Table", layout.table)] = _table(layout.table, tags)
     role_id = "Role"
-    resources[role_id] = _role(layout, tags)
+    resources[role_id] = _role(layout.role_name, layout.principals(), layout.policy(iam.Arns.cloudformation()), tags)
     for q in layout.queues:
         fn = q.function
         if fn is None:
@@ -159,6 +186,8 @@ def template(layout: AWSLayout) -> dict[str, Any]:
         if fn.max_concurrency:
             mapping["ScalingConfig"] = {"MaximumConcurrency": fn.max_concurrency}
         resources[logical_id("Mapping", fn.name)] = {"Type": "AWS::Lambda::EventSourceMapping", "Properties": mapping}
+    if layout.schedules:
+        resources.update(_schedules(layout, tags))
     doc: dict[str, Any] = {
         "AWSTemplateFormatVersion": TEMPLATE_VERSION,
         "Description": f"cloudq app {model.app}, stage {model.stage} (cloudq deploy --emit cloudformation)",

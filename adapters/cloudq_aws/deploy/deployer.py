@@ -22,7 +22,22 @@ from ..errors import translated
 from ..session import Clients
 from . import iam, packaging
 from .layout import BUILD_DIR, AWSLayout, build_layout, tag_value
-from .ops import BUCKET, FUNCTION, KIND_ORDER, LOG_GROUP, MAPPING, QUEUE, ROLE, TABLE, mapping_name, resource_ops
+from .ops import (
+    BUCKET,
+    FUNCTION,
+    KIND_ORDER,
+    LOG_GROUP,
+    MAPPING,
+    QUEUE,
+    ROLE,
+    SCHEDULE,
+    SCHEDULE_GROUP,
+    TABLE,
+    mapping_name,
+    resource_ops,
+    schedule_name,
+)
+from .schedules import schedules_cost
 
 log = logging.getLogger("cloudq.deploy")
 PROVIDER = "aws"
@@ -56,6 +71,7 @@ def table_spec(table: str, tags: Mapping[str, str]) -> dict[str, Any]:
 
 class AWSDeployer:
     provider = PROVIDER
+    scheduler = "EventBridge Scheduler"
 
     def __init__(self, model: AppModel, project: Path | None = None) -> None:
         self.model = model
@@ -144,6 +160,14 @@ class AWSDeployer:
             "tags": tags,
         }
         out.append(Resource(ROLE, layout.role_name, role, frozenset({"Path"})))
+        if layout.schedules:
+            scheduler_role = {
+                "Path": iam.ROLE_PATH,
+                "AssumeRolePolicyDocument": iam.trust_policy([iam.SCHEDULER_PRINCIPAL]),
+                "Policy": layout.scheduler_policy(arns),
+                "tags": tags,
+            }
+            out.append(Resource(ROLE, layout.scheduler_role_name, scheduler_role, frozenset({"Path"})))
         for q in layout.queues:
             fn = q.function
             if fn is None:
@@ -173,6 +197,18 @@ class AWSDeployer:
             }
             name = mapping_name(arns.queue(q.sqs_name), fn.name)
             out.append(Resource(MAPPING, name, mapping, frozenset({"FunctionName", "EventSourceArn"})))
+        if layout.schedules:
+            out.append(Resource(SCHEDULE_GROUP, layout.schedule_group, {"tags": tags}))
+        role_arn = arns.role(layout.scheduler_role_name)
+        for s in layout.schedules:
+            spec = {
+                "ScheduleExpression": s.expression,
+                "ScheduleExpressionTimezone": s.timezone,
+                "FlexibleTimeWindow": {"Mode": "OFF"},
+                "State": "ENABLED",
+                "Target": s.target(arns.queue(s.queue_sqs_name), role_arn),
+            }
+            out.append(Resource(SCHEDULE, schedule_name(s.group, s.spec.name), spec))
         return out
 
     def live(self, desired: Sequence[Resource]) -> dict[str, Resource]:
@@ -199,11 +235,13 @@ class AWSDeployer:
                 "the signing key is not copied into the functions: set CLOUDQ_SIGNING_KEY on them from your "
                 "secret store (e.g. aws lambda update-function-configuration --function-name NAME --environment ...)"
             )
-        if self.model.schedules:
-            notes.append("periodic tasks are not deployed yet (EventBridge Scheduler)")
         return notes
 
     def info(self) -> list[str]:
+        lines = [schedules_cost(self.layout.schedules)] if self.layout.schedules else []
+        return lines + self._function_info()
+
+    def _function_info(self) -> list[str]:
         if not self.layout.functions:
             return []
         p = self.package

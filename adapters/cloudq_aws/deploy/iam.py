@@ -35,7 +35,9 @@ RESULT_ACTIONS = (
 )
 PAYLOAD_ACTIONS = ("s3:DeleteObject", "s3:GetObject", "s3:PutObject")
 LOG_STREAM_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
+SCHEDULER_ACTIONS = ("sqs:SendMessage",)  # all EventBridge Scheduler does with the role: send each run
 LAMBDA_PRINCIPAL = "lambda.amazonaws.com"
+SCHEDULER_PRINCIPAL = "scheduler.amazonaws.com"
 CONTAINER_PRINCIPAL = "ecs-tasks.amazonaws.com"
 
 
@@ -98,3 +100,8 @@ def access_policy(
     if log_stream_arns:
         statements.append(_statement("CloudqLogStreams", LOG_STREAM_ACTIONS, log_stream_arns))
     return {"Version": POLICY_VERSION, "Statement": statements}
+
+
+def scheduler_policy(queue_arns: Sequence[Any]) -> dict[str, Any]:
+    """The schedules' role: send messages to the queues periodic tasks run on, nothing else."""
+    return {"Version": POLICY_VERSION, "Statement": [_statement("CloudqScheduledRuns", SCHEDULER_ACTIONS, queue_arns)]}

@@ -25,6 +25,7 @@ from ..dynamodb import DynamoDBResultStore
 from ..sqs import SQSBroker
 from . import iam
 from .deps import Target
+from .schedules import ScheduleLayout, build_schedules, group_name
 
 # Lambda + SQS service limits
 LAMBDA_MAX_TIMEOUT_S = 900
@@ -46,6 +47,7 @@ FUNCTION_NAME_MAX = 64
 BUILD_DIR = "build/cloudq"  # where --emit writes the function archive, under the project folder
 LOG_GROUP_PREFIX = "/aws/lambda/"
 ROLE_NAME_MAX = 64
+SCHEDULER_ROLE_SUFFIX = "-scheduler"
 
 TAG_SEPARATOR = ":"  # tags cloudq:app, cloudq:stage, cloudq:managed-by
 _TAG_VALUE = re.compile(r"[^\w .:/=+@-]")
@@ -106,6 +108,21 @@ class AWSLayout:
     bucket: str | None
     object_prefixes: tuple[str, ...]  # key prefixes the runtimes write payloads under
     role_name: str
+    schedules: tuple[ScheduleLayout, ...] = ()  # periodic tasks on EventBridge Scheduler
+    schedule_problems: tuple[str, ...] = ()
+
+    @property
+    def scheduler_role_name(self) -> str:
+        """The role EventBridge Scheduler sends runs with (only sqs:SendMessage, only their queues)."""
+        return _fit(self.role_name, ROLE_NAME_MAX - len(SCHEDULER_ROLE_SUFFIX)) + SCHEDULER_ROLE_SUFFIX
+
+    @property
+    def schedule_group(self) -> str:
+        return group_name(self.model)
+
+    def scheduler_policy(self, arns: iam.Arns) -> dict[str, Any]:
+        queues = sorted({s.queue_sqs_name for s in self.schedules})
+        return iam.scheduler_policy([arns.queue(q) for q in queues])
 
     @property
     def archive_name(self) -> str:
@@ -173,6 +190,7 @@ class AWSLayout:
         out: list[str] = []
         for q in self.queues:
             out.extend(queue_problems(q))
+        out.extend(self.schedule_problems)
         return out
 
 
@@ -244,7 +262,18 @@ def build_layout(model: AppModel) -> AWSLayout:
             if store.offload.objects.bucket == bucket:
                 prefixes.append(store.offload.prefix)
     role = _ROLE_NAME.sub("-", f"cloudq-{model.app}-{model.stage}")
-    return AWSLayout(model, broker, tuple(queues), table, bucket, tuple(prefixes), _fit(role, ROLE_NAME_MAX))
+    schedules, problems = build_schedules(model, broker.sqs_name)
+    return AWSLayout(
+        model,
+        broker,
+        tuple(queues),
+        table,
+        bucket,
+        tuple(prefixes),
+        _fit(role, ROLE_NAME_MAX),
+        tuple(schedules),
+        tuple(problems),
+    )
 
 
 def queue_problems(q: QueueLayout) -> list[str]:

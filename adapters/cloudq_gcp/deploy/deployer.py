@@ -26,10 +26,11 @@ from cloudq.errors import ConfigurationError
 
 from ..errors import PUBSUB, translated
 from ..options import PubSubOptions
-from ..pubsub_admin import subscription_requests
+from ..pubsub_admin import queue_paths, subscription_requests
 from .checks import queue_problems
 from .layout import label_value, layout
 from .notes import notes
+from .schedules import build_jobs, job_notes
 from .specs import (
     KIND_ORDER,
     SUBSCRIPTION,
@@ -47,12 +48,14 @@ LABEL_SEPARATOR = "-"  # labels cloudq-app, cloudq-stage, cloudq-managed-by
 
 class GCPDeployer:
     provider = PROVIDER
+    scheduler = "Cloud Scheduler"
 
     def __init__(self, model: AppModel) -> None:
         self.model = model
         self.options = PubSubOptions.from_url(model.broker_url, model.settings)
         self.queues = layout(model, self.options)
         self.project = self.options.project
+        self.jobs, self._job_problems = build_jobs(model, lambda queue: queue_paths(self.options, queue).topic)
         self._publisher: Any = None
         self._subscriber: Any = None
 
@@ -82,7 +85,7 @@ class GCPDeployer:
     # -- the Deployer protocol ---------------------------------------------------------------
 
     def problems(self) -> list[str]:
-        return [p for q in self.queues for p in queue_problems(q)]
+        return [p for q in self.queues for p in queue_problems(q)] + self._job_problems
 
     def desired(self) -> list[Resource]:
         labels = self.labels
@@ -140,7 +143,8 @@ class GCPDeployer:
         return sorted(found, key=lambda r: (KIND_ORDER.index(r.kind), not r.name.endswith("-dead"), r.name))
 
     def notes(self) -> list[str]:
-        return notes(self.model, self.project, self.queues)
+        location = self.model.options.scheduler_location
+        return notes(self.model, self.project, self.queues) + job_notes(self.jobs, self.project, location)
 
     def info(self) -> list[str]:
         return []

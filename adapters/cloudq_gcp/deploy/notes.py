@@ -37,8 +37,6 @@ def notes(model: AppModel, project: str, queues: list[QueueLayout]) -> list[str]
             )
     notes.extend(push_notes(model, project, queues))
     notes.extend(results_notes(model))
-    if model.schedules:
-        notes.append("# periodic tasks are not deployed yet (Cloud Scheduler)")
     return notes
 
 

@@ -16,12 +16,13 @@ from cloudq.deploy import Resource
 
 from ...session import Clients
 from .buckets import BucketOps
-from .common import BUCKET, FUNCTION, KIND_ORDER, LOG_GROUP, MAPPING, QUEUE, ROLE, TABLE
+from .common import BUCKET, FUNCTION, KIND_ORDER, LOG_GROUP, MAPPING, QUEUE, ROLE, SCHEDULE, SCHEDULE_GROUP, TABLE
 from .functions import FunctionOps
 from .log_groups import LogGroupOps
 from .mappings import MappingOps, mapping_name
 from .queues import QueueOps
 from .roles import RoleOps
+from .schedules import ScheduleGroupOps, ScheduleOps, schedule_name
 from .tables import TableOps
 
 __all__ = [
@@ -32,10 +33,13 @@ __all__ = [
     "MAPPING",
     "QUEUE",
     "ROLE",
+    "SCHEDULE",
+    "SCHEDULE_GROUP",
     "TABLE",
     "ResourceOps",
     "mapping_name",
     "resource_ops",
+    "schedule_name",
 ]
 
 
@@ -72,5 +76,7 @@ def resource_ops(
         LogGroupOps(clients, log_group_prefix),
         FunctionOps(clients, code),
         MappingOps(clients),
+        ScheduleGroupOps(clients),
+        ScheduleOps(clients),
     ]
     return {o.kind: o for o in ops}

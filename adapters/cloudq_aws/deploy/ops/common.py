@@ -27,9 +27,12 @@ ROLE = "iam.role"
 LOG_GROUP = "logs.group"
 FUNCTION = "lambda.function"
 MAPPING = "lambda.mapping"
+SCHEDULE_GROUP = "scheduler.group"
+SCHEDULE = "scheduler.schedule"
 # creation order; deletes go backwards. A function's log group comes first, so Lambda never makes
-# one itself (without retention) on the first invocation.
-KIND_ORDER = (BUCKET, QUEUE, TABLE, ROLE, LOG_GROUP, FUNCTION, MAPPING)
+# one itself (without retention) on the first invocation; schedules come after the queues and the
+# role they send with.
+KIND_ORDER = (BUCKET, QUEUE, TABLE, ROLE, LOG_GROUP, FUNCTION, MAPPING, SCHEDULE_GROUP, SCHEDULE)
 
 PROPAGATION_ATTEMPTS = 12  # a new IAM role takes seconds to be usable by Lambda
 PROPAGATION_DELAY_S = 5.0
