@@ -395,6 +395,11 @@ class Executor:
             signals.task_revoked.send(task, request=request, terminated=terminated, signum=signum, expired=False)
         if env is not None:
             self._revoke_rest_of_chain(env, "was revoked")
+            if env.chord is not None:
+                # the revoker wrote the REVOKED record, so no result write counts this header task:
+                # count it here (a redelivery counting it again only makes the chord check its
+                # records early: they, not the count, decide) so the chord ends with ChordError
+                on_header_done(self.app, env, written=True)
         return Ack("revoked")
 
     def _revoke_rest_of_chain(self, env: Envelope, why: str) -> None:
