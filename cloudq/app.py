@@ -26,6 +26,7 @@ from .util.rates import parse_rate
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .control import Control
     from .interfaces import Broker, ResultStore
     from .results import AsyncResult as ResultHandle
     from .runtime.executor import Executor
@@ -436,6 +437,13 @@ class App:
 
             self._executor = Executor(self)
         return self._executor
+
+    @property
+    def control(self) -> Control:
+        """Celery's ``app.control``: ``revoke`` through the result store (cloudq/control.py)."""
+        from .control import Control
+
+        return Control(self)
 
     def close(self) -> None:
         for backend in (self._broker, self._results):
@@ -852,11 +860,13 @@ class App:
         EagerResult; ``store`` also writes the records to the result store; ``throw`` raises the
         task's exception here (Celery's ``task_eager_propagates`` / ``apply(throw=True)``)."""
         from .runtime.executor import EagerWriter, Executor
+        from .runtime.revocations import RevokeCheck
 
         writer = EagerWriter(self.results if store else None)
         executor = Executor(self, writer=writer)
-        outcome = executor.run_eagerly(body)
-        result = EagerResult(task_id, self, writer.records.get(task_id), executor.eager_exception)
+        revoked = RevokeCheck(self).read([task_id]).get(task_id) if store else None  # apply(): as Celery's, unchecked
+        outcome = executor.run_eagerly(body, revoked)
+        result = EagerResult(task_id, self, writer.records.get(task_id) or revoked, executor.eager_exception)
         for _, message in getattr(outcome, "followups", ()):  # the chain's next step, links: run here too
             self.run_eagerly(message.dedup_id or new_task_id(), message.body, store=store, throw=False)
         if throw and result.failed():

@@ -124,6 +124,17 @@ class Settings(BaseModel):
         description="modules whose exception classes .get() may rebuild even when not yet imported "
         "(it imports them); classes of already-imported modules are rebuilt anyway",
     )
+    revoke_check: bool = Field(
+        True,
+        description="read the REVOKED records of each batch of deliveries before running it (one batched "
+        "read per batch: worker and Lambda; one read per push request); false: revoked tasks run",
+    )
+    revoke_poll: float = Field(
+        5.0,
+        ge=0,
+        description="seconds between the worker's reads of the records of the tasks it holds, so "
+        "revoke(terminate=True) reaches a running task (one batched read per poll while it holds any); 0: off",
+    )
     broker_options: dict[str, Any] = Field(default_factory=dict)
     results_options: dict[str, Any] = Field(default_factory=dict)
     deploy: dict[str, Any] = Field(default_factory=dict, description="options of `cloudq deploy` (deploy/settings.py)")

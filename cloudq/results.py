@@ -5,13 +5,13 @@ from __future__ import annotations
 import builtins
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import errors, states
 from .errors import ResultTimeout, TaskFailed
-from .interfaces import AsyncResultReader, ResultRecord, ResultWaiter
+from .interfaces import AsyncResultReader, ManyReader, ResultRecord, ResultStore, ResultWaiter
 from .util.polling import PollSchedule
 
 if TYPE_CHECKING:
@@ -42,6 +42,21 @@ SYNC_SUBTASK_ERROR = (
     "which deadlocks once every slot waits; chain the tasks instead, or pass disable_sync_subtasks=False "
     "to .get() if you know it cannot deadlock"
 )
+
+
+def read_many(store: ResultStore, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+    """The live records of ``task_ids`` keyed by id: one ``get_many`` where the store has it
+    (ManyReader), else one ``get`` per id."""
+    if not task_ids:
+        return {}
+    if isinstance(store, ManyReader):
+        return store.get_many(task_ids)
+    found = {}
+    for task_id in task_ids:
+        record = store.get(task_id)
+        if record is not None:
+            found[task_id] = record
+    return found
 
 
 def exception_name(exc: BaseException) -> str:
@@ -380,6 +395,25 @@ class AsyncResult:
 
     def forget(self) -> None:
         self.app.results.forget(self.id)
+        self._record = None
+
+    def revoke(
+        self,
+        connection: Any = None,
+        terminate: bool = False,
+        signal: str | int | None = None,
+        wait: bool = False,
+        timeout: float | None = None,
+    ) -> None:
+        """Celery's ``revoke``: the task never runs if it has not started; ``terminate=True`` also
+        kills it where it runs in the process pool. A finished task stays finished (a no-op, logged).
+        See ``Control.revoke``; ``connection`` and ``wait`` are refused with the reason. An
+        EagerResult's run already finished: nothing to revoke."""
+        if isinstance(self, EagerResult):
+            return
+        self.app.control.revoke(
+            self.id, terminate=terminate, signal=signal or "SIGTERM", connection=connection, reply=wait, timeout=timeout
+        )
         self._record = None
 
 

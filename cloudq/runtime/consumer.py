@@ -42,8 +42,11 @@ class Consumer:
         burst: Burst | None = None,
         unsettled: Callable[[], int] | None = None,
         settle: Callable[[], None] | None = None,
+        screen: Callable[[list[Delivery]], None] | None = None,
     ) -> None:
+        """``screen`` sees every fetched batch once, before any of it runs (the revoke check)."""
         self.broker = broker
+        self._screen = screen
         self.queues = list(queues)
         self.lease_s = lease_s
         self.poll_wait_s = poll_wait_s
@@ -56,9 +59,17 @@ class Consumer:
 
     def fetch(self, want: int, idle: bool, max_wait_s: float | None = None) -> list[Held] | None:
         """Lease up to ``want`` messages. None only in burst mode, when ``idle`` and drained.
-        ``max_wait_s`` shortens the long poll (a buffered message is due to start by then).
+        ``max_wait_s`` shortens the long poll (a buffered message is due to start by then)."""
+        got = self._fetch(want, idle, max_wait_s)
+        if got and self._screen is not None:
+            try:
+                self._screen([held.delivery for held in got])
+            except Exception as exc:  # never loses what was leased
+                log.error("screening %d received message(s) failed: %s: %s", len(got), type(exc).__name__, exc)
+        return got
 
-        Outcomes linger to fill batches only while there is more work: before settling into a
+    def _fetch(self, want: int, idle: bool, max_wait_s: float | None) -> list[Held] | None:
+        """Outcomes linger to fill batches only while there is more work: before settling into a
         long poll on empty queues, the ones waiting are flushed."""
         poll = self.poll_wait_s if max_wait_s is None else min(self.poll_wait_s, max_wait_s)
         if self._burst is not None and idle:

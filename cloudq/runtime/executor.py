@@ -45,9 +45,9 @@ from ..errors import (
     UnknownTask,
     WorkerLost,
 )
-from ..interfaces import Delivery, ManyReader, OutgoingMessage, ResultRecord, ResultWriter
+from ..interfaces import Delivery, OutgoingMessage, ResultRecord, ResultWriter
 from ..periodic import SCHEDULE_HEADER
-from ..results import exception_name
+from ..results import exception_name, read_many
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
@@ -292,18 +292,7 @@ class Executor:
             self._log("expired", env, delivery, 0, started)
             revoked = self._request(env, task, delivery, env.retries + max(1, delivery.delivery_count))
             signals.task_revoked.send(task, request=revoked, terminated=False, signum=None, expired=True)
-            if env.chain:  # the steps after it will not run either: waiting on them raises, never hangs
-                message = f"not run: step {env.task}[{env.id}] of its chain expired"
-                record = ResultRecord(
-                    env.id,
-                    states.REVOKED,
-                    env.task,
-                    error_type="cloudq.errors.TaskRevokedError",
-                    error_message=message,
-                    finished_at=time.time(),
-                    expires_at=self._expiry(),
-                )
-                fail_rest_of_chain(env, self.writer or self.app.results, record)
+            self._revoke_rest_of_chain(env, "expired")
             return Ack("expired")
         attempt = env.retries + max(1, delivery.delivery_count)
         policy = task.retry_policy
@@ -384,16 +373,58 @@ class Executor:
             return self._succeeded_with_followups(env, result, written)
         return Ack()
 
+    def revoked(
+        self, delivery: Delivery, record: ResultRecord, terminated: bool = False, signum: int | None = None
+    ) -> Outcome:
+        """A revoked task: found REVOKED before it ran, or killed running (``terminated``). Acked,
+        never run (again); ``task_revoked`` fires; the REVOKED record is the revoker's and stays."""
+        env = self._peek_envelope(delivery)
+        task = self.app.tasks.get(env.task) if env is not None else None
+        attempt = (env.retries if env is not None else 0) + max(1, delivery.delivery_count)
+        log.info(
+            "event=revoked task_id=%s task=%s queue=%s attempt=%d terminated=%s: %s",
+            record.task_id,
+            env.task if env is not None else "?",
+            delivery.queue,
+            attempt,
+            terminated,
+            record.error_message,
+        )
+        if env is not None and task is not None:
+            request = self._request(env, task, delivery, attempt)
+            signals.task_revoked.send(task, request=request, terminated=terminated, signum=signum, expired=False)
+        if env is not None:
+            self._revoke_rest_of_chain(env, "was revoked")
+            if env.chord is not None:
+                # the revoker wrote the REVOKED record, so no result write counts this header task:
+                # count it here (a redelivery counting it again only makes the chord check its
+                # records early: they, not the count, decide) so the chord ends with ChordError
+                on_header_done(self.app, env, written=True)
+        return Ack("revoked")
+
+    def _revoke_rest_of_chain(self, env: Envelope, why: str) -> None:
+        """A chain step that will never run: the steps after it will not either, so they are
+        recorded REVOKED (waiting on them raises, never hangs)."""
+        if not env.chain:
+            return
+        record = ResultRecord(
+            env.id,
+            states.REVOKED,
+            env.task,
+            error_type="cloudq.errors.TaskRevokedError",
+            error_message=f"not run: step {env.task}[{env.id}] of its chain {why}",
+            finished_at=time.time(),
+            expires_at=self._expiry(),
+        )
+        fail_rest_of_chain(env, self.writer or self.app.results, record)
+
     def _succeeded_with_followups(self, env: Envelope, result: Any, written: bool) -> Outcome:
         """The Ack of a successful step carrying what it sends next. ``written`` False: the SUCCESS
         record already existed, so this is a redelivery of a step that ran before: send nothing if
         its follow-ups were recorded as sent, else those of the STORED result (the first run's)."""
         if not written:
             store, ids = self.app.results, [children_id(env.id), env.id]
-            if isinstance(store, ManyReader):  # one request (BatchGetItem, get_all, one query)
-                found = store.get_many(ids)
-            else:
-                found = {task_id: record for task_id in ids if (record := store.get(task_id)) is not None}
+            found = read_many(store, ids)  # one request where the store can (BatchGetItem, get_all, one query)
             if ids[0] in found:
                 log.info("duplicate %s %s: its follow-ups were already sent", env.task, env.id)
                 return Ack("duplicate")
@@ -444,11 +475,14 @@ class Executor:
         error: BaseException = TimeLimitExceeded(reason) if timed_out else WorkerLost(reason)
         return self._failed(delivery, env, task, attempt, error, time.monotonic())
 
-    def run_eagerly(self, body: bytes) -> Outcome:
+    def run_eagerly(self, body: bytes, revoked: ResultRecord | None = None) -> Outcome:
         """Eager mode: run a just-sent task in this thread through the same path as a worker; a
-        retry runs at once (as in Celery). ``eager_exception`` keeps the failure, as raised."""
+        retry runs at once (as in Celery). ``eager_exception`` keeps the failure, as raised.
+        ``revoked``: the task's REVOKED record, found before the run: it does not run."""
         count = 0
         self.eager_exception = None
+        if revoked is not None:
+            return self.revoked(Delivery(body, _EAGER_RECEIPT, 1, EAGER_QUEUE), revoked)
         while True:
             count += 1
             outcome = self.execute(Delivery(body, _EAGER_RECEIPT, count, EAGER_QUEUE))

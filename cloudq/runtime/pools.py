@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import signal
+import threading
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import ConfigurationError
-from ..interfaces import Delivery
+from ..interfaces import Delivery, ResultRecord
 from .child import FATAL, READY, ChildError, child_main, decode_outcome, describe, encode_delivery, unframe
 from .consumer import peek
 from .executor import Executor, Outcome, RetryIn, give_back
@@ -30,7 +33,12 @@ CHILD_EXIT_TIMEOUT_S = 5.0
 
 
 class Runner(Protocol):
+    can_terminate: bool  # revoke(terminate=True) can stop a task it runs
+
     def run(self, delivery: Delivery) -> Outcome: ...
+
+    def terminate(self, delivery: Delivery, signum: int, record: ResultRecord) -> None:
+        """Kill ``delivery``'s task if it is still running here; its run then answers revoked."""
 
     def abandon(self) -> bool:
         """Stop the running task now if that is possible; True when one was stopped."""
@@ -41,6 +49,8 @@ class Runner(Protocol):
 class ThreadRunner:
     """Runs the task in the calling pool thread (soft time limits come from the executor)."""
 
+    can_terminate = False  # a thread cannot be killed
+
     def __init__(self, app: App, executor: Executor | None = None) -> None:
         self.executor = executor or app.executor
 
@@ -49,6 +59,9 @@ class ThreadRunner:
             return self.executor.execute(delivery)
         except BaseException as exc:  # a task calling sys.exit must not stop the worker
             return give_back(delivery, describe(exc))
+
+    def terminate(self, delivery: Delivery, signum: int, record: ResultRecord) -> None:
+        pass
 
     def abandon(self) -> bool:
         return False  # a thread cannot be stopped: its message comes back after its lease
@@ -63,7 +76,12 @@ class ProcessRunner:
     A child that dies or overruns ``time_limit + kill_grace_s`` is replaced; the delivery's fate
     is decided by ``executor.lost`` in this (parent) process. ``recycle`` replaces a child between
     tasks (max tasks / memory per child): the new one starts at once and is awaited by the next run.
+    ``terminate`` (a revoke) kills the child with the revoke's signal, then SIGKILL after
+    ``kill_grace_s`` (children ignore SIGTERM and SIGINT, so a signal to the process group cannot
+    kill tasks the worker lets finish).
     """
+
+    can_terminate = True
 
     def __init__(
         self,
@@ -82,6 +100,9 @@ class ProcessRunner:
         self._proc: SpawnProcess | None = None
         self._conn: Connection | None = None
         self._abandoned = False
+        self._lock = threading.Lock()
+        self._current: Delivery | None = None  # the delivery running in the child
+        self._terminated: tuple[Delivery, int, ResultRecord] | None = None
         self._recycle = recycle or Recycle()
         self._served = 0  # tasks the current child has run
         self._starting = False  # launched, its READY frame not read yet
@@ -127,6 +148,39 @@ class ProcessRunner:
             raise ConfigurationError(str(header.get("error") if header.get("kind") == FATAL else header))
 
     def run(self, delivery: Delivery) -> Outcome:
+        with self._lock:
+            self._current, self._terminated = delivery, None
+        try:
+            return self._run(delivery)
+        finally:
+            with self._lock:
+                self._current = None
+
+    def terminate(self, delivery: Delivery, signum: int, record: ResultRecord) -> None:
+        with self._lock:
+            proc = self._proc
+            if self._current is not delivery or proc is None or proc.pid is None:
+                return  # finished meanwhile
+            self._terminated = (delivery, signum, record)
+            try:
+                os.kill(proc.pid, signum)
+            except (ProcessLookupError, ValueError):
+                return
+        log.warning("revoked task running message %s: sent %s to its pool process", delivery.message_id, signum)
+        if signum != signal.SIGKILL:
+            timer = threading.Timer(self.kill_grace_s, self._kill, args=(proc,))
+            timer.daemon = True
+            timer.start()
+
+    def _kill(self, proc: SpawnProcess) -> None:
+        with self._lock:
+            if self._proc is proc:
+                try:
+                    proc.kill()
+                except (ValueError, OSError):
+                    pass  # gone meanwhile
+
+    def _run(self, delivery: Delivery) -> Outcome:
         try:
             conn = self._send(encode_delivery(delivery))
         except (ConfigurationError, OSError) as exc:
@@ -139,6 +193,8 @@ class ProcessRunner:
             return self._died(delivery)
         if data is None:
             return self._timed_out(delivery, limit or 0.0)
+        with self._lock:
+            self._current = None  # answered: a revoke from now on must not kill the next child
         self._served += 1
         if self._recycle:
             self._replace_if_due()
@@ -189,6 +245,10 @@ class ProcessRunner:
 
     def _died(self, delivery: Delivery) -> Outcome:
         code = self._reap()
+        terminated = self._terminated
+        if terminated is not None and terminated[0] is delivery:  # revoke(terminate=True)
+            log.warning("pool process running revoked message %s exited with code %s", delivery.message_id, code)
+            return self.app.executor.revoked(delivery, terminated[2], terminated=True, signum=terminated[1])
         if self._abandoned:
             return RetryIn(0.0)  # stopped at shutdown: another worker may take it at once
         log.warning("worker process died with exit code %s while running message %s", code, delivery.message_id)

@@ -10,6 +10,7 @@ and graceful shutdown.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import select
@@ -29,7 +30,7 @@ from .acker import ACK_INTERVAL_S, Acker
 from .autoscale import INTERVAL_S, KEEPALIVE_S, Autoscaler
 from .burst import DEFAULT_MAX_WAIT_S, Burst
 from .consumer import Consumer
-from .executor import Executor
+from .executor import Executor, Outcome
 from .givebacks import GiveBacks
 from .heartbeat import Heartbeat
 from .inbox import Held, Inbox
@@ -39,6 +40,8 @@ from .presence import Presence, Tracker, worker_presence
 from .ratelimit import RateLimits
 from .recycle import Recycle
 from .result_batch import BatchedResults
+from .revocations import KnownRevoked, RevokeCheck
+from .revoke_watch import RevokeWatch
 
 if TYPE_CHECKING:
     from ..app import App
@@ -133,6 +136,7 @@ class Worker:
         kill_grace_s: float = DEFAULT_KILL_GRACE_S,
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         unreachable_timeout_s: float = DEFAULT_UNREACHABLE_TIMEOUT_S,
+        revoke_poll_s: float | None = None,
         max_tasks_per_child: int | None = None,
         max_memory_per_child: int | None = None,
         autoscale: tuple[int, int] | None = None,
@@ -145,7 +149,8 @@ class Worker:
         ``pool`` takes Celery's ``prefork`` (= process) and ``solo`` (threads, concurrency 1);
         ``max_tasks_per_child``/``max_memory_per_child`` (KiB) replace process-pool children
         between tasks (default: the settings of the same names). ``autoscale=(max, min)``: the
-        threads or process pool runs min to max slots (autoscale.py); ``concurrency`` is then max."""
+        threads or process pool runs min to max slots (autoscale.py); ``concurrency`` is then max.
+        ``revoke_poll_s`` (default: the ``revoke_poll`` setting) paces the revoke poll of held tasks."""
         s = app.settings
         self.app = app
         self.queues = list(queues) if queues else app.queues()
@@ -171,6 +176,7 @@ class Worker:
         self.kill_grace_s = kill_grace_s
         self.max_wait_s = max_wait_s
         self.unreachable_timeout_s = unreachable_timeout_s
+        self.revoke_poll_s = s.revoke_poll if revoke_poll_s is None else revoke_poll_s
         if not self.queues:
             raise ConfigurationError("the worker has no queues to consume: pass queues or define a task")
         if self.pool not in POOLS:
@@ -201,6 +207,9 @@ class Worker:
         self._burst: Burst | None = None
         self._batched: BatchedResults | None = None
         self._on_exit: list[Callable[[], None]] = []
+        self._known_revoked = KnownRevoked()
+        self._revoke_watch: RevokeWatch | None = None
+        self._active: dict[int, tuple[Delivery, Runner]] = {}  # id(delivery) -> what runs it
         self._broker: Broker | None = None
         self.runners: list[Runner] = []  # one per pool slot, while running
         self._slots: list[threading.Thread] = []
@@ -248,6 +257,11 @@ class Worker:
         """Leases extended by the heartbeat so far."""
         return self._heartbeat.extended if self._heartbeat else 0
 
+    @property
+    def revoke_polls(self) -> int:
+        """Revoke polls of the held tasks' records made so far (one batched read each)."""
+        return self._revoke_watch.polls if self._revoke_watch else 0
+
     # -- run --------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -277,8 +291,17 @@ class Worker:
         burst = None
         if givebacks is not None:
             burst = self._burst = Burst(broker, self.queues, givebacks, self.max_wait_s, settle=acker.flush)
+        check = RevokeCheck(self.app)
+        known = self._known_revoked
         consumer = Consumer(
-            broker, self.queues, lease, poll_wait, burst=burst, unsettled=acker.unsettled, settle=acker.flush
+            broker,
+            self.queues,
+            lease,
+            poll_wait,
+            burst=burst,
+            unsettled=acker.unsettled,
+            settle=acker.flush,
+            screen=(lambda batch: known.add(check.revoked(batch))) if check.enabled else None,
         )
         give_up = self.unreachable_timeout_s if self.burst else None
         # one bucket per task for all slots, in this process (Celery: rate limits are per worker)
@@ -286,6 +309,11 @@ class Worker:
         inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up, gate=gate)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         self.presence = worker_presence(self, inbox)
+        watch = None
+        if check.enabled and self.revoke_poll_s > 0:
+            watch = self._revoke_watch = RevokeWatch(
+                check, known, self.revoke_poll_s, inbox.held, lambda: list(self._active.values())
+            )
         runners: list[Runner] = []
         previous = self._install_signals()
         try:
@@ -295,6 +323,8 @@ class Worker:
             heartbeat.start()
             if self.presence is not None:
                 self.presence.start()
+            if watch is not None:
+                watch.start()
             self._slots = []
             self.lifecycle.ready()  # the pool is up; the slots receive from now on, so no task runs before it
             for runner in runners:
@@ -420,7 +450,7 @@ class Worker:
                 if held is None:
                     retired = inbox.retired()
                     return
-                acker.put(held.delivery, self.tracker.run(runner.run, held.delivery))
+                acker.put(held.delivery, self.tracker.run(functools.partial(self._run, runner), held.delivery))
         except BaseException:
             log.exception("pool slot crashed; stopping the worker")
             self._crashed = True
@@ -434,6 +464,18 @@ class Worker:
                 runner.close()  # its child process exits
             if self._waker is not None:
                 self._waker.wake()
+
+    def _run(self, runner: Runner, delivery: Delivery) -> Outcome:
+        """Run one delivery in ``runner``, unless its task is known revoked (then acked unrun)."""
+        record = self._known_revoked.take(delivery)
+        if record is not None:
+            return self.app.executor.revoked(delivery, record)
+        key = id(delivery)
+        self._active[key] = (delivery, runner)
+        try:
+            return runner.run(delivery)
+        finally:
+            del self._active[key]
 
     def _warn_unrouted(self) -> None:
         """A queue no task routes to is usually a typo (``-Q nosuch``); it is still consumed,
@@ -493,6 +535,8 @@ class Worker:
                 break
             waker.wait(end - now)
         self._abandon(runners)
+        if self._revoke_watch is not None:
+            self._revoke_watch.stop()
         heartbeat.stop()
         if self.presence is not None:
             self.presence.stop()

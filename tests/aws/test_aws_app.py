@@ -6,7 +6,6 @@ import dataclasses
 import json
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from aws_apps import run_burst, sqs_app
@@ -24,13 +23,6 @@ from cloudq.testing.waiting import wait_for
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(120)]
 
 
-@pytest.fixture
-def app(prefix: str) -> Iterator[App]:
-    application = sqs_app(prefix)
-    yield application
-    application.close()
-
-
 def test_batch_sent_tasks_run_with_batched_calls_and_one_write_each(app: App, aws: MotoServer) -> None:
     @app.task()
     def add(a: int, b: int) -> int:
@@ -42,13 +34,15 @@ def test_batch_sent_tasks_run_with_batched_calls_and_one_write_each(app: App, aw
         handles = add.send_each([(i, i) for i in range(25)])
     assert sent.of("sqs") == {"SendMessageBatch": 3}
     with aws.count_requests() as worked:
-        run_burst(app)
+        worker = run_burst(app)
     assert [h.get(timeout=5) for h in handles] == [2 * i for i in range(25)]
     calls = worked.of("sqs")
     assert calls.get("DeleteMessageBatch", 0) < 25 / 2, calls  # acks go out in batches
     assert "DeleteMessage" not in calls and "ChangeMessageVisibility" not in calls
-    # one conditional write per result, no reads; and the worker's presence record, at start and at stop
-    assert worked.of("dynamodb") == {"PutItem": 25 + 2}
+    # one conditional write per result, and the worker's presence record at start and at stop; the
+    # revoke check reads each received batch (10, 10, 5) in one BatchGetItem, plus one per revoke poll
+    # if the burst outlived its interval
+    assert worked.of("dynamodb") == {"PutItem": 25 + 2, "BatchGetItem": 3 + worker.revoke_polls}
 
 
 def test_single_delay_is_one_send_message(app: App, aws: MotoServer) -> None:
@@ -94,6 +88,7 @@ def test_an_eta_beyond_the_sqs_delay_limit_runs_once_and_not_early(app: App, aws
         return "ok"
 
     app.broker.queue("default")
+    app.results.get("warm-up")  # the table exists before the clock starts: the revoke check reads it
     eta = time.time() + 3.5
     with aws.count_requests() as calls:
         handle = stamp.apply_async(eta=eta)

@@ -60,12 +60,14 @@ def test_a_chain_on_lambda_gives_what_it_gives_on_a_worker_at_three_writes_and_o
         steps.append(calls)
     assert not poller.receive(10, wait_s=0)  # the chain ended: nothing more was sent
     assert _values(result) == _values(expected) == [16, 8, 4]
-    # per step, counted at the server: the conditional result write, the next step's send, the
-    # record that it was sent, and the poller's delete (the Lambda service's, as with any task)
+    # per step, counted at the server: the revoke check's read of the batch (one record here), the
+    # conditional result write, the next step's send, the record that it was sent, and the poller's
+    # delete (the Lambda service's, as with any task)
     for calls in steps[:-1]:
-        assert calls.of("dynamodb") == {"PutItem": 2}, calls
+        assert calls.of("dynamodb") == {"BatchGetItem": 1, "PutItem": 2}, calls
         assert calls.of("sqs") == {"SendMessage": 1, "DeleteMessageBatch": 1}, calls
-    assert steps[-1].of("dynamodb") == {"PutItem": 1} and steps[-1].of("sqs") == {"DeleteMessageBatch": 1}
+    assert steps[-1].of("dynamodb") == {"BatchGetItem": 1, "PutItem": 1}
+    assert steps[-1].of("sqs") == {"DeleteMessageBatch": 1}
     local.close()
     app.close()
 

