@@ -64,6 +64,11 @@ class Settings(BaseModel):
     result_extended: bool = Field(
         False, description="keep each task's args, kwargs, queue and worker in its result record (Celery's)"
     )
+    dashboard_redact: bool | list[str] = Field(
+        True,
+        description="cloudq dashboard: true hides every argument value (names and types shown); a list "
+        "hides the values of the arguments so named; false shows them all",
+    )
     visibility_timeout: float = Field(60.0, gt=0, le=43200)
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
     concurrency: int | None = Field(None, ge=1, le=1024)
