@@ -24,7 +24,13 @@ DEFAULT_DB = "cloudq.db"
 # CLOUDQ_* variables that are not settings: the CLI's -A, the Pub/Sub push entry point's OIDC checks,
 # the Lambda entry point's per-invocation concurrency
 OTHER_VARIABLES = frozenset(
-    {"CLOUDQ_APP", "CLOUDQ_PUSH_AUDIENCE", "CLOUDQ_PUSH_SERVICE_ACCOUNT", "CLOUDQ_LAMBDA_CONCURRENCY"}
+    {
+        "CLOUDQ_APP",
+        "CLOUDQ_PUSH_AUDIENCE",
+        "CLOUDQ_PUSH_SERVICE_ACCOUNT",
+        "CLOUDQ_LAMBDA_CONCURRENCY",
+        "CLOUDQ_DASHBOARD_TOKEN",
+    }
 )
 _warned: set[str] = set()
 
