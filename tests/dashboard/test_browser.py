@@ -5,6 +5,7 @@ the token, and read-only, no action is offered. Screenshots: build/dashboard-scr
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from browser import browser_page, chromium, screenshot, served
 from conftest import TOKEN
 
 from cloudq import states
+from cloudq.testing import receive_until
 from cloudq.testing.workers import run_burst
 
 pytestmark = pytest.mark.slow
@@ -92,3 +94,48 @@ def test_without_a_token_or_read_only_no_action_is_offered(app: Any, app_dir: Pa
         answer = page.request.post(f"{url}/tasks/{tid}/revoke", headers={"authorization": f"Bearer {TOKEN}"})
         assert answer.status == 403
         screenshot(page, f"task-{'read-only' if args else 'no-token'}")
+
+
+SQS_APP = """
+from cloudq import App
+
+app = App("dash", broker="sqs://?prefix={prefix}&wait=1", results="dynamodb://{prefix}results", result_extended=True)
+
+
+@app.task(name="notify")
+def notify(email: str) -> str:
+    return email
+"""
+
+
+@pytest.mark.aws
+def test_queues_page_and_redrive_on_sqs_and_dynamodb(
+    aws: Any, prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executable = chromium()
+    (tmp_path / "dashapp.py").write_text(SQS_APP.format(prefix=prefix))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("dashapp", None)
+    import dashapp  # type: ignore[import-not-found]
+
+    app = dashapp.app
+    try:
+        [a, b] = [app.send_task("notify", [f"user{i}@example.com"]).id for i in range(2)]
+        got = receive_until(app.broker, "default", 2, lease_s=300, timeout=60)
+        app.broker.dead_letter([d for d in got if a.encode() in d.body], "ValueError: mail server refused")
+        app.broker.release([d for d in got if b.encode() in d.body])
+        with served(tmp_path, {"CLOUDQ_DASHBOARD_TOKEN": TOKEN}) as url, browser_page(executable) as page:
+            page.goto(f"{url}/login")
+            page.fill('input[name="token"]', TOKEN)
+            page.click('button:has-text("Log in")')
+            assert dead_cell(page) == "1" and page.locator('tr[data-queue="default"] td.ready').inner_text() == "1"
+            screenshot(page, "queues-sqs")
+            page.click('tr[data-queue="default"] td.dead a')
+            assert "ValueError: mail server refused" in page.locator(f'#dead-letters tr:has-text("{a}")').inner_text()
+            page.click("#redrive-all")
+            assert "1 dead letter(s) put back" in page.locator("[role=status]").inner_text()
+            page.goto(f"{url}/queues")
+            assert dead_cell(page) == "0" and page.locator('tr[data-queue="default"] td.ready').inner_text() == "2"
+    finally:
+        app.close()
+        sys.modules.pop("dashapp", None)
