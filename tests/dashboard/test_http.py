@@ -288,7 +288,15 @@ def test_listings_show_when_the_store_has_them(app: Any) -> None:
         TaskSummary("ok-1", "slow", states.SUCCESS, now - 5),
         TaskSummary("bad-1", "notify", states.FAILURE, now - 60),
     ]
-    beat = Heartbeat("cloudq@host-a", now - 3, {"hostname": "host-a", "queues": ["default"], "concurrency": 4})
+    info = {
+        "hostname": "host-a",
+        "queues": ["default", "mail"],
+        "concurrency": 4,
+        "active": [{"id": "run-1", "name": "slow", "queue": "default", "started": now - 2}],
+        "active_count": 1,
+        "counts": {"succeeded": 7, "failed": 1},
+    }
+    beat = Heartbeat("cloudq@host-a", now - 3, info)
     app._results = Listed(app.results, rows, [beat])
     web = client(app)
     tasks = web.get("/tasks").text
@@ -296,7 +304,9 @@ def test_listings_show_when_the_store_has_them(app: Any) -> None:
     assert "ok-1" not in web.get("/tasks", params={"state": "FAILURE"}).text
     assert "bad-1" not in web.get("/tasks", params={"name": "slo"}).text
     workers = web.get("/workers").text
-    assert "cloudq@host-a" in workers and "concurrency" in workers and 'id="no-presence"' not in workers
+    assert "cloudq@host-a" in workers and 'id="no-presence"' not in workers
+    assert '<a href="/tasks/run-1">slow</a>' in workers and "succeeded: 7" in workers
+    assert "<strong>queues</strong>: default, mail" in workers and "<strong>concurrency</strong>: 4" in workers
 
 
 def test_listings_are_hidden_with_a_reason_when_the_store_lacks_them(app: Any) -> None:
