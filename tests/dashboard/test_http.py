@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from cloudq import states
 from cloudq.dashboard.app import create_app
 from cloudq.dashboard.auth import COOKIE
-from cloudq.interfaces import Heartbeat, TaskSummary
+from cloudq.interfaces import Heartbeat, TaskIndex, TaskSummary
 from cloudq.testing.workers import run_burst
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -315,3 +315,13 @@ def test_listings_are_hidden_with_a_reason_when_the_store_lacks_them(app: Any) -
     assert 'id="no-index"' in web.get("/tasks").text
     assert 'id="no-presence"' in web.get("/workers").text
     assert web.get("/tasks", params={"id": "abc"}).status_code == 303, "search by id still works"
+
+
+def test_the_apps_own_store_lists_tasks_or_says_why_not(app: Any) -> None:
+    """On SQLite's own store: listed once it has a task index (the presence work), explained before."""
+    [tid] = failed(app, "ann@example.com")
+    page = client(app).get("/tasks").text
+    if isinstance(app.results, TaskIndex):
+        assert tid in page and 'class="FAILURE"' in page
+    else:
+        assert 'id="no-index"' in page and tid not in page
