@@ -73,10 +73,10 @@ class Backends:
             )
         return rows
 
-    def chosen_letters(self, queue: str, ids: frozenset[str] | None) -> list[Any]:
-        """The letters an action acts on, read fresh (not from the cache): ``ids`` None is all read."""
-        letters = self.app.broker.dead_letters(queue, dl.SCAN_LIMIT if ids is None else DEAD_LETTERS_SHOWN)
-        return [letter for letter in letters if dl.Selection(ids=ids).matches(letter)]
+    def chosen_letters(self, queue: str, chosen: dl.Selection) -> list[Any]:
+        """The letters an action acts on, read fresh (not from the cache): ticked ids among the
+        listed ones, or every match among the first ``dl.SCAN_LIMIT`` (as the CLI's ``--all``)."""
+        return dl.select(self.app, queue, chosen, DEAD_LETTERS_SHOWN if chosen.ids is not None else dl.SCAN_LIMIT)
 
     def recent(self) -> list[TaskSummary] | None:
         store = self.app.results

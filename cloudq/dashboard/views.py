@@ -1,5 +1,5 @@
 """The pages and the actions (one function each). Actions are POST forms: they need the token and
-the session's CSRF token (``auth.Guard``), act through ``cloudq.deadletters`` / ``app.control``,
+the session's CSRF token (``auth.Guard``), act (in a thread: the backends block) through ``cloudq.deadletters`` / ``app.control``,
 empty the read cache so their effect shows at once, and redirect back (reloading repeats nothing)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -117,22 +118,24 @@ def dead_letters(request: Request) -> Response:
     )
 
 
-def _ids(form: Any) -> frozenset[str] | None:
-    """The ids ticked in the form; None (every dead letter) when the form says ``all``."""
+def _chosen(form: Any) -> dl.Selection:
+    """The ids ticked in the form, or with ``all`` every dead letter the page's filters match
+    (they ride along as hidden fields, so "all" never means more than the page listed)."""
+    filters = {"error_type": str(form.get("error_type", "")) or None, "task": str(form.get("task", "")) or None}
     if form.get("all") == "1":
-        return None
+        return dl.Selection(**filters)
     ids = frozenset(str(v) for v in form.getlist("id") if str(v))
     if not ids:
         raise HTTPException(400, "tick at least one dead letter (or use the button for all of them)")
-    return ids
+    return dl.Selection(ids=ids, **filters)
 
 
 async def redrive(request: Request) -> Response:
     queue = _queue(request)
     form = await _authorized_form(request)
     dash = _dash(request)
-    letters = dash.backends.chosen_letters(queue, _ids(form))
-    moved = dl.redrive(dash.app, queue, letters)
+    chosen = _chosen(form)
+    moved = await run_in_threadpool(lambda: dl.redrive(dash.app, queue, dash.backends.chosen_letters(queue, chosen)))
     dash.backends.cache.clear()
     return _back(f"/queues/{queue}/dead-letters", done="redriven", n=moved)
 
@@ -143,8 +146,8 @@ async def purge(request: Request) -> Response:
     if form.get("confirm") != "yes":
         raise HTTPException(400, "tick 'yes, delete them for good' to purge dead letters")
     dash = _dash(request)
-    letters = dash.backends.chosen_letters(queue, _ids(form))
-    deleted = dl.delete(dash.app, queue, letters)
+    chosen = _chosen(form)
+    deleted = await run_in_threadpool(lambda: dl.delete(dash.app, queue, dash.backends.chosen_letters(queue, chosen)))
     dash.backends.cache.clear()
     return _back(f"/queues/{queue}/dead-letters", done="purged", n=deleted)
 
@@ -191,7 +194,7 @@ async def revoke(request: Request) -> Response:
     task_id = _task_id(str(request.path_params["task_id"]))
     await _authorized_form(request)
     dash = _dash(request)
-    report = dash.app.control.revoke(task_id)
+    report = await run_in_threadpool(dash.app.control.revoke, task_id)
     dash.backends.cache.clear()
     return _back(f"/tasks/{task_id}", done="revoked" if report.revoked else "finished")
 

@@ -36,6 +36,10 @@ APP_MODULE = textwrap.dedent(
             raise ValueError(f"mail server refused {{email}}")
         return count
 
+    @app.task(name="lookup")
+    def lookup(key: str) -> str:
+        raise KeyError(key)
+
     @app.task(name="slow")
     def slow(n: int) -> int:
         return n

@@ -174,6 +174,20 @@ def test_redrive_of_ticked_ids_moves_only_those(app: Any) -> None:
     assert dead_count(web) == "1"
 
 
+@pytest.mark.parametrize("action", ["redrive", "purge"])
+def test_all_on_a_filtered_page_acts_only_on_what_matches(app: Any, action: str) -> None:
+    failed(app, "ann@example.com", "bob@example.com")
+    app.send_task("lookup", ["k1"])
+    run_burst(app)
+    web, csrf = logged_in(app)
+    page = web.get("/queues/default/dead-letters", params={"error_type": "KeyError"}).text
+    assert page.count('name="id"') == 1 and "Redrive all matching" in page
+    form = {"csrf_token": csrf, "all": "1", "error_type": "KeyError", "task": "", "confirm": "yes"}
+    done = web.post(f"/queues/default/dead-letters/{action}", data=form)
+    assert done.status_code == 303 and "n=1" in done.headers["location"], done.headers["location"]
+    assert dead_count(web) == "2", "the ValueErrors the filter left out stay"
+
+
 def test_no_token_in_pages_cookies_or_headers(app: Any) -> None:
     failed(app, "ann@example.com")
     web, _ = logged_in(app)
