@@ -121,13 +121,13 @@ def dead_letters(request: Request) -> Response:
 def _chosen(form: Any) -> dl.Selection:
     """The ids ticked in the form, or with ``all`` every dead letter the page's filters match
     (they ride along as hidden fields, so "all" never means more than the page listed)."""
-    filters = {"error_type": str(form.get("error_type", "")) or None, "task": str(form.get("task", "")) or None}
+    error_type, task_name = str(form.get("error_type", "")) or None, str(form.get("task", "")) or None
     if form.get("all") == "1":
-        return dl.Selection(**filters)
+        return dl.Selection(error_type=error_type, task=task_name)
     ids = frozenset(str(v) for v in form.getlist("id") if str(v))
     if not ids:
         raise HTTPException(400, "tick at least one dead letter (or use the button for all of them)")
-    return dl.Selection(ids=ids, **filters)
+    return dl.Selection(ids=ids, error_type=error_type, task=task_name)
 
 
 async def redrive(request: Request) -> Response:
