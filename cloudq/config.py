@@ -154,6 +154,12 @@ class Settings(BaseModel):
         description="periodic tasks, Celery's beat_schedule: name -> {task, schedule, args, kwargs, options, missed}",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    presence_interval: float = Field(
+        30.0,
+        ge=0,
+        description="seconds between a worker's presence records (cloudq status / inspect); "
+        "each lives 3 intervals; 0: off",
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

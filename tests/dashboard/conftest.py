@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from cloudq_aws.testing import fixtures as aws_fixtures
 
-TOKEN = "dash-t0ken-for-tests"
 APP_MODULE = textwrap.dedent(
     """
     from pathlib import Path

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import browser_page, chromium, screenshot, served
-from conftest import TOKEN
+from dashboard_browser import TOKEN, browser_page, chromium, screenshot, served
 
 from cloudq import states
 from cloudq.testing import receive_until

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from cloudq_aws.testing.server import MotoServer
-from conftest import TOKEN
+from dashboard_browser import TOKEN
 from starlette.testclient import TestClient
 
 from cloudq import App, states

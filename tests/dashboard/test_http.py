@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from conftest import TOKEN
+from dashboard_browser import TOKEN
 from starlette.testclient import TestClient
 
 from cloudq import states

@@ -18,6 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
+TOKEN = "dash-t0ken-for-tests"  # the dashboard token every test in this folder serves with
 SCREENSHOTS = ROOT / "build" / "dashboard-screenshots"  # test artifacts (build/ is not committed)
 START_S = 30.0
 
