@@ -69,6 +69,13 @@ def test_queues_page_redrive_and_their_cost(app: App, aws: MotoServer) -> None:
         assert "user1@example.com" not in web.get(f"/tasks/{handles[1].id}").text
     assert task_cost.of("dynamodb") == {"GetItem": 1}
 
+    with aws.count_requests() as listings_cost:
+        for _ in range(TABS):
+            assert handles[0].id in web.get("/tasks").text, "the DynamoDB task index lists the failures"
+            assert web.get("/workers").status_code == 200
+    assert listings_cost.service("sqs") == 0
+    assert sum(listings_cost.of("dynamodb").values()) <= 2, listings_cost  # one listing each for all the tabs
+
     web.post("/login", data={"token": TOKEN})
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', web.get("/queues").text)
     assert csrf is not None
@@ -80,5 +87,6 @@ def test_queues_page_redrive_and_their_cost(app: App, aws: MotoServer) -> None:
         f"\nqueues page ({TABS} loads, 1 queue): {dict(queues_cost)}"
         f"\ndead-letters page ({TABS} loads, 3 letters): {dict(letters_cost)}"
         f"\ntask page (1 load): {dict(task_cost)}"
+        f"\ntasks + workers pages ({TABS} loads each): {dict(listings_cost)}"
         f"\nredrive all of 3 from the page: {dict(redrive_cost)}"
     )
