@@ -339,3 +339,16 @@ def test_the_apps_own_store_lists_tasks_or_says_why_not(app: Any) -> None:
         assert tid in page and 'class="FAILURE"' in page
     else:
         assert 'id="no-index"' in page and tid not in page
+
+
+def test_missing_chromium_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    import dashboard_browser
+
+    monkeypatch.setattr(dashboard_browser, "CHROMIUM", str(tmp_path / "no-chromium"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match=r"need chromium \(apt-get install chromium\)"):
+        dashboard_browser.chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="scripts/test.sh installs them in CI"):
+        dashboard_browser.chromium()
