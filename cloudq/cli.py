@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import cli_deadletters, cli_inspect
+from . import cli_dashboard, cli_deadletters, cli_inspect
 from .app import App
 from .app import load_app as import_app
 from .config import ENV_PREFIX
@@ -382,6 +382,7 @@ def purge(app_path: str, queue: str, yes: bool) -> None:
 
 cli_deadletters.register(main, app_option, load_app, user_errors)
 cli_inspect.register(main, app_option, load_app, user_errors, queue_counts)
+cli_dashboard.register(main, app_option, load_app, user_errors)
 
 
 @main.command()
