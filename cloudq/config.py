@@ -24,7 +24,13 @@ DEFAULT_DB = "cloudq.db"
 # CLOUDQ_* variables that are not settings: the CLI's -A, the Pub/Sub push entry point's OIDC checks,
 # the Lambda entry point's per-invocation concurrency
 OTHER_VARIABLES = frozenset(
-    {"CLOUDQ_APP", "CLOUDQ_PUSH_AUDIENCE", "CLOUDQ_PUSH_SERVICE_ACCOUNT", "CLOUDQ_LAMBDA_CONCURRENCY"}
+    {
+        "CLOUDQ_APP",
+        "CLOUDQ_PUSH_AUDIENCE",
+        "CLOUDQ_PUSH_SERVICE_ACCOUNT",
+        "CLOUDQ_LAMBDA_CONCURRENCY",
+        "CLOUDQ_DASHBOARD_TOKEN",
+    }
 )
 _warned: set[str] = set()
 
@@ -63,6 +69,11 @@ class Settings(BaseModel):
     track_started: bool = False
     result_extended: bool = Field(
         False, description="keep each task's args, kwargs, queue and worker in its result record (Celery's)"
+    )
+    dashboard_redact: bool | list[str] = Field(
+        True,
+        description="cloudq dashboard: true hides every argument value (names and types shown); a list "
+        "hides the values of the arguments so named; false shows them all",
     )
     visibility_timeout: float = Field(60.0, gt=0, le=43200)
     prefetch_multiplier: int = Field(4, ge=1, le=1000)
@@ -143,6 +154,12 @@ class Settings(BaseModel):
         description="periodic tasks, Celery's beat_schedule: name -> {task, schedule, args, kwargs, options, missed}",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    presence_interval: float = Field(
+        30.0,
+        ge=0,
+        description="seconds between a worker's presence records (cloudq status / inspect); "
+        "each lives 3 intervals; 0: off",
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
