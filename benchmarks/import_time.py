@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -91,9 +92,15 @@ PEER_RATIOS = (
 )
 
 
+# the children write and use bytecode caches, as an installed package has them: with
+# PYTHONDONTWRITEBYTECODE set (some shells and CI images set it) every run of a package installed
+# from source would compile it again, timing the compiler instead of the import
+ENV = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_once(code: str, cwd: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=cwd, check=True)
+    subprocess.run([sys.executable, "-c", code], cwd=cwd, check=True, env=ENV)
     return time.perf_counter() - started
 
 
@@ -110,7 +117,9 @@ def measure(runs: int, cwd: str, cases: dict[str, str] = CASES) -> dict[str, flo
 
 def _modules_after(code: str, cwd: str) -> set[str]:
     probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe], cwd=cwd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=cwd, check=True, capture_output=True, text=True, env=ENV
+    ).stdout
     return set(json.loads(out.strip().splitlines()[-1]))
 
 
@@ -149,7 +158,9 @@ def app_phases(cwd: str, runs: int) -> list[float]:
     """Median ms of each step of a realistic app module, measured inside one process."""
     samples = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", PHASES], cwd=cwd, check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", PHASES], cwd=cwd, check=True, capture_output=True, text=True, env=ENV
+        )
         samples.append(json.loads(out.stdout))
     return [statistics.median(column) * 1000 for column in zip(*samples, strict=True)]
 
@@ -157,7 +168,7 @@ def app_phases(cwd: str, runs: int) -> list[float]:
 def import_tree(code: str, cwd: str, top: int) -> list[tuple[int, int, str]]:
     """The ``top`` modules with the largest cumulative import time (µs) under ``-X importtime``."""
     err = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code], cwd=cwd, check=True, capture_output=True, text=True
+        [sys.executable, "-X", "importtime", "-c", code], cwd=cwd, check=True, capture_output=True, text=True, env=ENV
     ).stderr
     rows = []
     for line in err.splitlines():
