@@ -145,3 +145,26 @@ def test_settings_built_without_pydantic_equal_pydantics(given_values):
 def test_settings_errors_still_name_the_setting_and_its_source(tmp_path):
     with pytest.raises(Exception, match=r"invalid setting 'visibility_timeout' \(from App\(\)\).*less than or equal"):
         load_settings({"visibility_timeout": 50000}, environ={}, cwd=tmp_path)
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=8,
+)
+json_bodies = st.one_of(
+    st.dictionaries(st.sampled_from(["id", "task", "v", "args"]), json_values, max_size=4).map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(max_size=12),
+    st.binary(max_size=12),
+    st.sampled_from(['{"id": "a", "id": "b"}', '{"id": NaN}', '{"id": "x", "n": 1e999}', "[" * 5000, '{"id": ""}']),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(body=json_bodies)
+def test_the_revoke_checks_task_id_is_peek_ids(body):
+    from cloudq.envelope import peek_id
+    from cloudq.envelope_schema import task_id
+
+    assert task_id(body) == peek_id(body)
