@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import click
 
-from . import cli_deadletters
+from . import cli_dashboard, cli_deadletters, cli_inspect
 from .app import App
 from .app import load_app as import_app
 from .config import ENV_PREFIX
@@ -340,13 +340,8 @@ def result(app_path: str, task_id: str, wait_s: float | None) -> None:
     click.echo(json.dumps(record.to_dict() if record else {"task_id": task_id, "state": handle.status}, indent=2))
 
 
-@main.command()
-@app_option
-@json_option
-@user_errors
-def inspect(app_path: str, as_json: bool) -> None:
-    """Per queue: messages ready, in flight, delayed and dead-lettered."""
-    app = load_app(app_path)
+def queue_counts(app: App, as_json: bool) -> None:
+    """``cloudq inspect [queues]``: per queue, messages ready, in flight, delayed, dead-lettered."""
     rows = [app.broker.stats(queue) for queue in app.queues()]
     if as_json:
         click.echo(json.dumps([_stats(row) for row in rows], indent=2))
@@ -386,6 +381,8 @@ def purge(app_path: str, queue: str, yes: bool) -> None:
 
 
 cli_deadletters.register(main, app_option, load_app, user_errors)
+cli_inspect.register(main, app_option, load_app, user_errors, queue_counts)
+cli_dashboard.register(main, app_option, load_app, user_errors)
 
 
 @main.command()

@@ -29,7 +29,13 @@ DEFAULT_DB = "cloudq.db"
 # CLOUDQ_* variables that are not settings: the CLI's -A, the Pub/Sub push entry point's OIDC checks,
 # the Lambda entry point's per-invocation concurrency
 OTHER_VARIABLES = frozenset(
-    {"CLOUDQ_APP", "CLOUDQ_PUSH_AUDIENCE", "CLOUDQ_PUSH_SERVICE_ACCOUNT", "CLOUDQ_LAMBDA_CONCURRENCY"}
+    {
+        "CLOUDQ_APP",
+        "CLOUDQ_PUSH_AUDIENCE",
+        "CLOUDQ_PUSH_SERVICE_ACCOUNT",
+        "CLOUDQ_LAMBDA_CONCURRENCY",
+        "CLOUDQ_DASHBOARD_TOKEN",
+    }
 )
 _warned: set[str] = set()
 
@@ -61,6 +67,13 @@ class Settings:
     result_extended: bool = field(
         default=False,
         metadata={"description": "keep each task's args, kwargs, queue and worker in its result record (Celery's)"},
+    )
+    dashboard_redact: bool | list[str] = field(
+        default=True,
+        metadata={
+            "description": "cloudq dashboard: true hides every argument value (names and types shown); a list "
+            "hides the values of the arguments so named; false shows them all"
+        },
     )
     visibility_timeout: float = field(default=60.0, metadata={"gt": 0, "le": 43200})
     prefetch_multiplier: int = field(default=4, metadata={"ge": 1, "le": 1000})
@@ -177,6 +190,14 @@ class Settings:
         },
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    presence_interval: float = field(
+        default=30.0,
+        metadata={
+            "ge": 0,
+            "description": "seconds between a worker's presence records (cloudq status / inspect); "
+            "each lives 3 intervals; 0: off",
+        },
+    )
 
     def __post_init__(self) -> None:
         if not _plain(self):

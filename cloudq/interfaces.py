@@ -348,19 +348,24 @@ class AtomicCounter(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """A worker's presence record."""
+    """A worker's presence record (``cloudq status``, ``cloudq inspect``). ``info`` is
+    JSON-compatible: hostname, pid, queues, pool, concurrency, version, the tasks active and
+    reserved now and the counts since start (``cloudq/runtime/presence.py`` builds it)."""
 
     worker_id: str
     seen_at: float  # epoch seconds
-    info: Mapping[str, str] = field(default_factory=dict)  # hostname, queues, concurrency, version
+    info: Mapping[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable
 class HeartbeatStore(Protocol):
-    """TTL'd worker presence records (``cloudq inspect`` lists live workers)."""
+    """TTL'd worker presence records, kept apart from task records (``get`` never returns one):
+    ``cloudq status`` and ``cloudq inspect`` list live workers. Listing is one request (a query
+    on a small partition or collection), never a scan of the task records."""
 
     def beat(self, heartbeat: Heartbeat, ttl_s: float) -> None:
-        """Write or refresh the record; it reads as absent ``ttl_s`` seconds after its last beat."""
+        """Write or refresh the record in one request; it reads as absent ``ttl_s`` seconds after
+        ``heartbeat.seen_at`` (0: at once, how a stopping worker says it is gone)."""
 
     def alive(self) -> list[Heartbeat]:
         """Workers whose last beat has not expired, in any order."""

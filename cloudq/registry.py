@@ -32,7 +32,7 @@ _BUILTIN_RESULTS = {
 class Extra:
     """A plugin shipped as an extra of this wheel: what the core must know before importing it."""
 
-    kind: str  # "broker", "result" (URL schemes), "runtime"
+    kind: str  # "broker", "result" (URL schemes), "runtime", "command"
     extra: str  # pip install 'cloudq[EXTRA]'
     needs: tuple[str, ...]  # SDK modules the adapter imports lazily on first use (checked with find_spec)
 
@@ -49,6 +49,7 @@ EXTRAS: dict[str, Extra] = {
     "push_wsgi": Extra("runtime", "gcp", ("google.auth", "google.cloud.pubsub_v1")),
     "push_asgi": Extra("runtime", "gcp", ("google.auth", "google.cloud.pubsub_v1")),
     "cloud_event": Extra("runtime", "gcp", ("google.auth", "google.cloud.pubsub_v1")),
+    "dashboard": Extra("command", "dashboard", ("starlette", "jinja2", "uvicorn", "python_multipart")),
 }
 _EMBEDDED = {"memory", "sqlite"}  # both kinds
 

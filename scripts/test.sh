@@ -8,6 +8,17 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e '.[dev]'
+# tests/dashboard's browser tests drive the system's chromium (Playwright never downloads one);
+# they fail in CI without it
+if [ ! -x /usr/bin/chromium ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "== installing chromium (apt-get) for the dashboard's browser tests"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+      || echo "== WARNING: apt-get could not install chromium: the dashboard's browser tests will fail in CI, skip locally"
+  else
+    echo "== WARNING: /usr/bin/chromium is missing (install it: apt-get install chromium): the dashboard's browser tests will fail in CI, skip locally"
+  fi
+fi
 
 echo "== ruff";  ruff check . && ruff format --check .
 echo "== mypy";  mypy

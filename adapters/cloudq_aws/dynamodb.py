@@ -28,11 +28,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from cloudq import states
-from cloudq.backends.common import COUNTER_KIND, check_task_id, counter_id, counter_live
+from cloudq.backends.common import (
+    COUNTER_KIND,
+    WORKER_KIND,
+    WORKER_PREFIX,
+    check_task_id,
+    counter_id,
+    counter_live,
+)
 from cloudq.backends.urls import read_options
 from cloudq.claimcheck import ClaimCheckStore, Pointer, parse_pointer
 from cloudq.errors import CloudqError, ConfigurationError, ResultStoreError, ResultTooLarge
-from cloudq.interfaces import Claim, ResultRecord
+from cloudq.interfaces import Claim, Heartbeat, ResultRecord, TaskSummary
 from cloudq.util.chunks import chunks
 
 from . import resources as res
@@ -59,6 +66,8 @@ BATCH_GET_KEYS = 100  # BatchGetItem's limit per request
 UNPROCESSED_ROUNDS = 8  # BatchGetItem rounds in a row that return nothing before giving up
 UNPROCESSED_FIRST_PAUSE_S = 0.05  # doubling, jittered, up to UNPROCESSED_MAX_PAUSE_S
 UNPROCESSED_MAX_PAUSE_S = 2.0
+_ALL_STATES = states.ALL_STATES
+WORKER_STATE = "cloudq.worker"  # the index partition of presence records: never a task state
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _NUMBER_FIELDS = ("started_at", "finished_at", "claim_until")
 _TEXT_FIELDS = ("error_type", "error_message", "traceback", "claim_owner", "queue", "worker")
@@ -86,6 +95,7 @@ def to_item(record: ResultRecord) -> dict[str, dict[str, str]]:
         "state": {"S": record.state},
         "task_name": {"S": record.task_name},
         "attempts": {"N": str(int(record.attempts))},
+        res.INDEX_SORT: _number(time.time()),  # the index's sort key (TaskIndex.recent)
     }
     if record.result is not None:
         item["result"] = {"S": json.dumps(record.result, ensure_ascii=False, separators=(",", ":"))}
@@ -411,7 +421,7 @@ class DynamoDBResultStore(AWSBackend):
         }
         update = (
             "SET #state = :started, #task_name = :name, #started_at = :now, claim_owner = :owner, "
-            "claim_until = :until, #attempts = if_not_exists(#attempts, :zero) "
+            f"claim_until = :until, {res.INDEX_SORT} = :now, #attempts = if_not_exists(#attempts, :zero) "
             "REMOVE #result, #error_type, #error_message, #traceback, #finished_at"
         )
         names = {f"#{n}": n for n in ("result", "task_name", "started_at", "attempts", "error_type", "error_message")}
@@ -564,6 +574,116 @@ class DynamoDBResultStore(AWSBackend):
                 raise ResultStoreError(f"item {item_id!r} in {self.table} is not a counter: not deleted") from None
 
         self._run("DeleteItem", delete)
+
+    # -- HeartbeatStore ---------------------------------------------------------------------------
+
+    def beat(self, heartbeat: Heartbeat, ttl_s: float) -> None:
+        """One PutItem of a small item (``cloudq.worker:<id>``, kind ``worker``) under the index
+        partition WORKER_STATE, with the table's TTL attribute: ``get`` never returns it."""
+        until = heartbeat.seen_at + ttl_s
+        item = {
+            res.RESULTS_KEY: {"S": WORKER_PREFIX + heartbeat.worker_id},
+            KIND: {"S": WORKER_KIND},
+            res.INDEX_PARTITION: {"S": WORKER_STATE},
+            res.INDEX_SORT: _number(heartbeat.seen_at),
+            "info": {"S": json.dumps(dict(heartbeat.info), ensure_ascii=False, separators=(",", ":"))},
+            res.RESULTS_TTL_ATTRIBUTE: {"N": str(math.ceil(until))},
+            EXACT_EXPIRY: _number(until),
+        }
+        self._run("PutItem", lambda: self._db().put_item(TableName=self.table, Item=item))
+
+    def alive(self) -> list[Heartbeat]:
+        """One Query of the index's WORKER_STATE partition (more only past 1 MB of records)."""
+        beats = []
+        for item in self._query_index(WORKER_STATE, None, None):
+            worker_id = item[res.RESULTS_KEY]["S"].removeprefix(WORKER_PREFIX)
+            beats.append(Heartbeat(worker_id, float(item[res.INDEX_SORT]["N"]), json.loads(item["info"]["S"])))
+        return beats
+
+    # -- TaskIndex --------------------------------------------------------------------------------
+
+    def recent(self, states: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[TaskSummary]:
+        """One Query per state (newest first, stopping at ``limit`` live records), merged. The
+        index is eventually consistent: a write shows up within about a second."""
+        found: list[TaskSummary] = []
+        for state in states or _ALL_STATES:
+            for item in self._query_index(state, since, limit):
+                found.append(
+                    TaskSummary(
+                        item[res.RESULTS_KEY]["S"],
+                        item.get("task_name", {}).get("S", ""),
+                        state,
+                        float(item[res.INDEX_SORT]["N"]),
+                    )
+                )
+        found.sort(key=lambda summary: summary.updated_at, reverse=True)
+        return found[:limit]
+
+    @staticmethod
+    def _expired(item: dict[str, Any], now: float) -> bool:
+        expiry = _read_number(item.get(EXACT_EXPIRY) or item.get(res.RESULTS_TTL_ATTRIBUTE))
+        return expiry is not None and expiry <= now
+
+    def _query_index(self, partition: str, since: float | None, limit: int | None) -> list[dict[str, Any]]:
+        """Live items of one index partition, newest first: pages until ``limit`` (None: all) are
+        found (expired ones DynamoDB has not deleted yet are read, and skipped)."""
+        condition = "#state = :state"
+        values: dict[str, Any] = {":state": {"S": partition}}
+        if since is not None:
+            condition += f" AND {res.INDEX_SORT} >= :since"
+            values[":since"] = _number(since)
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": res.INDEX_NAME,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": {"#state": res.INDEX_PARTITION},
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+        }
+        if limit is not None:
+            request["Limit"] = limit
+        items: list[dict[str, Any]] = []
+        while True:
+            response = self._run("Query", functools.partial(self._query, request))
+            now = time.time()
+            items.extend(item for item in response.get("Items", []) if not self._expired(item, now))
+            start = response.get("LastEvaluatedKey")
+            if not start or (limit is not None and len(items) >= limit):
+                return items
+            request["ExclusiveStartKey"] = start
+
+    def _query(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A Query of the index; a table made before the index existed gets it added (with
+        create_missing) or a precise error."""
+        db = self._db()
+        try:
+            response: dict[str, Any] = db.query(**request)
+            return response
+        except Exception as exc:
+            # DynamoDB says ValidationException ("does not have the specified index"); moto ResourceNotFound
+            if error_code(exc) not in ("ValidationException", "ResourceNotFoundException") or res.INDEX_NAME not in str(
+                exc
+            ):
+                raise
+        if not self.create_missing:
+            raise ResultStoreError(
+                f"DynamoDB table {self.table} has no index {res.INDEX_NAME} (made by an older cloudq): "
+                "run `cloudq deploy`, or allow create_missing once so cloudq adds it"
+            )
+        try:
+            db.update_table(**res.add_index_request(self.table))
+            log.info(
+                "adding index %s to DynamoDB table %s (it backfills; listings work once ACTIVE)",
+                res.INDEX_NAME,
+                self.table,
+            )
+        except Exception as exc:
+            if error_code(exc) not in ("ResourceInUseException", "ValidationException", "LimitExceededException"):
+                raise
+        raise ResultStoreError(
+            f"DynamoDB table {self.table}: index {res.INDEX_NAME} is being added (it backfills the "
+            "existing records); try again in a minute"
+        )
 
     async def get_async(self, task_id: str) -> ResultRecord | None:
         """``get`` on aiobotocore, for callers in an event loop: one strongly consistent GetItem;

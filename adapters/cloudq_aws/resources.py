@@ -28,6 +28,13 @@ DEFAULT_MAX_RECEIVE_COUNT = 50  # a safety net only: the executor dead-letters e
 DYNAMODB_MAX_ITEM_BYTES = 400 * 1024
 RESULTS_KEY = "task_id"
 RESULTS_TTL_ATTRIBUTE = "expires_at"
+# The index of recent records (TaskIndex.recent) and live workers (HeartbeatStore.alive): one GSI
+# on attributes every record write sets anyway, partition = state (workers: WORKER_STATE), sort =
+# time of the write. One Query lists a state newest first; nothing is scanned.
+INDEX_NAME = "cloudq-recent"
+INDEX_PARTITION = "state"
+INDEX_SORT = "updated_at"
+INDEX_PROJECTED = ("task_name", "expires_exact", "info")  # what a listing shows, and the exact expiry
 
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -85,12 +92,44 @@ def queue_attributes(
 
 
 def results_table_definition(table: str) -> dict[str, Any]:
-    """CreateTable arguments for a results table: task id key, on-demand billing."""
+    """CreateTable arguments for a results table: task id key, on-demand billing, the index."""
     return {
         "TableName": table,
         "KeySchema": [{"AttributeName": RESULTS_KEY, "KeyType": "HASH"}],
-        "AttributeDefinitions": [{"AttributeName": RESULTS_KEY, "AttributeType": "S"}],
+        "AttributeDefinitions": [
+            {"AttributeName": RESULTS_KEY, "AttributeType": "S"},
+            *index_attribute_definitions(),
+        ],
         "BillingMode": "PAY_PER_REQUEST",
+        "GlobalSecondaryIndexes": [results_index_definition()],
+    }
+
+
+def index_attribute_definitions() -> list[dict[str, str]]:
+    return [
+        {"AttributeName": INDEX_PARTITION, "AttributeType": "S"},
+        {"AttributeName": INDEX_SORT, "AttributeType": "N"},
+    ]
+
+
+def results_index_definition() -> dict[str, Any]:
+    """The GSI of recent records by state (an on-demand table's index needs no throughput)."""
+    return {
+        "IndexName": INDEX_NAME,
+        "KeySchema": [
+            {"AttributeName": INDEX_PARTITION, "KeyType": "HASH"},
+            {"AttributeName": INDEX_SORT, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(INDEX_PROJECTED)},
+    }
+
+
+def add_index_request(table: str) -> dict[str, Any]:
+    """UpdateTable arguments adding the index to a table made before it existed."""
+    return {
+        "TableName": table,
+        "AttributeDefinitions": index_attribute_definitions(),
+        "GlobalSecondaryIndexUpdates": [{"Create": results_index_definition()}],
     }
 
 

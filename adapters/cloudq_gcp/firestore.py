@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudq.backends.common import COUNTER_KIND, check_task_id, counter_id
 from cloudq.errors import ResultStoreError, ResultTooLarge
-from cloudq.interfaces import Claim, ResultRecord
+from cloudq.interfaces import Claim, Heartbeat, ResultRecord, TaskSummary
 from cloudq.states import STARTED, TERMINAL_STATES
 from cloudq.util.chunks import chunks
 from cloudq.util.polling import PollSchedule
@@ -330,6 +330,68 @@ class FirestoreResultStore:
     def delete_counter(self, key: str) -> None:
         ref = self._doc(counter_id(key))
         self._run(f"deleting {ref.id}", ref.delete)
+
+    # -- HeartbeatStore -------------------------------------------------------------------------
+
+    def _workers(self) -> Any:
+        return self._db().collection(self.options.collection + fr.WORKERS_SUFFIX)
+
+    def beat(self, heartbeat: Heartbeat, ttl_s: float) -> None:
+        """One write to the ``<collection>-workers`` collection (``expires_at`` for a TTL policy)."""
+        until = heartbeat.seen_at + ttl_s
+        fields = {
+            "worker_id": heartbeat.worker_id,
+            "seen_at": heartbeat.seen_at,
+            "info": json.dumps(dict(heartbeat.info), ensure_ascii=False, separators=(",", ":")),
+            fr.EXPIRES_EXACT: until,
+            **fr.expiry_timestamp(until),
+        }
+        ref = self._workers().document(fr.document_id(heartbeat.worker_id))
+        self._run(f"writing presence {ref.id}", ref.set, fields)
+
+    def alive(self) -> list[Heartbeat]:
+        """One query on ``expires_exact`` (a single-field index: none to define)."""
+        from google.cloud.firestore import FieldFilter
+
+        query = self._workers().where(filter=FieldFilter(fr.EXPIRES_EXACT, ">", time.time()))
+        snapshots = self._run("listing live workers", self._stream, query)
+        beats = []
+        for snapshot in snapshots:
+            fields = snapshot.to_dict() or {}
+            beats.append(Heartbeat(fields["worker_id"], fields["seen_at"], json.loads(fields["info"])))
+        return beats
+
+    @staticmethod
+    def _stream(query: Any, **limits: Any) -> list[DocumentSnapshot]:
+        return list(query.stream(**limits))
+
+    # -- TaskIndex ------------------------------------------------------------------------------
+
+    def recent(self, states: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[TaskSummary]:
+        """One query ordered by ``updated_at`` (newest first). Without states it needs only
+        Firestore's automatic single-field index; with states (``state IN [...]``) production
+        needs the composite index (state ASC, updated_at DESC) that ``cloudq deploy`` defines
+        (the emulator needs none). Expired records are skipped, so a listing may come back
+        shorter than ``limit`` while expired documents await their TTL deletion."""
+        from google.cloud.firestore import FieldFilter, Query
+
+        query: Any = self._db().collection(self.options.collection)
+        if states:
+            query = query.where(filter=FieldFilter("state", "in", list(states)))
+        if since is not None:
+            query = query.where(filter=FieldFilter(fr.UPDATED_AT, ">=", since))
+        query = query.order_by(fr.UPDATED_AT, direction=Query.DESCENDING).limit(limit)
+        snapshots = self._run("listing recent tasks", self._stream, query)
+        now = time.time()
+        found = []
+        for snapshot in snapshots:
+            fields = snapshot.to_dict() or {}
+            if fields.get(fr.KIND) == COUNTER_KIND or fr.expired(fields, now):
+                continue
+            found.append(
+                TaskSummary(fields["task_id"], fields.get("task_name", ""), fields["state"], fields[fr.UPDATED_AT])
+            )
+        return found
 
     # -- waiting --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,8 @@ EXPIRES_AT = "expires_at"  # the TTL policy's field
 EXPIRES_EXACT = "expires_exact"
 KIND = "kind"  # COUNTER_KIND on counter documents; task records have none
 COUNT = "count"
+UPDATED_AT = "updated_at"  # epoch seconds of the write: what TaskIndex.recent orders by
+WORKERS_SUFFIX = "-workers"  # presence records live in the collection next to the results'
 NO_EXPIRY = float("inf")  # a counter's expires_exact when it never expires (the Minimum transform needs a number)
 _TEXT = ("error_type", "error_message", "traceback", "claim_owner", "queue", "worker")
 _NUMBERS = ("started_at", "finished_at", "claim_until")
@@ -43,6 +46,7 @@ FIELDS = (
     CALL_REF,
     EXPIRES_AT,
     EXPIRES_EXACT,
+    UPDATED_AT,
     *_TEXT,
     *_NUMBERS,
 )
@@ -82,6 +86,7 @@ def to_fields(
         "state": record.state,
         "task_name": record.task_name,
         "attempts": int(record.attempts),
+        UPDATED_AT: time.time(),
     }
     if result_ref is not None:
         fields[RESULT_REF] = result_ref

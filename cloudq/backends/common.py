@@ -13,6 +13,10 @@ MAX_LEASE_S = 12 * 3600.0  # SQS's ceiling; no backend holds a lease longer
 # prefix and their items a ``kind`` of COUNTER_KIND, so no record read ever returns one.
 COUNTER_PREFIX = "cloudq.counter:"
 COUNTER_KIND = "counter"
+# Worker presence records (HeartbeatStore) likewise, in stores that keep them in the results table
+WORKER_PREFIX = "cloudq.worker:"
+WORKER_KIND = "worker"
+RESERVED_PREFIXES = (COUNTER_PREFIX, WORKER_PREFIX)
 
 
 def check_sizes(messages: Sequence[OutgoingMessage], limit: int) -> None:
@@ -69,9 +73,11 @@ def counter_id(key: str, by: int = 1) -> str:
 
 
 def check_task_id(task_id: str) -> None:
-    """Refuse a task id in the counters' namespace (stores that keep both in one table)."""
-    if task_id.startswith(COUNTER_PREFIX):
-        raise ResultStoreError(f"task id {task_id!r}: ids starting with {COUNTER_PREFIX!r} are reserved for counters")
+    """Refuse a task id in the counters' or workers' namespace (stores that keep them in one table)."""
+    for prefix in RESERVED_PREFIXES:
+        if task_id.startswith(prefix):
+            what = "counters" if prefix == COUNTER_PREFIX else "worker presence records"
+            raise ResultStoreError(f"task id {task_id!r}: ids starting with {prefix!r} are reserved for {what}")
 
 
 def counter_live(expires_at: float | None, now: float) -> bool:

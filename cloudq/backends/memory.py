@@ -20,9 +20,11 @@ from ..interfaces import (
     Claim,
     DeadLetter,
     Delivery,
+    Heartbeat,
     OutgoingMessage,
     QueueStats,
     ResultRecord,
+    TaskSummary,
 )
 from .common import (
     MAX_LEASE_S,
@@ -271,6 +273,8 @@ class MemoryResultStore:
     def __init__(self) -> None:
         self._records: dict[str, ResultRecord] = {}
         self._counters: dict[str, tuple[int, float | None]] = {}  # key -> (value, expires_at)
+        self._updated: dict[str, float] = {}  # task id -> epoch seconds of its last write (TaskIndex)
+        self._workers: dict[str, tuple[Heartbeat, float]] = {}  # worker id -> (last beat, expires_at)
         self._cond = threading.Condition()
 
     @classmethod
@@ -302,6 +306,7 @@ class MemoryResultStore:
             if current is not None and current.terminal:
                 return False
             self._records[record.task_id] = record  # the caller hands over a fresh record
+            self._updated[record.task_id] = time.time()
             if record.terminal:
                 self._cond.notify_all()
             return True
@@ -313,6 +318,7 @@ class MemoryResultStore:
             if claim_refused(current, owner, now):
                 return Claim(False, copy.copy(current) if current else None)
             self._records[task_id] = claimed(current, task_id, owner, until, task_name, now)
+            self._updated[task_id] = now
             return Claim(True, None)
 
     def wait(self, task_id: str, timeout: float | None) -> ResultRecord | None:
@@ -330,6 +336,7 @@ class MemoryResultStore:
     def forget(self, task_id: str) -> None:
         with self._cond:
             self._records.pop(task_id, None)
+            self._updated.pop(task_id, None)
 
     def increment(self, key: str, by: int = 1, expires_at: float | None = None) -> int:
         """Under the store's lock. The expiry is the one given when the counter was created."""
@@ -344,6 +351,29 @@ class MemoryResultStore:
     def delete_counter(self, key: str) -> None:
         with self._cond:
             self._counters.pop(key, None)
+
+    def recent(self, states: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[TaskSummary]:
+        now = time.time()
+        with self._cond:
+            found = [
+                TaskSummary(task_id, record.task_name, record.state, self._updated.get(task_id, 0.0))
+                for task_id, record in self._records.items()
+                if is_live(record, now) and (not states or record.state in states)
+            ]
+        found = [summary for summary in found if since is None or summary.updated_at >= since]
+        found.sort(key=lambda summary: summary.updated_at, reverse=True)
+        return found[:limit]
+
+    def beat(self, heartbeat: Heartbeat, ttl_s: float) -> None:
+        with self._cond:
+            self._workers[heartbeat.worker_id] = (copy.deepcopy(heartbeat), heartbeat.seen_at + ttl_s)
+
+    def alive(self) -> list[Heartbeat]:
+        now = time.time()
+        with self._cond:
+            for worker_id in [w for w, (_, until) in self._workers.items() if until <= now]:
+                del self._workers[worker_id]
+            return [copy.deepcopy(beat) for beat, _ in self._workers.values()]
 
     def close(self) -> None:
         pass

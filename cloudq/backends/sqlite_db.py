@@ -102,7 +102,7 @@ class SQLiteDatabase:
     def __init__(
         self,
         path: str,
-        schema: Sequence[str],
+        schema: Sequence[str | Callable[[sqlite3.Connection], None]],
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         synchronous: str = "normal",
@@ -170,7 +170,10 @@ class SQLiteDatabase:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in self._schema:
-                conn.execute(statement)
+                if callable(statement):  # a migration: looks at the file and changes what it must
+                    statement(conn)
+                else:
+                    conn.execute(statement)
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -9,22 +9,37 @@ filtered on read and swept by writers once a minute. A claim reads and writes in
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import NotSerializable, ResultStoreError
-from ..interfaces import Claim, ResultRecord
+from ..interfaces import Claim, Heartbeat, ResultRecord, TaskSummary
+from ..states import ALL_STATES
 from .common import claim_refused, claimed, counter_id
 from .sqlite_db import DEFAULT_TIMEOUT_S, SQLiteDatabase, database_options, sqlite_options, sqlite_path
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from ..config import Settings
 
 SWEEP_EVERY_S = 60.0  # how often a writer deletes expired rows
 SWEEP_BATCH = 5000  # rows per sweep, so the write lock is held briefly
+
+
+def _add_index_columns(conn: sqlite3.Connection) -> None:
+    """Migrate a file made before the task index: add ``state`` and ``updated_at`` and fill
+    them from the records (their last known time: finished, else started)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(cloudq_results)")}
+    if "updated_at" in columns:
+        return
+    conn.execute("ALTER TABLE cloudq_results ADD COLUMN state TEXT")
+    conn.execute("ALTER TABLE cloudq_results ADD COLUMN updated_at REAL")
+    conn.execute(
+        "UPDATE cloudq_results SET state = json_extract(data, '$.state'), updated_at = "
+        "COALESCE(json_extract(data, '$.finished_at'), json_extract(data, '$.started_at'), 0)"
+    )
+
 
 # A rowid table: rows sit in creation order, which is nearly expiry order, so a sweep finds
 # expired rows first without an expiry index (which would cost a quarter of every write).
@@ -33,19 +48,33 @@ _SCHEMA = (
         task_id TEXT PRIMARY KEY,
         terminal INTEGER NOT NULL,
         expires_at REAL,
-        data TEXT NOT NULL
+        data TEXT NOT NULL,
+        state TEXT,
+        updated_at REAL
     )""",
+    _add_index_columns,
+    # TaskIndex.recent: one range per state, newest first (costs each write one index entry)
+    "CREATE INDEX IF NOT EXISTS cloudq_results_recent ON cloudq_results (state, updated_at)",
     # counters (chords, periodic-task slots) in their own table: no key can collide with a task id
     """CREATE TABLE IF NOT EXISTS cloudq_counters (
         key TEXT PRIMARY KEY,
         value INTEGER NOT NULL,
         expires_at REAL
     )""",
+    # worker presence (HeartbeatStore): a handful of rows, apart from the task records
+    """CREATE TABLE IF NOT EXISTS cloudq_workers (
+        worker_id TEXT PRIMARY KEY,
+        seen_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        info TEXT NOT NULL
+    )""",
 )
-_UPSERT = """
-    INSERT INTO cloudq_results (task_id, terminal, expires_at, data) VALUES (?, ?, ?, ?)
+_COLUMNS = "(task_id, terminal, expires_at, data, state, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+_UPSERT = f"""
+    INSERT INTO cloudq_results {_COLUMNS}
     ON CONFLICT (task_id) DO UPDATE
-    SET terminal = excluded.terminal, expires_at = excluded.expires_at, data = excluded.data
+    SET terminal = excluded.terminal, expires_at = excluded.expires_at, data = excluded.data,
+        state = excluded.state, updated_at = excluded.updated_at
     WHERE cloudq_results.terminal = 0 OR cloudq_results.expires_at <= ?
 """
 _SELECT = "SELECT data FROM cloudq_results WHERE task_id = ? AND (expires_at IS NULL OR expires_at > ?)"
@@ -63,17 +92,27 @@ _INCREMENT = """
         expires_at = CASE WHEN cloudq_counters.expires_at <= :now THEN :expires_at ELSE cloudq_counters.expires_at END
     RETURNING value
 """
+_BEAT = "INSERT OR REPLACE INTO cloudq_workers (worker_id, seen_at, expires_at, info) VALUES (?, ?, ?, ?)"
+_ALIVE = "SELECT worker_id, seen_at, info FROM cloudq_workers WHERE expires_at > ?"
+_SWEEP_WORKERS = "DELETE FROM cloudq_workers WHERE expires_at <= ?"
 _SWEEP_COUNTERS = "DELETE FROM cloudq_counters WHERE expires_at <= ?"
 _EXPIRED = "SELECT rowid FROM cloudq_results WHERE expires_at <= ? LIMIT ?"
 _SWEEP = "DELETE FROM cloudq_results WHERE rowid IN (SELECT value FROM json_each(?)) AND expires_at <= ?"
 
 
-def _encode(record: ResultRecord) -> tuple[str, int, float | None, str]:
+_RECENT = (
+    "SELECT task_id, json_extract(data, '$.task_name'), state, updated_at FROM cloudq_results"
+    " WHERE state IN (SELECT value FROM json_each(?)) AND updated_at >= ? AND (expires_at IS NULL OR expires_at > ?)"
+    " ORDER BY updated_at DESC LIMIT ?"
+)
+
+
+def _encode(record: ResultRecord) -> tuple[str, int, float | None, str, str, float]:
     try:
         data = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise NotSerializable(f"result of task {record.task_id} is not JSON-serialisable: {exc}") from None
-    return record.task_id, int(record.terminal), record.expires_at, data
+    return record.task_id, int(record.terminal), record.expires_at, data, record.state, time.time()
 
 
 def _decode(data: str) -> ResultRecord:
@@ -140,10 +179,7 @@ class SQLiteResultStore:
             if claim_refused(current, owner, now):
                 return Claim(False, current)
             record = claimed(current, task_id, owner, until, task_name, now)
-            conn.execute(
-                "INSERT OR REPLACE INTO cloudq_results (task_id, terminal, expires_at, data) VALUES (?, ?, ?, ?)",
-                _encode(record),
-            )
+            conn.execute(f"INSERT OR REPLACE INTO cloudq_results {_COLUMNS}", _encode(record))
         return Claim(True, None)
 
     @staticmethod
@@ -159,6 +195,24 @@ class SQLiteResultStore:
 
     def delete_counter(self, key: str) -> None:
         self.db.change("DELETE FROM cloudq_counters WHERE key = ?", (key,))
+
+    def recent(self, states: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[TaskSummary]:
+        """One query on the (state, updated_at) index."""
+        wanted = json.dumps(list(states or ALL_STATES))
+        rows = self.db.query(_RECENT, (wanted, since if since is not None else float("-inf"), time.time(), limit))
+        return [TaskSummary(task_id, name or "", state, updated_at) for task_id, name, state, updated_at in rows]
+
+    def beat(self, heartbeat: Heartbeat, ttl_s: float) -> None:
+        """One transaction: this worker's row, and the rows of workers gone (a few at most)."""
+        info = json.dumps(dict(heartbeat.info), ensure_ascii=False, separators=(",", ":"))
+        row = (heartbeat.worker_id, heartbeat.seen_at, heartbeat.seen_at + ttl_s, info)
+        with self.db.write() as conn:
+            conn.execute(_BEAT, row)
+            conn.execute(_SWEEP_WORKERS, (time.time(),))
+
+    def alive(self) -> list[Heartbeat]:
+        rows = self.db.query(_ALIVE, (time.time(),))
+        return [Heartbeat(worker_id, seen_at, json.loads(info)) for worker_id, seen_at, info in rows]
 
     def forget(self, task_id: str) -> None:
         self.db.change("DELETE FROM cloudq_results WHERE task_id = ?", (task_id,))

@@ -10,6 +10,7 @@ and graceful shutdown.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import select
@@ -35,6 +36,7 @@ from .heartbeat import Heartbeat
 from .inbox import Held, Inbox
 from .lifecycle import Lifecycle
 from .pools import ProcessRunner, Runner, ThreadRunner, pool_log_config, start_all
+from .presence import Presence, Tracker, worker_presence
 from .ratelimit import RateLimits
 from .recycle import Recycle
 from .result_batch import BatchedResults
@@ -199,6 +201,8 @@ class Worker:
         self._waker: _Waker | None = None
         self._acker: Acker | None = None
         self._heartbeat: Heartbeat | None = None
+        self.tracker = Tracker()  # what runs now, outcome counts: for the presence record
+        self.presence: Presence | None = None
         self._inbox: Inbox | None = None
         self._burst: Burst | None = None
         self._batched: BatchedResults | None = None
@@ -304,6 +308,7 @@ class Worker:
         gate = self.rate_limits.delay  # reads no body while no task has a rate limit
         inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up, gate=gate)
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
+        self.presence = worker_presence(self, inbox)
         watch = None
         if check.enabled and self.revoke_poll_s > 0:
             watch = self._revoke_watch = RevokeWatch(
@@ -316,6 +321,8 @@ class Worker:
             runners = self.runners = self._runners()
             acker.start()
             heartbeat.start()
+            if self.presence is not None:
+                self.presence.start()
             if watch is not None:
                 watch.start()
             self._slots = []
@@ -443,7 +450,7 @@ class Worker:
                 if held is None:
                     retired = inbox.retired()
                     return
-                acker.put(held.delivery, self._run(runner, held.delivery))
+                acker.put(held.delivery, self.tracker.run(functools.partial(self._run, runner), held.delivery))
         except BaseException:
             log.exception("pool slot crashed; stopping the worker")
             self._crashed = True
@@ -531,6 +538,8 @@ class Worker:
         if self._revoke_watch is not None:
             self._revoke_watch.stop()
         heartbeat.stop()
+        if self.presence is not None:
+            self.presence.stop()
         acker.close()  # flushes the batched results first
         if self._batched is not None:
             self._batched.close()

@@ -10,8 +10,8 @@
             store.close()
 
 Each test uses fresh task ids, so a store may be shared between tests. The contract includes the
-capabilities canvas, revocation and periodic tasks need (``ManyReader.get_many``,
-``AtomicCounter``); a store that offloads large results overrides ``offloading_store`` with one
+capabilities canvas, revocation, periodic tasks and operations need (``ManyReader.get_many``,
+``AtomicCounter``, ``HeartbeatStore``, ``TaskIndex``); a store that offloads large results overrides ``offloading_store`` with one
 that has its bucket configured.
 """
 
@@ -27,9 +27,20 @@ from typing import Any, ClassVar
 import pytest
 
 from .. import states
-from ..backends.common import COUNTER_PREFIX
+from ..backends.common import COUNTER_PREFIX, WORKER_PREFIX
 from ..errors import InvalidArguments
-from ..interfaces import AtomicCounter, Claim, ManyReader, ResultRecord, ResultStore
+from ..interfaces import (
+    AtomicCounter,
+    Claim,
+    Heartbeat,
+    HeartbeatStore,
+    ManyReader,
+    ResultRecord,
+    ResultStore,
+    TaskIndex,
+    TaskSummary,
+)
+from .waiting import eventually
 
 JSON_RESULTS = [
     pytest.param({"nested": {"list": [1, 2.5, None, True, "x"], "empty": {}}, "n": -3}, id="nested-dict"),
@@ -378,3 +389,102 @@ class ResultStoreContract:
         assert store.get(task_id) is None
         assert store.set(ResultRecord(task_id, states.SUCCESS, result=2)) is True
         store.forget(new_task_id())  # forgetting an unknown id is not an error
+
+    # -- worker presence (HeartbeatStore) ----------------------------------------------------
+
+    @staticmethod
+    def _presence(store: ResultStore) -> HeartbeatStore:
+        assert isinstance(store, HeartbeatStore), f"{type(store).__name__} does not implement beat/alive"
+        return store
+
+    @staticmethod
+    def _beats(store: HeartbeatStore, worker_id: str) -> list[Heartbeat]:
+        return [beat for beat in store.alive() if beat.worker_id == worker_id]
+
+    def test_a_beat_is_listed_with_its_info_and_refreshed_in_place(self, store: ResultStore) -> None:
+        presence, worker_id = self._presence(store), f"cloudq@host.{new_task_id()}"
+        info = {"queues": ["a", "b"], "concurrency": 4, "active": [{"id": "t1", "started": 1.5}], "x": None}
+        presence.beat(Heartbeat(worker_id, time.time(), info), 60)
+        beats = eventually(lambda: self._beats(presence, worker_id), bool, 10)
+        assert [(b.worker_id, json.dumps(b.info, sort_keys=True)) for b in beats] == [
+            (worker_id, json.dumps(info, sort_keys=True))
+        ]
+        later = time.time() + 1
+        presence.beat(Heartbeat(worker_id, later, {"concurrency": 8}), 60)
+        beats = eventually(lambda: self._beats(presence, worker_id), lambda b: bool(b) and b[0].seen_at == later, 10)
+        assert [(b.seen_at, dict(b.info)) for b in beats] == [(later, {"concurrency": 8})]
+
+    def test_a_beat_expires_after_its_ttl_and_zero_removes_it_at_once(self, store: ResultStore) -> None:
+        presence, gone, leaving = self._presence(store), new_task_id(), new_task_id()
+        presence.beat(Heartbeat(gone, time.time() - 10, {}), 5)  # its TTL ran out 5 s ago
+        presence.beat(Heartbeat(leaving, time.time(), {}), 60)
+        eventually(lambda: self._beats(presence, leaving), bool, 10)
+        presence.beat(Heartbeat(leaving, time.time(), {}), 0)  # a stopping worker
+        assert self._beats(presence, gone) == [] and self._beats(presence, leaving) == []
+
+    def test_a_presence_record_is_never_read_as_a_task_record(self, store: ResultStore) -> None:
+        presence, worker_id = self._presence(store), new_task_id()
+        presence.beat(Heartbeat(worker_id, time.time(), {"hostname": "h"}), 60)
+        assert store.get(worker_id) is None and store.get(WORKER_PREFIX + worker_id) is None
+        if isinstance(store, TaskIndex):
+            assert worker_id not in {s.task_id.removeprefix(WORKER_PREFIX) for s in store.recent(limit=1000)}
+
+    # -- task index (TaskIndex) --------------------------------------------------------------
+
+    @staticmethod
+    def _index(store: ResultStore) -> TaskIndex:
+        assert isinstance(store, TaskIndex), f"{type(store).__name__} does not implement recent"
+        return store
+
+    @staticmethod
+    def _mine(summaries: list[TaskSummary], ids: set[str]) -> list[tuple[str, str, str]]:
+        return [(s.task_id, s.task_name, s.state) for s in summaries if s.task_id in ids]
+
+    def test_recent_lists_by_state_newest_first_from_the_writes_alone(self, store: ResultStore) -> None:
+        index, since = self._index(store), time.time() - 1
+        first, second, third, claimed = (new_task_id() for _ in range(4))
+        store.set(ResultRecord(first, states.FAILURE, "t.fail", error_type="ValueError"))
+        time.sleep(0.02)  # distinct write times: the order is what is checked
+        store.set(ResultRecord(second, states.SUCCESS, "t.ok", result=1))
+        time.sleep(0.02)
+        store.set(ResultRecord(third, states.FAILURE, "t.fail2"))
+        time.sleep(0.02)
+        assert store.claim(claimed, "w1", time.time() + 60, "t.run").acquired
+        ids = {first, second, third, claimed}
+        every = [
+            (claimed, "t.run", states.STARTED),
+            (third, "t.fail2", states.FAILURE),
+            (second, "t.ok", states.SUCCESS),
+            (first, "t.fail", states.FAILURE),
+        ]
+        got = eventually(lambda: self._mine(index.recent(since=since, limit=1000), ids), lambda g: g == every, 10)
+        assert got == every
+        failures = self._mine(index.recent([states.FAILURE], since=since, limit=1000), ids)
+        assert failures == [every[1], every[3]]
+        two = self._mine(index.recent([states.FAILURE, states.STARTED], since=since, limit=1000), ids)
+        assert two == [every[0], every[1], every[3]]
+
+    def test_recent_follows_a_record_to_its_new_state(self, store: ResultStore) -> None:
+        index, since, task_id = self._index(store), time.time() - 1, new_task_id()
+        store.set(ResultRecord(task_id, states.STARTED, "t"))
+        store.set(ResultRecord(task_id, states.SUCCESS, "t", result=2))
+
+        def mine(state: str) -> list[tuple[str, str, str]]:
+            return self._mine(index.recent([state], since=since, limit=1000), {task_id})
+
+        assert eventually(lambda: mine(states.SUCCESS), bool, 10) == [(task_id, "t", states.SUCCESS)]
+        assert mine(states.STARTED) == []
+
+    def test_recent_honours_since_limit_and_expiry(self, store: ResultStore) -> None:
+        index, since = self._index(store), time.time() - 1
+        expired, live = new_task_id(), [new_task_id() for _ in range(3)]
+        store.set(ResultRecord(expired, states.FAILURE, "t", expires_at=time.time() - 1))
+        for task_id in live:
+            store.set(ResultRecord(task_id, states.FAILURE, "t", expires_at=time.time() + 3600))
+        ids = {expired, *live}
+        got = eventually(
+            lambda: self._mine(index.recent([states.FAILURE], since, 1000), ids), lambda g: len(g) == 3, 10
+        )
+        assert {row[0] for row in got} == set(live)
+        assert len(index.recent([states.FAILURE], since, limit=2)) == 2
+        assert self._mine(index.recent([states.FAILURE], since=time.time() + 60, limit=1000), ids) == []

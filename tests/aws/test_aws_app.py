@@ -39,9 +39,10 @@ def test_batch_sent_tasks_run_with_batched_calls_and_one_write_each(app: App, aw
     calls = worked.of("sqs")
     assert calls.get("DeleteMessageBatch", 0) < 25 / 2, calls  # acks go out in batches
     assert "DeleteMessage" not in calls and "ChangeMessageVisibility" not in calls
-    # one conditional write per result; the revoke check reads each received batch (10, 10, 5) in
-    # one BatchGetItem, plus one per revoke poll if the burst outlived its interval
-    assert worked.of("dynamodb") == {"PutItem": 25, "BatchGetItem": 3 + worker.revoke_polls}
+    # one conditional write per result, and the worker's presence record at start and at stop; the
+    # revoke check reads each received batch (10, 10, 5) in one BatchGetItem, plus one per revoke poll
+    # if the burst outlived its interval
+    assert worked.of("dynamodb") == {"PutItem": 25 + 2, "BatchGetItem": 3 + worker.revoke_polls}
 
 
 def test_single_delay_is_one_send_message(app: App, aws: MotoServer) -> None:

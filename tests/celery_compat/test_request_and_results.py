@@ -176,7 +176,10 @@ def test_an_embedded_database_from_before_extended_results_reads_as_is(tmp_path:
     App("old", broker=url, results=url).results.get("warm-up")  # creates the table
     old_row = {"task_id": "t-old", "state": states.SUCCESS, "task_name": "proj.add", "result": 3, "attempts": 1}
     with sqlite3.connect(tmp_path / "old.db") as db:  # a row as cloudq wrote it before the extended fields
-        db.execute("INSERT INTO cloudq_results VALUES (?, 1, NULL, ?)", ("t-old", json.dumps(old_row)))
+        db.execute(
+            "INSERT INTO cloudq_results (task_id, terminal, expires_at, data) VALUES (?, 1, NULL, ?)",
+            ("t-old", json.dumps(old_row)),
+        )
     app = App("new", broker=url, results=url, result_extended=True)
     old = app.AsyncResult("t-old")
     assert (old.get(timeout=1), old.name, old.args, old.kwargs, old.queue, old.worker) == (
@@ -222,6 +225,7 @@ def test_result_extended_through_the_lambda_handler_on_dynamodb_costs_no_request
             broker=f"sqs://?prefix={prefix}{int(extended)}&wait=0",
             results=f"dynamodb://{prefix}results",
             result_extended=extended,
+            presence_interval=0,  # counted: the result write alone (presence adds one PutItem per 30 s)
         )
 
         @app.task()

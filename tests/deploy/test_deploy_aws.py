@@ -211,8 +211,11 @@ def test_iam_policy_grants_only_cloudq_actions_on_this_apps_arns(
     queues = {r.rsplit(":", 1)[-1] for r in resources if r.startswith("arn:aws:sqs:")}
     assert queues == {f"{prefix}{q}" for q in ("emails", "emails-dlq", "default", "default-dlq")}
     assert {r for r in resources if ":dynamodb:" in r} == {
-        f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}results"
+        f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}results",
+        f"arn:aws:dynamodb:us-east-1:123456789012:table/{prefix}results/index/cloudq-recent",
     }
+    [index] = [s for s in policy["Statement"] if s["Sid"] == "CloudqTaskIndex"]
+    assert index["Action"] == ["dynamodb:Query"] and index["Resource"][0].endswith("/index/cloudq-recent")
     [results] = [s for s in policy["Statement"] if s["Sid"] == "CloudqResults"]
     assert set(results["Action"]) == set(RESULT_ACTIONS)  # what the store calls (test_deploy_iam_results.py)
     # deploy creates the log groups itself: the role only writes streams into them

@@ -179,6 +179,12 @@ def test_what_the_emulator_cannot_do_is_printed_as_gcloud_commands(
         f"gcloud firestore fields ttls update expires_at --collection-group={prefix}results --enable-ttl "
         f"--project={project}" in out
     )
+    assert f"--collection-group={prefix}results-workers --enable-ttl --project={project}" in out
+    assert (
+        f"gcloud firestore indexes composite create --collection-group={prefix}results --query-scope=COLLECTION "
+        "--field-config=field-path=state,order=ascending --field-config=field-path=updated_at,order=descending "
+        f"--project={project}" in out
+    )
     assert f"gcloud pubsub topics add-iam-policy-binding {prefix}emails-dead --project={project}" in out
     assert "--role=roles/pubsub.publisher" in out and "--role=roles/pubsub.subscriber" in out
     assert f"gcloud run deploy shop{unique}-dev-emails --source . --project={project}" in out

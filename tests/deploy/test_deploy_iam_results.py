@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from cloudq_aws.deploy.iam import RESULT_ACTIONS
+from cloudq_aws.deploy.iam import INDEX_ACTIONS, RESULT_ACTIONS
 from cloudq_aws.dynamodb import DynamoDBResultStore
 from cloudq_aws.testing import MotoServer
 
 from cloudq import states
 from cloudq.config import Settings
-from cloudq.interfaces import ResultRecord
+from cloudq.interfaces import Heartbeat, ResultRecord
 
 pytestmark = [pytest.mark.aws]
 
@@ -28,5 +28,11 @@ def test_results_actions_are_the_requests_the_store_makes(prefix: str, aws: Moto
         store.increment("chord", expires_at=time.time() + 60)
         store.delete_counter("chord")
         store.forget("a")
+        store.beat(Heartbeat("w", time.time(), {}), 60)
+    with aws.count_requests() as listings:
+        store.alive()
+        store.recent([states.FAILURE])
     store.close()
     assert {f"dynamodb:{action}" for action in calls.of("dynamodb")} == set(RESULT_ACTIONS)
+    # listing is the only thing done on the index (granted on the index's ARN alone)
+    assert {f"dynamodb:{action}" for action in listings.of("dynamodb")} == set(INDEX_ACTIONS)

@@ -114,3 +114,10 @@ def test_app_and_runtimes_fail_at_construction_with_the_pip_hint(
     message = library_outcomes[case]
     assert message.startswith("MissingExtra: ") and "\n" not in message, message
     assert message.endswith(f"not installed: pip install 'cloudq[{extra}]'"), message
+
+
+def test_the_dashboard_gives_the_pip_hint_in_one_line(plain_venv: Path, project: Path) -> None:
+    proc = run([str(plain_venv / "cloudq"), "dashboard", "-A", "tasks:app", "--port", "0"], project, clean_env())
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and line.endswith("not installed: pip install 'cloudq[dashboard]'"), line

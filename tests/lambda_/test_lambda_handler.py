@@ -398,7 +398,12 @@ def test_entry_point_refuses_a_bad_concurrency_variable_in_one_line(tmp_path: Pa
     (tmp_path / "entry_app.py").write_text(
         "from cloudq import App\napp = App('e', broker='sqs://', results='memory://')\n"
     )
-    env = {**os.environ, "CLOUDQ_APP": "entry_app:app", "CLOUDQ_LAMBDA_CONCURRENCY": value, "PYTHONPATH": str(tmp_path)}
+    env = {
+        **os.environ,
+        "CLOUDQ_APP": "entry_app:app",
+        "CLOUDQ_LAMBDA_CONCURRENCY": value,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path]),
+    }
     out = subprocess.run(
         [sys.executable, "-c", "import cloudq_aws.lambda_entry"], capture_output=True, text=True, timeout=60, env=env
     )

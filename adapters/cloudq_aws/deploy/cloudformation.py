@@ -81,6 +81,7 @@ def _table(table: str, tags: dict[str, str]) -> dict[str, Any]:
             "KeySchema": definition["KeySchema"],
             "AttributeDefinitions": definition["AttributeDefinitions"],
             "BillingMode": definition["BillingMode"],
+            "GlobalSecondaryIndexes": definition["GlobalSecondaryIndexes"],
             "TimeToLiveSpecification": {"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
             "Tags": _tags(tags),
         },

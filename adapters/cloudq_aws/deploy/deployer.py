@@ -65,6 +65,7 @@ def table_spec(table: str, tags: Mapping[str, str]) -> dict[str, Any]:
         "KeySchema": definition["KeySchema"],
         "BillingMode": definition["BillingMode"],
         "TimeToLive": ttl["AttributeName"],
+        "Indexes": [index["IndexName"] for index in definition["GlobalSecondaryIndexes"]],
         "tags": dict(tags),
     }
 

@@ -33,6 +33,8 @@ RESULT_ACTIONS = (
     "dynamodb:PutItem",
     "dynamodb:UpdateItem",
 )
+# Query: listing recent tasks and live workers (TaskIndex, HeartbeatStore.alive), on the index only
+INDEX_ACTIONS = ("dynamodb:Query",)
 PAYLOAD_ACTIONS = ("s3:DeleteObject", "s3:GetObject", "s3:PutObject")
 LOG_STREAM_ACTIONS = ("logs:CreateLogStream", "logs:PutLogEvents")
 SCHEDULER_ACTIONS = ("sqs:SendMessage",)  # all EventBridge Scheduler does with the role: send each run
@@ -59,6 +61,9 @@ class Arns:
 
     def table(self, name: str) -> str:
         return f"arn:{self.partition}:dynamodb:{self.region}:{self.account}:table/{name}"
+
+    def index(self, table: str, index: str) -> str:
+        return f"{self.table(table)}/index/{index}"
 
     def objects(self, bucket: str, prefix: str) -> str:
         return f"arn:{self.partition}:s3:::{bucket}/{prefix}*"
@@ -89,12 +94,15 @@ def access_policy(
     table_arn: Any | None,
     object_arns: Sequence[Any],
     log_stream_arns: Sequence[Any],
+    index_arn: Any | None = None,
 ) -> dict[str, Any]:
     """The inline policy; ARNs may be strings or CloudFormation intrinsics. Deploy creates each
     function's log group (with its retention), so the role only writes streams into it."""
     statements = [_statement("CloudqQueues", QUEUE_ACTIONS, queue_arns)]
     if table_arn is not None:
         statements.append(_statement("CloudqResults", RESULT_ACTIONS, [table_arn]))
+    if index_arn is not None:
+        statements.append(_statement("CloudqTaskIndex", INDEX_ACTIONS, [index_arn]))
     if object_arns:
         statements.append(_statement("CloudqPayloads", PAYLOAD_ACTIONS, object_arns))
     if log_stream_arns:

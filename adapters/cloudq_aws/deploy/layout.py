@@ -166,6 +166,7 @@ class AWSLayout:
             arns.table(self.table) if self.table else None,
             [arns.objects(self.bucket, p) for p in self.object_prefixes] if self.bucket else [],
             [f"{g}:log-stream:*" for g in groups],
+            arns.index(self.table, res.INDEX_NAME) if self.table else None,
         )
 
     def environment(self) -> dict[str, str]:

@@ -26,6 +26,8 @@ and keeps them for the container's later invocations.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -36,6 +38,7 @@ from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery, ResultRecord
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
 from cloudq.runtime.lifecycle import Lifecycle
+from cloudq.runtime.presence import InstancePresence, Tracker
 from cloudq.runtime.ratelimit import RateLimits, later
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.revocations import RevokeCheck, task_id_of
@@ -107,6 +110,9 @@ class LambdaHandler:
         self._learning: set[str] = set()  # tasks without time_limit: estimated from their runs
         self._pool: ThreadPoolExecutor | None = None
         self.lifecycle = Lifecycle(self)  # worker_init + worker_ready at the first invocation
+        self.tracker = Tracker()  # running now and outcome counts, for this instance's presence record
+        node = f"lambda@{os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or socket.gethostname()}"
+        self.presence = InstancePresence(app, "lambda", node, concurrency, self.tracker)
 
     def __repr__(self) -> str:
         return f"<LambdaHandler app={self.app.name} concurrency={self.concurrency}>"
@@ -220,7 +226,8 @@ class LambdaHandler:
                 blocked.add(item.group)
             return
         started = time.monotonic()
-        item.outcome = outcome = self._execute(delivery, item.revoked)
+        item.outcome = outcome = self.tracker.run(lambda d: self._execute(d, item.revoked), delivery)
+        self.presence.maybe_beat()  # at most once per presence_interval, whatever the batch size
         if name in self._learning:  # no time_limit: expect as long as its longest run so far
             took = time.monotonic() - started
             if took > self._estimates[name]:

@@ -73,13 +73,23 @@ def push_notes(model: AppModel, project: str, queues: list[QueueLayout]) -> list
 def results_notes(model: AppModel) -> list[str]:
     if urlsplit(model.results_url).scheme != "firestore":
         return []
-    from ..firestore_records import EXPIRES_AT
+    from ..firestore_records import EXPIRES_AT, UPDATED_AT, WORKERS_SUFFIX
 
     results = FirestoreOptions.from_url(model.results_url, model.settings)
     group = results.collection.rsplit("/", 1)[-1]
-    database = "" if results.database == "(default)" else f" --database={results.database}"
+    where = f"--project={results.project}" + (
+        "" if results.database == "(default)" else f" --database={results.database}"
+    )
     return [
-        "# let Firestore delete expired results (TTL policies are not in the emulator or the client API):",
-        f"gcloud firestore fields ttls update {EXPIRES_AT} --collection-group={group} --enable-ttl "
-        f"--project={results.project}{database}",
+        "# let Firestore delete expired results and worker presence records (TTL policies are not in the "
+        "emulator or the client API):",
+        *(
+            f"gcloud firestore fields ttls update {EXPIRES_AT} --collection-group={g} --enable-ttl {where}"
+            for g in (group, group + WORKERS_SUFFIX)
+        ),
+        "# `cloudq inspect recent --state ...` queries state + updated_at: the composite index it needs "
+        "(the emulator needs none):",
+        f"gcloud firestore indexes composite create --collection-group={group} --query-scope=COLLECTION "
+        f"--field-config=field-path=state,order=ascending --field-config=field-path={UPDATED_AT},order=descending "
+        f"{where}",
     ]

@@ -26,6 +26,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -34,6 +36,7 @@ from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery
 from cloudq.runtime.executor import Outcome
 from cloudq.runtime.lifecycle import Lifecycle
+from cloudq.runtime.presence import InstancePresence, Tracker
 from cloudq.runtime.ratelimit import RateLimits, later
 from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.revocations import RevokeCheck
@@ -118,6 +121,9 @@ class PushHandler:
         self.verifier = OIDCVerifier(audience, service_account, certs_url) if audience else None
         self._checked_tasks = len(app.tasks)
         self._queues: dict[str, str | None] = {}  # subscription or topic -> queue
+        self.tracker = Tracker()  # running now and outcome counts, for this instance's presence record
+        node = f"push@{os.environ.get('K_SERVICE') or socket.gethostname()}"
+        self.presence = InstancePresence(app, "push", node, 1, self.tracker)
         # worker_init + worker_ready at the ASGI lifespan startup or the first message, whichever
         # comes first; worker_shutdown at the ASGI lifespan shutdown (WSGI and CloudEvents give no hook)
         self.lifecycle = Lifecycle(self)
@@ -168,7 +174,9 @@ class PushHandler:
                 pause = self.rate_limits.wait(delivery, self._rate_wait_s(broker, delivery))
                 if pause:  # its token is further off than this request can wait: published again, delayed
                     return _answer(self.app, broker, delivery, later(delivery, pause, broker.limits.max_delay_s))
-            return _answer(self.app, broker, delivery, self.revocations.run(self.executor, delivery, revoked))
+            outcome = self.tracker.run(lambda d: self.revocations.run(self.executor, d, revoked), delivery)
+            self.presence.maybe_beat()  # at most once per presence_interval per instance
+            return _answer(self.app, broker, delivery, outcome)
         except Exception as exc:  # the message stays with Pub/Sub: a duplicate later, never a loss
             log.warning("could not handle message %s of %s: %s: %s", message_id, queue, type(exc).__name__, exc)
             return PushResponse(UNAVAILABLE_STATUS, {"error": f"{type(exc).__name__}: {exc}"})

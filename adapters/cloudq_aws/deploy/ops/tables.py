@@ -26,6 +26,7 @@ class TableOps(AWSOps):
             "KeySchema": table.get("KeySchema"),
             "BillingMode": table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED"),
             "TimeToLive": ttl.get("AttributeName") if ttl.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"} else None,
+            "Indexes": sorted(index["IndexName"] for index in table.get("GlobalSecondaryIndexes", [])),
         }
         return live_resource(TABLE, desired.name, spec, desired, tags)
 
@@ -41,6 +42,8 @@ class TableOps(AWSOps):
             db.update_table(TableName=r.name, BillingMode=r.spec["BillingMode"])
         if "TimeToLive" in changes:
             db.update_time_to_live(**res.results_ttl_specification(r.name))
+        if "Indexes" in changes:  # a table made before the task index: add it (DynamoDB backfills it)
+            db.update_table(**res.add_index_request(r.name))
         if "tags" in changes:
             arn = db.describe_table(TableName=r.name)["Table"]["TableArn"]
             db.tag_resource(ResourceArn=arn, Tags=tag_pairs(r.spec["tags"]))

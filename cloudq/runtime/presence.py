@@ -1,0 +1,261 @@
+"""Worker presence: who is running, what, and how it went (``cloudq status``, ``cloudq inspect``).
+
+Not the lease heartbeat (``heartbeat.py`` extends leases): every ``presence_interval`` seconds a
+worker writes one small record to the result store (a ``HeartbeatStore``) that reads as absent
+after ``PRESENCE_TTL_INTERVALS`` intervals, so a worker that dies drops out of the listing by
+itself. The record is built from what the worker already holds (no broker or store read) and
+written from a background thread, so task work never waits for it; a failed write is logged and
+the next interval tries again. Lambda and push instances have no thread of their own: their
+invocation path calls ``due()`` and writes at most once per interval (``Presence.maybe_beat``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..interfaces import Delivery, Heartbeat, HeartbeatStore
+from .consumer import peek
+from .executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
+
+if TYPE_CHECKING:
+    from ..app import App
+    from .inbox import Inbox
+    from .worker import Worker
+
+log = logging.getLogger("cloudq.presence")
+
+PRESENCE_TTL_INTERVALS = 3  # a record outlives two missed writes
+MAX_LISTED = 20  # tasks listed per record (active, reserved; the counts are exact): about 2 KB at most
+COUNTED = ("succeeded", "failed", "retried")
+
+
+def outcome_kind(outcome: Outcome) -> str | None:
+    """Which count an outcome adds to: a success, a failure for good, a retry (None: neither,
+    e.g. a duplicate delivery, an expired task, a deferred ETA hop)."""
+    if isinstance(outcome, Ack):
+        return {"succeeded": "succeeded", "retried": "retried"}.get(outcome.event)
+    if isinstance(outcome, RetryIn):
+        return "retried"
+    if isinstance(outcome, Requeue):
+        return "retried" if outcome.event == "retried" else None
+    if isinstance(outcome, DeadLetter):
+        return "failed"
+    return None
+
+
+def describe(delivery: Delivery, started: float | None = None) -> dict[str, Any]:
+    """One listed task: id, name, queue (and when it started), read from the body without
+    validating it (a body that is not an envelope lists under its message id)."""
+    task_id, name, _ = peek(delivery.body)
+    entry: dict[str, Any] = {"id": task_id or delivery.message_id, "name": name, "queue": delivery.queue}
+    if started is not None:
+        entry["started"] = started
+    return entry
+
+
+class Tracker:
+    """What runs now and how the finished ones went: the slots (or a Lambda/push invocation)
+    run each delivery through ``run``. Thread-safe; costs a dict insert and delete per task."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[Delivery, float]] = {}
+        self.counts: Counter[str] = Counter({kind: 0 for kind in COUNTED})
+
+    def run(self, call: Callable[[Delivery], Outcome], delivery: Delivery) -> Outcome:
+        key = id(delivery)
+        with self._lock:
+            self._running[key] = (delivery, self._clock())
+        try:
+            outcome = call(delivery)
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+        kind = outcome_kind(outcome)
+        if kind is not None:
+            with self._lock:
+                self.counts[kind] += 1
+        return outcome
+
+    def snapshot(self) -> tuple[list[tuple[Delivery, float]], dict[str, int]]:
+        with self._lock:
+            return list(self._running.values()), dict(self.counts)
+
+
+class Presence:
+    """Writes one worker's record. ``info`` is what does not change (hostname, queues, pool...);
+    ``reserved`` lists the held deliveries not running yet (the worker's prefetch buffer)."""
+
+    def __init__(
+        self,
+        store: HeartbeatStore,
+        worker_id: str,
+        info: Mapping[str, Any],
+        interval_s: float,
+        tracker: Tracker,
+        reserved: Callable[[], Iterable[Delivery]] = tuple,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.worker_id = worker_id
+        self.info = {"pid": os.getpid(), "version": __version__, **info, "started_at": clock()}
+        self.interval_s = interval_s
+        self.ttl_s = interval_s * PRESENCE_TTL_INTERVALS
+        self.tracker = tracker
+        self.written = 0  # records written: for tests and logs
+        self._reserved = reserved
+        self._clock = clock
+        self._last: float | None = None
+        self._beat_lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def heartbeat(self) -> Heartbeat:
+        running, counts = self.tracker.snapshot()
+        running_ids = {id(delivery) for delivery, _ in running}
+        reserved = [d for d in self._reserved() if id(d) not in running_ids]
+        info = {
+            **self.info,
+            "active": [describe(d, started) for d, started in sorted(running, key=lambda pair: pair[1])[:MAX_LISTED]],
+            "active_count": len(running),
+            "reserved": [describe(d) for d in reserved[:MAX_LISTED]],
+            "reserved_count": len(reserved),
+            "counts": counts,
+        }
+        return Heartbeat(self.worker_id, self._clock(), info)
+
+    def beat(self, ttl_s: float | None = None) -> bool:
+        """Write the record now; False (logged) when the write failed."""
+        with self._beat_lock:
+            self._last = self._clock()
+            try:
+                self.store.beat(self.heartbeat(), self.ttl_s if ttl_s is None else ttl_s)
+            except Exception as exc:
+                log.warning(
+                    "presence record of %s not written (next try in %gs): %s: %s",
+                    self.worker_id,
+                    self.interval_s,
+                    type(exc).__name__,
+                    exc,
+                )
+                return False
+            self.written += 1
+            return True
+
+    def due(self) -> bool:
+        last = self._last
+        return last is None or self._clock() - last >= self.interval_s
+
+    def maybe_beat(self) -> bool:
+        """From an invocation path (Lambda, push): write when an interval has passed since the
+        last write, else nothing; whether it wrote. Concurrent callers write once."""
+        if not self.due():
+            return False
+        with self._beat_lock:
+            return self.due() and self.beat()
+
+    # -- the container worker's thread -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="cloudq-presence", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        self.beat()
+        while not self._stop.wait(self.interval_s):
+            self.beat()
+
+    def stop(self) -> None:
+        """Stop beating and write a record that expires at once: the worker leaves the listing
+        now rather than a TTL later (if that write fails, the TTL still removes it)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.beat(ttl_s=0.0)
+
+
+def presence_store(store: object, interval_s: float, where: str) -> HeartbeatStore | None:
+    """The store to write presence to, or None (off, or the store cannot: said once in the log)."""
+    if interval_s <= 0:
+        return None
+    if not isinstance(store, HeartbeatStore):
+        log.info("%s: the result store %r keeps no worker presence; cloudq status will not list it", where, store)
+        return None
+    return store
+
+
+def worker_presence(worker: Worker, inbox: Inbox) -> Presence | None:
+    """The container worker's presence, or None when off or the store keeps none."""
+    interval = worker.app.settings.presence_interval
+    store = presence_store(worker.app.results, interval, "worker")
+    if store is None:
+        return None
+    node = worker.app.executor.hostname  # Celery's node name (cloudq worker -n), as self.request.hostname
+    info = {
+        "hostname": node,
+        "app": worker.app.name,
+        "runtime": "worker",
+        "queues": list(worker.queues),
+        "pool": worker.pool,
+        "concurrency": worker.concurrency,
+        "prefetch": inbox.capacity,
+    }
+
+    def reserved() -> list[Delivery]:
+        return [held.delivery for held in inbox.held()]
+
+    return Presence(store, f"{node}.{os.getpid()}", info, interval, worker.tracker, reserved)
+
+
+class InstancePresence:
+    """The presence of one function instance (a Lambda execution environment, a push server
+    process): made on first use, written from the invocation path at most once per interval.
+    Listed while it handled something in the last ``PRESENCE_TTL_INTERVALS`` intervals."""
+
+    def __init__(self, app: App, runtime: str, node: str, concurrency: int, tracker: Tracker) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.node = node
+        self.concurrency = concurrency
+        self.tracker = tracker
+        self.presence: Presence | None = None
+        self._off = False
+        self._lock = threading.Lock()
+
+    def maybe_beat(self) -> None:
+        if self.presence is None and not self._off:
+            with self._lock:
+                if self.presence is None and not self._off:
+                    self.presence = self._make()
+                    self._off = self.presence is None
+        if self.presence is not None:
+            self.presence.maybe_beat()
+
+    def _make(self) -> Presence | None:
+        interval = self.app.settings.presence_interval
+        try:
+            store = presence_store(self.app.results, interval, self.runtime)
+        except Exception as exc:  # the executor reports a store it cannot open; presence stays off
+            log.warning("%s: no presence record: %s: %s", self.runtime, type(exc).__name__, exc)
+            return None
+        if store is None:
+            return None
+        info = {
+            "hostname": self.node,
+            "app": self.app.name,
+            "runtime": self.runtime,
+            "queues": self.app.queues(),
+            "pool": "threads",
+            "concurrency": self.concurrency,
+        }
+        return Presence(store, f"{self.node}.{uuid.uuid4().hex[:12]}", info, interval, self.tracker)
