@@ -2,18 +2,22 @@
 
 The producer validates and sends the JSON form of the validated values; the worker validates
 that JSON again and calls the function with the rebuilt Python values (models, dataclasses...).
+Plain annotations (int, str, list[int], ``X | None``...) given values of their exact type take a
+fast path without pydantic (cloudq/plaintypes.py); anything else, errors included, goes to the
+task's pydantic model, built (and pydantic imported) only when a call first needs it.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, get_type_hints
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
-from pydantic_core import PydanticSerializationError, to_jsonable_python
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from .errors import InvalidArguments, NotSerializable
+from .plaintypes import Check, Defer, check_for, is_json
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
 
 _KINDS = inspect.Parameter
 
@@ -22,6 +26,7 @@ class ArgumentValidator:
     """Binds call arguments to a signature and validates them in one pydantic model."""
 
     __slots__ = (
+        "_checks",
         "_fields",
         "_layout",
         "_model",
@@ -32,6 +37,7 @@ class ArgumentValidator:
         "_required",
         "_signature",
         "_simple",
+        "_specs",
         "_typing",
     )
 
@@ -55,30 +61,21 @@ class ArgumentValidator:
             hints = get_type_hints(fn)
         except Exception:  # unresolvable forward references: validate what we can
             hints = {}
-        fields: dict[str, Any] = {}
         # pydantic takes names starting with "_" for private attributes and drops them: such
         # parameters (``_``, ``*_args``, ``**_``) get a field name of their own, aliased to theirs
         self._fields = tuple(
             (p.name, p.name if not p.name.startswith("_") else f"arg{i}{p.name}") for i, p in enumerate(params)
         )
-        for param, (_, field_name) in zip(params, self._fields, strict=True):
-            annotation = hints.get(param.name, Any)
-            if param.kind is _KINDS.VAR_POSITIONAL:
-                spec: tuple[Any, Any] = (tuple[annotation, ...], ())  # type: ignore[valid-type]
-            elif param.kind is _KINDS.VAR_KEYWORD:
-                spec = (dict[str, annotation], {})  # type: ignore[valid-type]
-            elif param.default is _KINDS.empty:
-                spec = (annotation, ...)
-            else:
-                spec = (annotation, param.default)
-            if field_name != param.name:
-                spec = (spec[0], Field(spec[1], alias=param.name))
-            fields[field_name] = spec
-        self._model: type[BaseModel] = create_model(  # type: ignore[call-overload]
-            f"{task_name}__args",
-            __config__=ConfigDict(arbitrary_types_allowed=True, protected_namespaces=()),
-            **fields,
-        )
+        self._specs = [(param, hints.get(param.name, Any)) for param in params]
+        self._model: type[BaseModel] | None = None
+        self._checks = _fast_checks(self._specs)
+
+    @property
+    def model(self) -> type[BaseModel]:
+        """The pydantic model of the arguments, built on first need (it imports pydantic)."""
+        if self._model is None:
+            self._model = _build_model(self._name, self._specs, self._fields)
+        return self._model
 
     def _arguments(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
         if not self._simple:
@@ -101,10 +98,29 @@ class ArgumentValidator:
                 raise InvalidArguments(f"{self._name}: missing a required argument: {missing[0]!r}")
         return values
 
-    def _bind(self, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any]) -> BaseModel:
-        arguments = self._arguments(args, kwargs)
+    def _fast(self, arguments: dict[str, Any]) -> dict[str, Any] | None:
+        """The validated values by parameter name without pydantic, or None: pydantic decides."""
+        checks = self._checks
+        if checks is None:
+            return None
+        values: dict[str, Any] = {}
         try:
-            return self._model.model_validate(arguments)
+            for name, check, default in checks:
+                if name in arguments:
+                    values[name] = check(arguments[name])
+                elif default is _NO_FAST_DEFAULT:
+                    return None
+                else:
+                    values[name] = default() if callable(default) else default
+        except Defer:
+            return None
+        return values
+
+    def _bind(self, arguments: dict[str, Any]) -> BaseModel:
+        from pydantic import ValidationError
+
+        try:
+            return self.model.model_validate(arguments)
         except ValidationError as exc:
             raise InvalidArguments(f"{self._name}: {_summarise(exc)}") from None
 
@@ -115,7 +131,13 @@ class ArgumentValidator:
                 to_json_value(list(args), f"arguments of {self._name}"),
                 to_json_value(dict(kwargs), f"arguments of {self._name}"),
             )
-        model = self._bind(args, kwargs)
+        arguments = self._arguments(args, kwargs)
+        fast = self._fast(arguments)
+        if fast is not None:
+            return self._split(fast)
+        from pydantic_core import PydanticSerializationError
+
+        model = self._bind(arguments)
         try:
             data = model.model_dump(mode="json", by_alias=True)
         except PydanticSerializationError as exc:
@@ -126,7 +148,11 @@ class ArgumentValidator:
         """Validate on the worker side; return the Python values to call the function with."""
         if not self._typing:
             return list(args), dict(kwargs)
-        model = self._bind(args, kwargs)
+        arguments = self._arguments(args, kwargs)
+        fast = self._fast(arguments)
+        if fast is not None:
+            return self._split(fast)
+        model = self._bind(arguments)
         return self._split({name: getattr(model, field_name) for name, field_name in self._fields})
 
     def _split(self, values: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
@@ -145,6 +171,60 @@ class ArgumentValidator:
         return call_args, call_kwargs
 
 
+# a parameter whose default the fast path cannot hand out as pydantic would (a mutable or
+# non-JSON default): a call that leaves it out goes to pydantic
+_NO_FAST_DEFAULT = object()
+_EMPTY_LIST: Any = list  # *args not given: pydantic's default ()
+_EMPTY_DICT: Any = dict  # **kwargs not given
+
+
+def _fast_checks(specs: list[tuple[inspect.Parameter, Any]]) -> tuple[tuple[str, Check, Any], ...] | None:
+    """(name, check, default) per parameter when every annotation is plain, else None."""
+    checks = []
+    for param, annotation in specs:
+        if param.kind is _KINDS.VAR_POSITIONAL:
+            check, default = check_for(tuple[annotation, ...]), _EMPTY_LIST  # type: ignore[valid-type]
+        elif param.kind is _KINDS.VAR_KEYWORD:
+            check, default = check_for(dict[str, annotation]), _EMPTY_DICT  # type: ignore[valid-type]
+        else:
+            check = check_for(annotation)
+            default = param.default
+            if default is _KINDS.empty or not _immutable_json(default):
+                default = _NO_FAST_DEFAULT
+        if check is None:
+            return None
+        checks.append((param.name, check, default))
+    return tuple(checks)
+
+
+def _immutable_json(value: Any) -> bool:
+    """A default pydantic hands out as it is, and whose JSON form is itself."""
+    return type(value) in (str, int, float, bool, type(None)) and is_json(value)
+
+
+def _build_model(task_name: str, specs: list[tuple[inspect.Parameter, Any]], names: tuple[tuple[str, str], ...]) -> Any:
+    from pydantic import ConfigDict, Field, create_model
+
+    fields: dict[str, Any] = {}
+    for (param, annotation), (_, field_name) in zip(specs, names, strict=True):
+        if param.kind is _KINDS.VAR_POSITIONAL:
+            spec: tuple[Any, Any] = (tuple[annotation, ...], ())  # type: ignore[valid-type]
+        elif param.kind is _KINDS.VAR_KEYWORD:
+            spec = (dict[str, annotation], {})  # type: ignore[valid-type]
+        elif param.default is _KINDS.empty:
+            spec = (annotation, ...)
+        else:
+            spec = (annotation, param.default)
+        if field_name != param.name:
+            spec = (spec[0], Field(spec[1], alias=param.name))
+        fields[field_name] = spec
+    return create_model(  # type: ignore[call-overload]
+        f"{task_name}__args",
+        __config__=ConfigDict(arbitrary_types_allowed=True, protected_namespaces=()),
+        **fields,
+    )
+
+
 def _summarise(exc: ValidationError) -> str:
     return "; ".join(
         f"argument {'.'.join(map(str, e['loc']))!s}: {e['msg']} (got {e.get('input')!r:.80})" for e in exc.errors()
@@ -153,6 +233,10 @@ def _summarise(exc: ValidationError) -> str:
 
 def to_json_value(value: Any, what: str) -> Any:
     """A JSON-compatible form of ``value`` (pydantic models and dataclasses included)."""
+    if is_json(value):
+        return value
+    from pydantic_core import PydanticSerializationError, to_jsonable_python
+
     try:
         return to_jsonable_python(value)
     except PydanticSerializationError as exc:

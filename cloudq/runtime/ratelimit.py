@@ -73,10 +73,15 @@ class RateLimits:
     def delay(self, delivery: Delivery) -> float:
         """0.0 when ``delivery`` may run now (its token is taken), else seconds to wait. A body
         that cannot be read is never held back: the executor dead-letters it."""
-        if not self.active():
+        if self.app.settings.disable_rate_limits:
             return 0.0
-        # the producer's "task" attribute (present on claim-checked bodies too), else the body's
-        name = delivery.attributes.get("task") or peek(delivery.body).get("task")
+        # the producer's "task" attribute (present on claim-checked bodies too), else the body's,
+        # read only when some task is limited (active() looks at every task: not once per record)
+        name = delivery.attributes.get("task")
+        if not name:
+            if not self.active():
+                return 0.0
+            name = peek(delivery.body).get("task")
         task = self.app.tasks.get(name) if isinstance(name, str) else None
         if task is None or not task.rate_per_s:
             return 0.0

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .. import states
-from ..envelope import peek_id
+from ..envelope_schema import task_id
 from ..interfaces import Delivery, ResultRecord
 from ..results import read_many
 
@@ -29,7 +29,7 @@ log = logging.getLogger("cloudq.worker")
 
 def task_id_of(delivery: Delivery) -> str | None:
     """The task id a delivery's body names (None: unreadable, or a claim-check pointer)."""
-    return None if delivery.malformed is not None else peek_id(delivery.body)
+    return None if delivery.malformed is not None else task_id(delivery.body)
 
 
 class RevokeCheck:
