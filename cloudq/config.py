@@ -70,6 +70,11 @@ class Settings(BaseModel):
     result_extended: bool = Field(
         False, description="keep each task's args, kwargs, queue and worker in its result record (Celery's)"
     )
+    tracing: bool | None = Field(
+        None,
+        description="OpenTelemetry spans and trace context (cloudq[tracing]): null (default) traces once a "
+        "tracer provider is set, true always (error if opentelemetry-api is missing), false never",
+    )
     dashboard_redact: bool | list[str] = Field(
         True,
         description="cloudq dashboard: true hides every argument value (names and types shown); a list "
