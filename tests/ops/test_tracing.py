@@ -15,35 +15,25 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from cloudq import App, chain
 from cloudq.errors import ConfigurationError
+from cloudq.testing.spans import cloudq_spans, memory_spans
 from cloudq.testing.workers import run_burst
-
-_exporter = InMemorySpanExporter()
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    """The process's tracer provider (set once: OpenTelemetry allows one) exporting to memory."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    if not getattr(provider, "_cloudq_test_exporter", False):
-        provider.add_span_processor(SimpleSpanProcessor(_exporter))
-        provider._cloudq_test_exporter = True  # type: ignore[attr-defined]
-    _exporter.clear()
-    yield _exporter
-    _exporter.clear()
+    exporter = memory_spans()
+    yield exporter
+    exporter.clear()
 
 
-def by_kind(found: tuple[ReadableSpan, ...], kind: SpanKind) -> list[ReadableSpan]:
-    return [s for s in found if s.kind == kind and s.instrumentation_scope.name == "cloudq"]
+def by_kind(found: InMemorySpanExporter, kind: SpanKind) -> list[ReadableSpan]:
+    return cloudq_spans(found, kind)
 
 
 def test_producer_and_worker_spans_are_one_trace(spans: InMemorySpanExporter, tmp_path: Path) -> None:
@@ -57,8 +47,8 @@ def test_producer_and_worker_spans_are_one_trace(spans: InMemorySpanExporter, tm
         result = add.delay(2, 3)
     run_burst(app)
     assert result.get(timeout=5) == 5
-    [send] = by_kind(spans.get_finished_spans(), SpanKind.PRODUCER)
-    [run] = by_kind(spans.get_finished_spans(), SpanKind.CONSUMER)
+    [send] = by_kind(spans, SpanKind.PRODUCER)
+    [run] = by_kind(spans, SpanKind.CONSUMER)
     assert send.name == "send default" and run.name == "process default"
     assert send.context.trace_id == run.context.trace_id == outer.get_span_context().trace_id
     assert send.parent is not None and send.parent.span_id == outer.get_span_context().span_id
@@ -82,7 +72,7 @@ def test_a_failed_task_has_status_error_and_the_exception(spans: InMemorySpanExp
 
     boom.delay()
     run_burst(app)
-    [run] = by_kind(spans.get_finished_spans(), SpanKind.CONSUMER)
+    [run] = by_kind(spans, SpanKind.CONSUMER)
     assert run.status.status_code == StatusCode.ERROR
     assert run.status.description is not None and "ValueError: no luck" in run.status.description
     [event] = [e for e in run.events if e.name == "exception"]
@@ -100,8 +90,8 @@ def test_a_chains_steps_are_one_trace(spans: InMemorySpanExporter) -> None:
     run_burst(app)
     assert result.get(timeout=5) == 113
     found = spans.get_finished_spans()
-    runs = by_kind(found, SpanKind.CONSUMER)
-    sends = by_kind(found, SpanKind.PRODUCER)
+    runs = by_kind(spans, SpanKind.CONSUMER)
+    sends = by_kind(spans, SpanKind.PRODUCER)
     assert len(runs) == 3 and len(sends) == 3
     assert len({s.context.trace_id for s in runs + sends}) == 1
     by_id = {s.context.span_id: s for s in found}
@@ -132,8 +122,8 @@ def test_producer_and_lambda_handler_spans_are_one_trace(spans: InMemorySpanExpo
     invocation = poller.invoke(handler, messages)
     assert invocation.response == {"batchItemFailures": []}
     assert result.get(timeout=5) == 9
-    [send] = by_kind(spans.get_finished_spans(), SpanKind.PRODUCER)
-    [run] = by_kind(spans.get_finished_spans(), SpanKind.CONSUMER)
+    [send] = by_kind(spans, SpanKind.PRODUCER)
+    [run] = by_kind(spans, SpanKind.CONSUMER)
     assert run.context.trace_id == send.context.trace_id
     assert run.parent is not None and run.parent.span_id == send.context.span_id
     assert run.attributes is not None and send.attributes is not None
@@ -151,8 +141,8 @@ def test_tracing_false_sends_no_trace_context(spans: InMemorySpanExporter) -> No
 
     add.delay(1, 1)
     run_burst(app)
-    assert by_kind(spans.get_finished_spans(), SpanKind.CONSUMER) == []
-    assert by_kind(spans.get_finished_spans(), SpanKind.PRODUCER) == []
+    assert by_kind(spans, SpanKind.CONSUMER) == []
+    assert by_kind(spans, SpanKind.PRODUCER) == []
 
 
 _WITHOUT_OTEL = textwrap.dedent(
