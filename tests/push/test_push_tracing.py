@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 from cloudq_gcp.push import make_wsgi_app
-from opentelemetry.trace import SpanKind
 from push_helpers import ensure_queue, make_app, post, push_body
 
-from cloudq.testing.spans import cloudq_spans, memory_spans
+from cloudq.testing.spans import memory_spans, one_send_and_run
 
 pytestmark = [pytest.mark.gcp, pytest.mark.timeout(60), pytest.mark.usefixtures("pubsub_emulator")]
 
@@ -31,11 +30,7 @@ def test_a_pushed_task_runs_in_the_producers_trace(
     url = wsgi_server(make_wsgi_app(app))
     status, answer, _ = post(url, push_body(message.body, paths.subscription, attempt=1, message_id="77"))
     assert (status, answer["outcome"]) == (200, "succeeded")
-    [send] = cloudq_spans(spans, SpanKind.PRODUCER)
-    [run] = cloudq_spans(spans, SpanKind.CONSUMER)
-    assert run.context.trace_id == send.context.trace_id
-    assert run.parent is not None and run.parent.span_id == send.context.span_id
-    assert run.attributes is not None and send.attributes is not None
-    assert run.attributes["messaging.system"] == send.attributes["messaging.system"] == "gcp_pubsub"
+    _, run = one_send_and_run(spans, "gcp_pubsub")
+    assert run.attributes is not None
     assert (run.name, run.attributes["messaging.message.id"]) == (f"process {queue}", "77")
     spans.clear()
