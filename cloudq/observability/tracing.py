@@ -22,7 +22,6 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigurationError
-from ..interfaces import MessagingSystem
 
 if TYPE_CHECKING:
     from ..app import App
@@ -36,8 +35,10 @@ _provider_seen = False  # a tracer provider, once set, stays set: stop asking
 
 
 def messaging_system(broker: object) -> str:
-    """OpenTelemetry's ``messaging.system`` of ``broker`` (its class name when it does not say)."""
-    return broker.messaging_system if isinstance(broker, MessagingSystem) else type(broker).__name__.lower()
+    """OpenTelemetry's ``messaging.system`` of ``broker`` (``cloudq.interfaces.MessagingSystem``;
+    its class name when it does not say)."""
+    name = getattr(broker, "messaging_system", None)  # MessagingSystem, without a Protocol isinstance per send
+    return name if isinstance(name, str) else type(broker).__name__.lower()
 
 
 @lru_cache(maxsize=1)
@@ -87,17 +88,15 @@ def install(app: App) -> Tracing | None:
 
 def _on_publish(sender: Any, body: dict[str, Any], routing_key: str, headers: dict[str, str], **more: Any) -> None:
     """The PRODUCER span of one message; its context goes into the message's headers."""
-    from ..app import current_app
-
     properties = more.get("properties") or {}
-    setting = properties.get("tracing", current_app().settings.tracing)
+    setting = properties["tracing"] if "tracing" in properties else _current_app().settings.tracing
     tracer = _tracer(setting) if setting is not False else None
     if tracer is None:
         return
     from opentelemetry import propagate, trace
 
     attributes = {
-        "messaging.system": properties.get("messaging_system") or messaging_system(current_app().broker),
+        "messaging.system": properties.get("messaging_system") or messaging_system(_current_app().broker),
         "messaging.destination.name": routing_key,
         "messaging.operation.type": "send",
         "messaging.operation.name": "send",
@@ -106,6 +105,13 @@ def _on_publish(sender: Any, body: dict[str, Any], routing_key: str, headers: di
     }
     with tracer.start_as_current_span(f"send {routing_key}", kind=trace.SpanKind.PRODUCER, attributes=attributes):
         propagate.inject(headers)
+
+
+def _current_app() -> App:
+    """The app of a publish whose signal did not say (a receiver called by hand)."""
+    from ..app import current_app
+
+    return current_app()
 
 
 def _on_failure(sender: Any, exception: BaseException, **_: Any) -> None:
