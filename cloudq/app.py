@@ -262,6 +262,9 @@ class App:
     def _mark_used(self, what: str) -> None:
         if self._used is None:
             self._used = what
+            from .observability import tracing
+
+            tracing.install(self)  # settings are fixed now: connect the publish span if tracing is on
 
     def update_config(self, values: dict[str, Any]) -> None:
         """Change settings (cloudq or Celery names) before the app is first used."""
@@ -784,6 +787,7 @@ class App:
         """One call's queue, message and task id; raises before anything is sent when the call
         cannot be sent (bad arguments or options)."""
         from .canvas.signature import SEND_OPTIONS, options_to_json
+        from .observability.tracing import messaging_system
         from .signals import before_task_publish
         from .validation import to_json_value
 
@@ -826,7 +830,12 @@ class App:
                 exchange="",
                 routing_key=queue,
                 headers=headers,
-                properties={"correlation_id": task_id, "priority": opts.get("priority")},
+                properties={
+                    "correlation_id": task_id,
+                    "priority": opts.get("priority"),
+                    "messaging_system": messaging_system(self.broker),  # cloudq's: for the tracing spans
+                    "tracing": self.settings.tracing,
+                },
                 declare=[],
                 retry_policy=None,
             )

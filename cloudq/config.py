@@ -68,6 +68,13 @@ class Settings:
         default=False,
         metadata={"description": "keep each task's args, kwargs, queue and worker in its result record (Celery's)"},
     )
+    tracing: bool | None = field(
+        default=None,
+        metadata={
+            "description": "OpenTelemetry spans and trace context (cloudq[tracing]): null (default) traces once a "
+            "tracer provider is set, true always (error if opentelemetry-api is missing), false never"
+        },
+    )
     dashboard_redact: bool | list[str] = field(
         default=True,
         metadata={

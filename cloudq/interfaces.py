@@ -222,6 +222,15 @@ class ResultStore(Protocol):
 
 
 @runtime_checkable
+class MessagingSystem(Protocol):
+    """A broker naming its service as OpenTelemetry's ``messaging.system`` (``aws_sqs``,
+    ``gcp_pubsub``...) for the spans of ``cloudq.observability.tracing``; others are named by
+    their class."""
+
+    messaging_system: str
+
+
+@runtime_checkable
 class AsyncSender(Protocol):
     """A broker that sends from an event loop without blocking it (SQS via aiobotocore); others
     are sent from a worker thread. Same contract as ``Broker.send``."""

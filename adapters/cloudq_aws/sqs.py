@@ -90,6 +90,8 @@ class SQSReceipt:
 class SQSBroker(AWSBackend):
     """Broker on SQS standard and FIFO queues (a cloudq queue named ``*.fifo`` is FIFO)."""
 
+    messaging_system = "aws_sqs"  # OpenTelemetry's messaging.system (cloudq.interfaces.MessagingSystem)
+
     def __init__(
         self,
         *,

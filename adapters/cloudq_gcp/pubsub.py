@@ -120,6 +120,8 @@ class PubSubBroker:
     """``interceptors``: gRPC client interceptors for the emulator's channels (instrumentation, e.g.
     counting requests in benchmarks); ignored outside the emulator."""
 
+    messaging_system = "gcp_pubsub"  # OpenTelemetry's messaging.system (cloudq.interfaces.MessagingSystem)
+
     def __init__(self, options: PubSubOptions, *, interceptors: Sequence[Any] = ()) -> None:
         from cloudq.envelope import CONTENT_TYPE as ENVELOPE_CONTENT_TYPE
         from cloudq.envelope import VERSION  # here, not at import: the envelope module loads pydantic

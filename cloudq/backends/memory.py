@@ -71,6 +71,8 @@ class _Queue:
 
 
 class MemoryBroker:
+    messaging_system = "memory"  # OpenTelemetry's messaging.system (cloudq.interfaces.MessagingSystem)
+
     def __init__(self, max_body_bytes: int = MEMORY_MAX_BODY, max_deliveries: int = 0) -> None:
         self.limits = BrokerLimits(
             max_body_bytes=max_body_bytes,

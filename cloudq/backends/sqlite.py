@@ -131,6 +131,8 @@ def _attributes(column: str | None) -> tuple[dict[str, str], str | None]:
 class SQLiteBroker:
     """Durable broker in a SQLite file; see the module docstring for the schema and locking."""
 
+    messaging_system = "sqlite"  # OpenTelemetry's messaging.system (cloudq.interfaces.MessagingSystem)
+
     def __init__(
         self,
         path: str,

@@ -46,6 +46,7 @@ from ..errors import (
     WorkerLost,
 )
 from ..interfaces import Delivery, OutgoingMessage, ResultRecord, ResultWriter
+from ..observability import tracing
 from ..periodic import SCHEDULE_HEADER
 from ..results import exception_name, read_many
 from ..retry import deliveries_allowed
@@ -121,6 +122,10 @@ GIVE_BACK_MAX_S = 60.0
 OUTAGE_DELIVERIES = 12
 
 
+def _dead_reason(outcome: Outcome) -> str | None:
+    return outcome.reason if isinstance(outcome, DeadLetter) else None
+
+
 def give_back(delivery: Delivery, error: str) -> RetryIn:
     """cloudq itself could not run the delivery: retry after a backoff that grows with the
     delivery count. One log line; the runtime keeps going."""
@@ -182,6 +187,7 @@ class Executor:
         self.owner = _worker_id()
         self.hostname = node_name(app.settings.hostname)  # self.request.hostname (cloudq worker -n)
         self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
+        self.tracing = tracing.install(app)  # None: off, no work per run (cloudq/observability/tracing.py)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -195,18 +201,32 @@ class Executor:
             if not isinstance(decoded, Envelope):
                 return decoded
             env = decoded
-            if not self.app.settings.result_extended:
-                return self._execute(delivery, env, started)
-            call = {"task_id": env.id, "args": env.args, "kwargs": env.kwargs, "queue": delivery.queue}
-            token = _extended.set({**call, "worker": self.hostname})
-            try:
-                return self._execute(delivery, env, started)
-            finally:
-                _extended.reset(token)
+            if self.tracing is None:
+                return self._run(delivery, env, started)
+            traced = env
+            attempt = env.retries + max(1, delivery.delivery_count)
+            return self.tracing.process(
+                delivery,
+                env,
+                attempt,
+                tracing.messaging_system(self.app.broker),
+                lambda: self._run(delivery, traced, started),
+                _dead_reason,
+            )
         except KeyboardInterrupt:
             raise
         except BaseException as exc:
             return self.internal_error(delivery, exc, env)
+
+    def _run(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
+        if not self.app.settings.result_extended:
+            return self._execute(delivery, env, started)
+        call = {"task_id": env.id, "args": env.args, "kwargs": env.kwargs, "queue": delivery.queue}
+        token = _extended.set({**call, "worker": self.hostname})
+        try:
+            return self._execute(delivery, env, started)
+        finally:
+            _extended.reset(token)
 
     def internal_error(self, delivery: Delivery, exc: BaseException, env: Envelope | None = None) -> Outcome:
         """cloudq itself failed on ``delivery`` (not the task): give it back with a backoff while it

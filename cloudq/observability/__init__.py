@@ -1,0 +1,1 @@
+"""Optional metrics and tracing, wired through cloudq.signals."""
