@@ -160,6 +160,11 @@ class Settings(BaseModel):
         description="seconds between a worker's presence records (cloudq status / inspect); "
         "each lives 3 intervals; 0: off",
     )
+    metrics_emf: bool = Field(
+        False,
+        description="Lambda: print CloudWatch Embedded Metric Format lines (cloudq_tasks_total...) after each "
+        "invocation; no API call, but CloudWatch bills each metric it creates from them",
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
