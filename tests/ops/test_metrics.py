@@ -135,6 +135,32 @@ def test_queue_depth_is_sampled_in_the_background_not_per_scrape(metrics_app: An
 
 
 @pytest.mark.aws
+def test_a_depth_sample_on_sqs_costs_two_requests_per_queue(aws: Any, prefix: str) -> None:
+    pytest.importorskip("prometheus_client")
+    from cloudq.observability.metrics import DEPTH_INTERVAL_S, PrometheusMetrics
+    from cloudq.runtime.worker import Worker
+
+    app = App("depth", broker=f"sqs://?prefix={prefix}&wait=0", results="memory://")
+
+    @app.task(name="add")
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    add.delay(1, 2)
+    metrics = PrometheusMetrics(Worker(app, concurrency=1))
+    metrics.sample()  # resolves the queue URLs outside the counted part
+    with aws.count_requests() as counts:
+        metrics.sample()
+    assert counts.of("sqs") == {"GetQueueAttributes": 2}  # the queue and its dead-letter queue
+    assert metrics.depths["default"].ready == 1
+    per_hour = 2 * 3600 / DEPTH_INTERVAL_S
+    print(
+        f"\nqueue depth on SQS: {per_hour:.0f} GetQueueAttributes per queue-hour per worker at {DEPTH_INTERVAL_S:g} s"
+    )
+    app.close()
+
+
+@pytest.mark.aws
 def test_the_lambda_handler_prints_emf_lines(aws: Any, sqs: Any, prefix: str) -> None:
     from cloudq_aws.lambda_.handler import LambdaHandler
     from cloudq_aws.testing import FakeLambdaContext, SQSPoller
