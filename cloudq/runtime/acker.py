@@ -2,7 +2,7 @@
 
 Outcomes are collected and flushed in batches: when ``max_batch`` are waiting, else
 ``interval_s`` after the first one (a few milliseconds when one is a retry, requeue or dead
-letter, whose timing matters), as soon as the worker runs out of messages, and always on
+letter, or carries follow-ups such as a chain's next step: their timing matters), as soon as the worker runs out of messages, and always on
 shutdown. The executor has written the result before the outcome arrives here, so waiting costs
 no result latency, and a crash before the flush only causes a redelivery (at-least-once). The
 default wait (half a second) is what fills SQS's 10-message delete batches at a few dozen tasks
@@ -65,8 +65,10 @@ class Acker:
         self._batcher.start()
 
     def put(self, delivery: Delivery, outcome: Outcome) -> None:
-        # a nack's delay or a requeued ETA hop runs from the flush: do not hold it back
-        self._batcher.put((delivery, outcome), urgent=type(outcome) is not Ack)
+        # a nack's delay or a requeued ETA hop runs from the flush, and a chain's next step or a
+        # link is sent by it: do not hold them back
+        urgent = type(outcome) is not Ack or bool(outcome.followups)
+        self._batcher.put((delivery, outcome), urgent=urgent)
 
     def unsettled(self) -> int:
         """Outcomes waiting for their flush (read without the lock: a hint)."""

@@ -1,7 +1,7 @@
 """Contract test suites every backend must pass, importable by adapters and by users' own brokers.
 
 ``from cloudq.testing import BrokerContract, BurstContract, ResultStoreContract``, subclass, and
-provide the ``broker`` / ``burst_env`` / ``store`` fixture (``ChordContract``: ``chord_app``).
+provide the ``broker`` / ``burst_env`` / ``store`` fixture (``CanvasContract``, and ``ChordContract`` its chord cases: ``chord_app``).
 Needs pytest (the ``dev`` extra).
 Shared helpers: ``wait_for`` / ``eventually`` / ``poll`` (waiting.py), ``run_burst`` and
 ``run_worker_process`` (workers.py), ``FaultProxy`` (netfault.py), ``HookScenario`` and
@@ -14,6 +14,7 @@ import pytest
 pytest.register_assert_rewrite(
     "cloudq.testing.broker_contract",
     "cloudq.testing.burst_contract",
+    "cloudq.testing.canvas_contract",
     "cloudq.testing.chord_contract",
     "cloudq.testing.redrive_contract",
     "cloudq.testing.result_contract",
@@ -21,6 +22,7 @@ pytest.register_assert_rewrite(
 
 from .broker_contract import BrokerContract, assert_nothing_arrives, receive_until, unique_queue  # noqa: E402
 from .burst_contract import BurstContract  # noqa: E402
+from .canvas_contract import CanvasContract  # noqa: E402
 from .chord_contract import ChordContract  # noqa: E402
 from .hooks import HookScenario, SignalRecorder  # noqa: E402
 from .redrive_contract import RedriveContract  # noqa: E402
@@ -30,6 +32,7 @@ from .waiting import eventually, poll, wait_for  # noqa: E402
 __all__ = [
     "BrokerContract",
     "BurstContract",
+    "CanvasContract",
     "ChordContract",
     "HookScenario",
     "RedriveContract",

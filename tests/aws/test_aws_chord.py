@@ -1,4 +1,4 @@
-"""Groups and chords on SQS + DynamoDB through the moto server (the chord contract), and what a
+"""The canvas on SQS + DynamoDB through the moto server (the canvas contract), and what a
 chord costs per header task, counted at the server."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from aws_apps import run_burst, sqs_app
 from cloudq_aws.testing import MotoServer
 
 from cloudq import App, chord, group
-from cloudq.testing import ChordContract
+from cloudq.testing import CanvasContract
 from cloudq.testing.chord_contract import ADD, TOTAL
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(180)]
@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.aws, pytest.mark.timeout(180)]
 NOT_BILLED_HERE = ("ReceiveMessage", "GetItem", "BatchGetItem", "GetQueueAttributes", "GetQueueUrl")
 
 
-class TestChordOnSQSAndDynamoDB(ChordContract):
+class TestCanvasOnSQSAndDynamoDB(CanvasContract):
     @pytest.fixture
     def chord_app(self, prefix: str) -> Iterator[App]:
         application = sqs_app(prefix)

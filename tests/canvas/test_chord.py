@@ -10,7 +10,7 @@ import pytest
 
 from cloudq import App, GroupResult, chord
 from cloudq.errors import ChordError
-from cloudq.testing import ChordContract
+from cloudq.testing import CanvasContract
 from cloudq.testing.chord_contract import BODY_RUNS, TOTAL, register_chord_tasks
 from cloudq.testing.workers import run_burst
 
@@ -23,7 +23,7 @@ def app(make_app: Callable[..., App]) -> App:
     return app
 
 
-class TestChordOnMemoryAndSQLite(ChordContract):
+class TestCanvasOnMemoryAndSQLite(CanvasContract):
     @pytest.fixture
     def chord_app(self, make_app: Callable[..., App]) -> App:
         return make_app()

@@ -91,6 +91,24 @@ def test_a_retry_is_not_held_back_by_the_ack_linger(leased):
     acker.close()
 
 
+def test_a_chain_step_is_not_held_back_by_the_ack_linger(leased):
+    """An ack carrying follow-ups (a chain's next step, a link) flushes at once: held for the ack
+    linger, every step of a chain waited up to half a second on a busy worker."""
+    from cloudq import App
+
+    broker, deliveries = leased
+    app = App("acker", broker="memory://", results="memory://")
+    acker = Acker(broker, LONG, app=app)  # type: ignore[arg-type]
+    acker.start()
+    acker.put(deliveries[0], Ack())
+    acker.put(deliveries[1], Ack(followups=(("next", OutgoingMessage(b'{"step": 2}')),)))
+    wait_for(lambda: broker.calls["ack"] == 1, timeout=10)  # long before the 60 s linger
+    assert broker.calls["send"] == 1 and broker.sizes["ack"] == [2]  # sent first, then both acked
+    assert [d.body for d in broker.inner.receive("next", 10, 60)] == [b'{"step": 2}']
+    acker.close()
+    app.close()
+
+
 def test_outcomes_are_grouped_by_kind_delay_and_reason(leased):
     broker, deliveries = leased
     acker = start(broker)
