@@ -99,9 +99,10 @@ class Tracker:
         if kind is not None:
             with self._lock:
                 self.counts[kind] += 1
+        took = self._clock() - started if self.observers else 0.0
         for observe in self.observers:
             try:
-                observe(delivery, outcome, self._clock() - started)
+                observe(delivery, outcome, took)
             except Exception:
                 log.exception("outcome observer %r raised: the task goes on", observe)
         return outcome

@@ -220,3 +220,43 @@ def test_without_prometheus_client_the_worker_flag_is_one_line_naming_the_extra(
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].endswith("pip install 'cloudq[metrics]'"), done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_outcomes_count_under_celerys_states_and_emf_keeps_cloudwatchs_100_values_limit() -> None:
+    from cloudq.interfaces import Delivery, OutgoingMessage
+    from cloudq.observability.metrics import EMFBatch
+    from cloudq.runtime.executor import Ack, DeadLetter, Requeue, RetryIn
+    from cloudq.runtime.presence import Tracker
+
+    ticks = iter(range(1000))
+    tracker = Tracker(clock=lambda: float(next(ticks)))  # each run takes one tick
+    emf = EMFBatch(clock=lambda: 1.5)
+    tracker.observers.append(emf)
+    body = json.dumps({"id": "t1", "task": "job"}).encode()
+    deliver = Delivery(body, receipt=None, delivery_count=1, queue="q")
+    outcomes = [Ack()] * 120 + [Ack("expired"), Ack("revoked"), RetryIn(1.0), DeadLetter("ValueError: x")]
+    outcomes += [Ack("duplicate"), Requeue(OutgoingMessage(b"{}"), event="deferred")]  # not runs: not counted
+    for outcome in outcomes:
+        tracker.run(lambda _d, o=outcome: o, deliver)
+    lines = [json.loads(line) for line in emf.lines()]
+    counts = {line["state"]: line["cloudq_tasks_total"] for line in lines if "cloudq_tasks_total" in line}
+    assert counts == {"succeeded": 120, "revoked": 2, "retried": 1, "failed": 1}
+    durations = [line["cloudq_task_duration_seconds"] for line in lines if "cloudq_task_duration_seconds" in line]
+    assert [len(chunk) for chunk in durations] == [100, 24] and {d for c in durations for d in c} == {1.0}
+    assert {line["_aws"]["Timestamp"] for line in lines} == {1500}
+    assert emf.lines() == []  # collected once
+
+
+def test_a_failing_observer_never_loses_the_outcome() -> None:
+    from cloudq.interfaces import Delivery
+    from cloudq.runtime.executor import Ack
+    from cloudq.runtime.presence import Tracker
+
+    tracker = Tracker()
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("observer bug")
+
+    tracker.observers.append(broken)
+    outcome = tracker.run(lambda _d: Ack(), Delivery(b"{}", receipt=None, delivery_count=1, queue="q"))
+    assert outcome == Ack() and tracker.counts["succeeded"] == 1
