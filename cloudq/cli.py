@@ -150,6 +150,13 @@ def main() -> None:
 @click.option(
     "--beat", "with_beat", is_flag=True, help="Also run the periodic tasks' beat (replica-safe) in this process."
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Serve Prometheus metrics on this port (cloudq[metrics]); 0: off.",
+)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics endpoint binds.")
 @user_errors
 def worker(
     app_path: str,
@@ -169,6 +176,8 @@ def worker(
     grace: float,
     loglevel: str | None,
     with_beat: bool,
+    metrics_port: int,
+    metrics_host: str,
 ) -> None:
     """Run a worker that consumes the app's queues."""
     from .runtime.autoscale import parse_autoscale
@@ -202,7 +211,7 @@ def worker(
         from .beat import run_in_thread
 
         run_in_thread(app, stop_beat)
-    code = Worker(
+    running = Worker(
         app,
         queues=names,
         concurrency=concurrency,
@@ -217,7 +226,13 @@ def worker(
         max_tasks_per_child=max_tasks_per_child,
         max_memory_per_child=max_memory_per_child,
         autoscale=scale,
-    ).run()
+    )
+    if metrics_port:
+        from .observability.metrics import PrometheusMetrics
+
+        bound = PrometheusMetrics(running).serve(metrics_host, metrics_port)
+        logging.getLogger("cloudq.worker").info("metrics: http://%s:%d/metrics", metrics_host, bound)
+    code = running.run()
     stop_beat.set()
     sys.exit(code)
 

@@ -205,6 +205,13 @@ class Settings:
             "each lives 3 intervals; 0: off",
         },
     )
+    metrics_emf: bool = field(
+        default=False,
+        metadata={
+            "description": "Lambda: print CloudWatch Embedded Metric Format lines (cloudq_tasks_total...) after "
+            "each invocation; no API call, but CloudWatch bills each metric it creates from them"
+        },
+    )
 
     def __post_init__(self) -> None:
         if not _plain(self):

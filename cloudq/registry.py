@@ -50,6 +50,7 @@ EXTRAS: dict[str, Extra] = {
     "push_asgi": Extra("runtime", "gcp", ("google.auth", "google.cloud.pubsub_v1")),
     "cloud_event": Extra("runtime", "gcp", ("google.auth", "google.cloud.pubsub_v1")),
     "dashboard": Extra("command", "dashboard", ("starlette", "jinja2", "uvicorn", "python_multipart")),
+    "metrics": Extra("command", "metrics", ("prometheus_client",)),
 }
 _EMBEDDED = {"memory", "sqlite"}  # both kinds
 

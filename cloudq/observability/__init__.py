@@ -1,1 +1,2 @@
-"""Optional metrics and tracing, wired through cloudq.signals."""
+"""Observability: what a running cloudq deployment tells about itself (metrics, tracing), built on
+what the runtimes already hold, so none of it costs a cloud request per task."""

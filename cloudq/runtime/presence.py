@@ -37,11 +37,16 @@ MAX_LISTED = 20  # tasks listed per record (active, reserved; the counts are exa
 COUNTED = ("succeeded", "failed", "retried")
 
 
-def outcome_kind(outcome: Outcome) -> str | None:
-    """Which count an outcome adds to: a success, a failure for good, a retry (None: neither,
-    e.g. a duplicate delivery, an expired task, a deferred ETA hop)."""
+# an Ack's event -> the state it finished in (an expired task counts as revoked, as Celery's
+# task_revoked(expired=True)); duplicates and ETA hops are not runs
+_ACK_STATES = {"succeeded": "succeeded", "retried": "retried", "revoked": "revoked", "expired": "revoked"}
+
+
+def outcome_state(outcome: Outcome) -> str | None:
+    """How a run finished: succeeded, failed (for good: dead-lettered), retried or revoked
+    (None: not a run, e.g. a duplicate delivery, a deferred ETA hop, a rate-limit wait)."""
     if isinstance(outcome, Ack):
-        return {"succeeded": "succeeded", "retried": "retried"}.get(outcome.event)
+        return _ACK_STATES.get(outcome.event)
     if isinstance(outcome, RetryIn):
         return "retried"
     if isinstance(outcome, Requeue):
@@ -49,6 +54,12 @@ def outcome_kind(outcome: Outcome) -> str | None:
     if isinstance(outcome, DeadLetter):
         return "failed"
     return None
+
+
+def outcome_kind(outcome: Outcome) -> str | None:
+    """Which of the presence record's counts (``COUNTED``) an outcome adds to, if any."""
+    state = outcome_state(outcome)
+    return state if state in COUNTED else None
 
 
 def describe(delivery: Delivery, started: float | None = None) -> dict[str, Any]:
@@ -70,11 +81,15 @@ class Tracker:
         self._lock = threading.Lock()
         self._running: dict[int, tuple[Delivery, float]] = {}
         self.counts: Counter[str] = Counter({kind: 0 for kind in COUNTED})
+        # called with (delivery, outcome, seconds) after each run, in the runtime's own process
+        # (cloudq.observability.metrics); one that raises is logged, the task goes on
+        self.observers: list[Callable[[Delivery, Outcome, float], None]] = []
 
     def run(self, call: Callable[[Delivery], Outcome], delivery: Delivery) -> Outcome:
         key = id(delivery)
+        started = self._clock()
         with self._lock:
-            self._running[key] = (delivery, self._clock())
+            self._running[key] = (delivery, started)
         try:
             outcome = call(delivery)
         finally:
@@ -84,6 +99,12 @@ class Tracker:
         if kind is not None:
             with self._lock:
                 self.counts[kind] += 1
+        took = self._clock() - started if self.observers else 0.0
+        for observe in self.observers:
+            try:
+                observe(delivery, outcome, took)
+            except Exception:
+                log.exception("outcome observer %r raised: the task goes on", observe)
         return outcome
 
     def snapshot(self) -> tuple[list[tuple[Delivery, float]], dict[str, int]]:

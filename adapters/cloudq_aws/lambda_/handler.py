@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery, ResultRecord
+from cloudq.observability.metrics import EMFBatch
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
 from cloudq.runtime.lifecycle import Lifecycle
 from cloudq.runtime.presence import InstancePresence, Tracker
@@ -113,6 +114,9 @@ class LambdaHandler:
         self.tracker = Tracker()  # running now and outcome counts, for this instance's presence record
         node = f"lambda@{os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or socket.gethostname()}"
         self.presence = InstancePresence(app, "lambda", node, concurrency, self.tracker)
+        self.metrics = EMFBatch() if app.settings.metrics_emf else None  # printed after each invocation
+        if self.metrics is not None:
+            self.tracker.observers.append(self.metrics)
 
     def __repr__(self) -> str:
         return f"<LambdaHandler app={self.app.name} concurrency={self.concurrency}>"
@@ -134,6 +138,8 @@ class LambdaHandler:
             for item in items:
                 self._run(item, context, blocked)
         failed = self._settle(broker, items)
+        if self.metrics is not None:
+            self.metrics.flush()
         if log.isEnabledFor(logging.INFO):
             not_run = sum(1 for i in items if i.outcome is None)
             log.info(
