@@ -11,13 +11,17 @@ from aws_apps import run_burst, sqs_app
 from cloudq_aws.lambda_.handler import make_handler
 from cloudq_aws.testing import MotoServer, SQSPoller
 
-from cloudq import App, signals, states
+from cloudq import signals, states
 from cloudq.errors import TaskRevokedError
 
 pytestmark = [pytest.mark.aws, pytest.mark.timeout(120)]
 
 
-def test_revoked_queued_tasks_never_run_and_the_check_is_one_batch_read_per_receive(app: App, aws: MotoServer) -> None:
+def test_revoked_queued_tasks_never_run_and_the_check_is_one_batch_read_per_receive(
+    prefix: str, aws: MotoServer
+) -> None:
+    app = sqs_app(prefix, presence_interval=0)  # the worker's presence records would be counted too
+
     @app.task()
     def add(a: int, b: int) -> int:
         return a + b
@@ -42,10 +46,11 @@ def test_revoked_queued_tasks_never_run_and_the_check_is_one_batch_read_per_rece
     # burst outlived the 5 s poll interval); one PutItem per task that ran
     assert reads == {"BatchGetItem": 3 + worker.revoke_polls, "PutItem": 20}
     assert worker.counts["ack"] == 30
+    app.close()
 
 
 def test_the_lambda_handler_skips_revoked_records_with_one_batch_read(aws: MotoServer, sqs: Any, prefix: str) -> None:
-    app = sqs_app(prefix, broker_query="&wait=0")
+    app = sqs_app(prefix, broker_query="&wait=0", presence_interval=0)  # count the check alone
     ran: list[int] = []
     fired: list[dict[str, Any]] = []
 
