@@ -67,7 +67,8 @@ class SeriesMemory:
             for worker_id in [w for w, (seen, _) in self._series.items() if seen < oldest]:
                 del self._series[worker_id]
             found = [series for _, series in self._series.values()]
-        return ts.merge(found)
+        merged = ts.merge(found)
+        return merged.since(oldest) if merged is not None else None
 
 
 class DepthHistory:

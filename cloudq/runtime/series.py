@@ -183,6 +183,16 @@ class Series:
                 into.setdefault(start if start >= fine else block_of(start), Minute()).merge(figures)
         return Series(fine, queues)
 
+    def since(self, first: int) -> Series:
+        """A copy without the figures that end before minute ``first`` (a block partly after it
+        is kept whole)."""
+        queues = {
+            queue: kept
+            for queue, minutes in self.queues.items()
+            if (kept := {start: m for start, m in minutes.items() if start + self.span(start) > first})
+        }
+        return Series(self.fine, queues)
+
     def total(self) -> dict[int, Minute]:
         """Every queue's figures added up, per start minute."""
         out: dict[int, Minute] = {}
