@@ -81,7 +81,11 @@ def queue_wait(delivery: Delivery, started: float) -> float | None:
     if delivery.delivery_count > 1:
         return None
     fields = peek_fields(delivery.body)
-    times = [float(t) for t in (fields.get("sent_at"), fields.get("eta")) if isinstance(t, int | float) and not isinstance(t, bool)]
+    times = [
+        float(t)
+        for t in (fields.get("sent_at"), fields.get("eta"))
+        if isinstance(t, int | float) and not isinstance(t, bool)
+    ]
     return max(started - max(times), 0.0) if times else None
 
 
