@@ -21,7 +21,7 @@ from ..interfaces import UNKNOWN, Heartbeat, QueueStats
 from ..runtime import series as ts
 
 MAX_REMEMBERED = 1000  # workers' series kept (Lambda instances come and go): the least recent go first
-WIDTH, HEIGHT = 600, 120  # the plot area in SVG units
+WIDTH, HEIGHT = 540, 120  # the plot area in SVG units (two charts side by side at 1280 px)
 LEFT, BOTTOM, TOP = 48, 20, 8  # margins: y labels, x labels
 SLOT = WIDTH / ts.WINDOW_MIN
 OUTCOME_COLORS = {"succeeded": "#2e7d32", "failed": "#b00020", "retried": "#ed6c02"}
