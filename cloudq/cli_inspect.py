@@ -91,9 +91,7 @@ def stats_of(beat: Heartbeat, now: float) -> dict[str, Any]:
 def last_hour(beat: Heartbeat) -> str:
     """One line of the worker's last hour, all queues: runs by outcome, p95 run time and wait."""
     found = ts.decode(beat.info.get("series"))
-    hour = ts.Minute()
-    for figures in (found.total().values() if found is not None else ()):
-        hour.merge(figures)
+    hour = found.summed() if found is not None else ts.Minute()
     run, wait = hour.run.quantile(0.95), hour.wait.quantile(0.95)
     return (
         f"last hour: succeeded={hour.succeeded} failed={hour.failed} retried={hour.retried}"

@@ -193,6 +193,14 @@ class Series:
         }
         return Series(self.fine, queues)
 
+    def summed(self) -> Minute:
+        """Every figure added up: the whole window, all queues."""
+        out = Minute()
+        for minutes in self.queues.values():
+            for figures in minutes.values():
+                out.merge(figures)
+        return out
+
     def total(self) -> dict[int, Minute]:
         """Every queue's figures added up, per start minute."""
         out: dict[int, Minute] = {}

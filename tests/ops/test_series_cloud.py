@@ -30,10 +30,7 @@ BEATS_PER_HOUR = 3600 / 30  # at the default presence_interval
 def hour_of(beat_info: dict[str, Any]) -> ts.Minute:
     found = ts.decode(beat_info.get("series"))
     assert found is not None, "the record carries a series"
-    hour = ts.Minute()
-    for figures in found.total().values():
-        hour.merge(figures)
-    return hour
+    return found.summed()
 
 
 def test_a_workers_record_on_dynamodb_carries_the_runs_in_one_put(aws: MotoServer, prefix: str) -> None:
