@@ -170,7 +170,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
                 )
         saved = result.parent
         assert isinstance(saved, GroupResult)
-        saved.save()
+        saved.save(chord_body=result.id)
         counter = f"{COUNTER_PREFIX}{saved.id}" if isinstance(app.results, AtomicCounter) else None
         part: dict[str, Any] = {"id": saved.id, "size": len(header.tasks), "body": body.to_dict()}
         if counter is not None:

@@ -1,6 +1,7 @@
-"""The dashboard's reads of the backends, each through the cache: queue counts (Broker.stats),
-dead letters (Broker.dead_letters), recent tasks (TaskIndex), workers (HeartbeatStore) and task
-records (ResultStore.get). A capability the store lacks reads as None, and its page says so."""
+"""The dashboard's reads of the backends, through the cache: queue counts (Broker.stats), dead
+letters (Broker.dead_letters), recent tasks (TaskIndex) and workers (HeartbeatStore); a task's
+record with its canvas links is read fresh (``taskview``). A capability the store lacks reads as
+None, and its page says so."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import deadletters as dl
-from ..interfaces import DeadLetterAdmin, Heartbeat, HeartbeatStore, QueueStats, ResultRecord, TaskIndex, TaskSummary
+from ..interfaces import DeadLetterAdmin, Heartbeat, HeartbeatStore, QueueStats, TaskIndex, TaskSummary
+from . import taskview
 from .cache import TTLCache
 from .redact import Argument, arguments, hidden_values, scrub
+from .taskview import TaskView
 
 if TYPE_CHECKING:
     from ..app import App
@@ -90,8 +93,9 @@ class Backends:
             return None
         return sorted(self.cache.get("workers", store.alive), key=lambda beat: beat.worker_id)
 
-    def record(self, task_id: str) -> ResultRecord | None:
-        return self.app.results.get(task_id)  # type: ignore[no-any-return]
+    def task(self, task_id: str) -> TaskView:
+        """The task's record with its timeline and canvas links (read fresh: a page of one task)."""
+        return taskview.read(self.app.results, task_id)
 
     def shown(self, task_name: str, args: Any, kwargs: Any) -> tuple[list[Argument], list[str]]:
         """The arguments as a page shows them, and the hidden values to scrub from error text."""

@@ -42,6 +42,10 @@ APP_MODULE = textwrap.dedent(
     @app.task(name="slow")
     def slow(n: int) -> int:
         return n
+
+    @app.task(name="total")
+    def total(values: list[int]) -> int:
+        return sum(values)
     """
 )
 
