@@ -57,4 +57,6 @@ def test_group_and_chord_members_keep_their_group_id(app: App) -> None:
     for r in header.results:
         assert app.results.get(r.id).group_id == header.id  # type: ignore[union-attr]
     assert chord_body_id(app.results.get(header.id)) == body.id, "the saved header names its body"
+    sender = AsyncResult(body.id, app=app).parent
+    assert sender is not None and sender.id in [r.id for r in header.results], "the header task that completed it"
     assert chord_body_id(app.results.get(members.id)) is None

@@ -89,9 +89,10 @@ def test_a_chord_member_shows_its_chord_progress_and_body(app: Any) -> None:
     run_burst(app)
     page = TestClient(create_app(app)).get(f"/tasks/{header.results[0].id}").text
     assert re.search(r"<h3>Chord <a [^>]*>" + header.id, page)
+    assert 'id="links"' not in page, "no parent, root or children: no links table"
     assert "3 of 3 ended (2 succeeded, 1 failed or revoked)" in page
     assert rows(page, "members") == [
-        ["member 1", header.results[0].id, "slow", "SUCCESS"],
+        ["member 1 (this task)", header.results[0].id, "slow", "SUCCESS"],
         ["member 2", header.results[1].id, "lookup", "FAILURE"],
         ["member 3", header.results[2].id, "slow", "SUCCESS"],
         ["chord body", body.id, "total", "FAILURE"],
