@@ -14,7 +14,8 @@ channel (an interceptor, per method; a StreamingPull counts once per stream open
 from the first task's start to the last's. The emulator is a Java process on the same cores, so
 the figures measure it as much as cloudq: compare the ratio and the requests per task.
 
-    python benchmarks/pubsub_throughput.py [-n 5000] [--concurrency 2] [--repeat 3] [--results] [--quick]
+    python benchmarks/pubsub_throughput.py [-n 5000] [--concurrency 2] [--prefetch-multiplier 4] [--repeat 3]
+                                           [--results] [--quick]
 
 Exits non-zero only on a harness failure (a task that did not run); without the emulator or the
 ``gcp`` extra it prints "skipped" and exits 0.
@@ -83,7 +84,7 @@ class Result:
         return sum(self.worker_requests.values()) / self.n
 
 
-def run_case(mode: str, n: int, concurrency: int, results: bool) -> Result:
+def run_case(mode: str, n: int, concurrency: int, results: bool, prefetch: int | None = None) -> Result:
     from cloudq_gcp.options import PubSubOptions
     from cloudq_gcp.pubsub import PubSubBroker
 
@@ -111,7 +112,7 @@ def run_case(mode: str, n: int, concurrency: int, results: bool) -> Result:
     noop.send_each(range(n))
     counter.take()
 
-    worker = Worker(app, concurrency=concurrency, poll_wait_s=1.0)
+    worker = Worker(app, concurrency=concurrency, prefetch_multiplier=prefetch, poll_wait_s=1.0)
     outcome: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: outcome.setdefault("code", worker.run()), daemon=True)
     cpu0 = time.process_time()
@@ -137,6 +138,7 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=5000, help="tasks per case (default 5000)")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the modes alternate within each")
+    parser.add_argument("--prefetch-multiplier", type=int, default=None, help="default: the setting's (4)")
     parser.add_argument("--results", action="store_true", help="write results to Firestore (default: results off)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 300 tasks, one round")
     args = parser.parse_args()
@@ -151,7 +153,8 @@ def main() -> None:
     load_before = os.getloadavg()
     print(
         f"pubsub_throughput: {n} tasks per case, {repeat} round(s), concurrency {args.concurrency}, "
-        f"results {'on (Firestore)' if args.results else 'off'}; load average {load_before[0]:.2f}"
+        f"prefetch multiplier {args.prefetch_multiplier or 'default'}, results {'on (Firestore)' if args.results else 'off'}; "
+        f"load average {load_before[0]:.2f}"
     )
     runs: dict[str, list[Result]] = {mode: [] for mode in MODES}
     try:
@@ -166,7 +169,7 @@ def main() -> None:
                 run_case("streaming", min(n, 200), args.concurrency, args.results)  # warm-up: JIT, channels
                 for round_ in range(repeat):
                     for mode in MODES if round_ % 2 == 0 else reversed(MODES):
-                        result = run_case(mode, n, args.concurrency, args.results)
+                        result = run_case(mode, n, args.concurrency, args.results, args.prefetch_multiplier)
                         runs[mode].append(result)
                         print(
                             f"  round {round_ + 1} {mode:9}: {result.tasks_per_s:8.0f} tasks/s, "

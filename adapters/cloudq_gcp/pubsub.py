@@ -362,9 +362,16 @@ class PubSubBroker:
             return None
         from .pubsub_streaming import PubSubStream
 
-        subscriptions = {queue: self._on_queue(queue, lambda paths: paths.subscription) for queue in queues}
+        subscriptions = {queue: self.subscription(queue) for queue in queues}
         _, subscriber, _ = self._clients()
         return PubSubStream(self, subscriber, subscriptions, max_held, lease_s, max_lease_s)
+
+    def subscription(self, queue: str, fresh: bool = False) -> str:
+        """The queue's subscription, its resources set up on first use; ``fresh``: set up again
+        (a stream found it gone: ``create_missing`` recreates it, else QueueNotFound)."""
+        if fresh:
+            self._queues.pop(queue, None)
+        return self._paths(queue).subscription
 
     def streamed(self, queue: str, received: Sequence[Streamed], leased_until: float) -> list[Delivery]:
         """Messages that arrived over a stream of ``queue`` as deliveries, as ``receive`` makes them

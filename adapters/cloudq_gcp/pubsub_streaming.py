@@ -11,7 +11,8 @@ ordering keys see no difference.
 
 Leases: the client modacks each message to ``lease_s`` when it arrives and again before 90% of it
 has passed, as long as it holds it (at most ``max_lease_s``: the worker's bound from its tasks'
-time limits). The worker's heartbeat still extends its leases as on pull, so a running task stays
+time limits). A finished task's message leaves the client's count at once (``finished``) while its
+ack waits for the batch, so the limit counts what the worker's prefetch counts: buffered and running. The worker's heartbeat still extends its leases as on pull, so a running task stays
 leased after the stream closes at shutdown. Settling (ack, nack, release, dead letter) goes through
 the broker's batched requests after ``Message.drop()`` takes the message out of the client's
 management (no request); the client hands out the next message of an ordering key only then.
@@ -30,7 +31,7 @@ import queue as queues_module
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudq.interfaces import Delivery
@@ -151,13 +152,21 @@ class PubSubStream:
         items = [Streamed(m.ack_id, m.delivery_attempt or 0, m, m.drop) for _, m in taken]
         return self._broker.streamed(queue, items, taken[0][0] + self.lease_s - ARRIVAL_MARGIN_S)
 
+    def finished(self, deliveries: Sequence[Delivery]) -> None:
+        """Out of the client's flow control and lease management: it streams the next ones while
+        these wait for their batched ack (well inside their lease, as on pull)."""
+        for delivery in deliveries:
+            delivery.receipt.unmanage()
+
     def _check(self, queue: str) -> None:
-        """A stream the client gave up on (its retries exhausted, the subscription gone) is opened
-        again and its error raised once: the worker logs it and backs off."""
+        """A stream the client gave up on (the subscription gone, say after an emulator restart) is
+        opened again on its queue's resources set up afresh, and its error raised once: the worker
+        logs it and backs off. Setting up may fail too (raised): the next receive tries again."""
         future = self._futures.get(queue)
         if self._closed or future is None or not future.done():
             return
         error = future.exception()
+        self._subscriptions[queue] = self._broker.subscription(queue, fresh=True)
         self._open(queue)
         if error is not None:
             with translated(PUBSUB, f"streaming from {self._subscriptions[queue]}"):

@@ -475,7 +475,7 @@ class Worker:
     def _slot(self, runner: Runner) -> None:
         """One pool slot: take a message (receiving for everyone when the buffer is empty), run it,
         hand the outcome to the acker. Autoscale may retire it between tasks."""
-        inbox, acker = self._inbox, self._acker
+        inbox, acker, stream = self._inbox, self._acker, self._stream
         assert inbox is not None and acker is not None
         held: Held | None = None
         retired = False
@@ -485,7 +485,10 @@ class Worker:
                 if held is None:
                     retired = inbox.retired()
                     return
-                acker.put(held.delivery, self.tracker.run(functools.partial(self._run, runner), held.delivery))
+                outcome = self.tracker.run(functools.partial(self._run, runner), held.delivery)
+                if stream is not None:
+                    stream.finished([held.delivery])  # its ack waits for the batch: no longer held
+                acker.put(held.delivery, outcome)
         except BaseException:
             log.exception("pool slot crashed; stopping the worker")
             self._crashed = True
