@@ -292,6 +292,11 @@ class MessageStream(Protocol):
         ``queue``, waiting up to ``wait_s`` for one. It may return empty before ``wait_s`` when
         a message of another of the stream's queues arrives (the caller then asks that one)."""
 
+    def finished(self, deliveries: Sequence[Delivery]) -> None:
+        """Their tasks are done and their outcomes go to the broker within the ack interval: they
+        stop counting against the stream's limit (as a worker's prefetch stops counting them) and
+        their leases stop being extended. No request."""
+
     def close(self, timeout_s: float) -> list[Delivery]:
         """Stop the stream within ``timeout_s`` and return what it held but never handed out:
         the caller releases them (``Broker.release``). Idempotent."""
