@@ -357,21 +357,20 @@ class PubSubBroker:
         self, queues: Sequence[str], max_held: int, lease_s: float, max_lease_s: float | None = None
     ) -> MessageStream | None:
         """Streaming pull on ``queues`` for a long-running worker (``StreamingReceiver``); None
-        with ``?pull=sync``. Sets up each queue's topic and subscriptions first."""
+        with ``?pull=sync``. Makes no request: each queue's stream opens on its first receive."""
         if self.options.pull != "streaming":
             return None
         from .pubsub_streaming import PubSubStream
 
-        subscriptions = {queue: self.subscription(queue) for queue in queues}
-        _, subscriber, _ = self._clients()
-        return PubSubStream(self, subscriber, subscriptions, max_held, lease_s, max_lease_s)
+        return PubSubStream(self, queues, max_held, lease_s, max_lease_s)
 
-    def subscription(self, queue: str, fresh: bool = False) -> str:
-        """The queue's subscription, its resources set up on first use; ``fresh``: set up again
-        (a stream found it gone: ``create_missing`` recreates it, else QueueNotFound)."""
+    def subscriber(self, queue: str, fresh: bool = False) -> tuple[SubscriberClient, str]:
+        """The client and the queue's subscription, its resources set up on first use; ``fresh``:
+        set up again (a stream lost it: ``create_missing`` recreates it, else QueueNotFound)."""
         if fresh:
             self._queues.pop(queue, None)
-        return self._paths(queue).subscription
+        subscription = self._paths(queue).subscription
+        return self._clients()[1], subscription
 
     def streamed(self, queue: str, received: Sequence[Streamed], leased_until: float) -> list[Delivery]:
         """Messages that arrived over a stream of ``queue`` as deliveries, as ``receive`` makes them

@@ -31,7 +31,7 @@ import queue as queues_module
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudq.interfaces import Delivery
@@ -41,7 +41,6 @@ from .options import MAX_ACK_DEADLINE_S, MIN_ACK_DEADLINE_S
 from .pubsub_messages import Streamed
 
 if TYPE_CHECKING:
-    from google.cloud.pubsub_v1 import SubscriberClient  # type: ignore[import-untyped]
     from google.cloud.pubsub_v1.subscriber.message import Message  # type: ignore[import-untyped]
 
     from .pubsub import PubSubBroker
@@ -82,8 +81,7 @@ class PubSubStream:
     def __init__(
         self,
         broker: PubSubBroker,
-        subscriber: SubscriberClient,
-        subscriptions: Mapping[str, str],
+        queues: Sequence[str],
         max_held: int,
         lease_s: float,
         max_lease_s: float | None = None,
@@ -91,35 +89,45 @@ class PubSubStream:
         from google.cloud.pubsub_v1.types import FlowControl  # type: ignore[import-untyped]
 
         self._broker = broker
-        self._subscriber = subscriber
-        self._subscriptions = dict(subscriptions)
+        self._queues = list(queues)
         # the client's lease extensions take 10-600 s: a shorter worker lease is kept longer
         self.lease_s = max(MIN_ACK_DEADLINE_S, min(MAX_ACK_DEADLINE_S, math.ceil(lease_s)))
         self.flow_control = FlowControl(
-            max_messages=max(1, max_held // max(1, len(self._subscriptions))),
+            max_messages=max(1, max_held // max(1, len(self._queues))),
             max_bytes=MAX_HELD_BYTES,
             max_lease_duration=max_lease_s or UNBOUNDED_LEASE_S,
             min_duration_per_lease_extension=self.lease_s,
             max_duration_per_lease_extension=self.lease_s,
         )
         self._cond = threading.Condition()
-        self._buffered: dict[str, deque[tuple[float, Message]]] = {queue: deque() for queue in self._subscriptions}
+        self._buffered: dict[str, deque[tuple[float, Message]]] = {queue: deque() for queue in self._queues}
         self._arrivals = 0  # wakes a receive waiting on another queue
         self._closed = False
-        self._futures: dict[str, Any] = {}
-        for queue in self._subscriptions:
-            self._open(queue)
+        self._futures: dict[str, Any] = {}  # queue -> the client's StreamingPullFuture
+        self._subscriptions: dict[str, str] = {}
 
-    def _open(self, queue: str) -> None:
-        subscription = self._subscriptions[queue]
+    def _ensure(self, queue: str) -> None:
+        """Open the queue's stream on its first receive, and again once the client gave up on it
+        (the subscription gone, say after an emulator restart: its resources are set up afresh),
+        raising that error once so the worker logs it and backs off. A failure to set up or open
+        is raised as well: the next receive tries again, as a failed Pull would be."""
+        future = self._futures.get(queue)
+        if future is not None and not future.done():
+            return
+        error = future.exception() if future is not None else None
+        subscriber, subscription = self._broker.subscriber(queue, fresh=future is not None)
+        self._subscriptions[queue] = subscription
         with translated(PUBSUB, f"opening a streaming pull on {subscription}"):
-            self._futures[queue] = self._subscriber.subscribe(
+            self._futures[queue] = subscriber.subscribe(
                 subscription,
                 lambda message: self._arrive(queue, message),
                 flow_control=self.flow_control,
                 scheduler=_inline_scheduler(),
                 await_callbacks_on_shutdown=True,
             )
+        if error is not None:
+            with translated(PUBSUB, f"streaming from {subscription}"):
+                raise error
 
     def _arrive(self, queue: str, message: Message) -> None:
         """The client's callback, on its stream thread: buffer, wake a receive."""
@@ -132,6 +140,8 @@ class PubSubStream:
         message.nack()  # arrived while closing: straight back
 
     def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]:
+        if not self._closed:
+            self._ensure(queue)
         end = time.monotonic() + max(0.0, wait_s)
         with self._cond:
             buffered = self._buffered[queue]
@@ -142,10 +152,7 @@ class PubSubStream:
                     break
                 self._cond.wait(left)
             taken = [buffered.popleft() for _ in range(min(max(1, max_messages), len(buffered)))]
-        if not taken:
-            self._check(queue)
-            return []
-        return self._deliveries(queue, taken)
+        return self._deliveries(queue, taken) if taken else []
 
     def _deliveries(self, queue: str, taken: list[tuple[float, Message]]) -> list[Delivery]:
         """Buffered messages as the broker's deliveries, leased from the earliest arrival."""
@@ -157,20 +164,6 @@ class PubSubStream:
         these wait for their batched ack (well inside their lease, as on pull)."""
         for delivery in deliveries:
             delivery.receipt.unmanage()
-
-    def _check(self, queue: str) -> None:
-        """A stream the client gave up on (the subscription gone, say after an emulator restart) is
-        opened again on its queue's resources set up afresh, and its error raised once: the worker
-        logs it and backs off. Setting up may fail too (raised): the next receive tries again."""
-        future = self._futures.get(queue)
-        if self._closed or future is None or not future.done():
-            return
-        error = future.exception()
-        self._subscriptions[queue] = self._broker.subscription(queue, fresh=True)
-        self._open(queue)
-        if error is not None:
-            with translated(PUBSUB, f"streaming from {self._subscriptions[queue]}"):
-                raise error
 
     def held(self) -> int:
         """Messages buffered here and not yet handed out (for tests and logs)."""
