@@ -14,7 +14,6 @@ import pytest
 from cloudq_gcp.options import PubSubOptions
 from cloudq_gcp.pubsub import PubSubBroker
 from cloudq_gcp.pubsub_streaming import PubSubStream
-from gcp_apps import gcp_app
 
 from cloudq import App
 from cloudq.config import Settings
@@ -40,9 +39,10 @@ class Requests(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientIntercep
 
 
 def counted_app(project: str, unique: str, ack_deadline: int = 10, **options: Any) -> tuple[App, Requests]:
-    """An app whose broker counts its requests (ack deadline ``ack_deadline`` on its subscriptions)."""
+    """An app whose broker counts its requests (ack deadline ``ack_deadline`` on its subscriptions);
+    results in memory: these tests are about receiving, and Firestore's cold start is not."""
     requests = Requests()
-    app = gcp_app(project, unique, retry_backoff=0)
+    app = App("gcp-stream", broker="memory://", results="memory://", retry_backoff=0)
     broker = PubSubBroker(
         PubSubOptions(project, prefix=f"t{unique}-", ack_deadline=ack_deadline, **options), interceptors=[requests]
     )
@@ -89,7 +89,7 @@ def release() -> Iterator[threading.Event]:
     event.set()  # never leave a task thread blocked
 
 
-def test_a_long_running_worker_streams_and_runs_every_task(pubsub_emulator, firestore_emulator, project, unique):
+def test_a_long_running_worker_streams_and_runs_every_task(pubsub_emulator, project, unique):
     app, requests = counted_app(project, unique)
 
     @app.task()
@@ -109,9 +109,7 @@ def test_a_long_running_worker_streams_and_runs_every_task(pubsub_emulator, fire
     app.close()
 
 
-def test_a_task_held_past_its_ack_deadline_is_not_redelivered_while_running(
-    pubsub_emulator, firestore_emulator, project, unique
-):
+def test_a_task_held_past_its_ack_deadline_is_not_redelivered_while_running(pubsub_emulator, project, unique):
     app, _ = counted_app(project, unique, ack_deadline=10)
     runs: list[float] = []
     watcher = other_consumer(project, unique)
@@ -140,9 +138,7 @@ def test_a_task_held_past_its_ack_deadline_is_not_redelivered_while_running(
     app.close()
 
 
-def test_a_stopped_worker_releases_its_buffer_to_another_consumer_at_once(
-    pubsub_emulator, firestore_emulator, project, unique, release
-):
+def test_a_stopped_worker_releases_its_buffer_to_another_consumer_at_once(pubsub_emulator, project, unique, release):
     """The emulator keeps a closed stream's flow-control headroom and hands it new messages until
     the stream's ack deadline (Pub/Sub redelivers a closed stream's messages at once), so the
     released copies are read from a second subscription on the topic, made once the worker holds
@@ -188,9 +184,7 @@ def _buffered(worker: Worker) -> int:
     return stream.held() if isinstance(stream, PubSubStream) else 0
 
 
-def test_delivery_attempt_reaches_the_worker_and_the_dead_letter_policy(
-    pubsub_emulator, firestore_emulator, project, unique
-):
+def test_delivery_attempt_reaches_the_worker_and_the_dead_letter_policy(pubsub_emulator, project, unique):
     app, _ = counted_app(project, unique, max_delivery_attempts=5)
     attempts: list[int] = []
 
@@ -253,9 +247,7 @@ def _held_and_left(project: str, unique: str, release: threading.Event) -> tuple
         app.close()
 
 
-def test_flow_control_never_hands_out_more_than_the_prefetch_limit(
-    pubsub_emulator, firestore_emulator, project, unique, release
-):
+def test_flow_control_never_hands_out_more_than_the_prefetch_limit(pubsub_emulator, project, unique, release):
     held, limit, _ = _held_and_left(project, unique, release)
     assert limit == 10 and 1 <= held <= limit
 
@@ -265,7 +257,7 @@ def test_flow_control_never_hands_out_more_than_the_prefetch_limit(
     reason="the emulator ignores StreamingPullRequest.max_outstanding_messages: it streams the whole "
     "backlog, which the client leases and keeps on hold (Pub/Sub itself enforces the limit)",
 )
-def test_flow_control_leaves_the_rest_to_other_consumers(pubsub_emulator, firestore_emulator, project, unique, release):
+def test_flow_control_leaves_the_rest_to_other_consumers(pubsub_emulator, project, unique, release):
     _, limit, left = _held_and_left(project, unique, release)
     assert left >= 40 - limit
 
