@@ -144,8 +144,10 @@ def main() -> None:
     args = parser.parse_args()
     n, repeat = (300, 1) if args.quick else (args.n, args.repeat)
     try:
+        import grpc  # type: ignore[import-untyped]  # noqa: F401 - the gcp extra
         from cloudq_gcp.testing import running
         from cloudq_gcp.testing.emulators import EmulatorMissing
+        from google.cloud import pubsub_v1  # type: ignore[import-untyped]  # noqa: F401
     except ImportError as exc:
         print(f"pubsub_throughput: skipped: not installed ({exc.name}; pip install 'cloudq[gcp]')")
         return
