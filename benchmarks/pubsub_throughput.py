@@ -4,8 +4,8 @@ Starts the Pub/Sub emulator (and Firestore's for ``--results``), then per round 
 enqueues N no-op tasks with ``task.send_each`` (batched publishes) and runs one in-process
 long-running ``Worker`` (threads, concurrency 2 by default) until all have run:
 
-  sync       ``?pull=sync``: a ``Pull`` request per receive (what burst runs and one-shot use keep)
-  streaming  ``?pull=streaming`` (the worker's default): ``SubscriberClient.subscribe()`` with
+  sync       ``?pull=sync`` (the default): a ``Pull`` request per receive, as burst runs and one-shot use
+  streaming  ``?pull=streaming``: ``SubscriberClient.subscribe()`` with
              ``FlowControl(max_messages=prefetch x concurrency)``
 
 The modes alternate within each round (order flipped every round) and the medians are printed with

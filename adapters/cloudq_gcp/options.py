@@ -27,7 +27,10 @@ MAX_DELIVERY_ATTEMPTS = 100
 DEFAULT_TIMEOUT_S = 30.0  # per request, retries included
 SEND_TIMEOUT_S = 10.0  # a producer's whole call (send, result read), retries and queue setup included
 DEFAULT_PREFIX = "cloudq-"
-PULL_MODES = ("streaming", "sync")  # how a long-running worker receives (one-shot receives always pull)
+# how a long-running worker receives (one-shot receives always pull). Sync is the default until
+# streaming's release on shutdown is shown on Pub/Sub itself: the emulator keeps feeding a closed
+# stream, so what a stopping worker gives back waits out the stream's ack deadline there
+PULL_MODES = ("sync", "streaming")
 
 PROJECT_ENV_VARS = ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")  # topic / subscription ids
@@ -119,7 +122,7 @@ class PubSubOptions:
     ordered: tuple[str, ...] = ()  # queue names or globs ("orders-*", "*") delivered in ordering-key order
     timeout: float = DEFAULT_TIMEOUT_S
     send_timeout: float = SEND_TIMEOUT_S
-    pull: str = PULL_MODES[0]  # a long-running worker's receives: "streaming" pull, or "sync" Pull requests
+    pull: str = PULL_MODES[0]  # a long-running worker's receives: "sync" Pull requests, or "streaming" pull
 
     def is_ordered(self, queue: str) -> bool:
         return any(fnmatchcase(queue, pattern) for pattern in self.ordered)

@@ -8,9 +8,9 @@ asked for (skipped when it equals the subscription's deadline). That is the Brok
 shape -- lease up to N for L seconds, from any thread, in any runtime (a worker, a CLI command, a
 burst run) -- with no background threads and no messages leased beyond what the caller asked for.
 ``wait_s > 0`` lets the server hold the pull (up to that long) until messages arrive; ``wait_s = 0``
-asks with ``return_immediately``. A long-running worker instead opens a streaming pull
-(``StreamingReceiver.stream``, pubsub_streaming.py; ``?pull=sync`` turns it off): messages flow
-without a request per receive, and are settled through the same methods below.
+asks with ``return_immediately``. With ``?pull=streaming`` a long-running worker opens a streaming
+pull instead (``StreamingReceiver.stream``, pubsub_streaming.py): messages flow without a request
+per receive, and are settled through the same methods below.
 
 Leases are ack deadlines (whole seconds, at most 600): ack = Acknowledge, nack(d <= 600 s) =
 ModifyAckDeadline(d) (0 redelivers now), extend = ModifyAckDeadline(lease), each batched per call.
@@ -356,8 +356,8 @@ class PubSubBroker:
     def stream(
         self, queues: Sequence[str], max_held: int, lease_s: float, max_lease_s: float | None = None
     ) -> MessageStream | None:
-        """Streaming pull on ``queues`` for a long-running worker (``StreamingReceiver``); None
-        with ``?pull=sync``. Makes no request: each queue's stream opens on its first receive."""
+        """Streaming pull on ``queues`` for a long-running worker (``StreamingReceiver``) with
+        ``?pull=streaming``, else None. No request: each queue's stream opens on its first receive."""
         if self.options.pull != "streaming":
             return None
         from .pubsub_streaming import PubSubStream

@@ -1,5 +1,5 @@
 """Streaming pull for a long-running worker: messages flow over one open stream per queue instead
-of a ``Pull`` request per receive (``PubSubBroker.stream``; ``?pull=sync`` turns it off).
+of a ``Pull`` request per receive (``PubSubBroker.stream``, with ``?pull=streaming``).
 
 Each queue's subscription gets ``SubscriberClient.subscribe()`` with ``FlowControl(max_messages=
 max_held / queues)``: the client never hands out more than that many unsettled messages (buffered
@@ -21,6 +21,12 @@ At least once: delivery counts are ``delivery_attempt`` as on pull; a message wh
 while the stream reconnected can arrive again. Closing returns the buffered messages to the caller
 for release (a fresh copy: no delivery spent); the client nacks the ones it held back beyond the
 flow control (each spends a delivery).
+
+The emulator differs from Pub/Sub in two ways (why streaming is not the default yet): it ignores
+the flow control the client sends (``max_outstanding_messages``), so the client leases the whole
+backlog and holds the overflow back; and it keeps feeding a closed stream up to that stream's
+limit, so messages given back or published right after a worker stops wait out the stream's ack
+deadline (``lease_s``) before another consumer gets them.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def counted_app(project: str, unique: str, ack_deadline: int = 10, **options: An
     requests = Requests()
     app = App("gcp-stream", broker="memory://", results="memory://", retry_backoff=0)
     broker = PubSubBroker(
-        PubSubOptions(project, prefix=f"t{unique}-", ack_deadline=ack_deadline, **options), interceptors=[requests]
+        PubSubOptions(project, prefix=f"t{unique}-", ack_deadline=ack_deadline, pull="streaming", **options),
+        interceptors=[requests],
     )
     app._broker = broker  # the counted broker instead of the URL's (App has no setter)
     return app, requests
@@ -262,10 +263,11 @@ def test_flow_control_leaves_the_rest_to_other_consumers(pubsub_emulator, projec
     assert left >= 40 - limit
 
 
-def test_pull_sync_keeps_the_worker_on_synchronous_pull() -> None:
-    options = PubSubOptions.from_url("pubsub://p?pull=sync", Settings())
+def test_the_pull_option_chooses_streaming_and_sync_stays_the_default() -> None:
+    options = PubSubOptions.from_url("pubsub://p", Settings())
     assert options.pull == "sync"
     assert PubSubBroker(options).stream(["default"], 10, 30) is None  # no client made, no request
-    assert PubSubOptions.from_url("pubsub://p", Settings()).pull == "streaming"
-    with pytest.raises(ConfigurationError, match="'pull' must be one of streaming, sync"):
+    streaming = PubSubOptions.from_url("pubsub://p?pull=streaming", Settings())
+    assert isinstance(PubSubBroker(streaming).stream(["default"], 10, 30), PubSubStream)  # opens on first receive
+    with pytest.raises(ConfigurationError, match="'pull' must be one of sync, streaming"):
         PubSubOptions.from_url("pubsub://p?pull=fast", Settings())
