@@ -148,13 +148,23 @@ class DeadLetter:
     dead_at: float | None = None
 
 
+LINEAGE_IDS = ("parent_id", "root_id", "group_id")  # a record's links to other tasks' records
+LINEAGE_FIELDS = ("sent_at", *LINEAGE_IDS)  # what the executor copies from the envelope to each record
+
+
 @dataclass(slots=True)
 class ResultRecord:
     """What the result store keeps per task id. ``result`` is already JSON-compatible.
 
     ``args``/``kwargs``/``queue``/``worker`` are Celery's extended results (the ``result_extended``
     setting; None when it is off): the call as sent (JSON), the queue it was delivered from and the
-    worker's hostname. A store keeps them like the result, offloading large ``args``/``kwargs``."""
+    worker's hostname. A store keeps them like the result, offloading large ``args``/``kwargs``.
+
+    ``sent_at``/``parent_id``/``root_id``/``group_id`` are the envelope's lineage, kept on every
+    record the executor writes for the task it runs whatever ``result_extended`` says (Celery keeps
+    ``parent_id`` and ``group_id`` in every result too): when it was first sent, the task that sent
+    it, the first of that line of senders, and the group (or chord header) it belongs to. They cost
+    no request: they ride in the result write the executor makes anyway."""
 
     task_id: str
     state: str
@@ -173,6 +183,10 @@ class ResultRecord:
     kwargs: dict[str, Any] | None = None
     queue: str | None = None
     worker: str | None = None
+    sent_at: float | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    group_id: str | None = None
 
     @property
     def terminal(self) -> bool:

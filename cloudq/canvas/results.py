@@ -177,16 +177,20 @@ class GroupResult:
     def as_tuple(self) -> tuple[str, list[str]]:
         return self.id, [r.id for r in self.results]
 
-    def save(self) -> GroupResult:
-        """Store the member ids under the group's id (one write; kept ``result_expires``)."""
+    def save(self, *, chord_body: str | None = None) -> GroupResult:
+        """Store the member ids under the group's id (one write; kept ``result_expires``); a
+        chord's header also names its body (``chord_body``), so a member's page links it."""
         keep = self.app.settings.result_expires
         now = time.time()
+        saved: dict[str, Any] = {"results": [r.id for r in self.results]}
+        if chord_body is not None:
+            saved["chord_body"] = chord_body
         self.app.results.set(
             ResultRecord(
                 self.id,
                 states.SUCCESS,
                 GROUP_TASK_NAME,
-                result={"results": [r.id for r in self.results]},
+                result=saved,
                 finished_at=now,
                 expires_at=now + keep if keep else None,
             )
@@ -219,3 +223,12 @@ def member_ids(record: ResultRecord | None) -> list[str] | None:
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         return None
     return ids
+
+
+def chord_body_id(record: ResultRecord | None) -> str | None:
+    """The body's task id a saved chord header names, else None (a plain group, or not a group)."""
+    if member_ids(record) is None:
+        return None
+    assert record is not None
+    body = record.result.get("chord_body")
+    return body if isinstance(body, str) and body else None

@@ -8,6 +8,7 @@ Lambda handler, the push handler) only translate the Outcome into broker calls o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import logging
@@ -15,7 +16,7 @@ import os
 import socket
 import time
 import traceback as tb
-from collections.abc import Coroutine, Generator
+from collections.abc import Coroutine, Generator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,7 @@ from ..errors import (
     UnknownTask,
     WorkerLost,
 )
-from ..interfaces import Delivery, OutgoingMessage, ResultRecord, ResultWriter
+from ..interfaces import LINEAGE_FIELDS, Delivery, OutgoingMessage, ResultRecord, ResultWriter
 from ..observability import tracing
 from ..periodic import SCHEDULE_HEADER
 from ..results import exception_name, read_many
@@ -230,7 +231,8 @@ def _overrides(task: Task[Any, Any], hook: str) -> bool:
     return getattr(type(task), hook) is not getattr(Task, hook)
 
 
-# Celery's result_extended: the call of the delivery being run, added to each record it writes
+# the delivery being run: its lineage (and with Celery's result_extended its call), added to each
+# record of its task it writes; from the run's start, that start too
 _extended: ContextVar[dict[str, Any] | None] = ContextVar("cloudq_extended", default=None)
 EXTENDED_FIELDS = ("args", "kwargs", "queue", "worker")
 
@@ -296,7 +298,7 @@ class Executor:
                 return decoded
             env = decoded
             context = contextvars.copy_context()
-            steps = context.run(self._steps, delivery, env, started, True)
+            steps = self._suspending(delivery, env, started)
             try:
                 return Suspended(self, delivery, env, steps, context)
             except StopIteration as done:
@@ -307,22 +309,35 @@ class Executor:
             return self.internal_error(delivery, exc, env)
 
     def _run(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
-        try:
-            self._steps(delivery, env, started, False).send(None)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        """Run with what each record of this task carries from the envelope: its lineage always
+        (Celery keeps ``parent_id``/``group_id`` in every result), the call with ``result_extended``."""
+        with self._recording(env, delivery):
+            try:
+                self._execute(delivery, env, started, False).send(None)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
         raise RuntimeError("a run stopped at its call without being suspended")
 
-    def _steps(self, delivery: Delivery, env: Envelope, started: float, suspend: bool) -> Steps:
-        if not self.app.settings.result_extended:
-            return self._execute(delivery, env, started, suspend)
-        return self._extended_steps(delivery, env, started, suspend)
+    def _suspending(self, delivery: Delivery, env: Envelope, started: float) -> Steps:
+        """``_run`` for ``begin``: stops at the task's call, recording as ``_run`` does throughout."""
+        with self._recording(env, delivery):
+            return (yield from self._execute(delivery, env, started, True))
 
-    def _extended_steps(self, delivery: Delivery, env: Envelope, started: float, suspend: bool) -> Steps:
-        call = {"task_id": env.id, "args": env.args, "kwargs": env.kwargs, "queue": delivery.queue}
-        token = _extended.set({**call, "worker": self.hostname})
+    @contextlib.contextmanager
+    def _recording(self, env: Envelope, delivery: Delivery) -> Iterator[None]:
+        """Records of ``env``'s task written inside carry what the envelope says (``_set``)."""
+        call: dict[str, Any] = {
+            "task_id": env.id,
+            "sent_at": env.sent_at,
+            "parent_id": env.parent_id,
+            "root_id": env.root_id,
+            "group_id": env.group,
+        }
+        if self.app.settings.result_extended:
+            call.update(args=env.args, kwargs=env.kwargs, queue=delivery.queue, worker=self.hostname)
+        token = _extended.set(call)
         try:
-            return (yield from self._execute(delivery, env, started, suspend))
+            yield
         finally:
             _extended.reset(token)
 
@@ -355,7 +370,8 @@ class Executor:
                 attempts=attempt,
                 finished_at=time.time(),
             )
-            self._record_anyway(failure, env)
+            with self._recording(env, delivery):
+                self._record_anyway(failure, env)
         log.error("dead-lettered message %s from %s: InternalError: %s", delivery.message_id, delivery.queue, message)
         return DeadLetter(f"InternalError: {message}\n{trace}")
 
@@ -438,6 +454,9 @@ class Executor:
                 return claimed
         elif task.track_started and not _ignores(env, task):
             self._write(ResultRecord(env.id, states.STARTED, task.name, attempts=attempt, started_at=now))
+        call = _extended.get()
+        if call is not None and call["task_id"] == env.id:  # every record from now on: this run's start
+            call["started_at"] = now
         self._log("started", env, delivery, attempt, started)
         request = self._request(env, task, delivery, attempt)
         signals.task_prerun.send(task, task_id=env.id, task=task, args=env.args, kwargs=env.kwargs)
@@ -596,7 +615,8 @@ class Executor:
             return DeadLetter(f"UnknownTask: {unknown_task_message(self.app, env.task)}")
         attempt = env.retries + max(1, delivery.delivery_count)
         error: BaseException = TimeLimitExceeded(reason) if timed_out else WorkerLost(reason)
-        return self._failed(delivery, env, task, attempt, error, time.monotonic())
+        with self._recording(env, delivery):
+            return self._failed(delivery, env, task, attempt, error, time.monotonic())
 
     def run_eagerly(self, body: bytes, revoked: ResultRecord | None = None) -> Outcome:
         """Eager mode: run a just-sent task in this thread through the same path as a worker; a
@@ -1002,13 +1022,18 @@ class Executor:
         call = _extended.get()
         if call is None or call["task_id"] != record.task_id:
             return writer.set(record)
+        lineage = dataclasses.replace(record, **{name: call[name] for name in LINEAGE_FIELDS})
+        if lineage.started_at is None:  # a retry's or failure's record: when its run started
+            lineage.started_at = call.get("started_at")
+        if "args" not in call:
+            return writer.set(lineage)
         try:
-            return writer.set(dataclasses.replace(record, **{name: call[name] for name in EXTENDED_FIELDS}))
+            return writer.set(dataclasses.replace(lineage, **{name: call[name] for name in EXTENDED_FIELDS}))
         except ResultTooLarge as exc:
             log.warning(
                 "task %s[%s]: its arguments are kept out of its record: %s", record.task_name, record.task_id, exc
             )
-            return writer.set(record)
+            return writer.set(lineage)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires
