@@ -297,6 +297,40 @@ class ManyReader(Protocol):
         left out); any number of ids (split into the service's batch size), strongly consistent."""
 
 
+class MessageStream(Protocol):
+    """Messages a broker keeps flowing to one long-running consumer (``StreamingReceiver.stream``).
+    Deliveries from it are settled, extended and released through the broker as usual."""
+
+    def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]:
+        """``Broker.receive`` from what the stream already holds: up to ``max_messages`` of
+        ``queue``, waiting up to ``wait_s`` for one. It may return empty before ``wait_s`` when
+        a message of another of the stream's queues arrives (the caller then asks that one)."""
+
+    def finished(self, deliveries: Sequence[Delivery]) -> None:
+        """Their tasks are done and their outcomes go to the broker within the ack interval: they
+        stop counting against the stream's limit (as a worker's prefetch stops counting them) and
+        their leases stop being extended. No request."""
+
+    def close(self, timeout_s: float) -> list[Delivery]:
+        """Stop the stream within ``timeout_s`` and return what it held but never handed out:
+        the caller releases them (``Broker.release``). Idempotent."""
+
+
+@runtime_checkable
+class StreamingReceiver(Protocol):
+    """A broker that can push messages to a long-running worker over one open stream instead of a
+    request per receive (Pub/Sub streaming pull). The worker uses it outside burst mode; one-shot
+    receivers (burst runs, the CLI, Lambda-like use) keep ``Broker.receive``."""
+
+    def stream(
+        self, queues: Sequence[str], max_held: int, lease_s: float, max_lease_s: float | None = None
+    ) -> MessageStream | None:
+        """Open a stream on ``queues`` that never holds more than ``max_held`` unsettled messages
+        (buffered here, handed out, not yet settled), each leased ``lease_s`` and kept leased by the
+        broker's client while held, for at most ``max_lease_s`` (None: while held). None when this
+        broker is configured to pull synchronously."""
+
+
 @runtime_checkable
 class DeadLetterAdmin(Protocol):
     """A broker that puts dead letters back on their queue and deletes them by id (``cloudq

@@ -52,7 +52,7 @@ def read_many(store: ResultStore, task_ids: Sequence[str]) -> dict[str, ResultRe
     if isinstance(store, ManyReader):
         return store.get_many(task_ids)
     found = {}
-    for task_id in task_ids:
+    for task_id in dict.fromkeys(task_ids):
         record = store.get(task_id)
         if record is not None:
             found[task_id] = record

@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any
 from .. import states
 from ..errors import ChordError, InvalidOptions
 from ..interfaces import AtomicCounter, ResultRecord
-from ..results import AsyncResult
+from ..results import AsyncResult, read_many
 from .builtins import CHORD_UNLOCK, UNLOCK_FIRST_S, builtin
 from .chain import chain
 from .group import group
-from .results import GroupResult, read_many
+from .results import GroupResult
 from .signature import Signature, from_dict
 
 if TYPE_CHECKING:

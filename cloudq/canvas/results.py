@@ -14,26 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import states
 from ..errors import ResultTimeout
-from ..interfaces import ManyReader, ResultRecord, ResultStore
-from ..results import AsyncResult
+from ..interfaces import ResultRecord
+from ..results import AsyncResult, read_many
 from ..util.polling import PollSchedule
 
 if TYPE_CHECKING:
     from ..app import App
 
 GROUP_TASK_NAME = "cloudq.group"  # the task_name of a saved group's record
-
-
-def read_many(store: ResultStore, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
-    """The records of ``task_ids`` that exist, in one batched read where the store has one."""
-    if isinstance(store, ManyReader):
-        return store.get_many(task_ids)
-    found: dict[str, ResultRecord] = {}
-    for task_id in dict.fromkeys(task_ids):
-        record = store.get(task_id)
-        if record is not None:
-            found[task_id] = record
-    return found
 
 
 class GroupResult:
