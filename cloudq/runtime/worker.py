@@ -437,7 +437,7 @@ class Worker:
             shared = self._shared = ThreadRunner(self.app, executor)
             assert self._inbox is not None and self._acker is not None
             aio = self._aio = AsyncPool(
-                executor, loop, self._inbox, self._acker.put, self.tracker, self._revoked, shared, self._active
+                executor, loop, self._inbox, self._hand_on, self.tracker, self._revoked, shared, self._active
             )
             self._on_exit.append(aio.close)
             return [shared] * min(self.live, DRIVERS)  # the drivers; up to `concurrency` tasks run at once
@@ -494,8 +494,8 @@ class Worker:
     def _slot(self, runner: Runner) -> None:
         """One pool slot: take a message (receiving for everyone when the buffer is empty), run it,
         hand the outcome to the acker. Autoscale may retire it between tasks."""
-        inbox, acker, stream = self._inbox, self._acker, self._stream
-        assert inbox is not None and acker is not None
+        inbox = self._inbox
+        assert inbox is not None
         held: Held | None = None
         retired = False
         try:
@@ -507,10 +507,7 @@ class Worker:
                 if held is None:
                     retired = inbox.retired()
                     return
-                outcome = self.tracker.run(functools.partial(self._run, runner), held.delivery)
-                if stream is not None:
-                    stream.finished([held.delivery])  # its ack waits for the batch: no longer held
-                acker.put(held.delivery, outcome)
+                self._hand_on(held.delivery, self.tracker.run(functools.partial(self._run, runner), held.delivery))
         except BaseException:
             log.exception("pool slot crashed; stopping the worker")
             self._crashed = True
@@ -524,6 +521,13 @@ class Worker:
                 runner.close()  # its child process exits
             if self._waker is not None:
                 self._waker.wake()
+
+    def _hand_on(self, delivery: Delivery, outcome: Outcome) -> None:
+        """A finished run's outcome to the acker (and out of the stream's flow control)."""
+        if self._stream is not None:
+            self._stream.finished([delivery])  # its ack waits for the batch: no longer held
+        assert self._acker is not None
+        self._acker.put(delivery, outcome)
 
     def _revoked(self, delivery: Delivery) -> Outcome | None:
         """The outcome of a delivery whose task is known revoked (acked unrun), else None."""

@@ -232,3 +232,26 @@ def test_spare_threads_start_only_when_none_is_idle():
     assert done.wait(10)
     assert spare.threads == 2
     spare.close()
+
+
+def test_a_streaming_broker_hears_of_each_finished_coroutine():
+    from test_worker_stream import StreamingMemory
+
+    from cloudq import App
+
+    app = App("stream-async", broker="memory://", results="memory://")
+    broker = StreamingMemory()
+    app._broker = broker  # the streaming broker instead of the URL's, as test_worker_stream does
+
+    @app.task(name="wait")
+    async def wait(i: int) -> int:
+        await asyncio.sleep(0)
+        return i
+
+    handles = [wait.delay(i) for i in range(25)]
+    with Running(Worker(app, concurrency=4, pool="async", poll_wait_s=0.05)) as running:
+        wait_for(lambda: running.worker.counts.get("ack", 0) == 25)
+    assert [h.get(timeout=5) for h in handles] == list(range(25))
+    (stream,) = broker.streams
+    assert stream.finished_count == 25 and not stream.out  # none left counted against its flow control
+    app.close()
