@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import os
 import socket
 import time
 import traceback as tb
-from collections.abc import Iterator
+from collections.abc import Coroutine, Generator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -108,6 +109,59 @@ class DeadLetter:
 Outcome = Ack | RetryIn | Requeue | DeadLetter
 
 
+@dataclass(frozen=True)
+class Call:
+    """The task body's call, where ``Executor.begin`` suspends a run."""
+
+    task: Task[Any, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    request: Request
+
+
+Steps = Generator[Call, Any, Outcome]  # a run that may stop at its Call for the value (or the error)
+
+
+class Suspended:
+    """A run stopped at its task's call (``Executor.begin``). ``resume`` finishes it, in any
+    thread, with the call's value or exception: every step runs in the run's own context, so
+    ``task.request`` and result_extended hold across threads."""
+
+    __slots__ = ("_context", "_executor", "_steps", "call", "delivery", "env")
+
+    def __init__(
+        self, executor: Executor, delivery: Delivery, env: Envelope, steps: Steps, context: contextvars.Context
+    ) -> None:
+        self._executor, self.delivery, self.env, self._steps, self._context = executor, delivery, env, steps, context
+        self.call: Call = context.run(steps.send, None)  # StopIteration: the run ended before its call
+
+    def coroutine(self) -> Coroutine[Any, Any, Any]:
+        """The call as a coroutine for a running loop (an ``async def`` task)."""
+        return self._executor.coroutine(self.call)
+
+    def call_here(self) -> Outcome:
+        """Make the call in this thread (a sync task), then finish."""
+        try:
+            value = self._context.run(self._executor.call, self.call)
+        except BaseException as exc:
+            return self.resume(None, exc)
+        return self.resume(value, None)
+
+    def resume(self, value: Any, error: BaseException | None) -> Outcome:
+        try:
+            if error is None:
+                self._context.run(self._steps.send, value)
+            else:
+                self._context.run(self._steps.throw, error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return self._executor.internal_error(self.delivery, exc, self.env)
+        return self._executor.internal_error(self.delivery, RuntimeError("a run called its task twice"), self.env)
+
+
 async def _with_request(coro: Any, request: Request) -> Any:
     """Run ``coro`` with ``task.request`` set: a coroutine on another thread's loop has its own context."""
     token = current_request.set(request)
@@ -115,6 +169,14 @@ async def _with_request(coro: Any, request: Request) -> Any:
         return await coro
     finally:
         current_request.reset(token)
+
+
+async def _limited(coro: Any, limit: float | None) -> Any:
+    """A TimeoutError out of an async task reads as its hard time limit, as in ``Executor._call``."""
+    try:
+        return await coro
+    except TimeoutError:
+        raise TimeLimitExceeded(f"task exceeded its time limit of {limit}s") from None
 
 
 GIVE_BACK_BASE_S = 1.0
@@ -221,11 +283,45 @@ class Executor:
         except BaseException as exc:
             return self.internal_error(delivery, exc, env)
 
+    def begin(self, delivery: Delivery) -> Outcome | Suspended | None:
+        """The async pool's entry: run up to the task's call and stop there (``Suspended``), so no
+        thread waits while a coroutine runs; an Outcome when the run ended before its call (a bad
+        message, an expired task...). None: run it with ``execute``, in a thread that may block
+        (tracing is live: its span wraps the whole run). Never raises (but KeyboardInterrupt)."""
+        env: Envelope | None = None
+        try:
+            if self.tracing is not None and self.tracing.live():
+                return None
+            started = time.monotonic()
+            decoded = self._decode(delivery)
+            if not isinstance(decoded, Envelope):
+                return decoded
+            env = decoded
+            context = contextvars.copy_context()
+            steps = self._suspending(delivery, env, started)
+            try:
+                return Suspended(self, delivery, env, steps, context)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return self.internal_error(delivery, exc, env)
+
     def _run(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
         """Run with what each record of this task carries from the envelope: its lineage always
         (Celery keeps ``parent_id``/``group_id`` in every result), the call with ``result_extended``."""
         with self._recording(env, delivery):
-            return self._execute(delivery, env, started)
+            try:
+                self._execute(delivery, env, started, False).send(None)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        raise RuntimeError("a run stopped at its call without being suspended")
+
+    def _suspending(self, delivery: Delivery, env: Envelope, started: float) -> Steps:
+        """``_run`` for ``begin``: stops at the task's call, recording as ``_run`` does throughout."""
+        with self._recording(env, delivery):
+            return (yield from self._execute(delivery, env, started, True))
 
     @contextlib.contextmanager
     def _recording(self, env: Envelope, delivery: Delivery) -> Iterator[None]:
@@ -308,7 +404,9 @@ class Executor:
         except MalformedMessage as exc:
             return self._reject(delivery, peek_id(delivery.body), f"{type(exc).__name__}: {exc}", exc=exc)
 
-    def _execute(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
+    def _execute(self, delivery: Delivery, env: Envelope, started: float, suspend: bool) -> Steps:
+        """One run as a generator: ``suspend`` stops it at the task's call (yields the Call and
+        is resumed with its value or exception); otherwise it makes the call itself."""
         task = self.app.tasks.get(env.task) or builtin(self.app, env.task)
         if task is None:
             unknown = UnknownTask(unknown_task_message(self.app, env.task))
@@ -365,7 +463,10 @@ class Executor:
         if _overrides(task, "before_start"):
             self._hook(request, task.before_start, env.id, env.args, env.kwargs)
         try:
-            value = self._call(task, call_args, call_kwargs, request)
+            if suspend:
+                value = yield Call(task, call_args, call_kwargs, request)
+            else:
+                value = self._call(task, call_args, call_kwargs, request)
             if request.pending_retry:  # task.retry(throw=False): the retry stands, the value is dropped
                 raise request.pending_retry[-1]
             chained = expects_followups(env)
@@ -536,6 +637,32 @@ class Executor:
             return outcome
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def call(self, call: Call) -> Any:
+        """Make a suspended run's call in this thread (a sync task's body, or a coroutine run to
+        its end the way ``execute`` runs it)."""
+        return self._call(call.task, call.args, call.kwargs, call.request)
+
+    def coroutine(self, call: Call) -> Coroutine[Any, Any, Any]:
+        """An ``async def`` task's call as one coroutine, for a loop that is running: its time
+        limits applied, ``task.request`` set, a hard limit raised as TimeLimitExceeded."""
+        task, args = call.task, call.args
+        if _overrides(task, "__call__"):
+            body: Any = task
+        else:
+            body = task.fn
+            if task.bind:
+                args = [task, *args]
+        token = current_request.set(call.request)
+        try:
+            coro = body(*args, **call.kwargs)
+        finally:
+            current_request.reset(token)
+        if task.soft_time_limit:
+            coro = soft_limited(coro, task.soft_time_limit)
+        if task.time_limit:
+            coro = asyncio.wait_for(coro, task.time_limit)
+        return _limited(_with_request(coro, call.request), task.time_limit)
 
     def _call(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
         token = current_request.set(request)

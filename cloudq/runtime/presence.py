@@ -105,15 +105,26 @@ class Tracker:
         self.observers: list[Callable[[Delivery, Outcome, float], None]] = []
 
     def run(self, call: Callable[[Delivery], Outcome], delivery: Delivery) -> Outcome:
-        key = id(delivery)
-        started = self._clock()
-        with self._lock:
-            self._running[key] = (delivery, started)
+        started = self.started(delivery)
         try:
             outcome = call(delivery)
-        finally:
+        except BaseException:
             with self._lock:
-                self._running.pop(key, None)
+                self._running.pop(id(delivery), None)
+            raise
+        self.ended(delivery, outcome, started)
+        return outcome
+
+    def started(self, delivery: Delivery) -> float:
+        """``delivery`` runs from now (``run`` in two halves, for a run that no thread waits on)."""
+        started = self._clock()
+        with self._lock:
+            self._running[id(delivery)] = (delivery, started)
+        return started
+
+    def ended(self, delivery: Delivery, outcome: Outcome, started: float) -> None:
+        with self._lock:
+            self._running.pop(id(delivery), None)
         kind = outcome_kind(outcome)
         took = self._clock() - started if self.observers or kind is not None else 0.0
         if kind is not None:
@@ -125,7 +136,6 @@ class Tracker:
                 observe(delivery, outcome, took)
             except Exception:
                 log.exception("outcome observer %r raised: the task goes on", observe)
-        return outcome
 
     def snapshot(self) -> tuple[list[tuple[Delivery, float]], dict[str, int]]:
         with self._lock:

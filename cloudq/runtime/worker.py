@@ -27,6 +27,7 @@ from ..errors import ConfigurationError
 from ..interfaces import Broker, Delivery, ManyWriter, MessageStream, StreamingReceiver
 from ..util.chunks import chunks
 from .acker import ACK_INTERVAL_S, Acker
+from .aio import DRIVERS, AsyncPool
 from .autoscale import INTERVAL_S, KEEPALIVE_S, Autoscaler
 from .burst import DEFAULT_MAX_WAIT_S, Burst
 from .consumer import Consumer
@@ -220,6 +221,7 @@ class Worker:
         self._crashed = False
         self.rate_limits = RateLimits(app)
         self._shared: ThreadRunner | None = None  # the threads pools' runner, shared by every slot
+        self._aio: AsyncPool | None = None  # the async pool's drivers (aio.py)
         self.lifecycle = Lifecycle(self)  # the worker_* signals, sender: this worker
 
     # -- control ----------------------------------------------------------------------------
@@ -310,7 +312,15 @@ class Worker:
         give_up = self.unreachable_timeout_s if self.burst else None
         # one bucket per task for all slots, in this process (Celery: rate limits are per worker)
         gate = self.rate_limits.delay  # reads no body while no task has a rate limit
-        inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up, gate=gate)
+        inbox = self._inbox = Inbox(
+            self.capacity(broker),
+            consumer,
+            self._release,
+            give_up_after_s=give_up,
+            gate=gate,
+            # the async pool's threads do not wait on what they start: the count is kept here
+            max_running=self.concurrency if self.pool == "async" else None,
+        )
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         self.presence = worker_presence(self, inbox)
         watch = None
@@ -421,10 +431,19 @@ class Worker:
         return BatchedResults(store)
 
     def _runners(self) -> list[Runner]:
-        if self.pool != "process":
-            loop = self._event_loop() if self.pool == "async" else None
-            executor = Executor(self.app, writer=self._batched, loop=loop) if self._batched or loop else None
+        if self.pool == "async":
+            loop = self._event_loop()
+            executor = Executor(self.app, writer=self._batched, loop=loop)
             shared = self._shared = ThreadRunner(self.app, executor)
+            assert self._inbox is not None and self._acker is not None
+            aio = self._aio = AsyncPool(
+                executor, loop, self._inbox, self._hand_on, self.tracker, self._revoked, shared, self._active
+            )
+            self._on_exit.append(aio.close)
+            return [shared] * min(self.live, DRIVERS)  # the drivers; up to `concurrency` tasks run at once
+        if self.pool != "process":
+            batching = Executor(self.app, writer=self._batched) if self._batched else None
+            shared = self._shared = ThreadRunner(self.app, batching)
             return [shared] * self.live
         children = [self._child() for _ in range(self.live)]
         start_all(children)
@@ -475,20 +494,20 @@ class Worker:
     def _slot(self, runner: Runner) -> None:
         """One pool slot: take a message (receiving for everyone when the buffer is empty), run it,
         hand the outcome to the acker. Autoscale may retire it between tasks."""
-        inbox, acker, stream = self._inbox, self._acker, self._stream
-        assert inbox is not None and acker is not None
+        inbox = self._inbox
+        assert inbox is not None
         held: Held | None = None
         retired = False
         try:
+            if self._aio is not None:
+                self._aio.drive()
+                return
             while True:
                 held = inbox.take(held)
                 if held is None:
                     retired = inbox.retired()
                     return
-                outcome = self.tracker.run(functools.partial(self._run, runner), held.delivery)
-                if stream is not None:
-                    stream.finished([held.delivery])  # its ack waits for the batch: no longer held
-                acker.put(held.delivery, outcome)
+                self._hand_on(held.delivery, self.tracker.run(functools.partial(self._run, runner), held.delivery))
         except BaseException:
             log.exception("pool slot crashed; stopping the worker")
             self._crashed = True
@@ -503,11 +522,23 @@ class Worker:
             if self._waker is not None:
                 self._waker.wake()
 
+    def _hand_on(self, delivery: Delivery, outcome: Outcome) -> None:
+        """A finished run's outcome to the acker (and out of the stream's flow control)."""
+        if self._stream is not None:
+            self._stream.finished([delivery])  # its ack waits for the batch: no longer held
+        assert self._acker is not None
+        self._acker.put(delivery, outcome)
+
+    def _revoked(self, delivery: Delivery) -> Outcome | None:
+        """The outcome of a delivery whose task is known revoked (acked unrun), else None."""
+        record = self._known_revoked.take(delivery)
+        return None if record is None else self.app.executor.revoked(delivery, record)
+
     def _run(self, runner: Runner, delivery: Delivery) -> Outcome:
         """Run one delivery in ``runner``, unless its task is known revoked (then acked unrun)."""
-        record = self._known_revoked.take(delivery)
-        if record is not None:
-            return self.app.executor.revoked(delivery, record)
+        revoked = self._revoked(delivery)
+        if revoked is not None:
+            return revoked
         key = id(delivery)
         self._active[key] = (delivery, runner)
         try:

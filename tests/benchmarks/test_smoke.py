@@ -22,6 +22,7 @@ SMOKE: list[tuple[str, list[str], list[str]]] = [
     ("canvas.py", ["--quick", "--skip-celery"], ["chord overhead", "load average after"]),
     ("profile_path.py", ["--n", "200", "--no-profile"], ["execute"]),
     ("pubsub_throughput.py", ["--quick"], ["load average"]),
+    ("io_bound.py", ["--quick"], ["cloudq-async", "load average after"]),
 ]
 
 
