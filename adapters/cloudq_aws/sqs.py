@@ -1,7 +1,7 @@
 """``sqs://``: the cloudq Broker on Amazon SQS.
 
 Every call is batched where SQS allows it: SendMessageBatch for more than one message (by 10
-entries and by total size), ReceiveMessage of up to 10 with long polling, DeleteMessageBatch
+entries and by total size, cut where SQS bills the fewest 64 KiB chunks), ReceiveMessage of up to 10 with long polling, DeleteMessageBatch
 for acks and ChangeMessageVisibilityBatch for retries, lease heartbeats and releases. Bodies
 above the queue's MaximumMessageSize go to S3 when a bucket is configured (claim check).
 Missing queues and their dead-letter queues are created on first use unless create_missing is
