@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery, ResultRecord
-from cloudq.observability.metrics import EMFBatch
 from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
 from cloudq.runtime.lifecycle import Lifecycle
 from cloudq.runtime.presence import InstancePresence, Tracker
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from cloudq.app import App
+    from cloudq.observability.metrics import EMFBatch
 
     from ..sqs import SQSBroker, SQSQueue
 
@@ -114,8 +114,11 @@ class LambdaHandler:
         self.tracker = Tracker()  # running now and outcome counts, for this instance's presence record
         node = f"lambda@{os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or socket.gethostname()}"
         self.presence = InstancePresence(app, "lambda", node, concurrency, self.tracker)
-        self.metrics = EMFBatch() if app.settings.metrics_emf else None  # printed after each invocation
-        if self.metrics is not None:
+        self.metrics: EMFBatch | None = None  # printed after each invocation
+        if app.settings.metrics_emf:  # its module (and the worker's it uses) loads only when asked for
+            from cloudq.observability.metrics import EMFBatch
+
+            self.metrics = EMFBatch()
             self.tracker.observers.append(self.metrics)
 
     def __repr__(self) -> str:
