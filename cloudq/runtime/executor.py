@@ -7,12 +7,14 @@ Lambda handler, the push handler) only translate the Outcome into broker calls o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import socket
 import time
 import traceback as tb
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,7 +45,7 @@ from ..errors import (
     UnknownTask,
     WorkerLost,
 )
-from ..interfaces import Delivery, OutgoingMessage, ResultRecord, ResultWriter
+from ..interfaces import LINEAGE_FIELDS, Delivery, OutgoingMessage, ResultRecord, ResultWriter
 from ..observability import tracing
 from ..results import exception_name, read_many
 from ..retry import deliveries_allowed
@@ -175,7 +177,8 @@ def _overrides(task: Task[Any, Any], hook: str) -> bool:
     return hook in found
 
 
-# Celery's result_extended: the call of the delivery being run, added to each record it writes
+# the delivery being run: its lineage (and with Celery's result_extended its call), added to each
+# record of its task it writes; from the run's start, that start too
 _extended: ContextVar[dict[str, Any] | None] = ContextVar("cloudq_extended", default=None)
 EXTENDED_FIELDS = ("args", "kwargs", "queue", "worker")
 
@@ -232,12 +235,26 @@ class Executor:
         return self._system
 
     def _run(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
-        if not self.app.settings.result_extended:
+        """Run with what each record of this task carries from the envelope: its lineage always
+        (Celery keeps ``parent_id``/``group_id`` in every result), the call with ``result_extended``."""
+        with self._recording(env, delivery):
             return self._execute(delivery, env, started)
-        call = {"task_id": env.id, "args": env.args, "kwargs": env.kwargs, "queue": delivery.queue}
-        token = _extended.set({**call, "worker": self.hostname})
+
+    @contextlib.contextmanager
+    def _recording(self, env: Envelope, delivery: Delivery) -> Iterator[None]:
+        """Records of ``env``'s task written inside carry what the envelope says (``_set``)."""
+        call: dict[str, Any] = {
+            "task_id": env.id,
+            "sent_at": env.sent_at,
+            "parent_id": env.parent_id,
+            "root_id": env.root_id,
+            "group_id": env.group,
+        }
+        if self.app.settings.result_extended:
+            call.update(args=env.args, kwargs=env.kwargs, queue=delivery.queue, worker=self.hostname)
+        token = _extended.set(call)
         try:
-            return self._execute(delivery, env, started)
+            yield
         finally:
             _extended.reset(token)
 
@@ -270,7 +287,8 @@ class Executor:
                 attempts=attempt,
                 finished_at=time.time(),
             )
-            self._record_anyway(failure, env)
+            with self._recording(env, delivery):
+                self._record_anyway(failure, env)
         log.error("dead-lettered message %s from %s: InternalError: %s", delivery.message_id, delivery.queue, message)
         return DeadLetter(f"InternalError: {message}\n{trace}")
 
@@ -351,6 +369,9 @@ class Executor:
                 return claimed
         elif task.track_started and not _ignores(env, task):
             self._write(ResultRecord(env.id, states.STARTED, task.name, attempts=attempt, started_at=now))
+        call = _extended.get()
+        if call is not None and call["task_id"] == env.id:  # every record from now on: this run's start
+            call["started_at"] = now
         self._log("started", env, delivery, attempt, started)
         request = self._request(env, task, delivery, attempt)
         if signals.task_prerun.connected:
@@ -510,7 +531,8 @@ class Executor:
             return DeadLetter(f"UnknownTask: {unknown_task_message(self.app, env.task)}")
         attempt = env.retries + max(1, delivery.delivery_count)
         error: BaseException = TimeLimitExceeded(reason) if timed_out else WorkerLost(reason)
-        return self._failed(delivery, env, task, attempt, error, time.monotonic())
+        with self._recording(env, delivery):
+            return self._failed(delivery, env, task, attempt, error, time.monotonic())
 
     def run_eagerly(self, body: bytes, revoked: ResultRecord | None = None) -> Outcome:
         """Eager mode: run a just-sent task in this thread through the same path as a worker; a
@@ -896,13 +918,18 @@ class Executor:
         call = _extended.get()
         if call is None or call["task_id"] != record.task_id:
             return writer.set(record)
+        lineage = dataclasses.replace(record, **{name: call[name] for name in LINEAGE_FIELDS})
+        if lineage.started_at is None:  # a retry's or failure's record: when its run started
+            lineage.started_at = call.get("started_at")
+        if "args" not in call:
+            return writer.set(lineage)
         try:
-            return writer.set(dataclasses.replace(record, **{name: call[name] for name in EXTENDED_FIELDS}))
+            return writer.set(dataclasses.replace(lineage, **{name: call[name] for name in EXTENDED_FIELDS}))
         except ResultTooLarge as exc:
             log.warning(
                 "task %s[%s]: its arguments are kept out of its record: %s", record.task_name, record.task_id, exc
             )
-            return writer.set(record)
+            return writer.set(lineage)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
-from ..interfaces import Broker, Delivery, ManyWriter
+from ..interfaces import Broker, Delivery, ManyWriter, MessageStream, StreamingReceiver
 from ..util.chunks import chunks
 from .acker import ACK_INTERVAL_S, Acker
 from .autoscale import INTERVAL_S, KEEPALIVE_S, Autoscaler
@@ -55,6 +55,7 @@ DEFAULT_KILL_GRACE_S = 2.0  # process pool: seconds past a task's time limit bef
 DEFAULT_UNREACHABLE_TIMEOUT_S = 60.0  # burst mode: give up after receives failed this long
 RECEIVE_SETTLE_S = 1.0  # shutdown waits this long past the poll wait for a receive in flight
 ACK_LEASE_FRACTION = 0.1  # the heartbeat keeps at least a sixth of a lease; acks go out well before
+STREAM_CLOSE_MAX_S = 10.0  # shutdown waits at most this long (and at most the grace) for the stream to close
 
 
 class _Waker:
@@ -211,6 +212,7 @@ class Worker:
         self._revoke_watch: RevokeWatch | None = None
         self._active: dict[int, tuple[Delivery, Runner]] = {}  # id(delivery) -> what runs it
         self._broker: Broker | None = None
+        self._stream: MessageStream | None = None
         self.runners: list[Runner] = []  # one per pool slot, while running
         self._slots: list[threading.Thread] = []
         self._slots_left = 0  # slot threads not yet finished (counted before they wake the main thread)
@@ -293,6 +295,7 @@ class Worker:
             burst = self._burst = Burst(broker, self.queues, givebacks, self.max_wait_s, settle=acker.flush)
         check = RevokeCheck(self.app)
         known = self._known_revoked
+        stream = self._stream = self._open_stream(broker, lease)
         consumer = Consumer(
             broker,
             self.queues,
@@ -302,6 +305,7 @@ class Worker:
             unsettled=acker.unsettled,
             settle=acker.flush,
             screen=(lambda batch: known.add(check.revoked(batch))) if check.enabled else None,
+            stream=stream,
         )
         give_up = self.unreachable_timeout_s if self.burst else None
         # one bucket per task for all slots, in this process (Celery: rate limits are per worker)
@@ -349,17 +353,48 @@ class Worker:
                     self._rescale(scaler, broker)
             return self._shutdown(runners, poll_wait)
         finally:
+            self._release(self._close_stream())  # run() failed before its shutdown: nothing stays held
             self._restore_signals(previous)
             for runner in list(runners):
                 runner.close()
             self.lifecycle.shutdown()  # after the drain, pool children gone
 
-    def capacity(self, broker: Broker) -> int:
-        """Messages held at most: prefetch x concurrency, but never less than one full receive
-        batch (``limits.min_receive_batch``), or every receive would come back partly empty and
-        cost requests for nothing."""
+    def capacity(self, broker: Broker, slots: int | None = None) -> int:
+        """Messages held at most: prefetch x concurrency (``slots``, default the live ones), but
+        never less than one full receive batch (``limits.min_receive_batch``), or every receive
+        would come back partly empty and cost requests for nothing."""
         limits = broker.limits
-        return max(self.prefetch_multiplier * self.live, min(limits.max_batch, limits.min_receive_batch))
+        live = self.live if slots is None else slots
+        return max(self.prefetch_multiplier * live, min(limits.max_batch, limits.min_receive_batch))
+
+    def _open_stream(self, broker: Broker, lease: float) -> MessageStream | None:
+        """A long-running worker receives over the broker's stream when it has one, holding at
+        most what the inbox may hold (autoscale: at its max). Burst runs are one-shot: they ask
+        per receive, so nothing stays held by a client once the queues are done."""
+        if self.burst or not isinstance(broker, StreamingReceiver):
+            return None
+        return broker.stream(self.queues, self.capacity(broker, self.concurrency), lease, self._lease_bound(lease))
+
+    def _lease_bound(self, lease: float) -> float | None:
+        """How long the stream's client keeps one message leased: a task still running past its
+        time limit, the kill grace and one more lease is hung. None when a task has no limit."""
+        default = self.app.settings.time_limit
+        limits = [task.time_limit or default for task in self.app.tasks.values()]
+        known = [limit for limit in limits if limit is not None]
+        if not known or len(known) < len(limits):
+            return None
+        return max(known) + self.kill_grace_s + lease
+
+    def _close_stream(self) -> list[Delivery]:
+        """Close the stream (if open) within the grace; what it held but never handed out."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return []
+        try:
+            return stream.close(max(1.0, min(self.grace, STREAM_CLOSE_MAX_S)))
+        except Exception as exc:  # its messages return after their lease
+            log.warning("closing the broker's stream failed: %s: %s", type(exc).__name__, exc)
+            return []
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The async pool: one event loop in its own thread runs every slot's ``async def`` task,
@@ -440,7 +475,7 @@ class Worker:
     def _slot(self, runner: Runner) -> None:
         """One pool slot: take a message (receiving for everyone when the buffer is empty), run it,
         hand the outcome to the acker. Autoscale may retire it between tasks."""
-        inbox, acker = self._inbox, self._acker
+        inbox, acker, stream = self._inbox, self._acker, self._stream
         assert inbox is not None and acker is not None
         held: Held | None = None
         retired = False
@@ -450,7 +485,10 @@ class Worker:
                 if held is None:
                     retired = inbox.retired()
                     return
-                acker.put(held.delivery, self.tracker.run(functools.partial(self._run, runner), held.delivery))
+                outcome = self.tracker.run(functools.partial(self._run, runner), held.delivery)
+                if stream is not None:
+                    stream.finished([held.delivery])  # its ack waits for the batch: no longer held
+                acker.put(held.delivery, outcome)
         except BaseException:
             log.exception("pool slot crashed; stopping the worker")
             self._crashed = True
@@ -521,6 +559,7 @@ class Worker:
         reason = self._stop_reason or ""
         self.lifecycle.shutting_down(reason.removeprefix("received ") if reason.startswith("received SIG") else None)
         unstarted = inbox.stop()
+        unstarted += self._close_stream()  # what the stream held for the inbox, and it holds no more
         if unstarted:
             self._release(unstarted)
             log.info("released %d prefetched message(s) for other workers", len(unstarted))
