@@ -7,7 +7,6 @@ Lambda handler, the push handler) only translate the Outcome into broker calls o
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import contextvars
 import dataclasses
@@ -23,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
 from ..canvas.builtins import builtin
-from ..canvas.chord import on_header_done
 from ..canvas.followups import (
     children_id,
     expects_followups,
@@ -31,7 +29,7 @@ from ..canvas.followups import (
     followups_on_failure,
     followups_on_success,
 )
-from ..envelope import Envelope, decode, peek_id
+from ..envelope import SCHEDULE_HEADER, Envelope, decode, peek_id
 from ..errors import (
     BackendUnavailable,
     CloudqError,
@@ -50,7 +48,6 @@ from ..errors import (
 )
 from ..interfaces import LINEAGE_FIELDS, Delivery, OutgoingMessage, ResultRecord, ResultWriter
 from ..observability import tracing
-from ..periodic import SCHEDULE_HEADER
 from ..results import exception_name, read_many
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
@@ -60,6 +57,8 @@ from .result_batch import BatchedResults
 from .timelimit import soft_limited, soft_time_limit, time_limit
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..app import App
     from ..canvas.signature import Signature
 
@@ -226,9 +225,18 @@ def _ignores(env: Envelope, task: Task[Any, Any]) -> bool:
     return task.ignore_result if env.ignore_result is None else env.ignore_result
 
 
+HOOKS = ("__call__", "before_start", "on_success", "on_failure", "on_retry", "after_return")
+_overridden: dict[type, frozenset[str]] = {}  # task class -> the HOOKS it defines
+
+
 def _overrides(task: Task[Any, Any], hook: str) -> bool:
-    """Whether the task's class defines ``hook`` (the base Task's do nothing: skip the call)."""
-    return getattr(type(task), hook) is not getattr(Task, hook)
+    """Whether the task's class defines ``hook`` (the base Task's do nothing: skip the call).
+    Looked up once per class: this is asked several times per run."""
+    cls = type(task)
+    found = _overridden.get(cls)
+    if found is None:
+        found = _overridden[cls] = frozenset(h for h in HOOKS if getattr(cls, h) is not getattr(Task, h))
+    return hook in found
 
 
 # the delivery being run: its lineage (and with Celery's result_extended its call), added to each
@@ -253,6 +261,7 @@ class Executor:
         self.hostname = node_name(app.settings.hostname)  # self.request.hostname (cloudq worker -n)
         self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
         self.tracing = tracing.install(app)  # None: off, no work per run (cloudq/observability/tracing.py)
+        self._system: str | None = None  # the broker's messaging.system, for spans: asked once
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -274,7 +283,7 @@ class Executor:
                 delivery,
                 env,
                 attempt,
-                tracing.messaging_system(self.app.broker),
+                self._system or self._messaging_system(),
                 lambda: self._run(delivery, traced, started),
                 _dead_reason,
             )
@@ -307,6 +316,10 @@ class Executor:
             raise
         except BaseException as exc:
             return self.internal_error(delivery, exc, env)
+
+    def _messaging_system(self) -> str:
+        self._system = tracing.messaging_system(self.app.broker)
+        return self._system
 
     def _run(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
         """Run with what each record of this task carries from the envelope: its lineage always
@@ -459,7 +472,8 @@ class Executor:
             call["started_at"] = now
         self._log("started", env, delivery, attempt, started)
         request = self._request(env, task, delivery, attempt)
-        signals.task_prerun.send(task, task_id=env.id, task=task, args=env.args, kwargs=env.kwargs)
+        if signals.task_prerun.connected:
+            signals.task_prerun.send(task, task_id=env.id, task=task, args=env.args, kwargs=env.kwargs)
         if _overrides(task, "before_start"):
             self._hook(request, task.before_start, env.id, env.args, env.kwargs)
         try:
@@ -509,7 +523,8 @@ class Executor:
         self._log("succeeded", env, delivery, attempt, started)
         if _overrides(task, "on_success"):
             self._hook(request, task.on_success, value, env.id, env.args, env.kwargs)
-        signals.task_success.send(task, result=value)
+        if signals.task_success.connected:
+            signals.task_success.send(task, result=value)
         self._after_return(task, request, states.SUCCESS, value, None)
         if chained:
             return self._succeeded_with_followups(env, result, written)
@@ -538,6 +553,8 @@ class Executor:
         if env is not None:
             self._revoke_rest_of_chain(env, "was revoked")
             if env.chord is not None:
+                from ..canvas.chord import on_header_done
+
                 # the revoker wrote the REVOKED record, so no result write counts this header task:
                 # count it here (a redelivery counting it again only makes the chord check its
                 # records early: they, not the count, decide) so the chord ends with ChordError
@@ -661,6 +678,8 @@ class Executor:
         if task.soft_time_limit:
             coro = soft_limited(coro, task.soft_time_limit)
         if task.time_limit:
+            import asyncio  # the async pool has loaded it already
+
             coro = asyncio.wait_for(coro, task.time_limit)
         return _limited(_with_request(coro, call.request), task.time_limit)
 
@@ -675,6 +694,8 @@ class Executor:
             if not (task.is_async or task.time_limit or task.soft_time_limit):
                 return body(*args, **kwargs)
             if task.is_async:
+                import asyncio  # loaded by the first async task: a sync-only function never pays for it
+
                 coro = body(*args, **kwargs)
                 if task.soft_time_limit:
                     coro = soft_limited(coro, task.soft_time_limit)
@@ -739,6 +760,8 @@ class Executor:
     ) -> None:
         if _overrides(task, "after_return"):
             self._hook(request, task.after_return, state, retval, request.id, request.args, request.kwargs, einfo)
+        if not signals.task_postrun.connected:
+            return
         signals.task_postrun.send(
             task,
             task_id=request.id,
@@ -1014,6 +1037,8 @@ class Executor:
             writer = self.app.results
         written = self._set(writer, record)
         if header:
+            from ..canvas.chord import on_header_done  # imported for chord header tasks only
+
             assert env is not None
             on_header_done(self.app, env, written)
         return written

@@ -23,6 +23,7 @@ SMOKE: list[tuple[str, list[str], list[str]]] = [
     ("profile_path.py", ["--n", "200", "--no-profile"], ["execute"]),
     ("pubsub_throughput.py", ["--quick"], ["load average"]),
     ("io_bound.py", ["--quick"], ["cloudq-async", "load average after"]),
+    ("lambda_cold_start.py", ["--quick"], ["cold start", "cloudq phases"]),
 ]
 
 
