@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..envelope import MAX_EPOCH_S
 from ..envelope import peek as peek_fields
 from ..interfaces import Delivery, Heartbeat, HeartbeatStore
 from .consumer import peek
@@ -84,11 +85,12 @@ def queue_wait(delivery: Delivery, started: float) -> float | None:
     if delivery.delivery_count > 1:
         return None
     fields = peek_fields(delivery.body)
-    times = [
-        float(t)
-        for t in (fields.get("sent_at"), fields.get("eta"))
-        if isinstance(t, int | float) and not isinstance(t, bool)
-    ]
+    # the body is not validated here: only a time an envelope could hold counts (a huge int, a
+    # negative or far-future number would make the wait infinite or wrong)
+    times: list[float] = []
+    for t in (fields.get("sent_at"), fields.get("eta")):
+        if isinstance(t, int | float) and not isinstance(t, bool) and 0 <= t <= MAX_EPOCH_S:  # NaN fails
+            times.append(float(t))
     return max(started - max(times), 0.0) if times else None
 
 
@@ -136,12 +138,15 @@ class Tracker:
         if kind is not None:
             with self._lock:
                 self.counts[kind] += 1
-            wait = None
-            if started >= self._next_wait_sample:
-                wait = queue_wait(delivery, started)
-                if wait is not None:
-                    self._next_wait_sample = started + WAIT_SAMPLE_S
-            self.series.record(delivery.queue, kind, took, wait)
+            try:  # charts are never worth a slot: whatever the body holds, the run is settled
+                wait = None
+                if started >= self._next_wait_sample:
+                    wait = queue_wait(delivery, started)
+                    if wait is not None:
+                        self._next_wait_sample = started + WAIT_SAMPLE_S
+                self.series.record(delivery.queue, kind, took, wait)
+            except Exception:
+                log.exception("could not record a run in the presence series; the task is settled as usual")
         for observe in self.observers:
             try:
                 observe(delivery, outcome, took)

@@ -38,6 +38,9 @@ def minute_of(epoch_s: float) -> int:
     return math.floor(epoch_s / 60)
 
 
+MAX_SECONDS = 10 * 365 * 86400.0  # a latency figure is capped at ten years (an int of ms everywhere)
+
+
 @dataclass(slots=True)
 class Latency:
     """Durations seen: a count per bucket of ``BOUNDS_S`` (plus the open one), their sum and max
@@ -52,7 +55,7 @@ class Latency:
         return sum(self.buckets)
 
     def add(self, seconds: float) -> None:
-        seconds = max(seconds, 0.0)
+        seconds = min(max(seconds, 0.0), MAX_SECONDS) if seconds == seconds else 0.0  # NaN reads as 0
         self.buckets[bisect.bisect_left(BOUNDS_S, seconds)] += 1
         ms = round(seconds * 1000)
         self.sum_ms += ms

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import random
 
+import pytest
+
 from cloudq.interfaces import Delivery
 from cloudq.runtime import series as ts
 from cloudq.runtime.executor import Ack, DeadLetter, RetryIn
@@ -189,6 +191,30 @@ def test_the_tracker_samples_the_wait_of_a_busy_runtime_at_most_every_50_ms() ->
     found = decoded(tracker.series).queues["default"][30_000_000]
     assert found.succeeded == found.run.count == 100
     assert found.wait.count == 2  # at T0 + 10.001 and the first run 50 ms later
+
+
+@pytest.mark.parametrize(
+    "times",
+    [{"sent_at": -1e308}, {"sent_at": 10**400}, {"eta": 1e308}, {"sent_at": True}, {"sent_at": "1"}, {"eta": -5}],
+    ids=str,
+)
+def test_a_body_with_an_impossible_send_time_is_counted_without_a_wait(times: dict[str, object]) -> None:
+    """The body is not validated when its wait is read: a time no envelope could hold is ignored,
+    and the run still counts (a huge number used to make the slot raise and stop)."""
+    clock = Clock(T0 + 10)
+    tracker = Tracker(clock)
+    tracker.run(
+        lambda d: Ack(), Delivery(json.dumps({"v": 1, "id": "t", "task": "n", **times}).encode(), "r", 1, "default")
+    )
+    found = decoded(tracker.series).queues["default"][30_000_000]
+    assert (found.succeeded, found.wait.count) == (1, 0)
+
+
+def test_a_latency_is_capped_and_nan_reads_as_zero() -> None:
+    latency = ts.Latency()
+    for seconds in (float("inf"), float("nan"), 1e300, -3.0):
+        latency.add(seconds)
+    assert latency.count == 4 and latency.max_ms == round(ts.MAX_SECONDS * 1000)
 
 
 def test_the_presence_record_carries_the_series_only_once_something_ran() -> None:
