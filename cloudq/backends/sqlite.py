@@ -92,7 +92,9 @@ _DEAD_SELECTED = """
     ORDER BY id LIMIT :n
 """
 REDRIVE_BATCH = 500  # dead letters moved per transaction
+_SEND = "INSERT INTO cloudq_messages (queue, visible_at, sent_at, body, attributes, ordering_key)"
 _SEND_ROW = "(?, ?, ?, ?, ?, ?)"
+_SEND_ONE = f"{_SEND} VALUES {_SEND_ROW}"
 SEND_CHUNK = 1000  # rows per INSERT: 6 parameters each, well under SQLite's 32766
 _STATS = """
     SELECT coalesce(sum(visible_at <= :now), 0),
@@ -112,6 +114,10 @@ def _receipts(deliveries: Sequence[Delivery]) -> str:
             raise ValueError(f"delivery {d.message_id or receipt!r} was not received from a SQLite broker")
         parts.append(f"[{int(receipt[0])},{int(receipt[1])}]")
     return f"[{','.join(parts)}]"
+
+
+def _attributes_json(msg: OutgoingMessage) -> str | None:
+    return json.dumps(dict(msg.attributes)) if msg.attributes else None
 
 
 def _attributes(column: str | None) -> tuple[dict[str, str], str | None]:
@@ -172,13 +178,17 @@ class SQLiteBroker:
             return []
         check_sizes(messages, self.limits.max_body_bytes)
         now = time.time()
+        if len(messages) == 1:  # each ``.delay()``: a prepared statement, no SQL built per call
+            msg = messages[0]
+            row = (queue, now + max(0.0, msg.delay_s), now, msg.body, _attributes_json(msg), msg.ordering_key)
+            return [str(self.db.insert(_SEND_ONE, row))]
         rows = [
             (
                 queue,
                 now + max(0.0, msg.delay_s),
                 now,
                 msg.body,
-                json.dumps(dict(msg.attributes)) if msg.attributes else None,
+                _attributes_json(msg),
                 msg.ordering_key,
             )
             for msg in messages
@@ -193,12 +203,7 @@ class SQLiteBroker:
         ids: list[str] = []
         for start in range(0, len(rows), SEND_CHUNK):
             chunk = rows[start : start + SEND_CHUNK]
-            values = ", ".join([_SEND_ROW] * len(chunk))
-            last = run(
-                "INSERT INTO cloudq_messages (queue, visible_at, sent_at, body, attributes, ordering_key)"
-                f" VALUES {values}",
-                [v for row in chunk for v in row],
-            )
+            last = run(f"{_SEND} VALUES {', '.join([_SEND_ROW] * len(chunk))}", [v for row in chunk for v in row])
             # one statement under the write lock: AUTOINCREMENT gave its rows consecutive ids
             ids.extend(str(i) for i in range(last - len(chunk) + 1, last + 1))
         return ids
