@@ -216,27 +216,26 @@ class SQLiteBroker:
         deadline = time.monotonic() + max(0.0, min(wait_s, self.limits.max_wait_s))
         pause = _FIRST_POLL_S
         while True:
-            got, buried = self._lease(queue, n, lease_s)
-            if got:
-                return got
-            if buried:  # all it leased was dead-lettered: others may be waiting behind them
-                continue
-            while True:  # long poll: cheap reads until something is due, then lease again
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                due_in = self._due_in(queue)
-                if due_in is not None and due_in <= 0:
-                    break
-                time.sleep(min(pause, remaining, _MAX_POLL_S if due_in is None else max(due_in, 0.0005)))
-                pause = min(pause * 2, _MAX_POLL_S)
+            # a read first: even an UPDATE that leases nothing takes the write lock, which the
+            # producers' sends then wait for; a poll of an empty queue stays a read
+            due_in = self._due_in(queue)
+            if due_in is not None and due_in <= 0:
+                got = self._lease(queue, n, lease_s)
+                if got:
+                    return got
+                continue  # another consumer took them, or all were dead-lettered: look again
+            remaining = deadline - time.monotonic()  # long poll: cheap reads until something is due
+            if remaining <= 0:
+                return []
+            time.sleep(min(pause, remaining, _MAX_POLL_S if due_in is None else max(due_in, 0.0005)))
+            pause = min(pause * 2, _MAX_POLL_S)
 
     def _due_in(self, queue: str) -> float | None:
         """Seconds until the next message of ``queue`` is due (<= 0: now); None when it is empty."""
         [(due,)] = self.db.query("SELECT min(visible_at) FROM cloudq_messages WHERE queue = ?", (queue,))
         return None if due is None else float(due) - time.time()
 
-    def _lease(self, queue: str, n: int, lease_s: float) -> tuple[list[Delivery], int]:
+    def _lease(self, queue: str, n: int, lease_s: float) -> list[Delivery]:
         """Lease up to ``n`` due messages; those past ``max_deliveries`` go to the dead letters."""
         now = time.time()
         rows = self.db.query(_LEASE, {"until": now + lease_s, "queue": queue, "now": now, "n": n})
@@ -251,7 +250,7 @@ class SQLiteBroker:
                 out.append(Delivery(body, (id_, lease), count, queue, str(id_), attributes, key, malformed))
         if spent:
             self.dead_letter(spent, max_deliveries_reason(limit))
-        return out, len(spent)
+        return out
 
     # -- settling --------------------------------------------------------------------------
 
