@@ -138,7 +138,8 @@ def select(only: str | None) -> list[str]:
     unknown = [w for w in wanted if not any(name.startswith(w) for name in CASES)]
     if unknown:
         raise SystemExit(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(CASES)}")
-    return [name for name in CASES if any(name.startswith(w) for w in wanted)]
+    # a case's full name selects that case alone ("huey" is not also "huey-full")
+    return [name for name in CASES if any(name == w or (w not in CASES and name.startswith(w)) for w in wanted)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -339,6 +339,21 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     assert path.read_text().startswith("these are my notes")
 
 
+def test_polling_an_empty_queue_never_waits_for_the_write_lock(db: str) -> None:
+    """A worker with nothing to do reads: it neither waits for nor takes the lock producers need."""
+    broker = SQLiteBroker(db, timeout_s=0.2)
+    broker.send("busy", [OutgoingMessage(b"elsewhere")])
+    with sqlite3.connect(db, isolation_level=None) as writer:
+        writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        try:
+            assert broker.receive("idle", 10, 30.0) == []
+            assert broker.receive("idle", 10, 30.0, wait_s=0.05) == []
+        finally:
+            writer.execute("ROLLBACK")
+    assert [d.body for d in broker.receive("busy", 10, 30.0)] == [b"elsewhere"]
+    broker.close()
+
+
 def test_a_delivery_from_another_broker_is_refused(broker: SQLiteBroker) -> None:
     memory = MemoryBroker()
     memory.send("work", [OutgoingMessage(b"x")])
