@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import sys
@@ -239,7 +240,14 @@ def main() -> int:
     parser.add_argument("--skip-celery", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--stall", type=float, default=30.0, help="seconds without progress before a run is cut short")
+    parser.add_argument("--quick", action="store_true", help="CI smoke: a chord of 10, a chain of 5")
     args = parser.parse_args()
+    if args.quick:
+        args.chord, args.chain = 10, 5
+    if not args.skip_celery and importlib.util.find_spec("celery") is None:
+        print("celery: skipped: not installed (pip install 'celery[sqs]')")
+        args.skip_celery = True
+    print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     workdir = Path(tempfile.mkdtemp(prefix="cloudq-canvas-bench-"))
     runs = []
     if not args.skip_sqlite:
@@ -254,6 +262,7 @@ def main() -> int:
         if not args.skip_celery:
             runs += run_celery(server, workdir, args.chord, args.chain, args.stall)
         report(runs)
+    print(f"load average after: {os.getloadavg()[0]:.2f} (figures from a busy machine are noisy)")
     return 0
 
 

@@ -15,6 +15,7 @@ is missed; otherwise 0.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -178,6 +179,19 @@ def import_tree(code: str, cwd: str, top: int) -> list[tuple[int, int, str]]:
     return sorted(rows, key=lambda row: row[1], reverse=True)[:top]
 
 
+def installed(cases: dict[str, str]) -> dict[str, str]:
+    """The cases whose package is importable here: peers come from the ``bench`` extra."""
+    kept = {}
+    for name, code in cases.items():
+        words = code.split()
+        package = words[1].split(".")[0] if len(words) > 1 and words[0] in ("import", "from") else ""
+        if package and importlib.util.find_spec(package) is None:
+            print(f"{name}: skipped: {package} is not installed")
+            continue
+        kept[name] = code
+    return kept
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=21, help="interleaved rounds per case (default 21)")
@@ -188,17 +202,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     opts = parser.parse_args(argv)
     runs = 5 if opts.quick else opts.runs
+    load_before = os.getloadavg()[0]
 
     # an empty directory: no pyproject.toml / cloudq.toml is read, and no stray module shadows a package
     with tempfile.TemporaryDirectory(prefix="cloudq-import-") as cwd:
-        medians = measure(runs, cwd)
-        heavy = {name: loaded_modules(code, cwd) for name, code in CASES.items() if "cloudq" in name}
+        cases = installed(CASES)
+        medians = measure(runs, cwd, cases)
+        heavy = {name: loaded_modules(code, cwd) for name, code in cases.items() if "cloudq" in name}
         tree = import_tree(CASES[CLOUDQ], cwd, 15) if opts.detail else []
         phases = app_phases(cwd, runs) if opts.detail else []
 
     base = medians[BASELINE]
     version = sys.version.split()[0]
     print(f"import time, median of {runs} interleaved runs (python {version}); bare interpreter {base:.1f} ms")
+    print(f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"{'case':36} {'wall ms':>9} {'over pass':>10} {'target':>8}")
     missed = []
     for name, wall in medians.items():
@@ -214,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:36} {wall:9.1f} {over:10.1f} {mark:>8}")
     print()
     for ours, peer in PEER_RATIOS:
+        if peer not in medians:
+            print(f"ratio  {ours} / {peer}: skipped (not installed)")
+            continue
         a, b = medians[ours] - base, medians[peer] - base
         print(f"ratio  {ours} / {peer}: {a / b:.2f}" if b > 0 else f"ratio  {ours} / {peer}: n/a")
     print()

@@ -22,6 +22,7 @@ from .app import App
 from .deadletters import parse_since
 from .errors import ConfigurationError
 from .interfaces import Heartbeat, HeartbeatStore, TaskIndex, TaskSummary
+from .runtime import series as ts
 
 EX_UNAVAILABLE = 69  # Celery's exit code when no worker replies
 SUBCOMMANDS = ("queues", "active", "reserved", "registered", "stats", "recent")
@@ -82,7 +83,20 @@ def stats_of(beat: Heartbeat, now: float) -> dict[str, Any]:
         "active": info.get("active_count", len(info.get("active", []))),
         "reserved": info.get("reserved_count", len(info.get("reserved", []))),
         "seen": round(now - beat.seen_at, 1),
+        # the last hour per queue and minute (older minutes in blocks), as the dashboard charts it
+        "series": ts.figures(found) if (found := ts.decode(info.get("series"))) is not None else {},
     }
+
+
+def last_hour(beat: Heartbeat) -> str:
+    """One line of the worker's last hour, all queues: runs by outcome, p95 run time and wait."""
+    found = ts.decode(beat.info.get("series"))
+    hour = found.summed() if found is not None else ts.Minute()
+    run, wait = hour.run.quantile(0.95), hour.wait.quantile(0.95)
+    return (
+        f"last hour: succeeded={hour.succeeded} failed={hour.failed} retried={hour.retried}"
+        f" run_p95={'-' if run is None else f'{run:.3f}s'} wait_p95={'-' if wait is None else f'{wait:.3f}s'}"
+    )
 
 
 def echo_json(value: Any) -> None:
@@ -186,7 +200,8 @@ def register(
     @json_option
     @user_errors
     def stats(app_path: str, as_json: bool) -> None:
-        """Per worker: pid, pool, concurrency, uptime and counts since start."""
+        """Per worker: pid, pool, concurrency, uptime, counts since start and the last hour's runs
+        and latencies (``--json``: per queue and minute, as the dashboard charts them)."""
         beats, now = live_workers(load_app(app_path)), time.time()
         if as_json:
             echo_json({b.worker_id: stats_of(b, now) for b in beats})
@@ -200,6 +215,7 @@ def register(
                 f"pool={s['pool']['implementation']} concurrency={s['pool']['max-concurrency']} "
                 f"prefetch={s['prefetch_count']} queues={','.join(s['queues'])}",
                 f"active={s['active']} reserved={s['reserved']} {counts}",
+                last_hour(beat),
             ]
 
         echo_per_worker(beats, lines)

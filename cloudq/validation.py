@@ -134,7 +134,7 @@ class ArgumentValidator:
         arguments = self._arguments(args, kwargs)
         fast = self._fast(arguments)
         if fast is not None:
-            return self._split(fast)
+            return self._as_called(fast, len(args), kwargs)
         from pydantic_core import PydanticSerializationError
 
         model = self._bind(arguments)
@@ -142,7 +142,7 @@ class ArgumentValidator:
             data = model.model_dump(mode="json", by_alias=True)
         except PydanticSerializationError as exc:
             raise NotSerializable(f"{self._name}: arguments are not JSON-serialisable: {exc}") from None
-        return self._split(data)
+        return self._as_called(data, len(args), kwargs)
 
     def to_call(self, args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         """Validate on the worker side; return the Python values to call the function with."""
@@ -154,6 +154,27 @@ class ArgumentValidator:
             return self._split(fast)
         model = self._bind(arguments)
         return self._split({name: getattr(model, field_name) for name, field_name in self._fields})
+
+    def _as_called(
+        self, values: dict[str, Any], n_positional: int, keywords: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The validated values in the caller's shape, as Celery sends them: what was passed by
+        position stays in ``args``, by name in ``kwargs``, and parameters left to their defaults
+        are not sent (the worker's defaults apply, as in Celery; ``self.request`` sees the call)."""
+        call_args: list[Any] = []
+        call_kwargs: dict[str, Any] = {}
+        position = 0
+        for name, kind in self._layout:
+            if kind is _KINDS.VAR_POSITIONAL:
+                call_args.extend(values.get(name, ()))
+            elif kind is _KINDS.VAR_KEYWORD:
+                call_kwargs.update(values.get(name, {}))
+            elif name in keywords:
+                call_kwargs[name] = values[name]
+            elif kind is not _KINDS.KEYWORD_ONLY and position < n_positional:
+                call_args.append(values[name])
+                position += 1
+        return call_args, call_kwargs
 
     def _split(self, values: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
         call_args: list[Any] = []

@@ -1,16 +1,20 @@
 """The dashboard's reads of the backends, each through the cache: queue counts (Broker.stats),
 dead letters (Broker.dead_letters), recent tasks (TaskIndex), workers (HeartbeatStore) and task
-records (ResultStore.get). A capability the store lacks reads as None, and its page says so."""
+records (ResultStore.get). A capability the store lacks reads as None, and its page says so.
+Each queue-count and worker read is also kept for the queues page's charts (``charts.py``)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import deadletters as dl
 from ..interfaces import DeadLetterAdmin, Heartbeat, HeartbeatStore, QueueStats, ResultRecord, TaskIndex, TaskSummary
+from ..runtime.series import Series
 from .cache import TTLCache
+from .charts import DepthHistory, SeriesMemory
 from .redact import Argument, arguments, hidden_values, scrub
 
 if TYPE_CHECKING:
@@ -37,12 +41,19 @@ class Backends:
     def __init__(self, app: App, ttl_s: float, clock: Callable[[], float] | None = None) -> None:
         self.app = app
         self.cache = TTLCache(ttl_s, clock) if clock is not None else TTLCache(ttl_s)
+        self.depths = DepthHistory()
+        self.seen = SeriesMemory()
 
     def queues(self) -> list[str]:
         return self.app.queues()
 
     def stats(self) -> list[QueueStats]:
-        return list(self.cache.get("stats", lambda: [self.app.broker.stats(q) for q in self.queues()]))
+        return list(self.cache.get("stats", self._read_stats))
+
+    def _read_stats(self) -> list[QueueStats]:
+        found = [self.app.broker.stats(q) for q in self.queues()]
+        self.depths.add(found, time.time())
+        return found
 
     @property
     def can_redrive(self) -> bool:
@@ -88,7 +99,19 @@ class Backends:
         store = self.app.results
         if not isinstance(store, HeartbeatStore):
             return None
-        return sorted(self.cache.get("workers", store.alive), key=lambda beat: beat.worker_id)
+        return sorted(self.cache.get("workers", lambda: self._read_workers(store)), key=lambda beat: beat.worker_id)
+
+    def _read_workers(self, store: HeartbeatStore) -> list[Heartbeat]:
+        found = store.alive()
+        self.seen.update(found)
+        return found
+
+    def series(self, now: float) -> Series | None:
+        """The workers' series of the last hour added up (reading the workers through the cache),
+        None when the store keeps no presence records."""
+        if self.workers() is None:
+            return None
+        return self.seen.merged(now)
 
     def record(self, task_id: str) -> ResultRecord | None:
         return self.app.results.get(task_id)  # type: ignore[no-any-return]

@@ -16,7 +16,9 @@ from starlette.responses import RedirectResponse, Response
 
 from .. import deadletters as dl
 from .. import states
+from ..runtime import series as ts
 from .auth import COOKIE, CSRF_FIELD, SESSION_S
+from .charts import page_charts
 from .redact import Argument, scrub
 from .state import Dashboard
 
@@ -104,7 +106,21 @@ def queues(request: Request) -> Response:
     dash = _dash(request)
     refresh = request.query_params.get("refresh", "")
     every = max(int(dash.backends.cache.ttl_s), min(int(refresh), 300)) if refresh.isdigit() else 0
-    return page(request, "queues.html", rows=dash.backends.stats(), refresh=every)
+    backends, now = dash.backends, time.time()
+    rows = backends.stats()
+    series = backends.series(now)
+    charts = page_charts(series, backends.depths, backends.queues(), now)
+    presence = backends.workers() is not None
+    return page(
+        request,
+        "queues.html",
+        rows=rows,
+        refresh=every,
+        charts=charts,
+        presence=presence,
+        fine=ts.FINE_MIN,
+        block=ts.BLOCK_MIN,
+    )
 
 
 def dead_letters(request: Request) -> Response:

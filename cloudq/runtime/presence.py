@@ -21,9 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..envelope import peek as peek_fields
 from ..interfaces import Delivery, Heartbeat, HeartbeatStore
 from .consumer import peek
 from .executor import Ack, DeadLetter, Outcome, Requeue, RetryIn
+from .series import Rolling
 
 if TYPE_CHECKING:
     from ..app import App
@@ -72,15 +74,32 @@ def describe(delivery: Delivery, started: float | None = None) -> dict[str, Any]
     return entry
 
 
+def queue_wait(delivery: Delivery, started: float) -> float | None:
+    """Seconds the message waited for a worker: ``started`` minus the later of its ``sent_at``
+    and ``eta``; None on a redelivery (its wait would count a backoff or a lost lease) or when
+    the body tells no send time."""
+    if delivery.delivery_count > 1:
+        return None
+    fields = peek_fields(delivery.body)
+    times = [
+        float(t)
+        for t in (fields.get("sent_at"), fields.get("eta"))
+        if isinstance(t, int | float) and not isinstance(t, bool)
+    ]
+    return max(started - max(times), 0.0) if times else None
+
+
 class Tracker:
     """What runs now and how the finished ones went: the slots (or a Lambda/push invocation)
-    run each delivery through ``run``. Thread-safe; costs a dict insert and delete per task."""
+    run each delivery through ``run``. Thread-safe; costs a dict insert and delete per task,
+    and for a finished run a read of the body's send time and a bucket increment (``series``)."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._running: dict[int, tuple[Delivery, float]] = {}
         self.counts: Counter[str] = Counter({kind: 0 for kind in COUNTED})
+        self.series = Rolling(clock)  # the last hour per minute and queue, for the presence record
         # called with (delivery, outcome, seconds) after each run, in the runtime's own process
         # (cloudq.observability.metrics); one that raises is logged, the task goes on
         self.observers: list[Callable[[Delivery, Outcome, float], None]] = []
@@ -96,10 +115,11 @@ class Tracker:
             with self._lock:
                 self._running.pop(key, None)
         kind = outcome_kind(outcome)
+        took = self._clock() - started if self.observers or kind is not None else 0.0
         if kind is not None:
             with self._lock:
                 self.counts[kind] += 1
-        took = self._clock() - started if self.observers else 0.0
+            self.series.record(delivery.queue, kind, took, queue_wait(delivery, started))
         for observe in self.observers:
             try:
                 observe(delivery, outcome, took)
@@ -152,6 +172,9 @@ class Presence:
             "reserved_count": len(reserved),
             "counts": counts,
         }
+        series = self.tracker.series.encode()
+        if series is not None:  # an idle worker's record stays as small as before
+            info["series"] = series
         return Heartbeat(self.worker_id, self._clock(), info)
 
     def beat(self, ttl_s: float | None = None) -> bool:

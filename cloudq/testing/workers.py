@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ..runtime.worker import Worker
@@ -47,3 +49,19 @@ def run_worker_process(
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "cloudq", "worker", "-A", app_path, "--burst", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def running_worker(app: App, timeout: float = 30.0, **options: Any) -> Iterator[Worker]:
+    """A worker (threads pool, concurrency 2 by default) running in a thread for the block, then
+    stopped gracefully; one that does not stop within ``timeout`` fails the test."""
+    worker = Worker(app, **{"concurrency": 2, "poll_wait_s": 0.5, "grace": 10.0, **options})
+    thread = threading.Thread(target=worker.run, name="cloudq-test-worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise AssertionError(f"worker still running {timeout}s after stop()")

@@ -161,7 +161,7 @@ def test_result_extended_keeps_the_call_the_queue_and_the_worker_in_every_state(
     drain(app, wait_delays=True)
     drain(app, "other")
     assert result.get(timeout=1) == "today:2:a,b"
-    call = (["today", 2], {"tags": ["a", "b"]})  # as the message carries them (self.request.args/kwargs)
+    call = (["today"], {"page": 2, "tags": ["a", "b"]})  # as called (self.request.args/kwargs), as in Celery
     assert (result.args, result.kwargs, result.queue, result.name) == (*call, "default", report.name)
     assert result.worker == app.executor.hostname  # Celery's worker: the node name (cloudq@host)
     assert seen == [("PROGRESS", *call, "default")] * 2
@@ -242,10 +242,32 @@ def test_result_extended_through_the_lambda_handler_on_dynamodb_costs_no_request
         costs.append(dict(counts))
         assert result.get(timeout=5) == 5
         if extended:
-            assert (result.args, result.kwargs, result.queue) == ([2, 3], {}, "default")
+            assert (result.args, result.kwargs, result.queue) == ([2], {"y": 3}, "default")  # as called, as in Celery
             assert result.worker == handler.executor.hostname
         else:
             assert (result.args, result.kwargs, result.queue) == (None, None, None)
         app.close()
     # the same one PutItem (and the revoke check's one BatchGetItem of the batch) either way
     assert costs[0] == costs[1] == {"dynamodb:BatchGetItem": 1, "dynamodb:PutItem": 1}, costs
+
+
+def test_the_request_keeps_the_callers_shape_and_leaves_defaults_to_the_worker(make_app: Any) -> None:
+    """Celery sends the call as made: ``add.delay(2, y=3)`` runs with ``request.args == [2]`` and
+    ``request.kwargs == {"y": 3}``, and a parameter left to its default is not in the message."""
+    app = make_app()
+    seen: list[tuple[list[Any], dict[str, Any], int]] = []
+
+    @app.task(bind=True)
+    def add(self: Task[Any, Any], x: int, y: int, z: int = 10, *, scale: int = 1) -> int:
+        seen.append((self.request.args, self.request.kwargs, z))
+        return (x + y + z) * scale
+
+    calls = [add.delay(2, y=3), add.delay(2, 3), add.apply_async((2,), {"y": 3, "scale": 2}), add.delay("2", "3", "4")]
+    drain(app)
+    assert [c.get(timeout=1) for c in calls] == [15, 15, 30, 9]
+    assert seen == [
+        ([2], {"y": 3}, 10),
+        ([2, 3], {}, 10),
+        ([2], {"y": 3, "scale": 2}, 10),
+        ([2, 3, 4], {}, 4),  # validated: the ints the task is typed for
+    ]
