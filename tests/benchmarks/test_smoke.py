@@ -21,6 +21,7 @@ SMOKE: list[tuple[str, list[str], list[str]]] = [
     ("lambda_overhead.py", ["--quick"], ["per record"]),
     ("canvas.py", ["--quick", "--skip-celery"], ["chord overhead", "load average after"]),
     ("profile_path.py", ["--n", "200", "--no-profile"], ["execute"]),
+    ("memory.py", ["--quick"], ["cloudq-threads", "peak RSS", "load average after"]),
 ]
 
 
