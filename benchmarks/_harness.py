@@ -10,13 +10,15 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 HERE = Path(__file__).resolve().parent
 BATCH = 100  # tasks per batched send (task.send_each / send_many), where a system has one
@@ -38,6 +40,27 @@ class Measurement:
     @property
     def us_per_task(self) -> float:
         return self.seconds / self.n * 1e6
+
+
+M = TypeVar("M", bound=Measurement)
+
+
+def median_run(runs: Sequence[M]) -> M:
+    """The run whose tasks/s is closest to the median of ``runs``."""
+    rate = statistics.median(m.per_second for m in runs)
+    return min(runs, key=lambda m: abs(m.per_second - rate))
+
+
+def select_cases(only: str | None, names: Sequence[str]) -> list[str]:
+    """The case names ``--only`` picks (comma-separated names or prefixes), in ``names`` order."""
+    if not only:
+        return list(names)
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    unknown = [w for w in wanted if not any(name.startswith(w) for name in names)]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(names)}")
+    # a case's full name selects that case alone ("huey" is not also "huey-full")
+    return [name for name in names if any(name == w or (w not in names and name.startswith(w)) for w in wanted)]
 
 
 class Completions:

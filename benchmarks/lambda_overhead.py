@@ -109,10 +109,19 @@ def call_each(fn: Callable[..., Any], calls: list[Any]) -> None:
         fn(*args)
 
 
-def per_record(records: int, rounds: int) -> dict[str, float]:
-    """Median µs per record of each way of handling the same event."""
-    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-    from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+PEERS = ("powertools BatchProcessor", "powertools BatchProcessor + SqsRecordModel")
+
+
+def powertools_installed() -> bool:
+    try:
+        import aws_lambda_powertools  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def per_record(records: int, rounds: int, peers: bool = True) -> dict[str, float]:
+    """Median µs per record of each way of handling the same event (Powertools' when ``peers``)."""
     from cloudq_aws.lambda_.handler import make_handler
     from cloudq_aws.testing import FakeLambdaContext, MotoServer
 
@@ -138,15 +147,21 @@ def per_record(records: int, rounds: int) -> dict[str, float]:
         def model_handler(record: Any) -> None:
             noop(*json.loads(record.body)["args"])
 
-        plain = BatchProcessor(event_type=EventType.SQS)
-        modelled = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
+        processors: list[tuple[str, Any, Callable[[Any], None]]] = []
+        if peers:
+            from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+            from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+
+            processors = [
+                (PEERS[0], BatchProcessor(event_type=EventType.SQS), dict_handler),
+                (PEERS[1], BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel), model_handler),
+            ]
         context = FakeLambdaContext()
         samples: dict[str, list[float]] = {
             "direct call": [],
             "cloudq executor alone": [],
             "cloudq make_handler": [],
-            "powertools BatchProcessor": [],
-            "powertools BatchProcessor + SqsRecordModel": [],
+            **{name: [] for name, _, _ in processors},
         }
         handler(sqs_event(10, task.name, arn), context)  # warm-up: queue lookup, validator, executor
         for _ in range(rounds):
@@ -159,10 +174,7 @@ def per_record(records: int, rounds: int) -> dict[str, float]:
             seconds, response = timed(handler, event, context)
             assert response["batchItemFailures"] == [], response
             samples["cloudq make_handler"].append(seconds)
-            for name, processor, record_handler in (
-                ("powertools BatchProcessor", plain, dict_handler),
-                ("powertools BatchProcessor + SqsRecordModel", modelled, model_handler),
-            ):
+            for name, processor, record_handler in processors:
                 seconds, out = timed(
                     process_partial_response,
                     event=event,
@@ -186,9 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
     runs, rounds = (5, 3) if opts.quick else (opts.runs, opts.rounds)
     missed: list[str] = []
+    load_before = os.getloadavg()[0]
+    peers = powertools_installed()
+    cases = dict(IMPORT_CASES)
+    if not peers:
+        print("powertools: skipped: not installed (pip install aws-lambda-powertools)")
+        cases = {name: code for name, code in cases.items() if "powertools" not in name}
 
     with tempfile.TemporaryDirectory(prefix="cloudq-import-") as cwd:
-        medians = measure(runs, cwd, IMPORT_CASES)
+        medians = measure(runs, cwd, cases)
         heavy = loaded_modules(APP_MODULE, cwd)
     base = medians[BASELINE]
     print(
@@ -210,21 +228,22 @@ def main(argv: list[str] | None = None) -> int:
     if "boto3" in heavy or "botocore" in heavy:
         missed.append("the handler module imports boto3")
 
-    us = per_record(opts.records, rounds)
+    us = per_record(opts.records, rounds, peers)
     print(f"\nper record, median of {rounds} events of {opts.records} records (µs per record)")
     for name, value in us.items():
         print(f"{name:44} {value:9.2f}")
     direct = us["direct call"]
     ours_us = us["cloudq make_handler"] - direct
     print("\nframework overhead per record (minus the direct call):")
-    for name in ("cloudq make_handler", "powertools BatchProcessor", "powertools BatchProcessor + SqsRecordModel"):
+    for name in ("cloudq make_handler", *(p for p in PEERS if p in us)):
         print(f"{name:44} {us[name] - direct:9.2f}")
     verdict = "ok" if ours_us <= RECORD_TARGET_US else "MISS"
     print(f"cloudq overhead {ours_us:.2f} µs/record (target <= {RECORD_TARGET_US:.0f}) {verdict}")
-    for peer in ("powertools BatchProcessor", "powertools BatchProcessor + SqsRecordModel"):
+    for peer in (p for p in PEERS if p in us):
         print(f"ratio cloudq / {peer}: {ours_us / max(us[peer] - direct, 1e-9):.1f}")
     if verdict == "MISS":
         missed.append(f"{ours_us:.2f} µs per record")
+    print(f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after (a busy machine's figures are noisy)")
     if missed:
         print("\ntarget missed: " + "; ".join(missed), file=sys.stderr)
         return 1 if opts.strict else 0

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from _harness import HERE, Producer, child_env, python, spawn, stop, wait_until
+from _harness import HERE, Producer, child_env, python, select_cases, spawn, stop, wait_until
 
 CONCURRENCY = 4
 SAMPLE_S = 0.02
@@ -316,8 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         print("memory: skipped: needs Linux /proc")
         return 0
     n = opts.n or (500 if opts.quick else 10_000)
-    wanted = [w.strip() for w in (opts.only or "").split(",") if w.strip()]
-    names = [name for name in CASES if not wanted or any(name.startswith(w) for w in wanted)]
+    names = select_cases(opts.only, list(CASES))
     sys.path.insert(0, str(HERE))
     print(
         f"memory: N={n:,} tasks per case, -c {CONCURRENCY}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"

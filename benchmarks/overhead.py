@@ -24,13 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from _harness import HERE, LOGLEVEL_ENV, Measurement, child_env, python
+from _harness import HERE, LOGLEVEL_ENV, Measurement, child_env, median_run, python, select_cases
 
 
 @dataclass(frozen=True)
@@ -126,20 +125,8 @@ def report(results: dict[str, list[Measurement]], errors: dict[str, str]) -> Non
             print(f"ratio {ours} / {peer}: {rows[ours].per_second / rows[peer].per_second:.2f}x")
 
 
-def median_run(runs: list[Measurement]) -> Measurement:
-    rate = statistics.median(m.per_second for m in runs)
-    return min(runs, key=lambda m: abs(m.per_second - rate))
-
-
 def select(only: str | None) -> list[str]:
-    if not only:
-        return list(CASES)
-    wanted = [w.strip() for w in only.split(",") if w.strip()]
-    unknown = [w for w in wanted if not any(name.startswith(w) for name in CASES)]
-    if unknown:
-        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(CASES)}")
-    # a case's full name selects that case alone ("huey" is not also "huey-full")
-    return [name for name in CASES if any(name == w or (w not in CASES and name.startswith(w)) for w in wanted)]
+    return select_cases(only, list(CASES))
 
 
 def main(argv: list[str] | None = None) -> int:

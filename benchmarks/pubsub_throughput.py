@@ -1,26 +1,32 @@
-"""What Pub/Sub + Firestore work costs: requests per task and tasks/s through Google's emulators.
+"""Pub/Sub worker throughput, synchronous pull vs streaming pull, through Google's emulators.
 
-Starts the Pub/Sub and Firestore emulators (cloudq_gcp.testing), then per case enqueues N no-op
-tasks with ``task.map`` (batched publishes) and runs one in-process ``Worker(burst=True)`` with
-concurrency 2 until they are done:
+Starts the Pub/Sub emulator (and Firestore's for ``--results``), then per round and per pull mode
+enqueues N no-op tasks with ``task.send_each`` (batched publishes) and runs one in-process
+long-running ``Worker`` (threads, concurrency 2 by default) until all have run:
 
-  results on   ``noop(i) -> i``, each result written to Firestore
-  results off  the same task with ``ignore_result=True``
+  sync       ``?pull=sync`` (the default): a ``Pull`` request per receive, as burst runs and one-shot use
+  streaming  ``?pull=streaming``: ``SubscriberClient.subscribe()`` with
+             ``FlowControl(max_messages=prefetch x concurrency)``
 
-Pub/Sub requests are counted on the client's gRPC channel (an interceptor, per method); Firestore
-requests by the result store (one per get/create/update/delete). tasks/s is measured from the
-first task's start to the last's (worker start-up excluded); worker CPU per task is this process's
-CPU time over the work phase (the emulators are separate processes). The emulators are Java
-processes on the same 2 cores, so tasks/s here measures them as much as cloudq: compare requests
-per task first.
+The modes alternate within each round (order flipped every round) and the medians are printed with
+the ratio streaming / sync from the same run. Pub/Sub requests are counted on the client's gRPC
+channel (an interceptor, per method; a StreamingPull counts once per stream opened); tasks/s runs
+from the first task's start to the last's. The emulator is a Java process on the same cores, so
+the figures measure it as much as cloudq: compare the ratio and the requests per task.
 
-    python benchmarks/pubsub_throughput.py [-n 2000] [--concurrency 2] [--only results-on,results-off]
+    python benchmarks/pubsub_throughput.py [-n 5000] [--concurrency 2] [--prefetch-multiplier 4] [--repeat 3]
+                                           [--results] [--quick]
+
+Exits non-zero only on a harness failure (a task that did not run); without the emulator or the
+``gcp`` extra it prints "skipped" and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -30,134 +36,167 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]
-from cloudq_gcp.firestore import FirestoreResultStore
-from cloudq_gcp.options import PubSubOptions
-from cloudq_gcp.pubsub import PubSubBroker
-from cloudq_gcp.testing import running
-
-from cloudq import App
-from cloudq.runtime.worker import Worker
-
 PROJECT = "cloudq-bench"
+MODES = ("sync", "streaming")
+TARGET_RATIO = 2.0
 
 
-class CountingInterceptor(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    """Counts unary gRPC requests by method name (Publish, Pull, Acknowledge, ModifyAckDeadline...)."""
+def _interceptor() -> Any:
+    import grpc  # type: ignore[import-untyped]
 
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
+    class Counting(grpc.UnaryUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
+        """Counts gRPC calls by method name (Publish, Pull, StreamingPull, Acknowledge...)."""
 
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        with self._lock:
-            self.counts[details.method.rsplit("/", 1)[-1]] += 1
-        return continuation(details, request)
+        def __init__(self) -> None:
+            self.counts: Counter[str] = Counter()
+            self._lock = threading.Lock()
 
-    def take(self) -> Counter[str]:
-        with self._lock:
-            counts, self.counts = self.counts, Counter()
-        return counts
+        def _count(self, details: Any) -> None:
+            with self._lock:
+                self.counts[details.method.rsplit("/", 1)[-1]] += 1
+
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            self._count(details)
+            return continuation(details, request)
+
+        def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+            self._count(details)
+            return continuation(details, requests)
+
+        def take(self) -> Counter[str]:
+            with self._lock:
+                counts, self.counts = self.counts, Counter()
+            return counts
+
+    return Counting()
 
 
 @dataclass
 class Result:
-    case: str
+    mode: str
     n: int
-    concurrency: int
-    produce_s: float
-    work_s: float
     tasks_per_s: float
     cpu_ms_per_task: float
-    produce_requests: Counter[str]
     worker_requests: Counter[str]
-    firestore_requests: Counter[str]
 
-    def per_task(self, counts: Counter[str]) -> float:
-        return sum(counts.values()) / self.n
+    @property
+    def requests_per_task(self) -> float:
+        return sum(self.worker_requests.values()) / self.n
 
 
-def run_case(case: str, n: int, concurrency: int) -> Result:
+def run_case(mode: str, n: int, concurrency: int, results: bool, prefetch: int | None = None) -> Result:
+    from cloudq_gcp.options import PubSubOptions
+    from cloudq_gcp.pubsub import PubSubBroker
+
+    from cloudq import App
+    from cloudq.runtime.worker import Worker
+
     unique = uuid.uuid4().hex[:8]
-    counter = CountingInterceptor()
-    broker = PubSubBroker(
-        PubSubOptions(PROJECT, prefix=f"b{unique}-", ack_deadline=60, max_delivery_attempts=10), interceptors=[counter]
-    )
-    app = App("bench", broker="memory://", results=f"firestore://bench-{unique}?project={PROJECT}", retry_backoff=0)
+    counter = _interceptor()
+    options = PubSubOptions(PROJECT, prefix=f"b{unique}-", ack_deadline=60, max_delivery_attempts=10, pull=mode)
+    broker = PubSubBroker(options, interceptors=[counter])
+    store = f"firestore://bench-{unique}?project={PROJECT}" if results else "memory://"
+    app = App("bench", broker="memory://", results=store, retry_backoff=0)
     app._broker = broker  # the counted broker, instead of one built from a URL (App has no setter)
     started: list[float] = []
+    done = threading.Event()
 
-    @app.task(name="bench.noop", ignore_result=case == "results-off")
+    @app.task(name="bench.noop", ignore_result=not results)
     def noop(i: int) -> int:
-        started.append(time.time())
+        started.append(time.perf_counter())
+        if len(started) >= n:
+            done.set()
         return i
 
-    store = app.results
-    assert isinstance(store, FirestoreResultStore)
     broker.purge("default")  # creates the topic and subscriptions before counting
-    store.get("warm-up")
+    noop.send_each(range(n))
     counter.take()
-    store.requests.clear()
 
-    t0 = time.perf_counter()
-    handles = noop.send_each(range(n))
-    produce_s = time.perf_counter() - t0
-    produce_requests = counter.take()
-
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    worker = Worker(app, burst=True, concurrency=concurrency, poll_wait_s=1.0)
-    code = worker.run()
-    work_s, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    worker_requests = counter.take()
-    firestore_requests = Counter(store.requests)
-    if code != 0 or len(started) != n:
-        raise SystemExit(f"{case}: worker exit code {code}, {len(started)} of {n} tasks ran")
-    if case == "results-on":
-        sample = handles[:: max(1, n // 50)]
-        wrong = [h.id for h, i in zip(sample, range(0, n, max(1, n // 50)), strict=True) if h.get(timeout=10) != i]
-        if wrong:
-            raise SystemExit(f"{case}: wrong results for {wrong[:5]}")
-    span = max(started) - min(started)
+    worker = Worker(app, concurrency=concurrency, prefetch_multiplier=prefetch, poll_wait_s=1.0)
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("code", worker.run()), daemon=True)
+    cpu0 = time.process_time()
+    thread.start()
+    finished = done.wait(max(60.0, n / 50))
+    cpu = time.process_time() - cpu0
+    worker.stop()
+    thread.join(60)
+    requests = counter.take()
     app.close()
-    return Result(
-        case, n, concurrency, produce_s, work_s, n / span if span > 0 else float("inf"), cpu / n * 1000,
-        produce_requests, worker_requests, firestore_requests,
-    )  # fmt: skip
+    if not finished or outcome.get("code") != 0:
+        raise SystemExit(f"{mode}: {len(started)} of {n} tasks ran, worker exit code {outcome.get('code')}")
+    span = max(started) - min(started)
+    return Result(mode, n, n / span if span > 0 else float("inf"), cpu / n * 1000, requests)
 
 
-def report(result: Result) -> None:
-    def show(counts: Counter[str]) -> str:
-        return ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "none"
-
-    print(f"\n== {result.case}: {result.n} tasks, worker concurrency {result.concurrency}")
-    print(f"  produce (task.map): {result.produce_s:.2f} s; Pub/Sub requests: {show(result.produce_requests)}")
-    print(
-        f"  work: {result.work_s:.2f} s wall incl. start-up and the burst's empty check; {result.tasks_per_s:.0f} tasks/s"
-    )
-    print(f"  worker CPU: {result.cpu_ms_per_task:.2f} ms per task (this process)")
-    print(f"  worker Pub/Sub requests: {show(result.worker_requests)}")
-    print(f"  Firestore requests: {show(result.firestore_requests)}")
-    produce, work, store = (
-        result.per_task(c) for c in (result.produce_requests, result.worker_requests, result.firestore_requests)
-    )
-    print(
-        f"  requests per task: Pub/Sub {produce + work:.3f} (producer {produce:.3f}, worker {work:.3f}); Firestore {store:.3f}"
-    )
+def show(counts: Counter[str], n: int) -> str:
+    return ", ".join(f"{name} {count} ({count / n:.3f}/task)" for name, count in sorted(counts.items())) or "none"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", type=int, default=2000, help="tasks per case (default 2000)")
+    parser.add_argument("-n", type=int, default=5000, help="tasks per case (default 5000)")
     parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--only", default="results-on,results-off", help="comma-separated cases")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the modes alternate within each")
+    parser.add_argument("--prefetch-multiplier", type=int, default=None, help="default: the setting's (4)")
+    parser.add_argument("--results", action="store_true", help="write results to Firestore (default: results off)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 300 tasks, one round")
     args = parser.parse_args()
+    n, repeat = (300, 1) if args.quick else (args.n, args.repeat)
+    try:
+        import grpc  # type: ignore[import-untyped]  # noqa: F401 - the gcp extra
+        from cloudq_gcp.testing import running
+        from cloudq_gcp.testing.emulators import EmulatorMissing
+        from google.cloud import pubsub_v1  # type: ignore[import-untyped]  # noqa: F401
+    except ImportError as exc:
+        print(f"pubsub_throughput: skipped: not installed ({exc.name}; pip install 'cloudq[gcp]')")
+        return
     logs = Path(tempfile.mkdtemp(prefix="cloudq-bench-"))
-    with running("pubsub", logs) as pubsub, running("firestore", logs) as firestore:
-        os.environ[pubsub.env_var] = pubsub.env_value
-        os.environ[firestore.env_var] = firestore.env_value
-        os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
-        for case in args.only.split(","):
-            report(run_case(case.strip(), args.n, args.concurrency))
+    load_before = os.getloadavg()
+    print(
+        f"pubsub_throughput: {n} tasks per case, {repeat} round(s), concurrency {args.concurrency}, "
+        f"prefetch multiplier {args.prefetch_multiplier or 'default'}, results {'on (Firestore)' if args.results else 'off'}; "
+        f"load average {load_before[0]:.2f}"
+    )
+    runs: dict[str, list[Result]] = {mode: [] for mode in MODES}
+    try:
+        with running("pubsub", logs) as pubsub:
+            os.environ[pubsub.env_var] = pubsub.env_value
+            os.environ["GOOGLE_CLOUD_PROJECT"] = PROJECT
+            firestore = running("firestore", logs) if args.results else None
+            if firestore is not None:
+                emulator = firestore.__enter__()
+                os.environ[emulator.env_var] = emulator.env_value
+            try:
+                run_case("streaming", min(n, 200), args.concurrency, args.results)  # warm-up: JIT, channels
+                for round_ in range(repeat):
+                    for mode in MODES if round_ % 2 == 0 else reversed(MODES):
+                        result = run_case(mode, n, args.concurrency, args.results, args.prefetch_multiplier)
+                        runs[mode].append(result)
+                        print(
+                            f"  round {round_ + 1} {mode:9}: {result.tasks_per_s:8.0f} tasks/s, "
+                            f"{result.cpu_ms_per_task:.3f} ms CPU/task, "
+                            f"{result.requests_per_task:.3f} Pub/Sub requests/task"
+                        )
+            finally:
+                if firestore is not None:
+                    firestore.__exit__(None, None, None)
+    except EmulatorMissing as exc:
+        print(f"pubsub_throughput: skipped: the emulator is not installed ({exc})")
+        return
+    medians = {mode: statistics.median(r.tasks_per_s for r in runs[mode]) for mode in MODES}
+    print("\nmedians:")
+    for mode in MODES:
+        last = runs[mode][-1]
+        cpu = statistics.median(r.cpu_ms_per_task for r in runs[mode])
+        per_task = statistics.median(r.requests_per_task for r in runs[mode])
+        print(f"  {mode:9}: {medians[mode]:8.0f} tasks/s, {cpu:.3f} ms CPU/task, {per_task:.3f} requests/task")
+        print(f"             last round's requests: {show(last.worker_requests, last.n)}")
+    ratio = medians["streaming"] / medians["sync"]
+    verdict = "met" if ratio >= TARGET_RATIO else "missed"
+    print(f"  streaming / sync: {ratio:.2f}x (target >= {TARGET_RATIO:g}x: {verdict})")
+    print(f"load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from .canvas.signature import Signature
 from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
-from .periodic import PeriodicTable, PeriodicTask, periodic_entry, signature_parts
-from .periodic import from_setting as periodic_from_setting
 from .results import AsyncResult, EagerResult
 from .routing import Router
 from .task import Request, Task, check_headers, current_request
@@ -28,6 +26,7 @@ if TYPE_CHECKING:
     from .config import Settings
     from .control import Control
     from .interfaces import Broker, ResultStore
+    from .periodic import PeriodicTable, PeriodicTask
     from .results import AsyncResult as ResultHandle
     from .runtime.executor import Executor
 
@@ -228,7 +227,7 @@ class App:
         self._executor: Executor | None = None
         self._lock = threading.RLock()
         self._build_message = build
-        self._periodic = PeriodicTable(self)
+        self._periodic_table: PeriodicTable | None = None  # built by the first periodic declaration
         self._configure()
         _last_app = weakref.ref(self)
 
@@ -254,8 +253,11 @@ class App:
         retry_on = list(self.settings.retry_on) + list(self.settings.autoretry_for)
         self._retry_on = _exception_types(retry_on)
         self._check_backends()
-        for name, value in self.settings.beat_schedule.items():
-            periodic_from_setting(name, value)  # a bad entry fails here, naming it
+        if self.settings.beat_schedule:  # cloudq.periodic (and schedules, zoneinfo) load only for these
+            from .periodic import from_setting
+
+            for name, value in self.settings.beat_schedule.items():
+                from_setting(name, value)  # a bad entry fails here, naming it
         for task in getattr(self, "_tasks", {}).values():
             task.configure(**self._task_attrs(task.fn, task.name, task.options))
 
@@ -650,6 +652,8 @@ class App:
         (default: the task's name); ``queue`` is where runs are sent; ``missed`` is what a beat that
         was down sends on its return: the ``latest`` missed run, ``all`` of them, or none (``skip``)."""
 
+        from .periodic import periodic_entry
+
         def declare(fn: Callable[..., Any]) -> Task[Any, Any]:
             task = fn if isinstance(fn, Task) else self._register(fn, **task_options)
             run_options = {**(options or {}), **({"queue": queue} if queue else {})}
@@ -671,6 +675,8 @@ class App:
     ) -> PeriodicTask:
         """Celery's ``add_periodic_task(schedule, task.s(...), name=...)``: the signature's args,
         kwargs and options (``opts`` are more apply_async options) are sent at each due time."""
+        from .periodic import periodic_entry, signature_parts
+
         task_name, sig_args, sig_kwargs, sig_options = signature_parts(sig)
         item = periodic_entry(
             name or task_name,
@@ -687,6 +693,15 @@ class App:
     def periodic_tasks(self) -> dict[str, PeriodicTask]:
         """Every periodic task by schedule name: declared in code and in ``beat_schedule``."""
         return self._periodic.entries()
+
+    @property
+    def _periodic(self) -> PeriodicTable:
+        """The periodic tasks declared in code; ``cloudq.periodic`` is imported on first use."""
+        if self._periodic_table is None:
+            from .periodic import PeriodicTable
+
+            self._periodic_table = PeriodicTable(self)
+        return self._periodic_table
 
     # -- serverless runtimes (from the extras) --------------------------------------------------
 

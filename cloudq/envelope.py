@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .envelope_schema import json_schema as json_schema
 
 VERSION = 1
+SCHEDULE_HEADER = "cloudq-schedule"  # set on a periodic run: its id is its slot, so it runs once
 CONTENT_TYPE = "application/vnd.cloudq.v1+json"
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 MAX_EPOCH_S = 253402300799.0  # 9999-12-31T23:59:59Z: the last second datetime can represent

@@ -148,13 +148,23 @@ class DeadLetter:
     dead_at: float | None = None
 
 
+LINEAGE_IDS = ("parent_id", "root_id", "group_id")  # a record's links to other tasks' records
+LINEAGE_FIELDS = ("sent_at", *LINEAGE_IDS)  # what the executor copies from the envelope to each record
+
+
 @dataclass(slots=True)
 class ResultRecord:
     """What the result store keeps per task id. ``result`` is already JSON-compatible.
 
     ``args``/``kwargs``/``queue``/``worker`` are Celery's extended results (the ``result_extended``
     setting; None when it is off): the call as sent (JSON), the queue it was delivered from and the
-    worker's hostname. A store keeps them like the result, offloading large ``args``/``kwargs``."""
+    worker's hostname. A store keeps them like the result, offloading large ``args``/``kwargs``.
+
+    ``sent_at``/``parent_id``/``root_id``/``group_id`` are the envelope's lineage, kept on every
+    record the executor writes for the task it runs whatever ``result_extended`` says (Celery keeps
+    ``parent_id`` and ``group_id`` in every result too): when it was first sent, the task that sent
+    it, the first of that line of senders, and the group (or chord header) it belongs to. They cost
+    no request: they ride in the result write the executor makes anyway."""
 
     task_id: str
     state: str
@@ -173,6 +183,10 @@ class ResultRecord:
     kwargs: dict[str, Any] | None = None
     queue: str | None = None
     worker: str | None = None
+    sent_at: float | None = None
+    parent_id: str | None = None
+    root_id: str | None = None
+    group_id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -281,6 +295,40 @@ class ManyReader(Protocol):
     def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
         """The records of ``task_ids`` that exist and have not expired, keyed by id (absent ids are
         left out); any number of ids (split into the service's batch size), strongly consistent."""
+
+
+class MessageStream(Protocol):
+    """Messages a broker keeps flowing to one long-running consumer (``StreamingReceiver.stream``).
+    Deliveries from it are settled, extended and released through the broker as usual."""
+
+    def receive(self, queue: str, max_messages: int, lease_s: float, wait_s: float = 0.0) -> list[Delivery]:
+        """``Broker.receive`` from what the stream already holds: up to ``max_messages`` of
+        ``queue``, waiting up to ``wait_s`` for one. It may return empty before ``wait_s`` when
+        a message of another of the stream's queues arrives (the caller then asks that one)."""
+
+    def finished(self, deliveries: Sequence[Delivery]) -> None:
+        """Their tasks are done and their outcomes go to the broker within the ack interval: they
+        stop counting against the stream's limit (as a worker's prefetch stops counting them) and
+        their leases stop being extended. No request."""
+
+    def close(self, timeout_s: float) -> list[Delivery]:
+        """Stop the stream within ``timeout_s`` and return what it held but never handed out:
+        the caller releases them (``Broker.release``). Idempotent."""
+
+
+@runtime_checkable
+class StreamingReceiver(Protocol):
+    """A broker that can push messages to a long-running worker over one open stream instead of a
+    request per receive (Pub/Sub streaming pull). The worker uses it outside burst mode; one-shot
+    receivers (burst runs, the CLI, Lambda-like use) keep ``Broker.receive``."""
+
+    def stream(
+        self, queues: Sequence[str], max_held: int, lease_s: float, max_lease_s: float | None = None
+    ) -> MessageStream | None:
+        """Open a stream on ``queues`` that never holds more than ``max_held`` unsettled messages
+        (buffered here, handed out, not yet settled), each leased ``lease_s`` and kept leased by the
+        broker's client while held, for at most ``max_lease_s`` (None: while held). None when this
+        broker is configured to pull synchronously."""
 
 
 @runtime_checkable

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
+from .envelope import SCHEDULE_HEADER as SCHEDULE_HEADER  # re-exported: beat and deploys use it
 from .errors import ConfigurationError, UnknownTask
 from .schedules import Schedule, iso, to_schedule
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 Missed = Literal["latest", "all", "skip"]
 MISSED: tuple[str, ...] = get_args(Missed)
 # on a periodic run's message: the worker claims its id before running it, so a duplicate is skipped
-SCHEDULE_HEADER = "cloudq-schedule"
 DUE_HEADER = "cloudq-due"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # fits EventBridge and Cloud Scheduler names
 ENTRY_KEYS = frozenset({"task", "schedule", "args", "kwargs", "options", "missed", "relative"})

@@ -52,7 +52,7 @@ def read_many(store: ResultStore, task_ids: Sequence[str]) -> dict[str, ResultRe
     if isinstance(store, ManyReader):
         return store.get_many(task_ids)
     found = {}
-    for task_id in task_ids:
+    for task_id in dict.fromkeys(task_ids):
         record = store.get(task_id)
         if record is not None:
             found[task_id] = record
@@ -109,20 +109,57 @@ def rebuild_exception(record: ResultRecord, allowed_modules: tuple[str, ...] = (
     return TaskFailed(name, message, record.traceback)
 
 
+_FROM_RECORD: Any = object()  # an AsyncResult's parent not given: read from its record
+
+
 class AsyncResult:
-    __slots__ = ("_record", "app", "id", "parent")
+    __slots__ = ("_parent", "_record", "app", "id")
 
     def __init__(self, id: str, app: App | None = None, parent: AsyncResult | None = None) -> None:
         """``parent``: the result of the task before this one in its chain (Celery's
-        ``result.parent``), set on the handles a chain's send returns."""
+        ``result.parent``), set on the handles a chain's send returns; when not given, ``parent``
+        reads it from the record."""
         if app is None:
             from .app import current_app
 
             app = current_app()
         self.id = id
         self.app = app
-        self.parent = parent
+        self._parent: AsyncResult | None = _FROM_RECORD if parent is None else parent
         self._record: ResultRecord | None = None
+
+    @property
+    def parent(self) -> AsyncResult | None:
+        """The result of the task that sent this one (a chain's previous step, the task whose link
+        or whose ``delay`` sent it), as set on the handle a send returned, else from the record's
+        ``parent_id`` (one read, none once the record is final): None for a task sent from outside
+        any task, and while it has no record (queued, or its result expired)."""
+        if self._parent is not _FROM_RECORD:
+            return self._parent
+        record = self._fetch()
+        found = AsyncResult(record.parent_id, app=self.app) if record is not None and record.parent_id else None
+        if record is not None and record.terminal:
+            self._parent = found
+        return found
+
+    @parent.setter
+    def parent(self, value: AsyncResult | None) -> None:
+        self._parent = value
+
+    @property
+    def children(self) -> list[AsyncResult] | None:
+        """The tasks this one sent once it succeeded (its chain's next step, its links), each with
+        this result as ``parent``: read from the record that says they were sent (one more read).
+        None while the task has not ended (as Celery), [] when it ended and sent none. Tasks sent
+        with ``delay`` from inside it are not tracked (Celery's ``trail``)."""
+        record = self._fetch()
+        if record is None or not record.terminal:
+            return None
+        if record.state != states.SUCCESS:
+            return []
+        from .canvas.followups import children_id, sent_ids
+
+        return [AsyncResult(i, app=self.app, parent=self) for i in sent_ids(self.app.results.get(children_id(self.id)))]
 
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id} {self.status}>"

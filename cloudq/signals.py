@@ -72,6 +72,11 @@ class Signal:
             return len(self._receivers) != before
 
     @property
+    def connected(self) -> bool:
+        """Whether any receiver is subscribed: a sender with costly arguments asks first."""
+        return bool(self._receivers)
+
+    @property
     def receivers(self) -> list[Receiver]:
         return [r for r, _ in self._receivers]
 

@@ -39,7 +39,7 @@ from cloudq.backends.common import (
 from cloudq.backends.urls import read_options
 from cloudq.claimcheck import ClaimCheckStore, Pointer, parse_pointer
 from cloudq.errors import CloudqError, ConfigurationError, ResultStoreError, ResultTooLarge
-from cloudq.interfaces import Claim, Heartbeat, ResultRecord, TaskSummary
+from cloudq.interfaces import LINEAGE_IDS, Claim, Heartbeat, ResultRecord, TaskSummary
 from cloudq.util.chunks import chunks
 
 from . import resources as res
@@ -69,8 +69,8 @@ UNPROCESSED_MAX_PAUSE_S = 2.0
 _ALL_STATES = states.ALL_STATES
 WORKER_STATE = "cloudq.worker"  # the index partition of presence records: never a task state
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
-_NUMBER_FIELDS = ("started_at", "finished_at", "claim_until")
-_TEXT_FIELDS = ("error_type", "error_message", "traceback", "claim_owner", "queue", "worker")
+_NUMBER_FIELDS = ("started_at", "finished_at", "claim_until", "sent_at")
+_TEXT_FIELDS = ("error_type", "error_message", "traceback", "claim_owner", "queue", "worker", *LINEAGE_IDS)
 # every terminal state (SUCCESS, FAILURE, REVOKED): a terminal record is never overwritten or claimed
 _TERMINAL = {f":terminal{i}": {"S": state} for i, state in enumerate(sorted(states.TERMINAL_STATES))}
 _UNCLAIMED = "(attribute_not_exists(claim_until) OR claim_until <= :now OR claim_owner = :owner)"
@@ -146,6 +146,8 @@ def from_item(item: dict[str, Any], result: Any = None, call: Any = None) -> Res
         kwargs=call.get("kwargs"),
         queue=text("queue"),
         worker=text("worker"),
+        sent_at=_read_number(item.get("sent_at")),
+        **{name: text(name) for name in LINEAGE_IDS},
     )
 
 

@@ -17,7 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from cloudq.interfaces import ResultRecord
+from cloudq.interfaces import LINEAGE_IDS, ResultRecord
 
 FIRESTORE_MAX_DOCUMENT_BYTES = 1_048_576  # 1 MiB per document
 DOCUMENT_MARGIN_BYTES = 16 * 1024  # room for Firestore's per-field accounting and the document name
@@ -33,8 +33,8 @@ COUNT = "count"
 UPDATED_AT = "updated_at"  # epoch seconds of the write: what TaskIndex.recent orders by
 WORKERS_SUFFIX = "-workers"  # presence records live in the collection next to the results'
 NO_EXPIRY = float("inf")  # a counter's expires_exact when it never expires (the Minimum transform needs a number)
-_TEXT = ("error_type", "error_message", "traceback", "claim_owner", "queue", "worker")
-_NUMBERS = ("started_at", "finished_at", "claim_until")
+_TEXT = ("error_type", "error_message", "traceback", "claim_owner", "queue", "worker", *LINEAGE_IDS)
+_NUMBERS = ("started_at", "finished_at", "claim_until", "sent_at")
 FIELDS = (
     "task_id",
     "state",

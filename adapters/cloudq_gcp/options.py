@@ -27,6 +27,10 @@ MAX_DELIVERY_ATTEMPTS = 100
 DEFAULT_TIMEOUT_S = 30.0  # per request, retries included
 SEND_TIMEOUT_S = 10.0  # a producer's whole call (send, result read), retries and queue setup included
 DEFAULT_PREFIX = "cloudq-"
+# how a long-running worker receives (one-shot receives always pull). Sync is the default until
+# streaming's release on shutdown is shown on Pub/Sub itself: the emulator keeps feeding a closed
+# stream, so what a stopping worker gives back waits out the stream's ack deadline there
+PULL_MODES = ("sync", "streaming")
 
 PROJECT_ENV_VARS = ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT")
 _RESOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._~+%-]{2,254}$")  # topic / subscription ids
@@ -77,6 +81,13 @@ def _timeout(name: str, value: Any) -> float:
     return timeout
 
 
+def _pull_mode(name: str, value: Any) -> str:
+    mode = str(value).strip().lower()
+    if mode not in PULL_MODES:
+        raise ConfigurationError(f"option {name!r} must be one of {', '.join(PULL_MODES)}, got {value!r}")
+    return mode
+
+
 def _names(name: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     return tuple(str(item).strip() for item in items if str(item).strip())
@@ -95,6 +106,7 @@ PUBSUB_PARSERS: dict[str, Parser] = {
     "max_delivery_attempts": _attempts,
     "create_missing": as_bool,
     "ordered": _names,
+    "pull": _pull_mode,
 }
 FIRESTORE_PARSERS: dict[str, Parser] = {**_COMMON, "database": as_text, "listen": as_bool, "create_missing": as_bool}
 
@@ -110,6 +122,7 @@ class PubSubOptions:
     ordered: tuple[str, ...] = ()  # queue names or globs ("orders-*", "*") delivered in ordering-key order
     timeout: float = DEFAULT_TIMEOUT_S
     send_timeout: float = SEND_TIMEOUT_S
+    pull: str = PULL_MODES[0]  # a long-running worker's receives: "sync" Pull requests, or "streaming" pull
 
     def is_ordered(self, queue: str) -> bool:
         return any(fnmatchcase(queue, pattern) for pattern in self.ordered)
@@ -124,6 +137,7 @@ class PubSubOptions:
             "ordered": (),
             "timeout": DEFAULT_TIMEOUT_S,
             "send_timeout": SEND_TIMEOUT_S,
+            "pull": PULL_MODES[0],
         }
         opts = read_options(url, settings.broker_options, PUBSUB_PARSERS, defaults, base_name="broker_options")
         return cls(
@@ -136,6 +150,7 @@ class PubSubOptions:
             ordered=opts["ordered"],
             timeout=opts["timeout"],
             send_timeout=opts["send_timeout"],
+            pull=opts["pull"],
         )
 
 

@@ -7,10 +7,10 @@ Receiving is a synchronous ``Pull`` with ``max_messages``, then ``ModifyAckDeadl
 asked for (skipped when it equals the subscription's deadline). That is the Broker protocol's own
 shape -- lease up to N for L seconds, from any thread, in any runtime (a worker, a CLI command, a
 burst run) -- with no background threads and no messages leased beyond what the caller asked for.
-Streaming pull with ``FlowControl(max_messages=prefetch)`` would save the pull round trip under
-constant load but leases messages into a client-side buffer the caller does not see; it can come
-later as a worker-specific consumer. ``wait_s > 0`` lets the server hold the pull (up to that long)
-until messages arrive; ``wait_s = 0`` asks with ``return_immediately``.
+``wait_s > 0`` lets the server hold the pull (up to that long) until messages arrive; ``wait_s = 0``
+asks with ``return_immediately``. With ``?pull=streaming`` a long-running worker opens a streaming
+pull instead (``StreamingReceiver.stream``, pubsub_streaming.py): messages flow without a request
+per receive, and are settled through the same methods below.
 
 Leases are ack deadlines (whole seconds, at most 600): ack = Acknowledge, nack(d <= 600 s) =
 ModifyAckDeadline(d) (0 redelivers now), extend = ModifyAckDeadline(lease), each batched per call.
@@ -47,7 +47,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudq.errors import BackendUnavailable, CloudqError, ConfigurationError, MessageTooLarge, QueueNotFound
-from cloudq.interfaces import UNKNOWN, BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
+from cloudq.interfaces import (
+    UNKNOWN,
+    BrokerLimits,
+    DeadLetter,
+    Delivery,
+    MessageStream,
+    OutgoingMessage,
+    QueueStats,
+)
 from cloudq.periodic import fill_publish_minute
 from cloudq.util.chunks import chunks
 
@@ -70,6 +78,7 @@ from .pubsub_messages import (
     Outgoing,
     PubSubReceipt,
     Received,
+    Streamed,
     clip,
     copy_attributes,
     dead_reason,
@@ -344,13 +353,42 @@ class PubSubBroker:
                 return []
         return list(response.received_messages)
 
+    def stream(
+        self, queues: Sequence[str], max_held: int, lease_s: float, max_lease_s: float | None = None
+    ) -> MessageStream | None:
+        """Streaming pull on ``queues`` for a long-running worker (``StreamingReceiver``) with
+        ``?pull=streaming``, else None. No request: each queue's stream opens on its first receive."""
+        if self.options.pull != "streaming":
+            return None
+        from .pubsub_streaming import PubSubStream
+
+        return PubSubStream(self, queues, max_held, lease_s, max_lease_s)
+
+    def subscriber(self, queue: str, fresh: bool = False) -> tuple[SubscriberClient, str]:
+        """The client and the queue's subscription, its resources set up on first use; ``fresh``:
+        set up again (a stream lost it: ``create_missing`` recreates it, else QueueNotFound)."""
+        if fresh:
+            self._queues.pop(queue, None)
+        subscription = self._paths(queue).subscription
+        return self._clients()[1], subscription
+
+    def streamed(self, queue: str, received: Sequence[Streamed], leased_until: float) -> list[Delivery]:
+        """Messages that arrived over a stream of ``queue`` as deliveries, as ``receive`` makes them
+        (the delayed ones hidden, forwarded or refreshed; those leave the client's management)."""
+        paths = self._paths(queue)
+        deliveries = self._sort(queue, paths, received, leased_until)
+        with self._lock:
+            self._leased.update((paths.subscription, d.receipt.ack_id) for d in deliveries)
+        return deliveries
+
     def _sort(
-        self, queue: str, paths: QueuePaths, received: Sequence[ReceivedMessage], leased_until: float
+        self, queue: str, paths: QueuePaths, received: Sequence[ReceivedMessage | Streamed], leased_until: float
     ) -> list[Delivery]:
         """Turn pulled messages into deliveries; hide, forward or refresh the delayed ones. One
         message's trouble stays its own: bad cloudq attributes make a malformed delivery, an
         unreadable claim-check gives that message back for later, and a failed hop leaves the
-        delayed messages with Pub/Sub (they return when their deadline runs out)."""
+        delayed messages with Pub/Sub (they return when their deadline runs out). A streamed
+        message that is not handed out leaves the client's lease management before its hop."""
         now = time.time()
         deliveries: list[Delivery] = []
         hide: dict[int, list[str]] = defaultdict(list)  # ack deadline -> ack ids
@@ -362,6 +400,7 @@ class PubSubBroker:
             if plan.step is deferral.Step.RUN:
                 try:
                     deliveries.append(self._delivery(queue, paths, item, attributes, leased_until))
+                    continue
                 except CloudqError as exc:  # e.g. Cloud Storage unreachable: this one comes back later
                     log.warning("giving back a message of %s for %ds: %s", queue, UNREADABLE_RETRY_S, exc)
                     hide[UNREADABLE_RETRY_S].append(item.ack_id)
@@ -371,6 +410,8 @@ class PubSubBroker:
             else:
                 hide[plan.hide_s].append(item.ack_id)
                 self._hide(paths.subscription, attributes[MESSAGE_ID], plan.remaining_s)
+            if isinstance(item, Streamed):
+                item.drop()
         try:
             for seconds, ack_ids in hide.items():
                 self._modack(paths.subscription, ack_ids, seconds)
@@ -382,7 +423,7 @@ class PubSubBroker:
         return deliveries
 
     def _deferral(
-        self, item: ReceivedMessage | Received, attributes: dict[str, str], now: float
+        self, item: ReceivedMessage | Received | Streamed, attributes: dict[str, str], now: float
     ) -> tuple[deferral.Plan, Outgoing | None]:
         """The deferral plan of a received message and, to forward or refresh it, the copy to
         publish. A copy another producer filled to the limit cannot be made: a due message then
@@ -406,7 +447,7 @@ class PubSubBroker:
         self,
         queue: str,
         paths: QueuePaths,
-        item: ReceivedMessage | Received,
+        item: ReceivedMessage | Received | Streamed,
         attributes: dict[str, str],
         leased_until: float,
     ) -> Delivery:
@@ -429,7 +470,13 @@ class PubSubBroker:
             self._hidden.pop((paths.subscription, internal[MESSAGE_ID]), None)
         return Delivery(
             body=body,
-            receipt=PubSubReceipt(paths.subscription, item.ack_id, leased_until, internal),
+            receipt=PubSubReceipt(
+                paths.subscription,
+                item.ack_id,
+                leased_until,
+                internal,
+                item.drop if isinstance(item, Streamed) else None,
+            ),
             delivery_count=attempt + spent,
             queue=queue,
             message_id=internal[MESSAGE_ID],
@@ -489,7 +536,15 @@ class PubSubBroker:
         with self._lock:
             self._leased.difference_update((subscription, a) for a in ack_ids)
 
+    @staticmethod
+    def _unmanage(deliveries: Iterable[Delivery]) -> None:
+        """Streamed deliveries settled here leave the client's lease management first, so it
+        neither extends them past their settlement nor counts them against its flow control."""
+        for delivery in deliveries:
+            delivery.receipt.unmanage()
+
     def ack(self, deliveries: Sequence[Delivery]) -> None:
+        self._unmanage(deliveries)
         for subscription, group in self._by_subscription(deliveries).items():
             self._ack_ids(subscription, [d.receipt.ack_id for d in group])
             for delivery in group:  # a stale receipt's body may belong to the current delivery
@@ -505,6 +560,7 @@ class PubSubBroker:
             log.warning("could not delete claim-check object %s (a bucket lifecycle rule will): %s", ref, exc)
 
     def nack(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
+        self._unmanage(deliveries)
         for delivery in deliveries:
             if delivery.receipt.current(0.0):
                 self._hide(delivery.receipt.subscription, delivery.message_id, delay_s)
@@ -523,6 +579,7 @@ class PubSubBroker:
     def release(self, deliveries: Sequence[Delivery]) -> None:
         """Never started: a fresh copy that does not count this delivery. On ordered queues they go
         back with a zero deadline instead (a copy would lose its place), and that delivery counts."""
+        self._unmanage(deliveries)
         ordered = [d for d in deliveries if self.options.is_ordered(d.queue)]
         self._give_back(ordered, 0)
         unordered = [d for d in deliveries if not self.options.is_ordered(d.queue)]
@@ -555,6 +612,7 @@ class PubSubBroker:
     def dead_letter(self, deliveries: Sequence[Delivery], reason: str) -> None:
         """Publish to the queue's dead-letter topic with the reason, then ack. A delivery whose lease
         may have run out is given back instead (it will be judged again when it returns)."""
+        self._unmanage(deliveries)
         self._give_back([d for d in deliveries if not d.receipt.current()], 0)
         for _, group in self._by_subscription(d for d in deliveries if d.receipt.current()).items():
             queue = group[0].queue

@@ -7,7 +7,7 @@ other attribute round-trips unchanged.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -56,19 +56,39 @@ class Received(Protocol):
     def message(self) -> Message: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Streamed:
+    """A message that arrived over streaming pull (``Received``'s fields), with ``drop``: take it out
+    of the client's lease management and flow control once the broker settles it itself."""
+
+    ack_id: str
+    delivery_attempt: int
+    message: Message
+    drop: Callable[[], None]
+
+
 @dataclass(slots=True)
 class PubSubReceipt:
     """A lease: the ack id, until when (monotonic) this broker knows it to be the current one, and
-    the broker's own attributes, which a republished copy keeps."""
+    the broker's own attributes, which a republished copy keeps. ``drop`` (streaming pull): stops
+    the client managing the lease, called once whatever settles it."""
 
     subscription: str
     ack_id: str
     leased_until: float
     internal: dict[str, str]
+    drop: Callable[[], None] | None = None
 
     @property
     def claim(self) -> str | None:
         return self.internal.get(CLAIM)
+
+    def unmanage(self) -> None:
+        """Streaming pull: the client stops extending this lease and counts it no more against
+        its flow control (no request is made). A no-op for pulled messages and after the first call."""
+        drop, self.drop = self.drop, None
+        if drop is not None:
+            drop()
 
     def current(self, margin_s: float = STALE_MARGIN_S) -> bool:
         """Whether the lease surely still holds (for ``margin_s`` more), so acting on it cannot

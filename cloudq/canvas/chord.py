@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any
 from .. import states
 from ..errors import ChordError, InvalidOptions
 from ..interfaces import AtomicCounter, ResultRecord
-from ..results import AsyncResult
+from ..results import AsyncResult, read_many
 from .builtins import CHORD_UNLOCK, UNLOCK_FIRST_S, builtin
 from .chain import chain
 from .group import group
-from .results import GroupResult, read_many
+from .results import GroupResult
 from .signature import Signature, from_dict
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class chord(Signature):  # noqa: N801 - Celery's name
                 )
         saved = result.parent
         assert isinstance(saved, GroupResult)
-        saved.save()
+        saved.save(chord_body=result.id)
         counter = f"{COUNTER_PREFIX}{saved.id}" if isinstance(app.results, AtomicCounter) else None
         part: dict[str, Any] = {"id": saved.id, "size": len(header.tasks), "body": body.to_dict()}
         if counter is not None:
@@ -269,10 +269,10 @@ def complete(app: App, part: ChordPart, owner: str, records: list[ResultRecord])
     if not store.claim(marker, owner, time.time() + lease, CHORD_TASK_NAME).acquired:
         return  # sent already, or being sent by another delivery (whose redelivery finishes it)
     failed = next((r for r in records if r.state != states.SUCCESS), None)
-    if failed is None:
-        app.send_many([body.clone(([r.result for r in records],))])
+    if failed is None:  # the body's parent is the task that completed the chord (its record says so)
+        app.send_many([body.clone(([r.result for r in records],), parent_id=owner)])
     else:
-        _fail_body(app, body, failed)
+        _fail_body(app, body, failed, owner)
     now = time.time()  # sent: no later check sends it again
     done = {"owner": owner, "body": body.id}
     store.set(
@@ -282,7 +282,7 @@ def complete(app: App, part: ChordPart, owner: str, records: list[ResultRecord])
         store.delete_counter(part.counter)
 
 
-def _fail_body(app: App, body: Signature, failed: ResultRecord) -> None:
+def _fail_body(app: App, body: Signature, failed: ResultRecord, owner: str) -> None:
     """Celery's chord error: the body's record says which header task failed; its link_errors run."""
     from ..task import Request
     from .followups import takes_request
@@ -300,6 +300,7 @@ def _fail_body(app: App, body: Signature, failed: ResultRecord) -> None:
             error_message=message,
             finished_at=now,
             expires_at=now + keep if keep else None,
+            parent_id=owner,
         )
     )
     log.warning("chord body %s[%s] failed: %s", body.task, body_id, message)

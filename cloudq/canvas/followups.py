@@ -121,6 +121,13 @@ def fail_rest_of_chain(env: Envelope, writer: ResultWriter, record: ResultRecord
             )
 
 
+def sent_ids(record: ResultRecord | None) -> list[str]:
+    """The task ids a ``children`` record lists ([] for none, or a record that is not one)."""
+    if record is None or record.task_name != CHILDREN_TASK or not isinstance(record.result, list):
+        return []
+    return [i for i in record.result if isinstance(i, str) and i]
+
+
 def children_record(task_id: str, child_ids: list[str], expires_at: float | None) -> ResultRecord:
     return ResultRecord(
         children_id(task_id),

@@ -14,26 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import states
 from ..errors import ResultTimeout
-from ..interfaces import ManyReader, ResultRecord, ResultStore
-from ..results import AsyncResult
+from ..interfaces import ResultRecord
+from ..results import AsyncResult, read_many
 from ..util.polling import PollSchedule
 
 if TYPE_CHECKING:
     from ..app import App
 
 GROUP_TASK_NAME = "cloudq.group"  # the task_name of a saved group's record
-
-
-def read_many(store: ResultStore, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
-    """The records of ``task_ids`` that exist, in one batched read where the store has one."""
-    if isinstance(store, ManyReader):
-        return store.get_many(task_ids)
-    found: dict[str, ResultRecord] = {}
-    for task_id in dict.fromkeys(task_ids):
-        record = store.get(task_id)
-        if record is not None:
-            found[task_id] = record
-    return found
 
 
 class GroupResult:
@@ -177,16 +165,20 @@ class GroupResult:
     def as_tuple(self) -> tuple[str, list[str]]:
         return self.id, [r.id for r in self.results]
 
-    def save(self) -> GroupResult:
-        """Store the member ids under the group's id (one write; kept ``result_expires``)."""
+    def save(self, *, chord_body: str | None = None) -> GroupResult:
+        """Store the member ids under the group's id (one write; kept ``result_expires``); a
+        chord's header also names its body (``chord_body``), so a member's page links it."""
         keep = self.app.settings.result_expires
         now = time.time()
+        saved: dict[str, Any] = {"results": [r.id for r in self.results]}
+        if chord_body is not None:
+            saved["chord_body"] = chord_body
         self.app.results.set(
             ResultRecord(
                 self.id,
                 states.SUCCESS,
                 GROUP_TASK_NAME,
-                result={"results": [r.id for r in self.results]},
+                result=saved,
                 finished_at=now,
                 expires_at=now + keep if keep else None,
             )
@@ -219,3 +211,12 @@ def member_ids(record: ResultRecord | None) -> list[str] | None:
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         return None
     return ids
+
+
+def chord_body_id(record: ResultRecord | None) -> str | None:
+    """The body's task id a saved chord header names, else None (a plain group, or not a group)."""
+    if member_ids(record) is None:
+        return None
+    assert record is not None
+    body = record.result.get("chord_body")
+    return body if isinstance(body, str) and body else None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from datetime import datetime, timedelta
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import InvalidOptions
@@ -329,6 +330,9 @@ def options_to_json(task: str, options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_COMPOSITES = frozenset({"chain", "group", "chord"})  # subtask types, each defined in the module of its name
+
+
 def from_dict(data: dict[str, Any], app: App | None = None) -> Signature:
     """A signature from its JSON form (``to_dict()``, or Celery's dict); composite types
     (chain...) come back as their class. A dict that is not a signature raises InvalidOptions."""
@@ -337,9 +341,8 @@ def from_dict(data: dict[str, Any], app: App | None = None) -> Signature:
     kind = data.get("subtask_type")
     cls = Signature.TYPES.get(kind) if kind else None
     if kind and cls is None:
-        if kind == "chain":
-            from . import chain as _chain_module  # registers the type  # noqa: F401
-
+        if kind in _COMPOSITES:  # its module registers the type; imported on first use
+            import_module(f"{__package__}.{kind}")
             cls = Signature.TYPES.get(kind)
         if cls is None:
             raise InvalidOptions(f"signature of subtask_type {kind!r} is not known to this cloudq")

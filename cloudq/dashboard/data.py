@@ -1,7 +1,8 @@
-"""The dashboard's reads of the backends, each through the cache: queue counts (Broker.stats),
-dead letters (Broker.dead_letters), recent tasks (TaskIndex), workers (HeartbeatStore) and task
-records (ResultStore.get). A capability the store lacks reads as None, and its page says so.
-Each queue-count and worker read is also kept for the queues page's charts (``charts.py``)."""
+"""The dashboard's reads of the backends, through the cache: queue counts (Broker.stats), dead
+letters (Broker.dead_letters), recent tasks (TaskIndex) and workers (HeartbeatStore); a task's
+record with its canvas links is read fresh (``taskview``). A capability the store lacks reads as
+None, and its page says so. Each queue-count and worker read is also kept for the queues page's
+charts (``charts.py``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import deadletters as dl
-from ..interfaces import DeadLetterAdmin, Heartbeat, HeartbeatStore, QueueStats, ResultRecord, TaskIndex, TaskSummary
+from ..interfaces import DeadLetterAdmin, Heartbeat, HeartbeatStore, QueueStats, TaskIndex, TaskSummary
 from ..runtime.series import Series
+from . import taskview
 from .cache import TTLCache
 from .charts import DepthHistory, SeriesMemory
 from .redact import Argument, arguments, hidden_values, scrub
+from .taskview import TaskView
 
 if TYPE_CHECKING:
     from ..app import App
@@ -113,8 +116,9 @@ class Backends:
             return None
         return self.seen.merged(now)
 
-    def record(self, task_id: str) -> ResultRecord | None:
-        return self.app.results.get(task_id)  # type: ignore[no-any-return]
+    def task(self, task_id: str) -> TaskView:
+        """The task's record with its timeline and canvas links (read fresh: a page of one task)."""
+        return taskview.read(self.app.results, task_id)
 
     def shown(self, task_name: str, args: Any, kwargs: Any) -> tuple[list[Argument], list[str]]:
         """The arguments as a page shows them, and the hidden values to scrub from error text."""

@@ -185,7 +185,8 @@ def tasks(request: Request) -> Response:
 def task(request: Request) -> Response:
     task_id = _task_id(str(request.path_params["task_id"]))
     dash = _dash(request)
-    record = dash.backends.record(task_id)
+    view = dash.backends.task(task_id)
+    record = view.record
     shown: list[Argument] | None = None
     error = trace = None
     if record is not None:
@@ -198,6 +199,7 @@ def task(request: Request) -> Response:
         "task.html",
         task_id=task_id,
         record=record,
+        view=view,
         arguments=shown,
         error_message=error,
         traceback=trace,

@@ -135,6 +135,10 @@ class Tracing:
     def __init__(self, setting: bool | None) -> None:
         self.setting = setting
 
+    def live(self) -> bool:
+        """Whether a run gets a span now (in auto mode, only once a tracer provider is set)."""
+        return _tracer(self.setting) is not None
+
     def process(
         self,
         delivery: Delivery,

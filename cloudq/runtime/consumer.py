@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..envelope import peek as peek_fields
-from ..interfaces import Broker, Delivery
+from ..interfaces import Broker, Delivery, MessageStream
 from .inbox import Held
 
 if TYPE_CHECKING:
@@ -43,9 +43,13 @@ class Consumer:
         unsettled: Callable[[], int] | None = None,
         settle: Callable[[], None] | None = None,
         screen: Callable[[list[Delivery]], None] | None = None,
+        stream: MessageStream | None = None,
     ) -> None:
-        """``screen`` sees every fetched batch once, before any of it runs (the revoke check)."""
+        """``screen`` sees every fetched batch once, before any of it runs (the revoke check).
+        ``stream``: receive from the broker's open stream (``StreamingReceiver``) instead of
+        asking it per call; settling still goes through the broker."""
         self.broker = broker
+        self._source: Broker | MessageStream = stream if stream is not None else broker
         self._screen = screen
         self.queues = list(queues)
         self.lease_s = lease_s
@@ -141,7 +145,7 @@ class Consumer:
                 break
             started = time.monotonic()  # the lease runs from before the call: err on the early side
             try:
-                batch = self.broker.receive(queue, ask, self.lease_s, wait_s)
+                batch = self._source.receive(queue, ask, self.lease_s, wait_s)
             except Exception as exc:
                 if not held:
                     raise

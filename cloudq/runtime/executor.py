@@ -7,20 +7,21 @@ Lambda handler, the push handler) only translate the Outcome into broker calls o
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import logging
 import os
 import socket
 import time
 import traceback as tb
+from collections.abc import Coroutine, Generator, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import signals, states
 from ..canvas.builtins import builtin
-from ..canvas.chord import on_header_done
 from ..canvas.followups import (
     children_id,
     expects_followups,
@@ -28,7 +29,7 @@ from ..canvas.followups import (
     followups_on_failure,
     followups_on_success,
 )
-from ..envelope import Envelope, decode, peek_id
+from ..envelope import SCHEDULE_HEADER, Envelope, decode, peek_id
 from ..errors import (
     BackendUnavailable,
     CloudqError,
@@ -45,9 +46,8 @@ from ..errors import (
     UnknownTask,
     WorkerLost,
 )
-from ..interfaces import Delivery, OutgoingMessage, ResultRecord, ResultWriter
+from ..interfaces import LINEAGE_FIELDS, Delivery, OutgoingMessage, ResultRecord, ResultWriter
 from ..observability import tracing
-from ..periodic import SCHEDULE_HEADER
 from ..results import exception_name, read_many
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
@@ -57,6 +57,8 @@ from .result_batch import BatchedResults
 from .timelimit import soft_limited, soft_time_limit, time_limit
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..app import App
     from ..canvas.signature import Signature
 
@@ -106,6 +108,59 @@ class DeadLetter:
 Outcome = Ack | RetryIn | Requeue | DeadLetter
 
 
+@dataclass(frozen=True)
+class Call:
+    """The task body's call, where ``Executor.begin`` suspends a run."""
+
+    task: Task[Any, Any]
+    args: list[Any]
+    kwargs: dict[str, Any]
+    request: Request
+
+
+Steps = Generator[Call, Any, Outcome]  # a run that may stop at its Call for the value (or the error)
+
+
+class Suspended:
+    """A run stopped at its task's call (``Executor.begin``). ``resume`` finishes it, in any
+    thread, with the call's value or exception: every step runs in the run's own context, so
+    ``task.request`` and result_extended hold across threads."""
+
+    __slots__ = ("_context", "_executor", "_steps", "call", "delivery", "env")
+
+    def __init__(
+        self, executor: Executor, delivery: Delivery, env: Envelope, steps: Steps, context: contextvars.Context
+    ) -> None:
+        self._executor, self.delivery, self.env, self._steps, self._context = executor, delivery, env, steps, context
+        self.call: Call = context.run(steps.send, None)  # StopIteration: the run ended before its call
+
+    def coroutine(self) -> Coroutine[Any, Any, Any]:
+        """The call as a coroutine for a running loop (an ``async def`` task)."""
+        return self._executor.coroutine(self.call)
+
+    def call_here(self) -> Outcome:
+        """Make the call in this thread (a sync task), then finish."""
+        try:
+            value = self._context.run(self._executor.call, self.call)
+        except BaseException as exc:
+            return self.resume(None, exc)
+        return self.resume(value, None)
+
+    def resume(self, value: Any, error: BaseException | None) -> Outcome:
+        try:
+            if error is None:
+                self._context.run(self._steps.send, value)
+            else:
+                self._context.run(self._steps.throw, error)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return self._executor.internal_error(self.delivery, exc, self.env)
+        return self._executor.internal_error(self.delivery, RuntimeError("a run called its task twice"), self.env)
+
+
 async def _with_request(coro: Any, request: Request) -> Any:
     """Run ``coro`` with ``task.request`` set: a coroutine on another thread's loop has its own context."""
     token = current_request.set(request)
@@ -113,6 +168,14 @@ async def _with_request(coro: Any, request: Request) -> Any:
         return await coro
     finally:
         current_request.reset(token)
+
+
+async def _limited(coro: Any, limit: float | None) -> Any:
+    """A TimeoutError out of an async task reads as its hard time limit, as in ``Executor._call``."""
+    try:
+        return await coro
+    except TimeoutError:
+        raise TimeLimitExceeded(f"task exceeded its time limit of {limit}s") from None
 
 
 GIVE_BACK_BASE_S = 1.0
@@ -162,12 +225,22 @@ def _ignores(env: Envelope, task: Task[Any, Any]) -> bool:
     return task.ignore_result if env.ignore_result is None else env.ignore_result
 
 
+HOOKS = ("__call__", "before_start", "on_success", "on_failure", "on_retry", "after_return")
+_overridden: dict[type, frozenset[str]] = {}  # task class -> the HOOKS it defines
+
+
 def _overrides(task: Task[Any, Any], hook: str) -> bool:
-    """Whether the task's class defines ``hook`` (the base Task's do nothing: skip the call)."""
-    return getattr(type(task), hook) is not getattr(Task, hook)
+    """Whether the task's class defines ``hook`` (the base Task's do nothing: skip the call).
+    Looked up once per class: this is asked several times per run."""
+    cls = type(task)
+    found = _overridden.get(cls)
+    if found is None:
+        found = _overridden[cls] = frozenset(h for h in HOOKS if getattr(cls, h) is not getattr(Task, h))
+    return hook in found
 
 
-# Celery's result_extended: the call of the delivery being run, added to each record it writes
+# the delivery being run: its lineage (and with Celery's result_extended its call), added to each
+# record of its task it writes; from the run's start, that start too
 _extended: ContextVar[dict[str, Any] | None] = ContextVar("cloudq_extended", default=None)
 EXTENDED_FIELDS = ("args", "kwargs", "queue", "worker")
 
@@ -188,6 +261,7 @@ class Executor:
         self.hostname = node_name(app.settings.hostname)  # self.request.hostname (cloudq worker -n)
         self.eager_exception: BaseException | None = None  # the last eager run's failure, as raised
         self.tracing = tracing.install(app)  # None: off, no work per run (cloudq/observability/tracing.py)
+        self._system: str | None = None  # the broker's messaging.system, for spans: asked once
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -209,7 +283,7 @@ class Executor:
                 delivery,
                 env,
                 attempt,
-                tracing.messaging_system(self.app.broker),
+                self._system or self._messaging_system(),
                 lambda: self._run(delivery, traced, started),
                 _dead_reason,
             )
@@ -218,13 +292,65 @@ class Executor:
         except BaseException as exc:
             return self.internal_error(delivery, exc, env)
 
-    def _run(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
-        if not self.app.settings.result_extended:
-            return self._execute(delivery, env, started)
-        call = {"task_id": env.id, "args": env.args, "kwargs": env.kwargs, "queue": delivery.queue}
-        token = _extended.set({**call, "worker": self.hostname})
+    def begin(self, delivery: Delivery) -> Outcome | Suspended | None:
+        """The async pool's entry: run up to the task's call and stop there (``Suspended``), so no
+        thread waits while a coroutine runs; an Outcome when the run ended before its call (a bad
+        message, an expired task...). None: run it with ``execute``, in a thread that may block
+        (tracing is live: its span wraps the whole run). Never raises (but KeyboardInterrupt)."""
+        env: Envelope | None = None
         try:
-            return self._execute(delivery, env, started)
+            if self.tracing is not None and self.tracing.live():
+                return None
+            started = time.monotonic()
+            decoded = self._decode(delivery)
+            if not isinstance(decoded, Envelope):
+                return decoded
+            env = decoded
+            context = contextvars.copy_context()
+            steps = self._suspending(delivery, env, started)
+            try:
+                return Suspended(self, delivery, env, steps, context)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:
+            return self.internal_error(delivery, exc, env)
+
+    def _messaging_system(self) -> str:
+        self._system = tracing.messaging_system(self.app.broker)
+        return self._system
+
+    def _run(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
+        """Run with what each record of this task carries from the envelope: its lineage always
+        (Celery keeps ``parent_id``/``group_id`` in every result), the call with ``result_extended``."""
+        with self._recording(env, delivery):
+            try:
+                self._execute(delivery, env, started, False).send(None)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        raise RuntimeError("a run stopped at its call without being suspended")
+
+    def _suspending(self, delivery: Delivery, env: Envelope, started: float) -> Steps:
+        """``_run`` for ``begin``: stops at the task's call, recording as ``_run`` does throughout."""
+        with self._recording(env, delivery):
+            return (yield from self._execute(delivery, env, started, True))
+
+    @contextlib.contextmanager
+    def _recording(self, env: Envelope, delivery: Delivery) -> Iterator[None]:
+        """Records of ``env``'s task written inside carry what the envelope says (``_set``)."""
+        call: dict[str, Any] = {
+            "task_id": env.id,
+            "sent_at": env.sent_at,
+            "parent_id": env.parent_id,
+            "root_id": env.root_id,
+            "group_id": env.group,
+        }
+        if self.app.settings.result_extended:
+            call.update(args=env.args, kwargs=env.kwargs, queue=delivery.queue, worker=self.hostname)
+        token = _extended.set(call)
+        try:
+            yield
         finally:
             _extended.reset(token)
 
@@ -257,7 +383,8 @@ class Executor:
                 attempts=attempt,
                 finished_at=time.time(),
             )
-            self._record_anyway(failure, env)
+            with self._recording(env, delivery):
+                self._record_anyway(failure, env)
         log.error("dead-lettered message %s from %s: InternalError: %s", delivery.message_id, delivery.queue, message)
         return DeadLetter(f"InternalError: {message}\n{trace}")
 
@@ -290,7 +417,9 @@ class Executor:
         except MalformedMessage as exc:
             return self._reject(delivery, peek_id(delivery.body), f"{type(exc).__name__}: {exc}", exc=exc)
 
-    def _execute(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
+    def _execute(self, delivery: Delivery, env: Envelope, started: float, suspend: bool) -> Steps:
+        """One run as a generator: ``suspend`` stops it at the task's call (yields the Call and
+        is resumed with its value or exception); otherwise it makes the call itself."""
         task = self.app.tasks.get(env.task) or builtin(self.app, env.task)
         if task is None:
             unknown = UnknownTask(unknown_task_message(self.app, env.task))
@@ -338,13 +467,20 @@ class Executor:
                 return claimed
         elif task.track_started and not _ignores(env, task):
             self._write(ResultRecord(env.id, states.STARTED, task.name, attempts=attempt, started_at=now))
+        call = _extended.get()
+        if call is not None and call["task_id"] == env.id:  # every record from now on: this run's start
+            call["started_at"] = now
         self._log("started", env, delivery, attempt, started)
         request = self._request(env, task, delivery, attempt)
-        signals.task_prerun.send(task, task_id=env.id, task=task, args=env.args, kwargs=env.kwargs)
+        if signals.task_prerun.connected:
+            signals.task_prerun.send(task, task_id=env.id, task=task, args=env.args, kwargs=env.kwargs)
         if _overrides(task, "before_start"):
             self._hook(request, task.before_start, env.id, env.args, env.kwargs)
         try:
-            value = self._call(task, call_args, call_kwargs, request)
+            if suspend:
+                value = yield Call(task, call_args, call_kwargs, request)
+            else:
+                value = self._call(task, call_args, call_kwargs, request)
             if request.pending_retry:  # task.retry(throw=False): the retry stands, the value is dropped
                 raise request.pending_retry[-1]
             chained = expects_followups(env)
@@ -387,7 +523,8 @@ class Executor:
         self._log("succeeded", env, delivery, attempt, started)
         if _overrides(task, "on_success"):
             self._hook(request, task.on_success, value, env.id, env.args, env.kwargs)
-        signals.task_success.send(task, result=value)
+        if signals.task_success.connected:
+            signals.task_success.send(task, result=value)
         self._after_return(task, request, states.SUCCESS, value, None)
         if chained:
             return self._succeeded_with_followups(env, result, written)
@@ -416,6 +553,8 @@ class Executor:
         if env is not None:
             self._revoke_rest_of_chain(env, "was revoked")
             if env.chord is not None:
+                from ..canvas.chord import on_header_done
+
                 # the revoker wrote the REVOKED record, so no result write counts this header task:
                 # count it here (a redelivery counting it again only makes the chord check its
                 # records early: they, not the count, decide) so the chord ends with ChordError
@@ -493,7 +632,8 @@ class Executor:
             return DeadLetter(f"UnknownTask: {unknown_task_message(self.app, env.task)}")
         attempt = env.retries + max(1, delivery.delivery_count)
         error: BaseException = TimeLimitExceeded(reason) if timed_out else WorkerLost(reason)
-        return self._failed(delivery, env, task, attempt, error, time.monotonic())
+        with self._recording(env, delivery):
+            return self._failed(delivery, env, task, attempt, error, time.monotonic())
 
     def run_eagerly(self, body: bytes, revoked: ResultRecord | None = None) -> Outcome:
         """Eager mode: run a just-sent task in this thread through the same path as a worker; a
@@ -515,6 +655,34 @@ class Executor:
 
     # -- helpers --------------------------------------------------------------------------------
 
+    def call(self, call: Call) -> Any:
+        """Make a suspended run's call in this thread (a sync task's body, or a coroutine run to
+        its end the way ``execute`` runs it)."""
+        return self._call(call.task, call.args, call.kwargs, call.request)
+
+    def coroutine(self, call: Call) -> Coroutine[Any, Any, Any]:
+        """An ``async def`` task's call as one coroutine, for a loop that is running: its time
+        limits applied, ``task.request`` set, a hard limit raised as TimeLimitExceeded."""
+        task, args = call.task, call.args
+        if _overrides(task, "__call__"):
+            body: Any = task
+        else:
+            body = task.fn
+            if task.bind:
+                args = [task, *args]
+        token = current_request.set(call.request)
+        try:
+            coro = body(*args, **call.kwargs)
+        finally:
+            current_request.reset(token)
+        if task.soft_time_limit:
+            coro = soft_limited(coro, task.soft_time_limit)
+        if task.time_limit:
+            import asyncio  # the async pool has loaded it already
+
+            coro = asyncio.wait_for(coro, task.time_limit)
+        return _limited(_with_request(coro, call.request), task.time_limit)
+
     def _call(self, task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any], request: Request) -> Any:
         token = current_request.set(request)
         try:
@@ -526,6 +694,8 @@ class Executor:
             if not (task.is_async or task.time_limit or task.soft_time_limit):
                 return body(*args, **kwargs)
             if task.is_async:
+                import asyncio  # loaded by the first async task: a sync-only function never pays for it
+
                 coro = body(*args, **kwargs)
                 if task.soft_time_limit:
                     coro = soft_limited(coro, task.soft_time_limit)
@@ -590,6 +760,8 @@ class Executor:
     ) -> None:
         if _overrides(task, "after_return"):
             self._hook(request, task.after_return, state, retval, request.id, request.args, request.kwargs, einfo)
+        if not signals.task_postrun.connected:
+            return
         signals.task_postrun.send(
             task,
             task_id=request.id,
@@ -865,6 +1037,8 @@ class Executor:
             writer = self.app.results
         written = self._set(writer, record)
         if header:
+            from ..canvas.chord import on_header_done  # imported for chord header tasks only
+
             assert env is not None
             on_header_done(self.app, env, written)
         return written
@@ -873,13 +1047,18 @@ class Executor:
         call = _extended.get()
         if call is None or call["task_id"] != record.task_id:
             return writer.set(record)
+        lineage = dataclasses.replace(record, **{name: call[name] for name in LINEAGE_FIELDS})
+        if lineage.started_at is None:  # a retry's or failure's record: when its run started
+            lineage.started_at = call.get("started_at")
+        if "args" not in call:
+            return writer.set(lineage)
         try:
-            return writer.set(dataclasses.replace(record, **{name: call[name] for name in EXTENDED_FIELDS}))
+            return writer.set(dataclasses.replace(lineage, **{name: call[name] for name in EXTENDED_FIELDS}))
         except ResultTooLarge as exc:
             log.warning(
                 "task %s[%s]: its arguments are kept out of its record: %s", record.task_name, record.task_id, exc
             )
-            return writer.set(record)
+            return writer.set(lineage)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires

@@ -11,6 +11,10 @@ until that one finishes, so one key never has two tasks running at once.
 
 A ``gate`` (the worker's rate limits) may hold a buffered message back for some seconds: the
 slots run other messages meanwhile and look again when it is due.
+
+The async pool's few threads do not wait while a coroutine runs: its message stays running here
+(``max_running`` bounds how many), and its completion comes back through ``resume`` for the next
+thread asking for work to finish.
 """
 
 from __future__ import annotations
@@ -68,11 +72,14 @@ class Inbox:
         release: Callable[[list[Delivery]], None],
         give_up_after_s: float | None = None,
         gate: Callable[[Delivery], float] | None = None,
+        max_running: int | None = None,
     ) -> None:
         """``give_up_after_s`` (burst mode): stop once receives have failed for that long, with
         the last error in ``failure``; without it the worker keeps retrying (long-running).
-        ``gate(delivery)``: 0 when it may start now, else seconds to hold it in the buffer."""
+        ``gate(delivery)``: 0 when it may start now, else seconds to hold it in the buffer.
+        ``max_running``: messages started and not finished at most (default: one per slot thread)."""
         self.capacity = capacity
+        self.max_running = max_running
         self._consumer = consumer
         self._release = release
         self._give_up_after_s = give_up_after_s
@@ -83,6 +90,7 @@ class Inbox:
         self._buffer: deque[Held] = deque()
         self._running: set[Held] = set()
         self._busy_keys: set[tuple[str, str]] = set()  # ordering keys with a task running
+        self._resumed: deque[Callable[[], Held]] = deque()  # completions to finish (async pool)
         self._receiving = False
         self._retiring = 0  # slots asked to exit (autoscale shrinking): the next ones to ask for work
         self._stopping = False
@@ -90,6 +98,14 @@ class Inbox:
 
     def take(self, done: Held | None = None) -> Held | None:
         """Mark ``done`` finished and return the next message to run; None once stopping."""
+        work = self.work(done, resumed=False)
+        assert not callable(work)
+        return work
+
+    def work(self, done: Held | None = None, resumed: bool = True) -> Held | Callable[[], Held] | None:
+        """``take``, and with ``resumed`` a completion to finish first (``resume``): the call
+        finishes that run and returns its Held, for the next ``done``. Once stopping, None only
+        when nothing runs any more: a completion may still come back."""
         cond = self._cond
         while True:
             with cond:
@@ -97,22 +113,41 @@ class Inbox:
                     self._finish(done)
                     done = None
                 while True:
+                    if resumed and self._resumed:
+                        return self._resumed.popleft()
                     if self._retiring > 0 and not self._stopping:
                         self._retiring -= 1
                         return None
                     held = self._pop_runnable()
                     if held is not None:
                         return held
-                    if self._stopping:
+                    if self._stopping and not (resumed and self._running):
                         return None
+                    if self._stopping:
+                        cond.wait()
+                        continue
                     if not self._receiving and self._free() > 0:
                         self._receiving = True
                         break
                     cond.wait(self._due)
             self._lead()
 
+    def resume(self, finish: Callable[[], Held]) -> None:
+        """A started run's completion, for a thread in ``work`` to call (from any thread)."""
+        with self._cond:
+            self._resumed.append(finish)
+            self._cond.notify()
+
+    def finish(self, held: Held) -> None:
+        """``held`` is done (what ``take(done)`` does, for a thread that takes nothing next)."""
+        with self._cond:
+            self._finish(held)
+            self._cond.notify()
+
     def _finish(self, held: Held) -> None:
         self._running.discard(held)
+        if self._stopping and not self._running:
+            self._cond.notify_all()  # the threads waiting for the last runs to end may exit
         key = order_key(held.delivery)
         if key is not None:
             self._busy_keys.discard(key)
@@ -122,6 +157,8 @@ class Inbox:
         """The oldest buffered message whose ordering key is not running (nor held back by the
         gate: a later message of its key waits behind it), marked as running."""
         self._due = None
+        if self.max_running is not None and len(self._running) >= self.max_running:
+            return None
         blocked: set[tuple[str, str]] = set()
         for index, held in enumerate(self._buffer):
             key = order_key(held.delivery)

@@ -74,6 +74,9 @@ def describe(delivery: Delivery, started: float | None = None) -> dict[str, Any]
     return entry
 
 
+WAIT_SAMPLE_S = 0.05  # queue wait is measured on at most one finished run per this many seconds
+
+
 def queue_wait(delivery: Delivery, started: float) -> float | None:
     """Seconds the message waited for a worker: ``started`` minus the later of its ``sent_at``
     and ``eta``; None on a redelivery (its wait would count a backoff or a lost lease) or when
@@ -92,7 +95,7 @@ def queue_wait(delivery: Delivery, started: float) -> float | None:
 class Tracker:
     """What runs now and how the finished ones went: the slots (or a Lambda/push invocation)
     run each delivery through ``run``. Thread-safe; costs a dict insert and delete per task,
-    and for a finished run a read of the body's send time and a bucket increment (``series``)."""
+    and for a finished run a bucket increment (``series``) and, sampled, a read of the body's send time."""
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
@@ -100,32 +103,50 @@ class Tracker:
         self._running: dict[int, tuple[Delivery, float]] = {}
         self.counts: Counter[str] = Counter({kind: 0 for kind in COUNTED})
         self.series = Rolling(clock)  # the last hour per minute and queue, for the presence record
+        # queue wait needs the body's send time (a parse of the body): sampled, at most one run per
+        # WAIT_SAMPLE_S, so a busy runtime pays for ~20 parses a second, not one per task
+        self._next_wait_sample = 0.0
         # called with (delivery, outcome, seconds) after each run, in the runtime's own process
         # (cloudq.observability.metrics); one that raises is logged, the task goes on
         self.observers: list[Callable[[Delivery, Outcome, float], None]] = []
 
     def run(self, call: Callable[[Delivery], Outcome], delivery: Delivery) -> Outcome:
-        key = id(delivery)
-        started = self._clock()
-        with self._lock:
-            self._running[key] = (delivery, started)
+        started = self.started(delivery)
         try:
             outcome = call(delivery)
-        finally:
+        except BaseException:
             with self._lock:
-                self._running.pop(key, None)
+                self._running.pop(id(delivery), None)
+            raise
+        self.ended(delivery, outcome, started)
+        return outcome
+
+    def started(self, delivery: Delivery) -> float:
+        """``delivery`` runs from now (``run`` in two halves, for a run that no thread waits on)."""
+        started = self._clock()
+        with self._lock:
+            self._running[id(delivery)] = (delivery, started)
+        return started
+
+    def ended(self, delivery: Delivery, outcome: Outcome, started: float) -> None:
+        with self._lock:
+            self._running.pop(id(delivery), None)
         kind = outcome_kind(outcome)
         took = self._clock() - started if self.observers or kind is not None else 0.0
         if kind is not None:
             with self._lock:
                 self.counts[kind] += 1
-            self.series.record(delivery.queue, kind, took, queue_wait(delivery, started))
+            wait = None
+            if started >= self._next_wait_sample:
+                wait = queue_wait(delivery, started)
+                if wait is not None:
+                    self._next_wait_sample = started + WAIT_SAMPLE_S
+            self.series.record(delivery.queue, kind, took, wait)
         for observe in self.observers:
             try:
                 observe(delivery, outcome, took)
             except Exception:
                 log.exception("outcome observer %r raised: the task goes on", observe)
-        return outcome
 
     def snapshot(self) -> tuple[list[tuple[Delivery, float]], dict[str, int]]:
         with self._lock:

@@ -13,7 +13,6 @@ can catch it and return its recovery value. A coroutine that never awaits is not
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import heapq
 import itertools
@@ -120,6 +119,8 @@ class _SoftLimited:
         self._seconds = seconds
 
     def __await__(self) -> Generator[Any, Any, Any]:
+        import asyncio  # already loaded by whatever runs the coroutine; not by a sync-only process
+
         coro, task = self._coro, asyncio.current_task()
         assert task is not None, "soft_limited runs inside an asyncio task"
         fired = [False]  # the timer cancelled the task; reset once converted

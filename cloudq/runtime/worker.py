@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
-from ..interfaces import Broker, Delivery, ManyWriter
+from ..interfaces import Broker, Delivery, ManyWriter, MessageStream, StreamingReceiver
 from ..util.chunks import chunks
 from .acker import ACK_INTERVAL_S, Acker
+from .aio import DRIVERS, AsyncPool
 from .autoscale import INTERVAL_S, KEEPALIVE_S, Autoscaler
 from .burst import DEFAULT_MAX_WAIT_S, Burst
 from .consumer import Consumer
@@ -55,6 +56,7 @@ DEFAULT_KILL_GRACE_S = 2.0  # process pool: seconds past a task's time limit bef
 DEFAULT_UNREACHABLE_TIMEOUT_S = 60.0  # burst mode: give up after receives failed this long
 RECEIVE_SETTLE_S = 1.0  # shutdown waits this long past the poll wait for a receive in flight
 ACK_LEASE_FRACTION = 0.1  # the heartbeat keeps at least a sixth of a lease; acks go out well before
+STREAM_CLOSE_MAX_S = 10.0  # shutdown waits at most this long (and at most the grace) for the stream to close
 
 
 class _Waker:
@@ -211,6 +213,7 @@ class Worker:
         self._revoke_watch: RevokeWatch | None = None
         self._active: dict[int, tuple[Delivery, Runner]] = {}  # id(delivery) -> what runs it
         self._broker: Broker | None = None
+        self._stream: MessageStream | None = None
         self.runners: list[Runner] = []  # one per pool slot, while running
         self._slots: list[threading.Thread] = []
         self._slots_left = 0  # slot threads not yet finished (counted before they wake the main thread)
@@ -218,6 +221,7 @@ class Worker:
         self._crashed = False
         self.rate_limits = RateLimits(app)
         self._shared: ThreadRunner | None = None  # the threads pools' runner, shared by every slot
+        self._aio: AsyncPool | None = None  # the async pool's drivers (aio.py)
         self.lifecycle = Lifecycle(self)  # the worker_* signals, sender: this worker
 
     # -- control ----------------------------------------------------------------------------
@@ -293,6 +297,7 @@ class Worker:
             burst = self._burst = Burst(broker, self.queues, givebacks, self.max_wait_s, settle=acker.flush)
         check = RevokeCheck(self.app)
         known = self._known_revoked
+        stream = self._stream = self._open_stream(broker, lease)
         consumer = Consumer(
             broker,
             self.queues,
@@ -302,11 +307,20 @@ class Worker:
             unsettled=acker.unsettled,
             settle=acker.flush,
             screen=(lambda batch: known.add(check.revoked(batch))) if check.enabled else None,
+            stream=stream,
         )
         give_up = self.unreachable_timeout_s if self.burst else None
         # one bucket per task for all slots, in this process (Celery: rate limits are per worker)
         gate = self.rate_limits.delay  # reads no body while no task has a rate limit
-        inbox = self._inbox = Inbox(self.capacity(broker), consumer, self._release, give_up_after_s=give_up, gate=gate)
+        inbox = self._inbox = Inbox(
+            self.capacity(broker),
+            consumer,
+            self._release,
+            give_up_after_s=give_up,
+            gate=gate,
+            # the async pool's threads do not wait on what they start: the count is kept here
+            max_running=self.concurrency if self.pool == "async" else None,
+        )
         heartbeat = self._heartbeat = Heartbeat(broker, lease, inbox.held)
         self.presence = worker_presence(self, inbox)
         watch = None
@@ -349,17 +363,48 @@ class Worker:
                     self._rescale(scaler, broker)
             return self._shutdown(runners, poll_wait)
         finally:
+            self._release(self._close_stream())  # run() failed before its shutdown: nothing stays held
             self._restore_signals(previous)
             for runner in list(runners):
                 runner.close()
             self.lifecycle.shutdown()  # after the drain, pool children gone
 
-    def capacity(self, broker: Broker) -> int:
-        """Messages held at most: prefetch x concurrency, but never less than one full receive
-        batch (``limits.min_receive_batch``), or every receive would come back partly empty and
-        cost requests for nothing."""
+    def capacity(self, broker: Broker, slots: int | None = None) -> int:
+        """Messages held at most: prefetch x concurrency (``slots``, default the live ones), but
+        never less than one full receive batch (``limits.min_receive_batch``), or every receive
+        would come back partly empty and cost requests for nothing."""
         limits = broker.limits
-        return max(self.prefetch_multiplier * self.live, min(limits.max_batch, limits.min_receive_batch))
+        live = self.live if slots is None else slots
+        return max(self.prefetch_multiplier * live, min(limits.max_batch, limits.min_receive_batch))
+
+    def _open_stream(self, broker: Broker, lease: float) -> MessageStream | None:
+        """A long-running worker receives over the broker's stream when it has one, holding at
+        most what the inbox may hold (autoscale: at its max). Burst runs are one-shot: they ask
+        per receive, so nothing stays held by a client once the queues are done."""
+        if self.burst or not isinstance(broker, StreamingReceiver):
+            return None
+        return broker.stream(self.queues, self.capacity(broker, self.concurrency), lease, self._lease_bound(lease))
+
+    def _lease_bound(self, lease: float) -> float | None:
+        """How long the stream's client keeps one message leased: a task still running past its
+        time limit, the kill grace and one more lease is hung. None when a task has no limit."""
+        default = self.app.settings.time_limit
+        limits = [task.time_limit or default for task in self.app.tasks.values()]
+        known = [limit for limit in limits if limit is not None]
+        if not known or len(known) < len(limits):
+            return None
+        return max(known) + self.kill_grace_s + lease
+
+    def _close_stream(self) -> list[Delivery]:
+        """Close the stream (if open) within the grace; what it held but never handed out."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return []
+        try:
+            return stream.close(max(1.0, min(self.grace, STREAM_CLOSE_MAX_S)))
+        except Exception as exc:  # its messages return after their lease
+            log.warning("closing the broker's stream failed: %s: %s", type(exc).__name__, exc)
+            return []
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
         """The async pool: one event loop in its own thread runs every slot's ``async def`` task,
@@ -386,10 +431,19 @@ class Worker:
         return BatchedResults(store)
 
     def _runners(self) -> list[Runner]:
-        if self.pool != "process":
-            loop = self._event_loop() if self.pool == "async" else None
-            executor = Executor(self.app, writer=self._batched, loop=loop) if self._batched or loop else None
+        if self.pool == "async":
+            loop = self._event_loop()
+            executor = Executor(self.app, writer=self._batched, loop=loop)
             shared = self._shared = ThreadRunner(self.app, executor)
+            assert self._inbox is not None and self._acker is not None
+            aio = self._aio = AsyncPool(
+                executor, loop, self._inbox, self._hand_on, self.tracker, self._revoked, shared, self._active
+            )
+            self._on_exit.append(aio.close)
+            return [shared] * min(self.live, DRIVERS)  # the drivers; up to `concurrency` tasks run at once
+        if self.pool != "process":
+            batching = Executor(self.app, writer=self._batched) if self._batched else None
+            shared = self._shared = ThreadRunner(self.app, batching)
             return [shared] * self.live
         children = [self._child() for _ in range(self.live)]
         start_all(children)
@@ -440,17 +494,20 @@ class Worker:
     def _slot(self, runner: Runner) -> None:
         """One pool slot: take a message (receiving for everyone when the buffer is empty), run it,
         hand the outcome to the acker. Autoscale may retire it between tasks."""
-        inbox, acker = self._inbox, self._acker
-        assert inbox is not None and acker is not None
+        inbox = self._inbox
+        assert inbox is not None
         held: Held | None = None
         retired = False
         try:
+            if self._aio is not None:
+                self._aio.drive()
+                return
             while True:
                 held = inbox.take(held)
                 if held is None:
                     retired = inbox.retired()
                     return
-                acker.put(held.delivery, self.tracker.run(functools.partial(self._run, runner), held.delivery))
+                self._hand_on(held.delivery, self.tracker.run(functools.partial(self._run, runner), held.delivery))
         except BaseException:
             log.exception("pool slot crashed; stopping the worker")
             self._crashed = True
@@ -465,11 +522,23 @@ class Worker:
             if self._waker is not None:
                 self._waker.wake()
 
+    def _hand_on(self, delivery: Delivery, outcome: Outcome) -> None:
+        """A finished run's outcome to the acker (and out of the stream's flow control)."""
+        if self._stream is not None:
+            self._stream.finished([delivery])  # its ack waits for the batch: no longer held
+        assert self._acker is not None
+        self._acker.put(delivery, outcome)
+
+    def _revoked(self, delivery: Delivery) -> Outcome | None:
+        """The outcome of a delivery whose task is known revoked (acked unrun), else None."""
+        record = self._known_revoked.take(delivery)
+        return None if record is None else self.app.executor.revoked(delivery, record)
+
     def _run(self, runner: Runner, delivery: Delivery) -> Outcome:
         """Run one delivery in ``runner``, unless its task is known revoked (then acked unrun)."""
-        record = self._known_revoked.take(delivery)
-        if record is not None:
-            return self.app.executor.revoked(delivery, record)
+        revoked = self._revoked(delivery)
+        if revoked is not None:
+            return revoked
         key = id(delivery)
         self._active[key] = (delivery, runner)
         try:
@@ -521,6 +590,7 @@ class Worker:
         reason = self._stop_reason or ""
         self.lifecycle.shutting_down(reason.removeprefix("received ") if reason.startswith("received SIG") else None)
         unstarted = inbox.stop()
+        unstarted += self._close_stream()  # what the stream held for the inbox, and it holds no more
         if unstarted:
             self._release(unstarted)
             log.info("released %d prefetched message(s) for other workers", len(unstarted))

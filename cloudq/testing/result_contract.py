@@ -138,6 +138,28 @@ class ResultStoreContract:
         got = store.get(bare.task_id)
         assert got is not None and (got.args, got.kwargs, got.queue, got.worker) == ([], {}, None, None)
 
+    @pytest.mark.parametrize("state", [states.STARTED, states.RETRY, states.SUCCESS, states.FAILURE])
+    def test_lineage_fields_round_trip(self, store: ResultStore, state: str) -> None:
+        """The envelope's lineage (``sent_at``, parent, root and group ids): kept on every record,
+        as Celery keeps ``parent_id``/``group_id``, so a task page links its canvas."""
+        record = ResultRecord(
+            task_id=new_task_id(),
+            state=state,
+            task_name="app.tasks.add",
+            attempts=1,
+            sent_at=time.time() - 0.375,
+            parent_id=new_task_id(),
+            root_id=new_task_id(),
+            group_id="grp-\u00e9-" + new_task_id(),
+        )
+        expected = canonical(record)
+        assert store.set(record) is True
+        assert canonical(store.get(record.task_id)) == expected
+        bare = ResultRecord(new_task_id(), state, "app.tasks.add")
+        store.set(bare)
+        got = store.get(bare.task_id)
+        assert got is not None and (got.sent_at, got.parent_id, got.root_id, got.group_id) == (None, None, None, None)
+
     def test_get_returns_a_copy(self, store: ResultStore) -> None:
         record = ResultRecord(new_task_id(), states.SUCCESS, result={"a": 1})
         store.set(record)

@@ -21,6 +21,9 @@ SMOKE: list[tuple[str, list[str], list[str]]] = [
     ("lambda_overhead.py", ["--quick"], ["per record"]),
     ("canvas.py", ["--quick", "--skip-celery"], ["chord overhead", "load average after"]),
     ("profile_path.py", ["--n", "200", "--no-profile"], ["execute"]),
+    ("pubsub_throughput.py", ["--quick"], ["load average"]),
+    ("io_bound.py", ["--quick"], ["cloudq-async", "load average after"]),
+    ("lambda_cold_start.py", ["--quick"], ["cold start", "cloudq phases"]),
     ("memory.py", ["--quick"], ["cloudq-threads", "peak RSS", "load average after"]),
 ]
 

@@ -49,3 +49,58 @@ def test_import_cloudq_loads_no_heavy_dependency():
     loaded = _top_level_modules("import cloudq") - _top_level_modules("pass")
     heavy = {"pydantic", "click", "boto3", "botocore", "google", "sqlite3", "asyncio", "uuid"} & loaded
     assert heavy == set(), f"import cloudq pulled in {heavy}"
+
+
+LAZY = {"cloudq.periodic", "cloudq.schedules", "cloudq.canvas.chord", "cloudq.canvas.group"}
+
+
+def _loaded(code: str) -> set[str]:
+    script = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out))
+
+
+def test_periodic_and_canvas_composites_load_on_first_use_only():
+    # an app with a task that sends and runs one: no schedule, no chord, no group
+    app_code = (
+        "from cloudq import App\n"
+        "app = App('lazy', broker='memory://', results='memory://')\n"
+        "@app.task()\n"
+        "def add(a: int, b: int) -> int:\n"
+        "    return a + b\n"
+    )
+    loaded = _loaded(app_code + "add.apply_async((1, 2), task_id='t1')\napp.executor\n")
+    assert LAZY & loaded == set(), f"loaded before use: {LAZY & loaded}"
+    # each public name still imports, and loads its module then
+    assert "cloudq.periodic" in _loaded(app_code + "app.periodic_task(60)(add)\n")
+    assert {"cloudq.canvas.chord", "cloudq.canvas.group"} <= _loaded("from cloudq import chord, group, GroupResult\n")
+    import cloudq as package
+
+    for name in package.__all__:
+        assert getattr(package, name) is not None, name
+
+
+def test_a_composite_signature_dict_loads_its_module_when_read():
+    from cloudq import App, chord, group
+
+    app = App("lazy", broker="memory://", results="memory://")
+
+    @app.task()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    for sig in (group(add.s(1, 2), add.s(3, 4)), chord([add.s(1, 2)], add.s(5))):
+        data = json.dumps(sig.to_dict())
+        code = (
+            "import json\nfrom cloudq.canvas.signature import from_dict\n"
+            f"print(type(from_dict(json.loads({data!r}))).__name__)"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        assert out.strip() == type(sig).__name__
+
+
+def test_a_lazy_name_that_does_not_exist_is_an_attribute_error():
+    import cloudq as package
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        package.nope

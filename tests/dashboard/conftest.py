@@ -1,6 +1,7 @@
 """tests/dashboard: an app on SQLite whose tasks fail on demand, served by the dashboard in a
 TestClient (test_http.py) or by a real ``cloudq dashboard`` process to a real browser
-(test_browser.py); the moto server for the SQS+DynamoDB run."""
+(test_browser.py); the moto server for the SQS+DynamoDB run, Google's emulators for the Pub/Sub +
+Firestore one."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 from cloudq_aws.testing import fixtures as aws_fixtures
+from cloudq_gcp.testing import fixtures as gcp_fixtures
 
 APP_MODULE = textwrap.dedent(
     """
@@ -21,8 +23,8 @@ APP_MODULE = textwrap.dedent(
 
     app = App(
         "dash",
-        broker="sqlite:///{db}",
-        results="sqlite:///{results}",
+        broker="{broker}",
+        results="{results}",
         signing_key="k3y",
         result_extended=True,
         max_retries=0,
@@ -42,21 +44,31 @@ APP_MODULE = textwrap.dedent(
     @app.task(name="slow")
     def slow(n: int) -> int:
         return n
+
+    @app.task(name="total")
+    def total(values: list[int]) -> int:
+        return sum(values)
     """
 )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     aws_fixtures.register(config)
+    gcp_fixtures.register(config)
 
 
-def write_app(folder: Path, broken: bool = True) -> Path:
-    """``dashapp.py`` in ``folder`` (importable as dashapp:app); returns the marker that breaks ``notify``."""
+def write_app(folder: Path, broken: bool = True, broker: str | None = None, results: str | None = None) -> Path:
+    """``dashapp.py`` in ``folder`` (importable as dashapp:app), on SQLite files in ``folder``
+    unless ``broker``/``results`` URLs are given; returns the marker that breaks ``notify``."""
     marker = folder / "broken"
     if broken:
         marker.touch()
     (folder / "dashapp.py").write_text(
-        APP_MODULE.format(db=folder / "q.db", results=folder / "r.db", marker=str(marker))
+        APP_MODULE.format(
+            broker=broker or f"sqlite:///{folder / 'q.db'}",
+            results=results or f"sqlite:///{folder / 'r.db'}",
+            marker=str(marker),
+        )
     )
     return marker
 
@@ -74,5 +86,25 @@ def app(app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import dashapp  # type: ignore[import-not-found]
 
     yield dashapp.app
+    dashapp.app.close()
+    sys.modules.pop("dashapp", None)
+
+
+@pytest.fixture
+def gcp_app(
+    pubsub_emulator: Any, firestore_emulator: Any, project: str, unique: str, tmp_path: Path, monkeypatch: Any
+) -> Iterator[tuple[Any, Path]]:
+    """This folder's app (``dashapp``) on Pub/Sub + Firestore, on this test's own topics and
+    collection; with the folder it lives in."""
+    write_app(
+        tmp_path,
+        broker=f"pubsub://{project}?prefix=t{unique}-&ack_deadline=10",
+        results=f"firestore://results-{unique}?project={project}",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("dashapp", None)
+    import dashapp
+
+    yield dashapp.app, tmp_path
     dashapp.app.close()
     sys.modules.pop("dashapp", None)

@@ -68,7 +68,14 @@ def test_queues_page_redrive_and_their_cost(app: App, aws: MotoServer) -> None:
 
     with aws.count_requests() as task_cost:
         assert "user1@example.com" not in web.get(f"/tasks/{handles[1].id}").text
-    assert task_cost.of("dynamodb") == {"GetItem": 1}
+    assert task_cost.of("dynamodb") == {"BatchGetItem": 1}, "the record and its children record, read together"
+    parent, member = f"p-{handles[2].id}", f"m-{handles[2].id}"
+    app.results.set(ResultRecord(parent, states.SUCCESS, "notify"))
+    app.results.set(ResultRecord(member, states.SUCCESS, "notify", parent_id=parent, group_id=handles[2].id))
+    with aws.count_requests() as linked_cost:
+        page = web.get(f"/tasks/{member}").text
+        assert f'href="/tasks/{parent}"' in page and "The group was not saved" in page
+    assert linked_cost.of("dynamodb") == {"BatchGetItem": 2}, "then its parent and group, read together"
 
     dashboard.state.dashboard.backends.cache.clear()  # the queues page read the presence records
     with aws.count_requests() as listings_cost:
@@ -90,6 +97,7 @@ def test_queues_page_redrive_and_their_cost(app: App, aws: MotoServer) -> None:
         f"\nqueues page ({TABS} loads, 1 queue): {dict(queues_cost)}"
         f"\ndead-letters page ({TABS} loads, 3 letters): {dict(letters_cost)}"
         f"\ntask page (1 load): {dict(task_cost)}"
+        f"\ntask page of a group member with a parent (1 load): {dict(linked_cost)}"
         f"\ntasks + workers pages ({TABS} loads each): {dict(listings_cost)}"
         f"\nredrive all of 3 from the page: {dict(redrive_cost)}"
     )

@@ -487,3 +487,36 @@ def test_a_record_whose_token_is_past_the_invocation_is_sent_again_delayed(
     assert clock.slept == []  # nothing waited past what the invocation had
     assert requests["sqs:SendMessageBatch"] == 1 and "sqs:ChangeMessageVisibilityBatch" not in requests
     assert app.broker.stats("default").delayed == 2
+
+
+def test_a_cold_instance_asks_sqs_nothing_until_a_record_needs_its_queue(
+    aws: MotoServer, sqs: Any, prefix: str
+) -> None:
+    producer = make_app(prefix)
+
+    @producer.task(name="cold.work", max_retries=2, retry_backoff=3, autoretry_for=(ValueError,))
+    def work(n: int) -> int:
+        if n < 0:
+            raise ValueError("negative")
+        return n
+
+    poller = poller_for(producer, sqs)
+    cold = make_app(prefix)  # a new function instance: its broker has looked nothing up
+    cold.task(name="cold.work", max_retries=2, retry_backoff=3, autoretry_for=(ValueError,))(work.fn)
+    handler = make_handler(cold)
+    work.send_each([(1,), (2,)])
+    messages = poller.receive_all(2)
+    with aws.count_requests() as requests:
+        assert poller.invoke(handler, messages).failed == []
+    # all done: only the service's own delete (SQSPoller plays it); no lookup, so no SQS client
+    assert [k for k in requests if k.startswith("sqs:")] == ["sqs:DeleteMessageBatch"]
+
+    work.send_each([(3,), (-1,)])
+    messages = poller.receive_all(2)
+    with aws.count_requests() as requests:
+        invocation = poller.invoke(handler, messages)
+    assert len(invocation.failed) == 1  # the retry, hidden for its backoff through the looked-up queue
+    assert requests["sqs:GetQueueUrl"] == 1 and requests["sqs:ChangeMessageVisibilityBatch"] == 1
+    assert poller.receive(10, wait_s=0) == []
+    [back] = poller.receive_all(1, wait_s=5)
+    assert back["MessageId"] == invocation.failed[0]

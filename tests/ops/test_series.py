@@ -178,6 +178,19 @@ def test_the_tracker_records_run_time_and_the_wait_of_first_deliveries() -> None
     assert (found.wait.count, found.wait.sum_ms, found.wait.max_ms) == (3, 3000 + 1250, 3000)
 
 
+def test_the_tracker_samples_the_wait_of_a_busy_runtime_at_most_every_50_ms() -> None:
+    """Reading a body's send time is a parse of the body: a runtime running thousands of tasks a
+    second samples it, and the run counts stay exact."""
+    clock = Clock(T0 + 10)
+    tracker = Tracker(clock)
+    for _ in range(100):  # 100 runs of 1 ms: 0.1 s
+        clock.now += 0.001
+        tracker.run(lambda d: Ack(), delivery({"sent_at": T0 + 9}))
+    found = decoded(tracker.series).queues["default"][30_000_000]
+    assert found.succeeded == found.run.count == 100
+    assert found.wait.count == 2  # at T0 + 10.001 and the first run 50 ms later
+
+
 def test_the_presence_record_carries_the_series_only_once_something_ran() -> None:
     from cloudq.backends.memory import MemoryResultStore
 

@@ -36,8 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cloudq.claimcheck import ClaimCheckMissing
 from cloudq.errors import ConfigurationError
 from cloudq.interfaces import Delivery, ResultRecord
-from cloudq.observability.metrics import EMFBatch
-from cloudq.runtime.executor import DeadLetter, Outcome, RetryIn
+from cloudq.runtime.executor import Ack, DeadLetter, Outcome, RetryIn
 from cloudq.runtime.lifecycle import Lifecycle
 from cloudq.runtime.presence import InstancePresence, Tracker
 from cloudq.runtime.ratelimit import RateLimits, later
@@ -45,12 +44,14 @@ from cloudq.runtime.requirements import BrokerRequirement
 from cloudq.runtime.revocations import RevokeCheck, task_id_of
 from cloudq.runtime.settle import send_followups, settle
 
+from .. import resources as res
 from .records import InvalidRecord, queue_name, received_message, records
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
     from cloudq.app import App
+    from cloudq.observability.metrics import EMFBatch
 
     from ..sqs import SQSBroker, SQSQueue
 
@@ -103,10 +104,12 @@ class LambdaHandler:
         self.executor = app.executor
         self.revocations = RevokeCheck(app)
         self.rate_limits = RateLimits(app)  # Celery's rate_limit, per function instance
+        self._limited = False  # whether any task has a rate_limit: asked once per invocation
         self.concurrency = concurrency
         self.safety_margin_s = safety_margin_s
         self.task_estimate_s = task_estimate_s
         self._queues: dict[str, SQSQueue] = {}  # event source ARN -> queue
+        self._unresolved: set[str] = set()  # ARNs whose queue was not looked up yet (see _queue)
         self._estimates: dict[str, float] = {}  # task name -> seconds it may take
         self._learning: set[str] = set()  # tasks without time_limit: estimated from their runs
         self._pool: ThreadPoolExecutor | None = None
@@ -114,8 +117,11 @@ class LambdaHandler:
         self.tracker = Tracker()  # running now and outcome counts, for this instance's presence record
         node = f"lambda@{os.environ.get('AWS_LAMBDA_FUNCTION_NAME') or socket.gethostname()}"
         self.presence = InstancePresence(app, "lambda", node, concurrency, self.tracker)
-        self.metrics = EMFBatch() if app.settings.metrics_emf else None  # printed after each invocation
-        if self.metrics is not None:
+        self.metrics: EMFBatch | None = None  # printed after each invocation
+        if app.settings.metrics_emf:  # its module (and the worker's it uses) loads only when asked for
+            from cloudq.observability.metrics import EMFBatch
+
+            self.metrics = EMFBatch()
             self.tracker.observers.append(self.metrics)
 
     def __repr__(self) -> str:
@@ -129,6 +135,7 @@ class LambdaHandler:
         if not batch:
             return {"batchItemFailures": []}
         broker = self._broker()
+        self._limited = self.rate_limits.active()
         items = self._read(broker, batch)
         self._check_revoked(items)
         if self.concurrency > 1 and len(items) > 1:
@@ -187,11 +194,37 @@ class LambdaHandler:
                 item.revoked = revoked.get(task_id_of(item.delivery) or "")
 
     def _queue(self, broker: SQSBroker, arn: object) -> SQSQueue:
+        """The queue of an ARN, first without asking SQS: its name says what a delivery needs
+        (the app's queue name; FIFO from the ``.fifo`` suffix SQS requires). Its URL, redrive
+        target and size limit are looked up (GetQueueUrl, GetQueueAttributes: the broker's own
+        ``queue``) only when a batch needs an SQS call (``_resolve``), so a cold start whose batch
+        all succeeds creates no SQS client and makes no SQS request."""
         name = queue_name(arn) if isinstance(arn, str) else None
         if name is None or not isinstance(arn, str):
             raise InvalidRecord(f"eventSourceARN {arn!r} is not an SQS queue ARN")
-        found = self._queues[arn] = broker.queue(self._queue_name(broker, name))
+        from ..sqs import SQSQueue
+
+        own = self._queue_name(broker, name)
+        found = self._queues[arn] = SQSQueue(
+            own, name, "", res.is_fifo(name), res.SQS_MAX_MESSAGE_BYTES, res.dead_letter_queue_name(name)
+        )
+        self._unresolved.add(arn)
         return found
+
+    def _resolve(self, broker: SQSBroker, items: list[_Item]) -> None:
+        """Look up the queues not looked up yet, and point the batch's deliveries at them: done
+        before any SQS call of the batch (the broker acts on a delivery through its queue)."""
+        real: dict[int, SQSQueue] = {}
+        for arn in list(self._unresolved):
+            provisional = self._queues[arn]
+            found = self._queues[arn] = broker.queue(provisional.name)
+            real[id(provisional)] = found
+            self._unresolved.discard(arn)
+        for item in items:
+            d = item.delivery
+            queue = real.get(id(d.receipt.queue)) if d is not None else None
+            if d is not None and queue is not None:
+                item.delivery = replace(d, receipt=replace(d.receipt, queue=queue))
 
     def _queue_name(self, broker: SQSBroker, sqs_name: str) -> str:
         """The app's name for the SQS queue a record came from."""
@@ -227,7 +260,11 @@ class LambdaHandler:
                 if item.group is not None:
                     blocked.add(item.group)
                 return
-        if item.revoked is None and self._rate_limited(item, None if context is None else left - need):
+        if (
+            self._limited
+            and item.revoked is None
+            and self._rate_limited(item, None if context is None else left - need)
+        ):
             if item.group is not None:
                 blocked.add(item.group)
             return
@@ -319,6 +356,8 @@ class LambdaHandler:
         """Apply the outcomes (the core's ``settle`` partition); returns the message ids to report
         as failed: unread, not started and retried records in batch order, then those whose
         re-send or dead-lettering failed."""
+        if self._unresolved and any(_calls_sqs(i) for i in items):
+            self._resolve(broker, items)
         plan = settle((i.delivery, i.outcome) for i in items if i.delivery is not None and i.outcome is not None)
         delays = {id(d): delay for delay, group in plan.nacks.items() for d in group}
         ids = {id(i.delivery): i.message_id for i in items}
@@ -367,6 +406,15 @@ def _applied(what: str, records: list[str] | int, failed: list[str], call: Calla
             failed.extend(records)
         return False
     return True
+
+
+def _calls_sqs(item: _Item) -> bool:
+    """Whether settling ``item`` acts on its queue: all but a plain done record (the Lambda
+    service deletes those; an Ack's follow-ups go to their own queues, resolved by the broker)."""
+    d = item.delivery
+    if d is None:
+        return False
+    return not isinstance(item.outcome, Ack) or d.receipt.claim is not None
 
 
 def _group_of(record: dict[str, Any]) -> str | None:
