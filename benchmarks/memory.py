@@ -183,6 +183,7 @@ app.conf.update(
     broker_url="filesystem://",
     broker_transport_options={"data_folder_in": root + "/q", "data_folder_out": os.environ.get("BENCH_CELERY_OUT", root + "/q"),
                               "processed_folder": root + "/done", "store_processed": False,
+                              "control_folder": root + "/control",
                               "polling_interval": 0.01},
     result_backend="file://" + root + "/results",
     broker_connection_retry_on_startup=True,
