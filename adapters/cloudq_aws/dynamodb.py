@@ -367,6 +367,8 @@ class DynamoDBResultStore(AWSBackend):
         long texts shortened, when it would exceed DynamoDB's item size limit."""
         item = to_item(record)
         limit = res.DYNAMODB_MAX_ITEM_BYTES - ITEM_MARGIN_BYTES
+        if item_size(item) <= limit:  # nearly every record: sized once
+            return item, []
         refs: list[Pointer] = []
         movable = sorted((n for n in _OFFLOADABLE if n[0] in item), key=lambda n: -len(item[n[0]]["S"].encode()))
         if item_size(item) - sum(len(item[name]["S"].encode()) for name, _ in movable) < limit:

@@ -14,6 +14,7 @@ from typing import Any
 SQS_MAX_MESSAGE_BYTES = 1_048_576  # largest MaximumMessageSize; older queues default to 262,144
 SQS_MAX_BATCH_ENTRIES = 10  # SendMessageBatch / DeleteMessageBatch / ChangeMessageVisibilityBatch / Receive
 SQS_MAX_BATCH_BYTES = 1_048_576  # sum of the message sizes in one SendMessageBatch
+SQS_BILLING_CHUNK_BYTES = 65_536  # each 64 KiB of a request's messages is billed as one request
 SQS_MAX_DELAY_S = 900
 SQS_MAX_WAIT_S = 20
 SQS_MAX_VISIBILITY_S = 43_200  # 12 hours from receipt

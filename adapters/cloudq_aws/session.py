@@ -61,6 +61,31 @@ class AWSConfig:
         )
 
 
+def lean_client_options(sdk: str) -> dict[str, Any]:
+    """Client options that cut botocore's CPU per request by about a fifth (profiled on the
+    worker's PutItem / ReceiveMessage path), changing nothing AWS sees but the User-Agent:
+
+    - ``parameter_validation=False``: botocore walks every request's parameters against the
+      model before sending (a ninth of a call's CPU). cloudq builds every request itself, and the
+      limits that matter (sizes, counts, names) are checked before a call with cloudq's own
+      errors; anything else wrong is still refused by the service, with its own message.
+    - a User-Agent built once: botocore rebuilds its ``ua/2.1`` string (about 30 sanitised
+      components) twice per request, a seventh of a call's CPU. This one keeps the SDK and
+      Python versions (botocore appends its own) and names cloudq (and ``AWS_SDK_UA_APP_ID``); it drops botocore's
+      per-request feature markers, which only feed AWS's SDK metrics.
+    """
+    import platform
+
+    from cloudq import __version__
+
+    agent = f"{sdk} ua/2.1 lang/python#{platform.python_version()}"
+    agent += f" lib/cloudq#{__version__}"
+    app_id = os.environ.get("AWS_SDK_UA_APP_ID")
+    if app_id:
+        agent += f" app/{app_id}"
+    return {"parameter_validation": False, "user_agent": agent}
+
+
 def pool_size(concurrency: int | None) -> int:
     """Connections for ``concurrency`` task slots: one each, plus receives, acks and heartbeats."""
     return max(DEFAULT_MAX_CONNECTIONS, (concurrency or os.cpu_count() or 1) + 10)
@@ -119,6 +144,7 @@ class Clients:
                 max_pool_connections=self.config.max_connections,
                 connect_timeout=connect,
                 read_timeout=read,
+                **lean_client_options(f"Boto3/{boto3.__version__}"),
             )
             return self._session.client(service, endpoint_url=self.config.endpoint_url, config=config)
 
@@ -174,6 +200,7 @@ class AsyncClients:
         from .errors import translated
 
         with translated(f"{service}:client", service, self.config.endpoint_url):
+            import aiobotocore  # type: ignore[import-untyped]
             from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
             from aiobotocore.session import get_session  # type: ignore[import-untyped]
 
@@ -183,6 +210,7 @@ class AsyncClients:
                 max_pool_connections=self.config.max_connections,
                 connect_timeout=connect,
                 read_timeout=read,
+                **lean_client_options(f"aiobotocore/{aiobotocore.__version__}"),
             )
             context = get_session().create_client(
                 service, region_name=self.config.region, endpoint_url=self.config.endpoint_url, config=config

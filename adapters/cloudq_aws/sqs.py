@@ -1,7 +1,7 @@
 """``sqs://``: the cloudq Broker on Amazon SQS.
 
 Every call is batched where SQS allows it: SendMessageBatch for more than one message (by 10
-entries and by total size), ReceiveMessage of up to 10 with long polling, DeleteMessageBatch
+entries and by total size, cut where SQS bills the fewest 64 KiB chunks), ReceiveMessage of up to 10 with long polling, DeleteMessageBatch
 for acks and ChangeMessageVisibilityBatch for retries, lease heartbeats and releases. Bodies
 above the queue's MaximumMessageSize go to S3 when a bucket is configured (claim check).
 Missing queues and their dead-letter queues are created on first use unless create_missing is
@@ -29,7 +29,7 @@ from cloudq.backends.urls import Parser, as_bool, as_text, integer_in, number_in
 from cloudq.claimcheck import ClaimCheckMissing, ForeignClaimCheck, Pointer, parse_pointer
 from cloudq.errors import BrokerError, ConfigurationError, MessageTooLarge, QueueNotFound
 from cloudq.interfaces import BrokerLimits, DeadLetter, Delivery, OutgoingMessage, QueueStats
-from cloudq.util.chunks import chunks, sized_chunks
+from cloudq.util.chunks import chunks
 
 from . import resources as res
 from . import sqs_messages as msg
@@ -546,7 +546,7 @@ class SQSBroker(AWSBackend):
                 pairs.append((entry, r))
             moved: list[SQSReceipt] = []
             try:
-                for chunk in sized_chunks(pairs, res.SQS_MAX_BATCH_ENTRIES, msg.batch_bytes(dead_max), _pair_size):
+                for chunk in msg.send_batches(pairs, dead_max, _pair_size):
                     request = msg.batch_request(e for e, _ in chunk)
                     done = self._batch_call("SendMessageBatch", queue.dead_letter_name, dead_url, request, retry=True)
                     moved.extend(r for i, (_, r) in enumerate(chunk) if str(i) in done)
@@ -626,7 +626,7 @@ class SQSBroker(AWSBackend):
             pairs = [(self._redriven(q, m, rewrite), m["ReceiptHandle"]) for m in chosen]
             sent: list[str] = []
             try:
-                for chunk in sized_chunks(pairs, res.SQS_MAX_BATCH_ENTRIES, msg.batch_bytes(q.max_bytes), _pair_size):
+                for chunk in msg.send_batches(pairs, q.max_bytes, _pair_size):
                     done = self._batch_call(
                         "SendMessageBatch", q.sqs_name, q.url, msg.batch_request(e for e, _ in chunk), retry=True
                     )

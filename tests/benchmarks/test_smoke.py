@@ -24,6 +24,7 @@ SMOKE: list[tuple[str, list[str], list[str]]] = [
     ("pubsub_throughput.py", ["--quick"], ["load average"]),
     ("io_bound.py", ["--quick"], ["cloudq-async", "load average after"]),
     ("lambda_cold_start.py", ["--quick"], ["cold start", "cloudq phases"]),
+    ("sqs_cost.py", ["--quick"], ["billed/task", "load average after"]),
     ("memory.py", ["--quick"], ["cloudq-threads", "peak RSS", "load average after"]),
 ]
 

@@ -18,7 +18,7 @@ from cloudq.claimcheck import (
 from cloudq.interfaces import Delivery, OutgoingMessage
 from cloudq.runtime.executor import Ack, DeadLetter, Requeue, RetryIn
 from cloudq.runtime.settle import settle
-from cloudq.util.chunks import chunks, sized_chunks
+from cloudq.util.chunks import chunks
 
 
 class Objects:
@@ -128,10 +128,7 @@ def test_settle_partitions_outcomes_keeping_order():
         settle([(d[0], object())])  # type: ignore[list-item]
 
 
-def test_chunks_and_sized_chunks():
+def test_chunks():
     assert chunks([1, 2, 3, 4, 5], 2) == [[1, 2], [3, 4], [5]]
     assert chunks([], 10) == []
     assert chunks([1, 2], 0) == [[1], [2]]
-    weights = [4, 4, 4, 20, 1]
-    assert list(sized_chunks(weights, 10, 10, lambda w: w)) == [[4, 4], [4], [20], [1]]
-    assert list(sized_chunks(range(5), 2, 100, lambda _: 1)) == [[0, 1], [2, 3], [4]]

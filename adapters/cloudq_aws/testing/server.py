@@ -15,11 +15,17 @@ them without a lock:
   message. A long poll becomes repeated short scans until a message arrives or the wait ends
   (still one request for the client and in the counts).
 
+Billed requests are counted beside them (``billed_requests()``, ``RequestCounts.billed``): SQS bills
+each 64 KiB chunk of a request's payload as one request, where the payload is the messages a
+SendMessage(Batch) carries or a ReceiveMessage returns (bodies and message attributes, counted as
+SQS sizes messages); any other SQS request, and every request of other services, bills as one.
+
 Everything else is moto unchanged.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -39,7 +45,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cloudq.util.packing import billed_units as chunks_billed
+
+from ..resources import SQS_BILLING_CHUNK_BYTES
+from ..sqs_messages import attributes_size
+
 COUNTS_PATH = "/_cloudq/requests"
+BILLED_PATH = "/_cloudq/billed"
 RESET_PATH = "/_cloudq/requests/reset"
 LONG_POLL_STEP_S = 0.05
 _SCOPE = re.compile(r"Credential=[^/]+/\d+/[^/]+/([^/]+)/aws4_request")
@@ -65,14 +77,23 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
         process.wait()
 
 
-class RequestCounts(Counter[str]):
-    """Requests the server received, keyed ``service:Operation`` (``s3:PUT`` for REST calls)."""
+class OperationCounts(Counter[str]):
+    """Counts keyed ``service:Operation`` (``s3:PUT`` for REST calls)."""
 
     def service(self, name: str) -> int:
         return sum(n for key, n in self.items() if key.startswith(f"{name}:"))
 
     def of(self, service: str) -> dict[str, int]:
         return {key.split(":", 1)[1]: n for key, n in sorted(self.items()) if key.startswith(f"{service}:")}
+
+
+class RequestCounts(OperationCounts):
+    """Requests the server received; ``billed`` holds the billed requests of the same keys
+    (filled in by ``count_requests``)."""
+
+    def __init__(self, *args: Any, **kwargs: int) -> None:
+        super().__init__(*args, **kwargs)
+        self.billed = OperationCounts()
 
 
 class MotoServer:
@@ -140,21 +161,28 @@ class MotoServer:
 
     def requests(self) -> RequestCounts:
         """Requests received since the server started (or the last reset of the counts)."""
-        with urllib.request.urlopen(f"{self.endpoint}{COUNTS_PATH}", timeout=10) as response:
-            return RequestCounts(json.loads(response.read()))
+        return RequestCounts(self._get_json(COUNTS_PATH))
+
+    def billed_requests(self) -> OperationCounts:
+        """Billed requests since the server started (or the last reset), by ``service:Operation``."""
+        return OperationCounts(self._get_json(BILLED_PATH))
+
+    def _get_json(self, path: str) -> dict[str, int]:
+        with urllib.request.urlopen(f"{self.endpoint}{path}", timeout=10) as response:
+            data: dict[str, int] = json.loads(response.read())
+            return data
 
     @contextmanager
     def count_requests(self) -> Iterator[RequestCounts]:
         """Count the requests the server receives inside the block (filled in when it exits).
         Counts are server-wide: don't run other clients against the server meanwhile."""
         counts = RequestCounts()
-        before = self.requests()
+        before, billed_before = self.requests(), self.billed_requests()
         try:
             yield counts
         finally:
-            after = self.requests()
-            after.subtract(before)
-            counts.update({k: n for k, n in after.items() if n > 0})
+            counts.update(_grown(before, self.requests()))
+            counts.billed.update(_grown(billed_before, self.billed_requests()))
 
     def stop(self) -> None:
         process, self.process = self.process, None
@@ -166,6 +194,10 @@ class MotoServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _grown(before: Counter[str], after: Counter[str]) -> dict[str, int]:
+    return {k: n - before.get(k, 0) for k, n in after.items() if n > before.get(k, 0)}
 
 
 # -- the server process ---------------------------------------------------------------------------
@@ -197,12 +229,40 @@ def request_operation(environ: Environ) -> str:
     return f"{service}:{environ.get('REQUEST_METHOD', '?')}"
 
 
+def message_bytes(message: dict[str, Any]) -> int:
+    """A message's size as SQS counts it (a binary attribute by its bytes, not its base64 text)."""
+    attributes = {
+        name: {**raw, "BinaryValue": base64.b64decode(raw["BinaryValue"])} if "BinaryValue" in raw else raw
+        for name, raw in (message.get("MessageAttributes") or {}).items()
+    }
+    body = str(message.get("MessageBody", message.get("Body", "")))
+    return len(body.encode()) + attributes_size(attributes)
+
+
+def billed_units(op: str, request: bytes, response: bytes = b"") -> int:
+    """Requests SQS bills for one call of ``op`` (JSON protocol): one per 64 KiB chunk of the
+    messages sent or received, at least one. Anything else is one."""
+    try:
+        if op == "sqs:SendMessage":
+            payload = message_bytes(json.loads(request))
+        elif op == "sqs:SendMessageBatch":
+            payload = sum(message_bytes(e) for e in json.loads(request).get("Entries", []))
+        elif op == "sqs:ReceiveMessage":
+            payload = sum(message_bytes(m) for m in json.loads(response or b"{}").get("Messages", []))
+        else:
+            return 1
+    except (ValueError, AttributeError, TypeError):  # not JSON protocol (or an error reply): one request
+        return 1
+    return chunks_billed(payload, SQS_BILLING_CHUNK_BYTES)
+
+
 class AtomicMoto:
     """WSGI layer over moto: counts requests and makes DynamoDB requests and SQS receive scans atomic."""
 
     def __init__(self, moto_app: WSGIApp) -> None:
         self.moto_app = moto_app
         self.counts: Counter[str] = Counter()
+        self.billed: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._dynamodb = threading.Lock()
         self._receive = threading.Lock()
@@ -214,22 +274,35 @@ class AtomicMoto:
                 data = json.dumps(dict(self.counts)).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
             return [data]
+        if path == BILLED_PATH:
+            with self._counts_lock:
+                data = json.dumps(dict(self.billed)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+            return [data]
         if path == RESET_PATH:
             with self._counts_lock:
                 self.counts.clear()
+                self.billed.clear()
             start_response("200 OK", [("Content-Length", "0")])
             return [b""]
         op = request_operation(environ)
         with self._counts_lock:
             self.counts[op] += 1
         if op.startswith("dynamodb:"):
+            self._bill(op, 1)
             with self._dynamodb:
                 status, headers, data = self._call(environ, _read_body(environ))
             start_response(status, headers)
             return [data]
         if op == "sqs:ReceiveMessage" and str(environ.get("HTTP_X_AMZ_TARGET", "")):
             return self._receive_message(environ, start_response)
+        json_sends = op in ("sqs:SendMessage", "sqs:SendMessageBatch") and environ.get("HTTP_X_AMZ_TARGET")
+        self._bill(op, billed_units(op, _read_body(environ)) if json_sends else 1)
         return self.moto_app(environ, start_response)
+
+    def _bill(self, op: str, units: int) -> None:
+        with self._counts_lock:
+            self.billed[op] += units
 
     def _call(self, environ: Environ, body: bytes) -> tuple[str, list[tuple[str, str]], bytes]:
         env = dict(environ)
@@ -266,6 +339,7 @@ class AtomicMoto:
             ):
                 break
             time.sleep(LONG_POLL_STEP_S)
+        self._bill("sqs:ReceiveMessage", billed_units("sqs:ReceiveMessage", body, data))
         start_response(status, headers)
         return [data]
 
