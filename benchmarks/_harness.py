@@ -59,7 +59,8 @@ def select_cases(only: str | None, names: Sequence[str]) -> list[str]:
     unknown = [w for w in wanted if not any(name.startswith(w) for name in names)]
     if unknown:
         raise SystemExit(f"unknown case(s) {', '.join(unknown)}; cases: {', '.join(names)}")
-    return [name for name in names if any(name.startswith(w) for w in wanted)]
+    # a case's full name selects that case alone ("huey" is not also "huey-full")
+    return [name for name in names if any(name == w or (w not in names and name.startswith(w)) for w in wanted)]
 
 
 class Completions:

@@ -92,7 +92,9 @@ _DEAD_SELECTED = """
     ORDER BY id LIMIT :n
 """
 REDRIVE_BATCH = 500  # dead letters moved per transaction
+_SEND = "INSERT INTO cloudq_messages (queue, visible_at, sent_at, body, attributes, ordering_key)"
 _SEND_ROW = "(?, ?, ?, ?, ?, ?)"
+_SEND_ONE = f"{_SEND} VALUES {_SEND_ROW}"
 SEND_CHUNK = 1000  # rows per INSERT: 6 parameters each, well under SQLite's 32766
 _STATS = """
     SELECT coalesce(sum(visible_at <= :now), 0),
@@ -112,6 +114,10 @@ def _receipts(deliveries: Sequence[Delivery]) -> str:
             raise ValueError(f"delivery {d.message_id or receipt!r} was not received from a SQLite broker")
         parts.append(f"[{int(receipt[0])},{int(receipt[1])}]")
     return f"[{','.join(parts)}]"
+
+
+def _attributes_json(msg: OutgoingMessage) -> str | None:
+    return json.dumps(dict(msg.attributes)) if msg.attributes else None
 
 
 def _attributes(column: str | None) -> tuple[dict[str, str], str | None]:
@@ -172,13 +178,17 @@ class SQLiteBroker:
             return []
         check_sizes(messages, self.limits.max_body_bytes)
         now = time.time()
+        if len(messages) == 1:  # each ``.delay()``: a prepared statement, no SQL built per call
+            msg = messages[0]
+            row = (queue, now + max(0.0, msg.delay_s), now, msg.body, _attributes_json(msg), msg.ordering_key)
+            return [str(self.db.insert(_SEND_ONE, row))]
         rows = [
             (
                 queue,
                 now + max(0.0, msg.delay_s),
                 now,
                 msg.body,
-                json.dumps(dict(msg.attributes)) if msg.attributes else None,
+                _attributes_json(msg),
                 msg.ordering_key,
             )
             for msg in messages
@@ -193,12 +203,7 @@ class SQLiteBroker:
         ids: list[str] = []
         for start in range(0, len(rows), SEND_CHUNK):
             chunk = rows[start : start + SEND_CHUNK]
-            values = ", ".join([_SEND_ROW] * len(chunk))
-            last = run(
-                "INSERT INTO cloudq_messages (queue, visible_at, sent_at, body, attributes, ordering_key)"
-                f" VALUES {values}",
-                [v for row in chunk for v in row],
-            )
+            last = run(f"{_SEND} VALUES {', '.join([_SEND_ROW] * len(chunk))}", [v for row in chunk for v in row])
             # one statement under the write lock: AUTOINCREMENT gave its rows consecutive ids
             ids.extend(str(i) for i in range(last - len(chunk) + 1, last + 1))
         return ids
@@ -211,27 +216,26 @@ class SQLiteBroker:
         deadline = time.monotonic() + max(0.0, min(wait_s, self.limits.max_wait_s))
         pause = _FIRST_POLL_S
         while True:
-            got, buried = self._lease(queue, n, lease_s)
-            if got:
-                return got
-            if buried:  # all it leased was dead-lettered: others may be waiting behind them
-                continue
-            while True:  # long poll: cheap reads until something is due, then lease again
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                due_in = self._due_in(queue)
-                if due_in is not None and due_in <= 0:
-                    break
-                time.sleep(min(pause, remaining, _MAX_POLL_S if due_in is None else max(due_in, 0.0005)))
-                pause = min(pause * 2, _MAX_POLL_S)
+            # a read first: even an UPDATE that leases nothing takes the write lock, which the
+            # producers' sends then wait for; a poll of an empty queue stays a read
+            due_in = self._due_in(queue)
+            if due_in is not None and due_in <= 0:
+                got = self._lease(queue, n, lease_s)
+                if got:
+                    return got
+                continue  # another consumer took them, or all were dead-lettered: look again
+            remaining = deadline - time.monotonic()  # long poll: cheap reads until something is due
+            if remaining <= 0:
+                return []
+            time.sleep(min(pause, remaining, _MAX_POLL_S if due_in is None else max(due_in, 0.0005)))
+            pause = min(pause * 2, _MAX_POLL_S)
 
     def _due_in(self, queue: str) -> float | None:
         """Seconds until the next message of ``queue`` is due (<= 0: now); None when it is empty."""
         [(due,)] = self.db.query("SELECT min(visible_at) FROM cloudq_messages WHERE queue = ?", (queue,))
         return None if due is None else float(due) - time.time()
 
-    def _lease(self, queue: str, n: int, lease_s: float) -> tuple[list[Delivery], int]:
+    def _lease(self, queue: str, n: int, lease_s: float) -> list[Delivery]:
         """Lease up to ``n`` due messages; those past ``max_deliveries`` go to the dead letters."""
         now = time.time()
         rows = self.db.query(_LEASE, {"until": now + lease_s, "queue": queue, "now": now, "n": n})
@@ -246,7 +250,7 @@ class SQLiteBroker:
                 out.append(Delivery(body, (id_, lease), count, queue, str(id_), attributes, key, malformed))
         if spent:
             self.dead_letter(spent, max_deliveries_reason(limit))
-        return out, len(spent)
+        return out
 
     # -- settling --------------------------------------------------------------------------
 

@@ -221,15 +221,22 @@ class SQLiteDatabase:
         return self._statement(sql, params)[1].lastrowid or 0
 
     def _statement(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> tuple[list[Any], sqlite3.Cursor]:
+        # the producer's path (one call per ``.delay()``): no closure unless the lock is busy
         _GATE.enter()
         try:
             conn = self._connection()
-
-            def run() -> tuple[list[Any], sqlite3.Cursor]:
+            try:
                 cursor = conn.execute(sql, params)
-                return cursor.fetchall(), cursor
+                result = cursor.fetchall(), cursor
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
 
-            result = _retry_busy(run, self.timeout_s)
+                def run() -> tuple[list[Any], sqlite3.Cursor]:
+                    cursor = conn.execute(sql, params)
+                    return cursor.fetchall(), cursor
+
+                result = _retry_busy(run, self.timeout_s, busy_since=time.monotonic())
             if time.monotonic() >= self._next_wal_check:
                 self._trim_wal(conn)
             return result
@@ -288,13 +295,17 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _retry_busy(action: Callable[[], T], timeout_s: float) -> T:
+def _retry_busy(action: Callable[[], T], timeout_s: float, busy_since: float | None = None) -> T:
     """Run ``action``, retrying with short jittered sleeps while another connection holds the lock.
 
     Safe to repeat: a statement that fails with SQLITE_BUSY in autocommit mode changed nothing.
+    ``busy_since``: the caller's own first attempt already found the lock busy then (it sleeps first).
     """
-    deadline = 0.0
+    deadline = 0.0 if busy_since is None else busy_since + timeout_s
     pause = _FIRST_RETRY_S
+    if busy_since is not None:
+        time.sleep(pause * (0.5 + random.random()))
+        pause *= 2
     while True:
         try:
             return action()
@@ -317,7 +328,7 @@ class _Gate:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # never re-entered: a Lock is cheaper than an RLock
         self._active = 0
         self._exclusive = False
 
@@ -355,7 +366,7 @@ class _Gate:
             self.release_exclusive()
 
     def reset_in_child(self) -> None:
-        self._cond = threading.Condition()  # the parent's may have been held by another thread
+        self._cond = threading.Condition(threading.Lock())  # the parent's may have been held by another thread
         self._active = 0
         self._exclusive = False
 

@@ -69,14 +69,25 @@ _SCHEMA = (
         info TEXT NOT NULL
     )""",
 )
-_COLUMNS = "(task_id, terminal, expires_at, data, state, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
-_UPSERT = f"""
-    INSERT INTO cloudq_results {_COLUMNS}
+_ROW = "(?, ?, ?, ?, ?, ?)"
+_COLUMNS = f"(task_id, terminal, expires_at, data, state, updated_at) VALUES {_ROW}"
+# the rows, then ``now`` once: a finished record is only replaced once it has expired
+_ON_CONFLICT = """
     ON CONFLICT (task_id) DO UPDATE
     SET terminal = excluded.terminal, expires_at = excluded.expires_at, data = excluded.data,
         state = excluded.state, updated_at = excluded.updated_at
     WHERE cloudq_results.terminal = 0 OR cloudq_results.expires_at <= ?
 """
+_UPSERT = f"INSERT INTO cloudq_results {_COLUMNS} {_ON_CONFLICT}"
+UPSERT_CHUNK = 500  # rows per statement: 6 parameters each, well under SQLite's 32766
+
+
+def _upsert_many(count: int) -> str:
+    """One statement for ``count`` rows: rows of one statement are applied in order, so a task id
+    written twice in a batch ends as a sequence of single writes would leave it."""
+    return f"INSERT INTO cloudq_results (task_id, terminal, expires_at, data, state, updated_at) VALUES {', '.join([_ROW] * count)} {_ON_CONFLICT}"
+
+
 _SELECT = "SELECT data FROM cloudq_results WHERE task_id = ? AND (expires_at IS NULL OR expires_at > ?)"
 # the ids travel as one JSON array parameter: any number of them in one query, no variable limit
 _SELECT_MANY = (
@@ -107,9 +118,13 @@ _RECENT = (
 )
 
 
+# built once: json.dumps with options builds a new encoder per call (a tenth of a result write)
+_TO_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _encode(record: ResultRecord) -> tuple[str, int, float | None, str, str, float]:
     try:
-        data = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        data = _TO_JSON(record.to_dict())
     except (TypeError, ValueError) as exc:
         raise NotSerializable(f"result of task {record.task_id} is not JSON-serialisable: {exc}") from None
     return record.task_id, int(record.terminal), record.expires_at, data, record.state, time.time()
@@ -156,11 +171,21 @@ class SQLiteResultStore:
         return written
 
     def set_many(self, records: Sequence[ResultRecord]) -> None:
-        """``set`` for many records in one transaction (the worker batches its writes)."""
+        """``set`` for many records, all or none (the worker batches its writes): one statement
+        of up to UPSERT_CHUNK rows in autocommit (no BEGIN and COMMIT to run, and the write lock
+        is held for that one statement), several in one transaction beyond."""
+        if not records:
+            return
         now = time.time()
-        rows = [(*_encode(record), now) for record in records]
+        params = [value for record in records for value in _encode(record)]
+        if len(records) <= UPSERT_CHUNK:
+            self.db.change(_upsert_many(len(records)), [*params, now])
+            return
+        width = len(params) // len(records)
         with self.db.write() as conn:
-            conn.executemany(_UPSERT, rows)
+            for start in range(0, len(records), UPSERT_CHUNK):
+                chunk = params[start * width : (start + UPSERT_CHUNK) * width]
+                conn.execute(_upsert_many(len(chunk) // width), [*chunk, now])
 
     def sweep(self, now: float | None = None) -> int:
         """Delete up to SWEEP_BATCH expired rows: found by a read (no lock held while it scans),
@@ -204,7 +229,7 @@ class SQLiteResultStore:
 
     def beat(self, heartbeat: Heartbeat, ttl_s: float) -> None:
         """One transaction: this worker's row, and the rows of workers gone (a few at most)."""
-        info = json.dumps(dict(heartbeat.info), ensure_ascii=False, separators=(",", ":"))
+        info = _TO_JSON(dict(heartbeat.info))
         row = (heartbeat.worker_id, heartbeat.seen_at, heartbeat.seen_at + ttl_s, info)
         with self.db.write() as conn:
             conn.execute(_BEAT, row)

@@ -245,6 +245,29 @@ def test_broker_and_result_store_share_one_file(db: str) -> None:
     assert {"cloudq_messages", "cloudq_dead_letters", "cloudq_results"} <= tables
 
 
+def test_set_many_over_several_statements_is_in_order_all_or_none_and_keeps_terminal_records(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cloudq.backends import sqlite_results
+
+    monkeypatch.setattr(sqlite_results, "UPSERT_CHUNK", 3)  # 8 records: three statements
+    store = SQLiteResultStore(db)
+    store.set(ResultRecord("done", states.SUCCESS, result="first"))
+    store.set(ResultRecord("stale", states.SUCCESS, result="old", expires_at=time.time() - 1))
+    records = [ResultRecord(f"t{i}", states.STARTED) for i in range(4)]
+    records += [ResultRecord("t1", states.SUCCESS, result=1), ResultRecord("t1", states.STARTED)]
+    records += [ResultRecord("done", states.FAILURE), ResultRecord("stale", states.SUCCESS, result="new")]
+    store.set_many(records)
+    assert store.get("t1").state == states.SUCCESS  # the later write in the batch found it finished
+    assert store.get("t3").state == states.STARTED
+    assert store.get("done").result == "first" and store.get("stale").result == "new"
+
+    bad = [ResultRecord(f"u{i}", states.SUCCESS) for i in range(6)] + [ResultRecord("u9", states.SUCCESS, result={1})]
+    with pytest.raises(Exception, match="not JSON-serialisable"):
+        store.set_many(bad)
+    assert store.get_many([f"u{i}" for i in range(10)]) == {}  # nothing of a failed batch is written
+
+
 def test_expired_results_are_swept_from_the_file(db: str) -> None:
     store = SQLiteResultStore(db)
     store.set(ResultRecord("old", states.SUCCESS, expires_at=time.time() - 1))
@@ -314,6 +337,21 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ResultStoreError, match="not a database"):
         SQLiteResultStore(str(path))
     assert path.read_text().startswith("these are my notes")
+
+
+def test_polling_an_empty_queue_never_waits_for_the_write_lock(db: str) -> None:
+    """A worker with nothing to do reads: it neither waits for nor takes the lock producers need."""
+    broker = SQLiteBroker(db, timeout_s=0.2)
+    broker.send("busy", [OutgoingMessage(b"elsewhere")])
+    with sqlite3.connect(db, isolation_level=None) as writer:
+        writer.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
+        try:
+            assert broker.receive("idle", 10, 30.0) == []
+            assert broker.receive("idle", 10, 30.0, wait_s=0.05) == []
+        finally:
+            writer.execute("ROLLBACK")
+    assert [d.body for d in broker.receive("busy", 10, 30.0)] == [b"elsewhere"]
+    broker.close()
 
 
 def test_a_delivery_from_another_broker_is_refused(broker: SQLiteBroker) -> None:

@@ -25,6 +25,7 @@ SMOKE: list[tuple[str, list[str], list[str]]] = [
     ("io_bound.py", ["--quick"], ["cloudq-async", "load average after"]),
     ("lambda_cold_start.py", ["--quick"], ["cold start", "cloudq phases"]),
     ("sqs_cost.py", ["--quick"], ["billed/task", "load average after"]),
+    ("memory.py", ["--quick"], ["cloudq-threads", "peak RSS", "load average after"]),
 ]
 
 
