@@ -16,6 +16,7 @@ one trace: each step's ``send`` span is a child of the previous step's ``process
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from functools import lru_cache
@@ -32,6 +33,10 @@ T = TypeVar("T")
 SCOPE = "cloudq"  # the instrumentation scope name of every cloudq span
 _running: ContextVar[Any] = ContextVar("cloudq_process_span", default=None)  # this run's span
 _provider_seen = False  # a tracer provider, once set, stays set: stop asking
+# until one is set, asking costs microseconds per message (the API reads os.environ each time), so
+# auto mode asks at most once per PROVIDER_RECHECK_S; ``refresh()`` asks again at the next message
+PROVIDER_RECHECK_S = 1.0
+_next_provider_check = 0.0
 
 
 def messaging_system(broker: object) -> str:
@@ -60,16 +65,30 @@ def wanted(setting: bool | None) -> bool:
 
 
 def _tracer(setting: bool | None) -> Any:
-    """The tracer to use now, or None: in auto mode (``None``) only once a tracer provider is set."""
-    global _provider_seen
-    from opentelemetry import trace
-
+    """The tracer to use now, or None: in auto mode (``None``) only once a tracer provider is set
+    (noticed within ``PROVIDER_RECHECK_S``, or at once after ``refresh()``)."""
+    global _provider_seen, _next_provider_check
     if setting is None and not _provider_seen:
+        now = time.monotonic()
+        if now < _next_provider_check:
+            return None
+        from opentelemetry import trace
+
         provider = trace.get_tracer_provider()
         if isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)):
+            _next_provider_check = now + PROVIDER_RECHECK_S
             return None
         _provider_seen = True
+    from opentelemetry import trace
+
     return trace.get_tracer(SCOPE)
+
+
+def refresh() -> None:
+    """Look for a tracer provider again at the next message: call it after setting one while
+    messages are already flowing, to trace from the next one rather than within a second."""
+    global _next_provider_check
+    _next_provider_check = 0.0
 
 
 def install(app: App) -> Tracing | None:

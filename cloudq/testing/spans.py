@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from ..observability.tracing import SCOPE
+from ..observability.tracing import SCOPE, refresh
 
 _exporter = InMemorySpanExporter()
 _attached: list[TracerProvider] = []
@@ -27,6 +27,7 @@ def memory_spans() -> InMemorySpanExporter:
         provider.add_span_processor(SimpleSpanProcessor(_exporter))
         _attached.append(provider)
     _exporter.clear()
+    refresh()  # cloudq may have looked for a provider less than a second ago
     return _exporter
 
 

@@ -181,3 +181,49 @@ def test_without_opentelemetry_nothing_is_imported_nor_connected() -> None:
     imported, error = done.stdout.splitlines()
     assert imported == "[] 0"
     assert error.startswith(f"{ConfigurationError.__name__} tracing = true but opentelemetry-api is not installed")
+
+
+_AUTO_MODE = textwrap.dedent(
+    """
+    import time
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from cloudq import App
+    from cloudq.observability import tracing
+
+    asked = []
+    real = trace.get_tracer_provider
+    trace.get_tracer_provider = lambda: asked.append(1) or real()
+    app = App("auto", broker="memory://")
+
+    @app.task()
+    def noop() -> None: ...
+
+    started = time.monotonic()
+    for _ in range(2000):
+        noop.delay()
+    elapsed = time.monotonic() - started
+    asked_while_sending = len(asked)
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    tracing.refresh()
+    noop.delay()
+    print(asked_while_sending, elapsed, len(exporter.get_finished_spans()))
+    """
+)
+
+
+def test_auto_mode_asks_for_a_provider_at_most_once_a_second_until_one_is_set() -> None:
+    """Asking OpenTelemetry for its provider reads os.environ each time (microseconds per message):
+    without a provider, 2,000 sends ask about once per second, and ``refresh()`` (or a second)
+    makes the next message traced once one is set."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", _AUTO_MODE], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    asked, elapsed, spans = done.stdout.split()
+    assert 1 <= int(asked) <= 1 + float(elapsed) / 1.0  # not once per send
+    assert int(spans) == 1  # the send after refresh() is traced
