@@ -105,6 +105,13 @@ def _hmac(data: dict[str, Any], key: bytes, fields: tuple[str, ...]) -> str:
 
 
 def verify(data: dict[str, Any], key: bytes) -> None:
+    try:
+        _verify(data, key)
+    except UnicodeEncodeError:  # a lone surrogate (JSON can spell one) has no canonical form to sign
+        raise SignatureInvalid("message holds a string that is not valid Unicode: it cannot be verified") from None
+
+
+def _verify(data: dict[str, Any], key: bytes) -> None:
     sent = data.get("sig")
     if not isinstance(sent, str):
         raise SignatureInvalid("message is unsigned but a signing key is configured")
@@ -112,7 +119,7 @@ def verify(data: dict[str, Any], key: bytes) -> None:
         expected = signature(data, key)
     else:  # signed by the first scheme (before headers were covered): read during a rollout
         expected = _hmac(data, key, _LEGACY_SIGNED_FIELDS)
-    if not hmac.compare_digest(sent, expected):
+    if not sent.isascii() or not hmac.compare_digest(sent, expected):  # compare_digest refuses non-ASCII str
         raise SignatureInvalid("message signature does not match: it was altered or signed with another key")
 
 

@@ -224,3 +224,18 @@ def test_messages_signed_by_the_first_scheme_stay_readable_during_a_rollout():
     assert decode(json.dumps(body), key).args == [1, 2]
     with pytest.raises(SignatureInvalid, match="altered"):
         decode(json.dumps({**body, "args": [1, 3]}), key)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"v":1,"id":"a","task":"t","args":[],"kwargs":{},"sig":"v2:\u00e9\u00e9"}',  # a non-ASCII signature
+        '{"v":1,"id":"a","task":"t","args":["\\ud800"],"kwargs":{},"sig":"v2:00"}',  # a lone surrogate, signed
+    ],
+    ids=["non-ascii-sig", "lone-surrogate"],
+)
+def test_a_signature_that_cannot_be_compared_is_invalid_not_an_internal_error(raw: str) -> None:
+    """``hmac.compare_digest`` raises TypeError on a non-ASCII str and a lone surrogate cannot be
+    encoded to sign: both are SignatureInvalid (a dead letter with the reason), never a crash."""
+    with pytest.raises(SignatureInvalid):
+        decode(raw.encode("utf-8", "surrogatepass"), b"k" * 32)
