@@ -51,7 +51,8 @@ def test_a_workers_record_on_dynamodb_carries_the_runs_in_one_put(aws: MotoServe
             [beat] = app.results.alive()  # type: ignore[attr-defined]
         assert counts.of("dynamodb") == {"PutItem": 1}, "the series rides in the record's one write"
         hour = hour_of(dict(beat.info))
-        assert (hour.succeeded, hour.failed, hour.run.count, hour.wait.count) == (12, 0, 12, 12)
+        assert (hour.succeeded, hour.failed, hour.run.count) == (12, 0, 12)
+        assert 1 <= hour.wait.count <= 12  # waits are sampled (at most one body parse per 50 ms)
         assert hour.wait.max_ms >= hour.wait.quantile(0.5) * 1000 >= 0  # type: ignore[operator]
     finally:
         app.close()
