@@ -207,7 +207,9 @@ def test_two_workers_show_in_status_and_a_slow_task_in_inspect_active(project: P
         assert all(s["pid"] in {w.pid for w in workers} for s in stats.values())
         hour = [minute for s in stats.values() for queue in s["series"].values() for minute in queue.values()]
         assert (sum(m["succeeded"] for m in hour), sum(m["failed"] for m in hour)) == (1, 1), "the series agrees"
-        assert sum(m["run"]["count"] for m in hour) == 2 and sum(m["wait"]["count"] for m in hour) == 2
+        assert (
+            sum(m["run"]["count"] for m in hour) == 2 and 1 <= sum(m["wait"]["count"] for m in hour) <= 2
+        )  # waits sampled
         assert all(m["minutes"] == 1 and m["run"]["p95_s"] is not None for m in hour)
         assert "last hour: succeeded=" in cli("inspect", "stats", "-A", "presapp:app").output
         assert cli_json("inspect", "registered") == {"fails": "default", "slow": "default"}

@@ -22,6 +22,17 @@ from cloudq.runtime.worker import Worker
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture
+def make_app(make_app):
+    """Apps with tracing off: a traced run keeps a thread for its span (the pool's documented
+    fallback), and the suite's tracing tests leave a global tracer provider set in this process."""
+
+    def make(**config: Any) -> Any:
+        return make_app(**{"tracing": False, **config})
+
+    return make
+
+
 def test_a_thousand_coroutines_run_at_once_on_a_few_threads(make_app):
     app = make_app()
     n = 1000
@@ -239,7 +250,7 @@ def test_a_streaming_broker_hears_of_each_finished_coroutine():
 
     from cloudq import App
 
-    app = App("stream-async", broker="memory://", results="memory://")
+    app = App("stream-async", broker="memory://", results="memory://", tracing=False)
     broker = StreamingMemory()
     app._broker = broker  # the streaming broker instead of the URL's, as test_worker_stream does
 
