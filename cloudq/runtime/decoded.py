@@ -2,10 +2,11 @@
 the task ids) and holds the envelopes; the executor takes the one of the delivery it runs.
 
 Held by delivery identity (a Delivery is frozen and hashes its attributes dict, so not by value),
-with the delivery itself so its id cannot be reused, and at most ``LIMIT`` of them: a delivery
-checked but never run (revoked, released at shutdown) is forgotten when newer ones push it out,
-and one not held is decoded again, never dropped. Thread-safe: the worker checks at receive and
-runs in its pool's threads.
+with the delivery itself so its id cannot be reused, and at most ``LIMIT`` of them: a delivery run
+elsewhere (a process pool's child decodes its own copy) is forgotten when the worker hands its
+outcome on, one never run (released at shutdown) when newer ones push it out; one not held is
+decoded again, never dropped. Thread-safe: the worker checks at receive and runs in its pool's
+threads.
 """
 
 from __future__ import annotations

@@ -403,7 +403,7 @@ class Executor:
 
     def _peek_envelope(self, delivery: Delivery) -> Envelope | None:
         try:
-            return decode(delivery.body, self.app.signing_key) if delivery.malformed is None else None
+            return take_envelope(delivery, self.app.signing_key) if delivery.malformed is None else None
         except Exception:
             return None
 

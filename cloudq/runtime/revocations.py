@@ -87,8 +87,7 @@ class RevokeCheck:
     def run(self, executor: Executor, delivery: Delivery, revoked: Mapping[str, ResultRecord]) -> Outcome:
         """Run ``delivery`` unless the batch's check found it revoked."""
         record = revoked.get(task_id_of(delivery) or "") if revoked else None
-        if record is not None:
-            decoded.forget(delivery)
+        if record is not None:  # it takes the held envelope too
             return executor.revoked(delivery, record)
         return executor.execute(delivery)
 
