@@ -53,7 +53,7 @@ def take(delivery: Delivery, key: bytes | None) -> Envelope:
 
 
 def forget(delivery: Delivery) -> None:
-    """Drop what is held for a delivery that will not run (acked as revoked)."""
+    """Drop what is held for a delivery run elsewhere (a process pool's child decodes its own)."""
     if _held:
         with _lock:
             _held.pop(id(delivery), None)
