@@ -584,7 +584,9 @@ class Executor:
         its follow-ups were recorded as sent, else those of the STORED result (the first run's)."""
         if not written:
             store, ids = self.app.results, [children_id(env.id), env.id]
-            found = read_many(store, ids)  # one request where the store can (BatchGetItem, get_all, one query)
+            found = read_many(
+                store, ids, runtime=True
+            )  # one request where the store can (BatchGetItem, get_all, one query)
             if ids[0] in found:
                 log.info("duplicate %s %s: its follow-ups were already sent", env.task, env.id)
                 return Ack("duplicate")

@@ -73,7 +73,7 @@ class RevokeCheck:
         if not self.enabled or not task_ids:
             return {}
         try:
-            records = read_many(self.app.results, task_ids)
+            records = read_many(self.app.results, task_ids, runtime=True)
         except Exception as exc:
             log.warning(
                 "revoke check of %d task(s) failed, running them unchecked: %s: %s",
