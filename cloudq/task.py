@@ -29,7 +29,8 @@ class Request:
 
     ``eta``/``expires`` are epoch seconds; ``timelimit`` is ``(hard, soft)`` in seconds;
     ``delivery_info`` has ``routing_key``/``queue`` (the queue it came from) and ``redelivered``.
-    Outside a run (the task called as a function) ``called_directly`` is True and ``id`` None."""
+    Outside a run (the task called as a function) ``called_directly`` is True and ``id`` None.
+    The executor builds it positionally (``Executor._request``): a new field goes last."""
 
     id: str | None
     task: str

@@ -303,12 +303,13 @@ class MemoryResultStore:
             return {task_id: copy.copy(record) for task_id, record in found.items() if record is not None}
 
     def set(self, record: ResultRecord) -> bool:
+        now = time.time()
         with self._cond:
-            current = self._live(record.task_id, time.time())
+            current = self._live(record.task_id, now)
             if current is not None and current.terminal:
                 return False
             self._records[record.task_id] = record  # the caller hands over a fresh record
-            self._updated[record.task_id] = time.time()
+            self._updated[record.task_id] = now
             if record.terminal:
                 self._cond.notify_all()
             return True

@@ -222,9 +222,10 @@ class Rolling:
         self._lock = threading.Lock()
         self._series: dict[str, dict[int, Minute]] = {}
 
-    def record(self, queue: str, outcome: str, run_s: float, wait_s: float | None) -> None:
-        """One finished run (``outcome`` one of ``OUTCOMES``) in the current minute."""
-        now = minute_of(self._clock())
+    def record(self, queue: str, outcome: str, run_s: float, wait_s: float | None, at: float | None = None) -> None:
+        """One finished run (``outcome`` one of ``OUTCOMES``) in the current minute, or that of
+        ``at`` (the clock's time it finished, when the caller has read it already)."""
+        now = minute_of(self._clock() if at is None else at)
         with self._lock:
             if queue not in self._series and len(self._series) >= MAX_QUEUES:
                 queue = OTHER
