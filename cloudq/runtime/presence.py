@@ -143,10 +143,10 @@ class Tracker:
         if kind is not None:
             try:  # charts are never worth a slot: whatever the body holds, the run is settled
                 wait = None
-                if started >= self._next_wait_sample:
+                if started >= self._next_wait_sample and delivery.delivery_count <= 1:
+                    # the budget is of parses: a body that tells no send time uses it up too
+                    self._next_wait_sample = started + WAIT_SAMPLE_S
                     wait = queue_wait(delivery, started)
-                    if wait is not None:
-                        self._next_wait_sample = started + WAIT_SAMPLE_S
                 self.series.record(delivery.queue, kind, took, wait, now)
             except Exception:
                 log.exception("could not record a run in the presence series; the task is settled as usual")
