@@ -23,13 +23,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Request:
     """What a running task can know about its own delivery (``self.request``), Celery's names.
 
     ``eta``/``expires`` are epoch seconds; ``timelimit`` is ``(hard, soft)`` in seconds;
     ``delivery_info`` has ``routing_key``/``queue`` (the queue it came from) and ``redelivered``.
-    Outside a run (the task called as a function) ``called_directly`` is True and ``id`` None."""
+    Outside a run (the task called as a function) ``called_directly`` is True and ``id`` None.
+    Its fields can be set, as those of Celery's request ``Context`` (not frozen: one is built per
+    run, and a frozen 19-field dataclass took twice as long to build). The executor builds it
+    positionally (``Executor._request``): a new field goes last."""
 
     id: str | None
     task: str

@@ -45,7 +45,7 @@ EMPTY_VALUE_TYPE = "String.cloudq-empty"  # SQS refuses empty attribute values: 
 
 _NOT_SQS_TEXT = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _TOKEN = re.compile(r"^[!-~]{1,128}$")  # MessageGroupId / MessageDeduplicationId alphabet
-_COUNT = re.compile(r"^[0-9]{1,7}$")
+_FORWARDED = ("DataType", "StringValue", "BinaryValue")  # the keys SendMessage takes of an attribute
 
 log = logging.getLogger("cloudq.sqs")
 T = TypeVar("T")
@@ -145,7 +145,8 @@ def delivery_count(system: Mapping[str, Any], internal: Mapping[str, str]) -> in
     """SQS's receive count plus the receives of the copies this message replaced; Malformed
     when either is not a plausible count."""
     received = _count("ApproximateReceiveCount", system.get("ApproximateReceiveCount", "1"), 1)
-    return received + _count(PRIOR_DELIVERIES, internal.get(PRIOR_DELIVERIES, "0"), 0)
+    prior = internal.get(PRIOR_DELIVERIES)  # absent on most messages: 0
+    return received if prior is None else received + _count(PRIOR_DELIVERIES, prior, 0)
 
 
 def receive_count(system: Mapping[str, Any]) -> int:
@@ -167,8 +168,11 @@ def message_id(internal: Mapping[str, str], sqs_id: str) -> str:
 
 
 def _count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, str) and _COUNT.match(value) and minimum <= int(value) <= MAX_DELIVERY_COUNT:
-        return int(value)
+    # 1 to 7 ASCII digits (str methods, not a regex: this runs twice per message received)
+    if isinstance(value, str) and len(value) <= 7 and value.isdigit() and value.isascii():
+        count = int(value)
+        if minimum <= count <= MAX_DELIVERY_COUNT:
+            return count
     raise Malformed(f"attribute {name!r} is {_shown(value)}, not a count from {minimum} to {MAX_DELIVERY_COUNT}")
 
 
@@ -224,8 +228,10 @@ def forwardable(raw_attributes: Mapping[str, Mapping[str, Any]]) -> dict[str, di
     """Received message attributes in the shape SendMessage accepts."""
     out: dict[str, dict[str, Any]] = {}
     for name, raw in raw_attributes.items():
-        kept = {k: raw[k] for k in ("DataType", "StringValue", "BinaryValue") if k in raw}
-        out[name] = kept
+        kept = out[name] = {}
+        for key in _FORWARDED:  # a loop, not a comprehension: this runs for every message received
+            if key in raw:
+                kept[key] = raw[key]
     return out
 
 

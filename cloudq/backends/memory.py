@@ -277,7 +277,11 @@ class MemoryResultStore:
         self._counters: dict[str, tuple[int, float | None]] = {}  # key -> (value, expires_at)
         self._updated: dict[str, float] = {}  # task id -> epoch seconds of its last write (TaskIndex)
         self._workers: dict[str, tuple[Heartbeat, float]] = {}  # worker id -> (last beat, expires_at)
-        self._cond = threading.Condition()
+        # ``set`` and ``get`` take the lock itself (a Condition's ``with`` is two Python calls) and
+        # notify only when someone waits: they run for every task
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._waiting = 0  # threads in ``wait``
 
     @classmethod
     def from_url(cls, url: str, settings: Settings) -> MemoryResultStore:
@@ -292,7 +296,7 @@ class MemoryResultStore:
         return record
 
     def get(self, task_id: str) -> ResultRecord | None:
-        with self._cond:
+        with self._lock:
             record = self._live(task_id, time.time())
             return copy.copy(record) if record else None
 
@@ -303,13 +307,14 @@ class MemoryResultStore:
             return {task_id: copy.copy(record) for task_id, record in found.items() if record is not None}
 
     def set(self, record: ResultRecord) -> bool:
-        with self._cond:
-            current = self._live(record.task_id, time.time())
+        now = time.time()
+        with self._lock:
+            current = self._live(record.task_id, now)
             if current is not None and current.terminal:
                 return False
             self._records[record.task_id] = record  # the caller hands over a fresh record
-            self._updated[record.task_id] = time.time()
-            if record.terminal:
+            self._updated[record.task_id] = now
+            if self._waiting and record.terminal:
                 self._cond.notify_all()
             return True
 
@@ -333,7 +338,11 @@ class MemoryResultStore:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return record
-                self._cond.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._cond.wait(remaining)
+                finally:
+                    self._waiting -= 1
 
     def forget(self, task_id: str) -> None:
         with self._cond:

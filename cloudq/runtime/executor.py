@@ -325,11 +325,13 @@ class Executor:
     def _run(self, delivery: Delivery, env: Envelope, started: float) -> Outcome:
         """Run with what each record of this task carries from the envelope: its lineage always
         (Celery keeps ``parent_id``/``group_id`` in every result), the call with ``result_extended``."""
-        with self._recording(env, delivery):
-            try:
-                self._execute(delivery, env, started, False).send(None)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        token = _extended.set(self._fields(env, delivery))  # ``_recording``, without its generator
+        try:
+            self._execute(delivery, env, started, False).send(None)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            _extended.reset(token)
         raise RuntimeError("a run stopped at its call without being suspended")
 
     def _suspending(self, delivery: Delivery, env: Envelope, started: float) -> Steps:
@@ -340,6 +342,14 @@ class Executor:
     @contextlib.contextmanager
     def _recording(self, env: Envelope, delivery: Delivery) -> Iterator[None]:
         """Records of ``env``'s task written inside carry what the envelope says (``_set``)."""
+        token = _extended.set(self._fields(env, delivery))
+        try:
+            yield
+        finally:
+            _extended.reset(token)
+
+    def _fields(self, env: Envelope, delivery: Delivery) -> dict[str, Any]:
+        """What each record of ``env``'s task carries from the envelope (``_set``)."""
         call: dict[str, Any] = {
             "task_id": env.id,
             "sent_at": env.sent_at,
@@ -349,11 +359,7 @@ class Executor:
         }
         if self.app.settings.result_extended:
             call.update(args=env.args, kwargs=env.kwargs, queue=delivery.queue, worker=self.hostname)
-        token = _extended.set(call)
-        try:
-            yield
-        finally:
-            _extended.reset(token)
+        return call
 
     def internal_error(self, delivery: Delivery, exc: BaseException, env: Envelope | None = None) -> Outcome:
         """cloudq itself failed on ``delivery`` (not the task): give it back with a backoff while it
@@ -719,7 +725,8 @@ class Executor:
     # -- hooks and signals -----------------------------------------------------------------------
 
     def _request(self, env: Envelope, task: Task[Any, Any], delivery: Delivery, attempt: int) -> Request:
-        """``self.request`` of this delivery, Celery's fields."""
+        """``self.request`` of this delivery, Celery's fields (positional, in the field order:
+        keywords cost as much as the rest of building it, once per run)."""
         return Request(
             env.id,
             task.name,
@@ -729,15 +736,17 @@ class Executor:
             env.eta,
             env.headers,
             delivery.receipt is _EAGER_RECEIPT,
-            args=env.args,
-            kwargs=env.kwargs,
-            expires=env.expires,
-            hostname=self.hostname,
-            redelivered=delivery.delivery_count > 1,
-            root_id=env.root_id or env.id,
-            parent_id=env.parent_id,
-            group=env.group,
-            timelimit=(task.time_limit, task.soft_time_limit),
+            [],  # pending_retry
+            env.args,
+            env.kwargs,
+            env.expires,
+            self.hostname,
+            delivery.delivery_count > 1,  # redelivered
+            False,  # called_directly
+            env.root_id or env.id,
+            env.parent_id,
+            env.group,
+            (task.time_limit, task.soft_time_limit),
         )
 
     def _hook(self, request: Request, hook: Any, *args: Any) -> None:
@@ -1047,21 +1056,30 @@ class Executor:
         return written
 
     def _set(self, writer: ResultWriter, record: ResultRecord) -> bool:
+        """Write ``record`` with what the run's envelope says (``_recording``). The record is the
+        caller's own, just built, so the fields are set on it: a copy per write cost more than
+        the rest of a write to a fast store."""
         call = _extended.get()
         if call is None or call["task_id"] != record.task_id:
             return writer.set(record)
-        lineage = dataclasses.replace(record, **{name: call[name] for name in LINEAGE_FIELDS})
-        if lineage.started_at is None:  # a retry's or failure's record: when its run started
-            lineage.started_at = call.get("started_at")
+        for name in LINEAGE_FIELDS:
+            setattr(record, name, call[name])
+        if record.started_at is None:  # a retry's or failure's record: when its run started
+            record.started_at = call.get("started_at")
         if "args" not in call:
-            return writer.set(lineage)
+            return writer.set(record)
+        without = [getattr(record, name) for name in EXTENDED_FIELDS]
+        for name in EXTENDED_FIELDS:
+            setattr(record, name, call[name])
         try:
-            return writer.set(dataclasses.replace(lineage, **{name: call[name] for name in EXTENDED_FIELDS}))
-        except ResultTooLarge as exc:
+            return writer.set(record)
+        except ResultTooLarge as exc:  # the store refused it, so it keeps no reference to it
             log.warning(
                 "task %s[%s]: its arguments are kept out of its record: %s", record.task_name, record.task_id, exc
             )
-            return writer.set(lineage)
+            for name, value in zip(EXTENDED_FIELDS, without, strict=True):
+                setattr(record, name, value)
+            return writer.set(record)
 
     def _expiry(self) -> float | None:
         keep = self.app.settings.result_expires

@@ -61,6 +61,8 @@ def outcome_state(outcome: Outcome) -> str | None:
 
 def outcome_kind(outcome: Outcome) -> str | None:
     """Which of the presence record's counts (``COUNTED``) an outcome adds to, if any."""
+    if type(outcome) is Ack and outcome.event == "succeeded":  # nearly every run's: asked per task
+        return "succeeded"
     state = outcome_state(outcome)
     return state if state in COUNTED else None
 
@@ -131,20 +133,21 @@ class Tracker:
         return started
 
     def ended(self, delivery: Delivery, outcome: Outcome, started: float) -> None:
-        with self._lock:
-            self._running.pop(id(delivery), None)
         kind = outcome_kind(outcome)
-        took = self._clock() - started if self.observers or kind is not None else 0.0
-        if kind is not None:
-            with self._lock:
+        with self._lock:  # one lock and one clock read per run: this runs for every task
+            self._running.pop(id(delivery), None)
+            if kind is not None:
                 self.counts[kind] += 1
+        now = self._clock() if self.observers or kind is not None else started
+        took = now - started
+        if kind is not None:
             try:  # charts are never worth a slot: whatever the body holds, the run is settled
                 wait = None
-                if started >= self._next_wait_sample:
+                if started >= self._next_wait_sample and delivery.delivery_count <= 1:
+                    # the budget is of parses: a body that tells no send time uses it up too
+                    self._next_wait_sample = started + WAIT_SAMPLE_S
                     wait = queue_wait(delivery, started)
-                    if wait is not None:
-                        self._next_wait_sample = started + WAIT_SAMPLE_S
-                self.series.record(delivery.queue, kind, took, wait)
+                self.series.record(delivery.queue, kind, took, wait, now)
             except Exception:
                 log.exception("could not record a run in the presence series; the task is settled as usual")
         for observe in self.observers:

@@ -55,11 +55,13 @@ class Latency:
         return sum(self.buckets)
 
     def add(self, seconds: float) -> None:
-        seconds = min(max(seconds, 0.0), MAX_SECONDS) if seconds == seconds else 0.0  # NaN reads as 0
+        if not 0.0 <= seconds <= MAX_SECONDS:  # a NaN fails too: it reads as 0
+            seconds = min(max(seconds, 0.0), MAX_SECONDS) if seconds == seconds else 0.0
         self.buckets[bisect.bisect_left(BOUNDS_S, seconds)] += 1
         ms = round(seconds * 1000)
         self.sum_ms += ms
-        self.max_ms = max(self.max_ms, ms)
+        if ms > self.max_ms:
+            self.max_ms = ms
 
     def merge(self, other: Latency) -> None:
         self.buckets = [a + b for a, b in zip(self.buckets, other.buckets, strict=True)]
@@ -221,24 +223,39 @@ class Rolling:
         self._clock = clock
         self._lock = threading.Lock()
         self._series: dict[str, dict[int, Minute]] = {}
+        self._last: tuple[str, int, Minute] | None = None  # the figures the last run went to
 
-    def record(self, queue: str, outcome: str, run_s: float, wait_s: float | None) -> None:
-        """One finished run (``outcome`` one of ``OUTCOMES``) in the current minute."""
-        now = minute_of(self._clock())
+    def record(self, queue: str, outcome: str, run_s: float, wait_s: float | None, at: float | None = None) -> None:
+        """One finished run (``outcome`` one of ``OUTCOMES``) in the current minute, or that of
+        ``at`` (the clock's time it finished, when the caller has read it already)."""
+        now = minute_of(self._clock() if at is None else at)
         with self._lock:
-            if queue not in self._series and len(self._series) >= MAX_QUEUES:
-                queue = OTHER
-            minutes = self._series.setdefault(queue, {})
-            figures = minutes.get(now)
-            if figures is None:
-                figures = minutes[now] = Minute()
-                self._drop_old(now)
-            setattr(figures, outcome, getattr(figures, outcome) + 1)
+            last = self._last  # most runs go where the one before went: no lookups then
+            if last is not None and last[0] == queue and last[1] == now:
+                figures = last[2]
+            else:
+                figures = self._figures(queue, now)
+                self._last = (queue, now, figures)
+            if outcome == "succeeded":
+                figures.succeeded += 1
+            else:
+                setattr(figures, outcome, getattr(figures, outcome) + 1)
             figures.run.add(run_s)
             if wait_s is not None:
                 figures.wait.add(wait_s)
 
+    def _figures(self, queue: str, now: int) -> Minute:
+        if queue not in self._series and len(self._series) >= MAX_QUEUES:
+            queue = OTHER
+        minutes = self._series.setdefault(queue, {})
+        figures = minutes.get(now)
+        if figures is None:
+            figures = minutes[now] = Minute()
+            self._drop_old(now)
+        return figures
+
     def _drop_old(self, now: int) -> None:
+        self._last = None  # the figures it points to may be dropped
         oldest = now - WINDOW_MIN + 1
         for queue in list(self._series):
             minutes = self._series[queue]

@@ -435,6 +435,38 @@ def test_a_result_too_large_for_the_store_fails_the_task_instead_of_looping(app,
         result.get(timeout=1)
 
 
+def test_a_store_refusing_the_extended_call_gets_the_record_without_it(monkeypatch, tmp_path):
+    """result_extended: a store that cannot hold the arguments (ResultTooLarge) gets the record
+    with its result and lineage but without the call (the executor sets these on its own record)."""
+    from cloudq.errors import ResultTooLarge
+
+    monkeypatch.chdir(tmp_path)
+    app = App("test", broker="memory://", results="memory://", result_extended=True)
+    original, tried = app.results.set, []
+
+    def limited(record):
+        tried.append((record.args, record.queue))
+        if record.args is not None:
+            raise ResultTooLarge("arguments exceed the store's limit")
+        return original(record)
+
+    monkeypatch.setattr(app.results, "set", limited)
+
+    @app.task()
+    def echo(text: str) -> str:
+        return text
+
+    result = echo.apply_async(("x" * 50,), root_id="r-1", parent_id="p-1")
+    _, outcome = deliver(app)
+    assert isinstance(outcome, Ack)
+    record = result.record
+    assert record is not None and record.result == "x" * 50
+    assert (record.args, record.kwargs, record.queue, record.worker) == (None, None, None, None)
+    assert (record.root_id, record.parent_id, record.started_at is not None) == ("r-1", "p-1", True)
+    assert tried == [(["x" * 50], "default"), (None, None)]
+    app.close()
+
+
 def test_delay_async_and_get_async_on_a_backend_without_native_async(app):
     import asyncio
 

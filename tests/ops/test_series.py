@@ -193,6 +193,31 @@ def test_the_tracker_samples_the_wait_of_a_busy_runtime_at_most_every_50_ms() ->
     assert found.wait.count == 2  # at T0 + 10.001 and the first run 50 ms later
 
 
+def test_bodies_without_a_send_time_use_up_the_wait_sampling_budget_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget is of body parses: a runtime whose bodies tell no send time (a foreign producer's,
+    dead-lettered unread) parses at most one per 50 ms, not one per run; redeliveries parse none."""
+    from cloudq.runtime import presence
+
+    parsed: list[bytes] = []
+    real = presence.peek_fields
+
+    def counting(body: bytes) -> dict[str, object]:
+        parsed.append(body)
+        return real(body)
+
+    monkeypatch.setattr(presence, "peek_fields", counting)
+    clock = Clock(T0 + 10)
+    tracker = Tracker(clock)
+    for i in range(100):  # 100 runs of 1 ms, every tenth a redelivery
+        clock.now += 0.001
+        tracker.run(lambda d: DeadLetter("x"), delivery({}, count=2 if i % 10 == 5 else 1))
+    clock.now += 0.05
+    tracker.run(lambda d: Ack(), delivery({"sent_at": T0 + 9}))
+    found = decoded(tracker.series).queues["default"][30_000_000]
+    assert (found.failed, found.succeeded, found.wait.count) == (100, 1, 1)
+    assert len(parsed) == 3  # at T0 + 10.001, 50 ms later, and the last run's
+
+
 @pytest.mark.parametrize(
     "times",
     [{"sent_at": -1e308}, {"sent_at": 10**400}, {"eta": 1e308}, {"sent_at": True}, {"sent_at": "1"}, {"eta": -5}],
