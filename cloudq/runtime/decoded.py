@@ -16,7 +16,7 @@ import threading
 from ..envelope_schema import Envelope, decode
 from ..interfaces import Delivery
 
-LIMIT = 1024
+LIMIT = 10_000  # the largest batch a runtime checks at once: a Lambda SQS event (10,000 records)
 
 _lock = threading.Lock()
 _held: dict[int, tuple[Delivery, bytes | None, Envelope]] = {}

@@ -84,7 +84,10 @@ def test_a_worker_run_parses_each_body_once(decodes: list[Any], revoke_check: bo
     assert len(decodes) == 4  # the revoked one's too: its envelope says what the task_revoked signal gets
 
 
-def test_a_lambda_batch_parses_each_body_once(decodes: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("records", [3, 2000])  # 2000: more than the first hold's 1024, fewer than Lambda's 10,000
+def test_a_lambda_batch_parses_each_body_once(
+    decodes: list[Any], monkeypatch: pytest.MonkeyPatch, records: int
+) -> None:
     from cloudq_aws.lambda_.handler import make_handler
     from cloudq_aws.testing import FakeLambdaContext
     from cloudq_aws.testing.lambda_events import lambda_record
@@ -108,8 +111,8 @@ def test_a_lambda_batch_parses_each_body_once(decodes: list[Any], monkeypatch: p
         message = {"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": body, "Attributes": attributes}
         return lambda_record({**message, "MD5OfBody": ""}, "arn:aws:sqs:us-east-1:123456789012:default", "us-east-1")
 
-    assert make_handler(app)({"Records": [record(i) for i in range(3)]}, FakeLambdaContext()) == {
+    assert make_handler(app)({"Records": [record(i) for i in range(records)]}, FakeLambdaContext()) == {
         "batchItemFailures": []
     }
     assert [app.results.get(f"t{i}").result for i in range(3)] == [1, 2, 3]
-    assert len(decodes) == 3
+    assert len(decodes) == records
