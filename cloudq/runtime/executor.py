@@ -346,7 +346,10 @@ class Executor:
         try:
             yield
         finally:
-            _extended.reset(token)
+            try:
+                _extended.reset(token)
+            except ValueError:  # a suspended run dropped unresumed, closed by the GC in another
+                pass  # context: nothing was set there (its lease lapses and it runs again)
 
     def _fields(self, env: Envelope, delivery: Delivery) -> dict[str, Any]:
         """What each record of ``env``'s task carries from the envelope (``_set``)."""

@@ -8,6 +8,8 @@ enough tasks run side by side.
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import threading
 from typing import Any
 
@@ -228,6 +230,27 @@ def test_begin_answers_at_once_for_a_run_that_ends_before_its_call(make_app):
     outcome = executor.begin(broken)
     assert not isinstance(outcome, Suspended) and outcome is not None  # dead-lettered: no envelope
     assert isinstance(executor.begin(second), Suspended)
+
+
+def test_a_suspended_run_dropped_unresumed_is_collected_without_an_error(make_app):
+    app = make_app()
+
+    @app.task()
+    async def double(x: int) -> int:
+        return 2 * x
+
+    double.delay(1)
+    (delivery,) = app.broker.receive(app.queues()[0], 1, 60)
+    step = Executor(app).begin(delivery)
+    assert isinstance(step, Suspended)
+    seen: list[Any] = []
+    hook, sys.unraisablehook = sys.unraisablehook, seen.append
+    try:
+        del step
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert seen == []  # was: ValueError, the ContextVar token "created in a different Context"
 
 
 def test_spare_threads_start_only_when_none_is_idle():
