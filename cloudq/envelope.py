@@ -9,8 +9,9 @@ Every failure to read a body is a MalformedMessage, whatever the body holds (inv
 Times are epoch seconds up to the end of year 9999 and counts fit a signed 32-bit integer, so
 every result store and every date library can hold what the envelope says.
 
-This module encodes, signs and peeks without pydantic, so a producer never imports it; the
-schema (``Envelope``, ``decode``, ``json_schema``) lives in envelope_schema.py and is loaded on
+This module encodes, signs and peeks with the standard library alone, so a producer never
+imports pydantic-core; the schema (``Envelope``, ``decode``, ``json_schema``) lives in
+envelope_schema.py (pydantic-core; pydantic itself only for ``json_schema``) and is loaded on
 first use of those names from here.
 """
 
@@ -154,7 +155,7 @@ _SCHEMA_NAMES = frozenset({"ChordPart", "Envelope", "decode", "json_schema"})
 
 
 def __getattr__(name: str) -> Any:
-    """The schema's names, imported (with pydantic) on first use: producers never need them."""
+    """The schema's names, imported (with pydantic-core) on first use: producers never need them."""
     if name in _SCHEMA_NAMES:
         from . import envelope_schema
 

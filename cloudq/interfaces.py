@@ -297,6 +297,17 @@ class ManyReader(Protocol):
         left out); any number of ids (split into the service's batch size), strongly consistent."""
 
 
+@runtime_checkable
+class RuntimeReader(Protocol):
+    """A ManyReader whose producers' reads go through a client of their own (DynamoDB: short
+    timeouts and a total deadline, for callers who wait): ``get_many_in_runtime`` is the same read
+    made by a runtime for itself (the revoke check, a redelivered step's follow-ups) through the
+    client its result writes use, so a cold Lambda instance builds one client, not two."""
+
+    def get_many_in_runtime(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """``get_many(task_ids)``, through the runtime's client."""
+
+
 class MessageStream(Protocol):
     """Messages a broker keeps flowing to one long-running consumer (``StreamingReceiver.stream``).
     Deliveries from it are settled, extended and released through the broker as usual."""

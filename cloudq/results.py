@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors, states
 from .errors import ResultTimeout, TaskFailed
-from .interfaces import AsyncResultReader, ManyReader, ResultRecord, ResultStore, ResultWaiter
+from .interfaces import AsyncResultReader, ManyReader, ResultRecord, ResultStore, ResultWaiter, RuntimeReader
 from .util.polling import PollSchedule
 
 if TYPE_CHECKING:
@@ -44,11 +44,14 @@ SYNC_SUBTASK_ERROR = (
 )
 
 
-def read_many(store: ResultStore, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+def read_many(store: ResultStore, task_ids: Sequence[str], runtime: bool = False) -> dict[str, ResultRecord]:
     """The live records of ``task_ids`` keyed by id: one ``get_many`` where the store has it
-    (ManyReader), else one ``get`` per id."""
+    (ManyReader), else one ``get`` per id. ``runtime``: a runtime reads for itself, through its
+    own client where the store keeps producers' apart (RuntimeReader)."""
     if not task_ids:
         return {}
+    if runtime and isinstance(store, RuntimeReader):
+        return store.get_many_in_runtime(task_ids)
     if isinstance(store, ManyReader):
         return store.get_many(task_ids)
     found = {}

@@ -292,20 +292,28 @@ class DynamoDBResultStore(AWSBackend):
     def get_many(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
         """Strongly consistent BatchGetItem requests of up to 100 distinct keys; the keys DynamoDB
         leaves unprocessed (throttling, or past 16 MB in one response) are asked again, at once
-        while a round makes progress and with backoff while it does not."""
+        while a round makes progress and with backoff while it does not. Through the producer
+        client: group results are read by producers, like ``get``."""
+        return self._get_many(task_ids, producer=True)
+
+    def get_many_in_runtime(self, task_ids: Sequence[str]) -> dict[str, ResultRecord]:
+        """``get_many`` through the client the result writes use (RuntimeReader)."""
+        return self._get_many(task_ids, producer=False)
+
+    def _get_many(self, task_ids: Sequence[str], producer: bool) -> dict[str, ResultRecord]:
         now = time.time()
         found: dict[str, ResultRecord] = {}
         for batch in chunks(list(dict.fromkeys(task_ids)), BATCH_GET_KEYS):
-            for item in self._batch_get([{res.RESULTS_KEY: {"S": task_id}} for task_id in batch]):
+            for item in self._batch_get([{res.RESULTS_KEY: {"S": task_id}} for task_id in batch], producer):
                 live = self._live(item, now)
                 if live is not None:
                     record = self._record(live)
                     found[record.task_id] = record
         return found
 
-    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _batch_get(self, keys: list[dict[str, Any]], producer: bool = True) -> list[dict[str, Any]]:
         """The items of ``keys`` (at most BATCH_GET_KEYS) that exist, through as many rounds as it takes."""
-        db = self.clients.get("dynamodb", producer=True)  # group results are read by producers, like get
+        db = self.clients.get("dynamodb", producer=producer)
         items: list[dict[str, Any]] = []
         pause, idle = UNPROCESSED_FIRST_PAUSE_S, 0
         while keys:

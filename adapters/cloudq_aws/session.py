@@ -148,6 +148,11 @@ class Clients:
             )
             return self._session.client(service, endpoint_url=self.config.endpoint_url, config=config)
 
+    def built(self) -> list[str]:
+        """The clients built so far, as ``service`` or ``service:send`` (the producer's): each costs
+        tens of milliseconds of a cold start, so tests keep count."""
+        return list(self._clients)
+
     def endpoint(self, service: str) -> str:
         """The endpoint a client for ``service`` talks to (for error messages)."""
         client = self._clients.get(service)

@@ -52,6 +52,7 @@ from ..results import exception_name, read_many
 from ..retry import deliveries_allowed
 from ..task import ExceptionInfo, Request, Task, current_request
 from ..validation import to_json_value
+from .decoded import take as take_envelope
 from .nodename import node_name
 from .result_batch import BatchedResults
 from .timelimit import soft_limited, soft_time_limit, time_limit
@@ -402,7 +403,7 @@ class Executor:
 
     def _peek_envelope(self, delivery: Delivery) -> Envelope | None:
         try:
-            return decode(delivery.body, self.app.signing_key) if delivery.malformed is None else None
+            return take_envelope(delivery, self.app.signing_key) if delivery.malformed is None else None
         except Exception:
             return None
 
@@ -411,7 +412,7 @@ class Executor:
         if delivery.malformed is not None:
             return self._reject(delivery, None, f"MalformedMessage: {delivery.malformed}", record=False)
         try:
-            return decode(delivery.body, self.app.signing_key)
+            return take_envelope(delivery, self.app.signing_key)  # the revoke check's, else decoded now
         except SignatureInvalid as exc:
             return self._reject(delivery, None, f"SignatureInvalid: {exc}", record=False)
         except MalformedMessage as exc:
@@ -583,7 +584,9 @@ class Executor:
         its follow-ups were recorded as sent, else those of the STORED result (the first run's)."""
         if not written:
             store, ids = self.app.results, [children_id(env.id), env.id]
-            found = read_many(store, ids)  # one request where the store can (BatchGetItem, get_all, one query)
+            found = read_many(
+                store, ids, runtime=True
+            )  # one request where the store can (BatchGetItem, get_all, one query)
             if ids[0] in found:
                 log.info("duplicate %s %s: its follow-ups were already sent", env.task, env.id)
                 return Ack("duplicate")

@@ -31,6 +31,7 @@ from .aio import DRIVERS, AsyncPool
 from .autoscale import INTERVAL_S, KEEPALIVE_S, Autoscaler
 from .burst import DEFAULT_MAX_WAIT_S, Burst
 from .consumer import Consumer
+from .decoded import forget as forget_decoded
 from .executor import Executor, Outcome
 from .givebacks import GiveBacks
 from .heartbeat import Heartbeat
@@ -524,6 +525,7 @@ class Worker:
 
     def _hand_on(self, delivery: Delivery, outcome: Outcome) -> None:
         """A finished run's outcome to the acker (and out of the stream's flow control)."""
+        forget_decoded(delivery)  # a process pool's child decoded its own copy: the revoke check's goes
         if self._stream is not None:
             self._stream.finished([delivery])  # its ack waits for the batch: no longer held
         assert self._acker is not None

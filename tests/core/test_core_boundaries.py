@@ -104,3 +104,66 @@ def test_a_lazy_name_that_does_not_exist_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         package.nope
+
+
+LAMBDA_BATCH = """
+from cloudq import App
+from cloudq.envelope import build
+from cloudq_aws.lambda_.handler import make_handler
+from cloudq_aws.testing import FakeLambdaContext
+from cloudq_aws.testing.lambda_events import lambda_record
+
+app = App("cold", broker="sqs://", results="memory://")
+
+@app.task()
+def add(a, b):
+    return a + b
+
+def message(i):
+    body = build(f"t{i}", add.name, [i, 1], {}, sent_at=1.0).decode()
+    attributes = {"ApproximateReceiveCount": "1", "SentTimestamp": "1", "ApproximateFirstReceiveTimestamp": "1"}
+    return {"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": body, "Attributes": attributes, "MD5OfBody": ""}
+
+arn = "arn:aws:sqs:us-east-1:123456789012:default"
+event = {"Records": [lambda_record(message(i), arn, "us-east-1") for i in range(3)]}
+assert make_handler(app)(event, FakeLambdaContext()) == {"batchItemFailures": []}
+assert [app.results.get(f"t{i}").result for i in range(3)] == [1, 2, 3]
+"""
+
+
+def test_handling_a_lambda_batch_loads_no_pydantic_when_no_task_needs_it(monkeypatch):
+    """The envelope is decoded by pydantic-core alone: pydantic (~200 ms of the handler's cold
+    import) waits for a task with typed arguments. Any SQS call would fail (port 9)."""
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    loaded = _top_level_modules(LAMBDA_BATCH)
+    assert "cloudq_aws" in loaded and "pydantic_core" in loaded and "pydantic" not in loaded
+
+
+WORKER_RUN = """
+from cloudq import App
+from cloudq.testing.workers import run_burst
+
+app = App("cold", broker="memory://", results="memory://")
+
+@app.task()
+def add(a, b):
+    return a + b
+
+results = [add.delay(i, 1) for i in range(3)]
+results[1].revoke()
+run_burst(app, concurrency=1)
+assert [r.state for r in results] == ["SUCCESS", "REVOKED", "SUCCESS"], [r.state for r in results]
+assert results[2].get() == 3
+"""
+
+
+def test_a_worker_run_loads_no_pydantic_when_no_task_needs_it():
+    """The container worker too: its bodies are decoded (and revoke-checked) by pydantic-core alone."""
+    loaded = _top_level_modules(WORKER_RUN)
+    assert "pydantic_core" in loaded and "pydantic" not in loaded

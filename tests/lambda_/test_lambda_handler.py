@@ -85,6 +85,26 @@ def test_successes_are_reported_done_and_results_stored(sqs: Any, prefix: str) -
     assert poller.counts() == (0, 0)  # the service deleted them all
 
 
+def test_a_cold_instance_builds_one_dynamodb_client_for_its_revoke_check_and_its_writes(sqs: Any, prefix: str) -> None:
+    """A second boto3 client of one service costs a cold start as much as the first (its operation
+    models are built again): the revoke check reads through the client the result writes use."""
+    producer = make_app(prefix, results=f"dynamodb://{prefix}results")
+    app = make_app(prefix, results=f"dynamodb://{prefix}results")
+
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    sent = producer.task(name="t.add")(add)
+    app.task(name="t.add")(add)
+    results = sent.send_each([(1, 2), (3, 4)])
+    producer.results.get_many([r.id for r in results])  # type: ignore[attr-defined]  # builds the table
+    poller = poller_for(producer, sqs)
+    invocation = poller.invoke(make_handler(app), poller.receive_all(2))
+    assert invocation.response == {"batchItemFailures": []}
+    assert app.results.clients.built() == ["dynamodb"]  # type: ignore[attr-defined]
+    assert [r.get(timeout=5) for r in results] == [3, 7]
+
+
 def test_retries_get_their_backoff_as_visibility_in_one_batch_call(aws: MotoServer, sqs: Any, prefix: str) -> None:
     app = make_app(prefix)
 
