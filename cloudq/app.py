@@ -14,11 +14,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .canvas.signature import Signature
+from .canvas.signature import SEND_OPTIONS, Signature, options_to_json
 from .errors import ConfigurationError, InvalidOptions
 from .interfaces import OutgoingMessage
 from .results import AsyncResult, EagerResult
 from .routing import Router
+from .signals import after_task_publish, before_task_publish
 from .task import Request, Task, check_headers, current_request
 from .util.rates import parse_rate
 
@@ -180,10 +181,13 @@ def _expires_epoch(value: datetime | timedelta | float | None, now: float) -> fl
 def _send_times(options: dict[str, Any], now: float) -> tuple[float | None, float | None]:
     """The envelope's eta and expires from ``eta``/``countdown``/``expires``; InvalidOptions for
     values no worker could read (NaN, infinities, beyond year 9999)."""
+    eta_opt, countdown, expires_opt = options.get("eta"), options.get("countdown"), options.get("expires")
+    if eta_opt is None and countdown is None and expires_opt is None:
+        return None, None  # the common call: no times, nothing to check
     from .envelope import check_epoch
 
-    eta, countdown = to_epoch(options.get("eta"), now), options.get("countdown")
-    expires = _expires_epoch(options.get("expires"), now)
+    eta = to_epoch(eta_opt, now)
+    expires = _expires_epoch(expires_opt, now)
     eta_name = "eta"
     if countdown is not None:
         if type(countdown) not in (int, float) or not math.isfinite(countdown):
@@ -800,23 +804,20 @@ class App:
 
     def _encode(self, sig: Signature, now: float, parent: Request | None) -> tuple[str, OutgoingMessage, str]:
         """One call's queue, message and task id; raises before anything is sent when the call
-        cannot be sent (bad arguments or options)."""
-        from .canvas.signature import SEND_OPTIONS, options_to_json
-        from .observability.tracing import messaging_system
-        from .signals import before_task_publish
-        from .validation import to_json_value
-
+        cannot be sent (bad arguments or options). Once per ``.delay()``: each step is skipped
+        when its option is absent rather than run on a None."""
         opts = sig.options
-        unknown = sorted(set(opts) - SEND_OPTIONS)
-        where = f"{sig.task}.apply_async"
-        if unknown:
+        if not SEND_OPTIONS.issuperset(opts):
             raise InvalidOptions(
-                f"{where}: unknown option(s) {', '.join(unknown)} (cloudq sends with: {', '.join(sorted(SEND_OPTIONS))})"
+                f"{sig.task}.apply_async: unknown option(s) {', '.join(sorted(set(opts) - SEND_OPTIONS))} "
+                f"(cloudq sends with: {', '.join(sorted(SEND_OPTIONS))})"
             )
         task = self.tasks.get(sig.task)
         if task is not None:
             args, kwargs = task.validator.to_message(sig.args, sig.kwargs)
         else:  # a task this producer does not import (signature("proj.add")): JSON, unchecked
+            from .validation import to_json_value
+
             args = to_json_value(list(sig.args), f"args of {sig.task}")
             kwargs = to_json_value(dict(sig.kwargs), f"kwargs of {sig.task}")
         expires_opt = opts.get("expires")
@@ -824,37 +825,27 @@ class App:
             try:
                 opts = {**opts, "expires": datetime.fromisoformat(expires_opt)}
             except ValueError:
-                raise InvalidOptions(f"{where}: expires {expires_opt!r} is not an ISO 8601 time") from None
+                raise InvalidOptions(
+                    f"{sig.task}.apply_async: expires {expires_opt!r} is not an ISO 8601 time"
+                ) from None
         eta, expires = _send_times(opts, now)
         delay = max(0.0, eta - now) if eta else 0.0
         task_id = opts.get("task_id") or new_task_id()
-        check_serializer(opts.get("serializer"), where)
-        check_priority(opts.get("priority"), where)
+        if opts.get("serializer") is not None:
+            check_serializer(opts["serializer"], f"{sig.task}.apply_async")
+        if opts.get("priority") is not None:
+            check_priority(opts["priority"], f"{sig.task}.apply_async")
         extra = _lineage(parent, opts)
-        links = options_to_json(sig.task, {k: opts[k] for k in ("link", "link_error", "chain") if opts.get(k)})
-        for option, field_name in (("link", "callbacks"), ("link_error", "errbacks"), ("chain", "chain")):
-            if option in links:
-                extra[field_name] = links[option]
+        linked = {k: opts[k] for k in _LINKS if opts.get(k)}
+        if linked:
+            links = options_to_json(sig.task, linked)
+            for option, field_name in _LINKS.items():
+                if option in links:
+                    extra[field_name] = links[option]
         headers = check_headers(opts.get("headers"))
         queue = self.router.route(sig.task, task.queue if task is not None else None, opts.get("queue"))
-        if before_task_publish.receivers and not self.settings.eager:
-            headers = dict(headers or {})  # receivers may add headers (tracing): they are sent
-            before_task_publish.send(
-                sig.task,
-                body={"id": task_id, "task": sig.task, "args": args, "kwargs": kwargs, **extra},
-                exchange="",
-                routing_key=queue,
-                headers=headers,
-                properties={
-                    "correlation_id": task_id,
-                    "priority": opts.get("priority"),
-                    "messaging_system": messaging_system(self.broker),  # cloudq's: for the tracing spans
-                    "tracing": self.settings.tracing,
-                },
-                declare=[],
-                retry_policy=None,
-            )
-            headers = check_headers(headers)
+        if before_task_publish.connected and not self.settings.eager:
+            headers = self._before_publish(sig.task, task_id, args, kwargs, extra, queue, headers, opts)
         body = self._build_message(
             task_id,
             sig.task,
@@ -878,6 +869,41 @@ class App:
             attributes={"task": sig.task},
         )
         return queue, message, task_id
+
+    def _before_publish(
+        self,
+        task: str,
+        task_id: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        extra: dict[str, Any],
+        queue: str,
+        headers: dict[str, str] | None,
+        opts: dict[str, Any],
+    ) -> dict[str, str] | None:
+        """Fire ``before_task_publish`` for one message; the headers to send (receivers may add
+        some: tracing's trace context), checked again."""
+        from .observability.tracing import messaging_system, publish_idle
+
+        if publish_idle(before_task_publish.receivers, self.settings.tracing):
+            return headers
+        headers = dict(headers or {})
+        before_task_publish.send(
+            task,
+            body={"id": task_id, "task": task, "args": args, "kwargs": kwargs, **extra},
+            exchange="",
+            routing_key=queue,
+            headers=headers,
+            properties={
+                "correlation_id": task_id,
+                "priority": opts.get("priority"),
+                "messaging_system": messaging_system(self.broker),  # cloudq's: for the tracing spans
+                "tracing": self.settings.tracing,
+            },
+            declare=[],
+            retry_policy=None,
+        )
+        return check_headers(headers)
 
     def run_eagerly(self, task_id: str, body: bytes, *, store: bool, throw: bool) -> EagerResult:
         """Run one encoded task in this thread now (retries included, at once) and return its
@@ -909,6 +935,10 @@ class App:
         return task.apply_async(args, kwargs, **options)
 
 
+# the link options a call may carry, and the envelope field each is sent in
+_LINKS = {"link": "callbacks", "link_error": "errbacks", "chain": "chain"}
+
+
 def _lineage(parent: Request | None, options: dict[str, Any]) -> dict[str, Any]:
     """The envelope's optional fields of a call: parent and root ids when sent from a running
     task (Celery's ``parent_id``/``root_id``), ``group_id`` and a per-call ``ignore_result``."""
@@ -930,10 +960,9 @@ def _lineage(parent: Request | None, options: dict[str, Any]) -> dict[str, Any]:
 
 def _published(queue: str, messages: list[OutgoingMessage]) -> None:
     """Fire ``after_task_publish`` for messages just sent (only when someone listens)."""
-    from .envelope import peek
-    from .signals import after_task_publish
+    if after_task_publish.connected:
+        from .envelope import peek
 
-    if after_task_publish.receivers:
         for message in messages:
             body = peek(message.body)
             after_task_publish.send(body.get("task"), body=body, exchange="", routing_key=queue)

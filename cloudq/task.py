@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 from .canvas.signature import Signature
-from .errors import MaxRetriesExceededError, Retry
+from .errors import InvalidOptions, MaxRetriesExceededError, Retry
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -80,14 +80,29 @@ class ExceptionInfo:
         return self.traceback
 
 
+# apply_async's keyword options, in the order it takes them
+_APPLY_OPTIONS = (
+    "countdown",
+    "eta",
+    "expires",
+    "queue",
+    "task_id",
+    "ordering_key",
+    "headers",
+    "ignore_result",
+    "serializer",
+    "priority",
+    "group_id",
+    "parent_id",
+    "root_id",
+)
+
 current_request: ContextVar[Request | None] = ContextVar("cloudq_request", default=None)
 
 
 def check_headers(headers: Any) -> dict[str, str] | None:
     """Headers are strings to strings (every broker carries them as such): anything else is
     refused at send, naming the header, rather than dead-lettered at the worker."""
-    from .errors import InvalidOptions
-
     if headers is None:
         return None
     if not isinstance(headers, dict):
@@ -296,21 +311,12 @@ class Task(Generic[P, R]):
         ``priority`` is checked (0-255) and ignored: no cloudq broker orders by priority.
         ``link``/``link_error``: signatures (or lists) called on success (result prepended) or
         on final failure, sent by the worker as part of this task's outcome."""
-        options: dict[str, Any] = dict(
-            countdown=countdown,
-            eta=eta,
-            expires=expires,
-            queue=queue,
-            task_id=task_id,
-            ordering_key=ordering_key,
-            headers=headers,
-            ignore_result=ignore_result,
-            serializer=serializer,
-            priority=priority,
-            group_id=group_id,
-            parent_id=parent_id,
-            root_id=root_id,
-        )
+        given = (countdown, eta, expires, queue, task_id, ordering_key, headers, ignore_result, serializer, priority)
+        lineage = (group_id, parent_id, root_id)
+        # only the options given: a None is no option, and the send path skips what is absent
+        options: dict[str, Any] = {
+            name: value for name, value in zip(_APPLY_OPTIONS, (*given, *lineage), strict=True) if value is not None
+        }
         for key, value in (("link", link), ("link_error", link_error)):
             if value is not None:
                 options[key] = list(value) if isinstance(value, (list, tuple)) else [value]

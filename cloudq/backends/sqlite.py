@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Collection, Sequence
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailable
@@ -117,7 +118,20 @@ def _receipts(deliveries: Sequence[Delivery]) -> str:
 
 
 def _attributes_json(msg: OutgoingMessage) -> str | None:
-    return json.dumps(dict(msg.attributes)) if msg.attributes else None
+    """The attributes column: every ``.delay()`` of a task sends the same ``{"task": name}``, so
+    its JSON is encoded once per distinct set (str to str, hence hashable) and reused."""
+    attributes = msg.attributes
+    if not attributes:
+        return None
+    try:
+        return _attributes_text(tuple(attributes.items()))
+    except TypeError:  # a value that is not hashable (not a str): encoded each time, as json.dumps says
+        return json.dumps(dict(attributes))
+
+
+@lru_cache(maxsize=1024)
+def _attributes_text(items: tuple[tuple[str, Any], ...]) -> str:
+    return json.dumps(dict(items))
 
 
 def _attributes(column: str | None) -> tuple[dict[str, str], str | None]:

@@ -328,18 +328,21 @@ class _Gate:
     """
 
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())  # never re-entered: a Lock is cheaper than an RLock
+        # never re-entered: a Lock is cheaper than an RLock; enter/exit (twice per statement, each
+        # ``.delay()``) hold it directly, which is the condition's lock without its Python __enter__
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._active = 0
         self._exclusive = False
 
     def enter(self) -> None:
-        with self._cond:
+        with self._lock:
             while self._exclusive:
                 self._cond.wait()
             self._active += 1
 
     def exit(self) -> None:
-        with self._cond:
+        with self._lock:
             self._active -= 1
             if not self._active and self._exclusive:
                 self._cond.notify_all()
@@ -366,9 +369,7 @@ class _Gate:
             self.release_exclusive()
 
     def reset_in_child(self) -> None:
-        self._cond = threading.Condition(threading.Lock())  # the parent's may have been held by another thread
-        self._active = 0
-        self._exclusive = False
+        self.__init__()  # type: ignore[misc]  # the parent's lock may have been held by another thread
 
 
 def _before_fork() -> None:

@@ -105,6 +105,14 @@ def install(app: App) -> Tracing | None:
     return Tracing(setting)
 
 
+def publish_idle(receivers: list[Callable[..., Any]], setting: bool | None) -> bool:
+    """Whether firing ``before_task_publish`` to ``receivers`` would do nothing for an app whose
+    ``tracing`` setting is ``setting``: they are only this module's receiver, and it would open no
+    span (tracing off for that app, or no tracer provider yet). The producer then skips building
+    the signal's arguments, a third of a ``.delay()`` otherwise."""
+    return receivers == [_on_publish] and (setting is False or _tracer(setting) is None)
+
+
 def _on_publish(sender: Any, body: dict[str, Any], routing_key: str, headers: dict[str, str], **more: Any) -> None:
     """The PRODUCER span of one message; its context goes into the message's headers."""
     properties = more.get("properties") or {}

@@ -227,3 +227,39 @@ def test_auto_mode_asks_for_a_provider_at_most_once_a_second_until_one_is_set() 
     asked, elapsed, spans = done.stdout.split()
     assert 1 <= int(asked) <= 1 + float(elapsed) / 1.0  # not once per send
     assert int(spans) == 1  # the send after refresh() is traced
+
+
+def test_the_producer_skips_tracings_receiver_only_when_it_would_open_no_span(spans: InMemorySpanExporter) -> None:
+    """``.delay()`` does not build ``before_task_publish``'s arguments when tracing's receiver is
+    the only one and would open no span (a third of a send); another receiver still gets them."""
+    from cloudq import signals
+    from cloudq.envelope import peek
+    from cloudq.observability import tracing
+
+    app = App("quiet", broker="memory://", results="memory://", tracing=False)
+
+    @app.task()
+    def noop(i: int) -> int:
+        return i
+
+    traced = App("traced", broker="memory://", results="memory://")
+    tracing.install(traced)  # tracing's receiver is connected (once per process)
+    receivers = [r for r in signals.before_task_publish.receivers if r.__module__ == tracing.__name__]
+    assert len(receivers) == 1 and tracing.publish_idle(receivers, False)
+    assert not tracing.publish_idle(receivers, None)  # a provider is set: it would open a span
+    seen: list[dict[str, Any]] = []
+
+    def mine(sender: Any, headers: dict[str, str], **_: Any) -> None:
+        headers["seen"] = "yes"
+        seen.append(headers)
+
+    assert not tracing.publish_idle([*receivers, mine], False)
+    noop.delay(1)
+    signals.before_task_publish.connect(mine)
+    try:
+        noop.delay(2)
+    finally:
+        signals.before_task_publish.disconnect(mine)
+    first, second = (peek(d.body) for d in app.broker.receive("default", 10, 30))
+    assert "headers" not in first and second["headers"] == {"seen": "yes"} and seen == [{"seen": "yes"}]
+    assert by_kind(spans, SpanKind.PRODUCER) == []
