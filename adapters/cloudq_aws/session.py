@@ -101,7 +101,7 @@ def send_timeouts(total_s: float) -> tuple[float, float, int]:
 
 
 class Clients:
-    """One boto3 session per backend and one client per service, built on first use.
+    """One botocore session per backend and one client per service, built on first use.
 
     boto3 sessions are not thread-safe but clients are: the session and clients are built under
     a lock, then shared by every thread.
@@ -129,11 +129,16 @@ class Clients:
         from .errors import translated
 
         with translated(f"{service}:client", service, self.config.endpoint_url):
-            import boto3  # type: ignore[import-untyped]
+            # botocore's own session, not boto3's: boto3 adds resources and S3's transfer manager
+            # (s3transfer, a tenth of a second of a cold start), which cloudq's calls never use
+            import botocore  # type: ignore[import-untyped]
+            import botocore.session  # type: ignore[import-untyped]
             from botocore.config import Config  # type: ignore[import-untyped]
 
             if self._session is None:
-                self._session = boto3.session.Session(region_name=self.config.region)
+                self._session = botocore.session.get_session()
+                if self.config.region:
+                    self._session.set_config_variable("region", self.config.region)
             if producer:
                 connect, read, attempts = send_timeouts(self.config.send_timeout_s)
                 retries = {"mode": "standard", "total_max_attempts": attempts}
@@ -144,9 +149,9 @@ class Clients:
                 max_pool_connections=self.config.max_connections,
                 connect_timeout=connect,
                 read_timeout=read,
-                **lean_client_options(f"Boto3/{boto3.__version__}"),
+                **lean_client_options(f"Botocore/{botocore.__version__}"),
             )
-            return self._session.client(service, endpoint_url=self.config.endpoint_url, config=config)
+            return self._session.create_client(service, endpoint_url=self.config.endpoint_url, config=config)
 
     def built(self) -> list[str]:
         """The clients built so far, as ``service`` or ``service:send`` (the producer's): each costs
@@ -164,8 +169,9 @@ class Clients:
 
     @property
     def region(self) -> str:
-        if self._session is not None and self._session.region_name:
-            return str(self._session.region_name)
+        region = self._session.get_config_variable("region") if self._session is not None else None
+        if region:
+            return str(region)
         return self.config.region or "the default region"
 
     def close(self) -> None:

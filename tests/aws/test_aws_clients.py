@@ -27,7 +27,7 @@ def test_clients_send_a_fixed_user_agent_naming_cloudq(
             store.clients.get("dynamodb"),
         ):
             agent = client.meta.config.user_agent
-            assert agent.startswith("Boto3/") and " lib/cloudq#" in agent and " app/shop" in agent
+            assert agent.startswith("Botocore/") and " lib/cloudq#" in agent and " app/shop" in agent
         broker.send("q", [OutgoingMessage(b"a"), OutgoingMessage(b"b")])
         assert len(broker.receive("q", 10, 30, wait_s=1)) >= 1
     finally:
