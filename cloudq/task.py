@@ -80,23 +80,6 @@ class ExceptionInfo:
         return self.traceback
 
 
-# apply_async's keyword options, in the order it takes them
-_APPLY_OPTIONS = (
-    "countdown",
-    "eta",
-    "expires",
-    "queue",
-    "task_id",
-    "ordering_key",
-    "headers",
-    "ignore_result",
-    "serializer",
-    "priority",
-    "group_id",
-    "parent_id",
-    "root_id",
-)
-
 current_request: ContextVar[Request | None] = ContextVar("cloudq_request", default=None)
 
 
@@ -311,12 +294,23 @@ class Task(Generic[P, R]):
         ``priority`` is checked (0-255) and ignored: no cloudq broker orders by priority.
         ``link``/``link_error``: signatures (or lists) called on success (result prepended) or
         on final failure, sent by the worker as part of this task's outcome."""
-        given = (countdown, eta, expires, queue, task_id, ordering_key, headers, ignore_result, serializer, priority)
-        lineage = (group_id, parent_id, root_id)
+        named = dict(
+            countdown=countdown,
+            eta=eta,
+            expires=expires,
+            queue=queue,
+            task_id=task_id,
+            ordering_key=ordering_key,
+            headers=headers,
+            ignore_result=ignore_result,
+            serializer=serializer,
+            priority=priority,
+            group_id=group_id,
+            parent_id=parent_id,
+            root_id=root_id,
+        )
         # only the options given: a None is no option, and the send path skips what is absent
-        options: dict[str, Any] = {
-            name: value for name, value in zip(_APPLY_OPTIONS, (*given, *lineage), strict=True) if value is not None
-        }
+        options: dict[str, Any] = {name: value for name, value in named.items() if value is not None}
         for key, value in (("link", link), ("link_error", link_error)):
             if value is not None:
                 options[key] = list(value) if isinstance(value, (list, tuple)) else [value]
